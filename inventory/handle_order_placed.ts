@@ -1,0 +1,36 @@
+/**
+ * Inventory's handler of `OrderPlaced`: one reservation per order, stock taken all or nothing, and
+ * exactly one outcome event, all in the consumer's transaction.
+ * @module
+ */
+import type { EventHandler } from "../shared/consumer.ts";
+import { inventoryOutcome, type OrderPlaced } from "../shared/events.ts";
+import { enqueueOutbox } from "../shared/outbox.ts";
+import type { Logger } from "../shared/log.ts";
+import { claimReservation, failReservation, takeStock } from "./stock.ts";
+
+/** Options for {@linkcode handleOrderPlaced}. */
+export interface OrderPlacedOptions {
+  log: Logger;
+  /** Fail every reservation with reason `simulated failure` (INVENTORY_FAIL). @default {false} */
+  failAll?: boolean;
+}
+
+/** Creates the handler of `OrderPlaced`. */
+export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<OrderPlaced> {
+  const { log, failAll = false } = options;
+  return async function reserveOrder(tx, event) {
+    const { order } = event;
+    const fields = { order_id: order.order_id, event_id: event.event_id };
+    if (!(await claimReservation(tx, order.order_id, order.items))) {
+      return () => log.info("skipped order that already has a reservation", fields);
+    }
+    const reason = failAll ? "simulated failure" : await takeStock(tx, order.items);
+    if (reason !== undefined) await failReservation(tx, order.order_id, reason);
+    await enqueueOutbox(tx, inventoryOutcome(order, reason));
+    return () =>
+      reason === undefined
+        ? log.info("reserved stock", fields)
+        : log.info("reservation failed", { ...fields, reason });
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * The inventory service: consumes `OrderPlaced`, reserves stock exactly once per order, and
+ * publishes `InventoryReserved` or `InventoryFailed` through its outbox.
+ * @module
+ */
+import { loadConfig } from "../shared/config.ts";
+import { createLogger } from "../shared/log.ts";
+import { openStore } from "../shared/store.ts";
+import { connectBroker } from "../shared/broker.ts";
+import { startOutboxRelay } from "../shared/relay.ts";
+import { startConsumer } from "../shared/consumer.ts";
+import { orderPlacedSchema } from "../shared/events.ts";
+import { Queue } from "../shared/topology.ts";
+import { addProbes, serveHttp } from "../shared/http.ts";
+import { onShutdown } from "../shared/lifecycle.ts";
+import { INVENTORY_MIGRATIONS, seedStock } from "./stock.ts";
+import { handleOrderPlaced } from "./handle_order_placed.ts";
+import { inventoryRoutes } from "./routes.ts";
+
+if (import.meta.main) {
+  const config = loadConfig("inventory");
+  const log = createLogger("inventory", { level: config.logLevel, format: config.logFormat });
+  const store = await openStore(config.dataDir, "inventory", { migrations: INVENTORY_MIGRATIONS });
+  await seedStock(store, config.initialStock);
+  const broker = connectBroker(config.amqpUrl, { log, connectionName: "inventory" });
+  const relay = startOutboxRelay(store, broker, { log });
+  const consumer = startConsumer(broker, store, {
+    queue: Queue.orderPlaced,
+    schema: orderPlacedSchema,
+    handle: handleOrderPlaced({ log, failAll: config.inventoryFail }),
+    log,
+    onCommit: relay.wake,
+  });
+  const app = addProbes(inventoryRoutes(store), { store, broker });
+  const server = serveHttp(app, config.ports.inventory, log);
+  onShutdown(log, [consumer.stop, relay.stop, broker.close, server.shutdown, store.close]);
+}

@@ -1,0 +1,42 @@
+/**
+ * The notification service: consumes the inventory outcomes and records and sends exactly one
+ * message to the student per order.
+ * @module
+ */
+import { loadConfig } from "../shared/config.ts";
+import { createLogger } from "../shared/log.ts";
+import { openStore } from "../shared/store.ts";
+import { connectBroker } from "../shared/broker.ts";
+import { startConsumer } from "../shared/consumer.ts";
+import { inventoryOutcomeSchema } from "../shared/events.ts";
+import { Queue } from "../shared/topology.ts";
+import { addProbes, serveHttp } from "../shared/http.ts";
+import { onShutdown } from "../shared/lifecycle.ts";
+import { NOTIFICATION_MIGRATIONS } from "./notifications.ts";
+import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
+import { notificationRoutes } from "./routes.ts";
+
+if (import.meta.main) {
+  const config = loadConfig("notification");
+  const log = createLogger("notification", { level: config.logLevel, format: config.logFormat });
+  const store = await openStore(config.dataDir, "notification", {
+    migrations: NOTIFICATION_MIGRATIONS,
+  });
+  const broker = connectBroker(config.amqpUrl, { log, connectionName: "notification" });
+  const consumers = [Queue.inventoryReserved, Queue.inventoryFailed].map((queue) =>
+    startConsumer(broker, store, {
+      queue,
+      schema: inventoryOutcomeSchema,
+      handle: handleInventoryOutcome(log),
+      log,
+    })
+  );
+  const app = addProbes(notificationRoutes(store), { store, broker });
+  const server = serveHttp(app, config.ports.notification, log);
+  onShutdown(log, [
+    ...consumers.map((consumer) => consumer.stop),
+    broker.close,
+    server.shutdown,
+    store.close,
+  ]);
+}

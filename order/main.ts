@@ -1,0 +1,35 @@
+/**
+ * The order service: accepts orders over HTTP, stores each with its `OrderPlaced` event in one
+ * transaction, publishes through the outbox, and follows each order to CONFIRMED or REJECTED.
+ * @module
+ */
+import { loadConfig } from "../shared/config.ts";
+import { createLogger } from "../shared/log.ts";
+import { openStore } from "../shared/store.ts";
+import { connectBroker } from "../shared/broker.ts";
+import { startOutboxRelay } from "../shared/relay.ts";
+import { startConsumer } from "../shared/consumer.ts";
+import { inventoryOutcomeSchema } from "../shared/events.ts";
+import { Queue } from "../shared/topology.ts";
+import { addProbes, serveHttp } from "../shared/http.ts";
+import { onShutdown } from "../shared/lifecycle.ts";
+import { ORDER_MIGRATIONS } from "./orders.ts";
+import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
+import { orderRoutes } from "./routes.ts";
+
+if (import.meta.main) {
+  const config = loadConfig("order");
+  const log = createLogger("order", { level: config.logLevel, format: config.logFormat });
+  const store = await openStore(config.dataDir, "order", { migrations: ORDER_MIGRATIONS });
+  const broker = connectBroker(config.amqpUrl, { log, connectionName: "order" });
+  const relay = startOutboxRelay(store, broker, { log });
+  const consumer = startConsumer(broker, store, {
+    queue: Queue.orderStatus,
+    schema: inventoryOutcomeSchema,
+    handle: handleInventoryOutcome(log),
+    log,
+  });
+  const app = addProbes(orderRoutes(store, { onCommit: relay.wake }), { store, broker });
+  const server = serveHttp(app, config.ports.order, log);
+  onShutdown(log, [server.shutdown, consumer.stop, relay.stop, broker.close, store.close]);
+}

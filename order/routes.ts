@@ -1,0 +1,87 @@
+/**
+ * The order API: `POST /order` (and `/orders`) and `GET /orders/{order_id}`. Requests are parsed
+ * with zod before anything is stored; a bad one gets a JSON error naming the field and why.
+ * @module
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { Context } from "hono";
+import { z } from "zod";
+import type { Store } from "../shared/store.ts";
+import { describeIssues, orderItemSchema } from "../shared/events.ts";
+import { placeOrder } from "./place_order.ts";
+import { getOrder } from "./orders.ts";
+
+/** The largest request body accepted, in bytes. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+const orderRequestSchema = z.strictObject({
+  user_id: z.string().min(1).max(128),
+  items: z.array(z.strictObject(orderItemSchema.shape)).min(1).max(50),
+});
+
+const idempotencyKeySchema = z.string().min(1).max(255).optional();
+
+/** Options for {@linkcode orderRoutes}. */
+export interface OrderRoutesOptions {
+  /** Called after an order was committed, to wake the outbox relay. */
+  onCommit?: () => void;
+}
+
+/** Creates the order API's app. */
+export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hono {
+  const app = new Hono();
+  const limit = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => c.json({ error: `body is larger than ${MAX_BODY_BYTES} bytes` }, 413),
+  });
+
+  async function createOrder(c: Context): Promise<Response> {
+    const contentType = c.req.header("content-type") ?? "";
+    if (!/^application\/([\w.+-]+\+)?json\b/i.test(contentType)) {
+      return c.json({ error: `content-type must be application/json, not "${contentType}"` }, 415);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(await c.req.text());
+    } catch (error) {
+      return c.json({ error: `body is not valid JSON: ${(error as Error).message}` }, 400);
+    }
+    const request = orderRequestSchema.safeParse(json);
+    if (!request.success) return invalid(c, request.error);
+    const key = idempotencyKeySchema.safeParse(c.req.header("idempotency-key"));
+    if (!key.success) return invalid(c, key.error, "Idempotency-Key");
+
+    const result = await placeOrder(store, request.data, key.data);
+    if (result.kind === "conflict") {
+      return c.json({
+        error: "Idempotency-Key was already used with a different request",
+        field: "Idempotency-Key",
+        order_id: result.orderId,
+      }, 409);
+    }
+    if (result.kind === "created") options.onCommit?.();
+    const { order_id, status } = result.order;
+    c.header("Location", `/orders/${order_id}`);
+    return c.json({ order_id, status }, 202);
+  }
+
+  app.post("/order", limit, createOrder);
+  app.post("/orders", limit, createOrder);
+  app.get("/orders/:order_id", async (c) => {
+    const order = await store.read((tx) => getOrder(tx, c.req.param("order_id")));
+    return order ? c.json(order) : c.json({ error: "order not found" }, 404);
+  });
+  return app;
+}
+
+function invalid(c: Context, error: z.ZodError, field?: string): Response {
+  const issues = error.issues.map((issue) => ({
+    field: field ?? (issue.path.map(String).join(".") || "(body)"),
+    reason: issue.message,
+  }));
+  return c.json({
+    error: field ? `${field}: ${describeIssues(error)}` : describeIssues(error),
+    issues,
+  }, 400);
+}

@@ -1,0 +1,372 @@
+/**
+ * The broker connection: the only module that talks to the AMQP client (amqplib).
+ *
+ * {@linkcode connectBroker} keeps one connection open for the life of the service: it connects in the
+ * background, declares the topology, (re)attaches every consumer, and after any loss reconnects
+ * with capped exponential backoff and jitter. Publishing waits for the broker's confirm, and
+ * consumers receive deliveries in batches that they settle together.
+ * @module
+ */
+import amqp from "amqplib";
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
+import { Buffer } from "node:buffer";
+import { DEAD_LETTER_EXCHANGE, declareTopology, type Queue } from "./topology.ts";
+import { describeError, type Logger } from "./log.ts";
+
+/** A message to publish, persistent and as JSON. */
+export interface OutgoingMessage {
+  exchange: string;
+  routingKey: string;
+  body: string | Uint8Array;
+  messageId: string;
+  correlationId?: string;
+  type?: string;
+  /** Milliseconds since the epoch. @default {now} */
+  timestamp?: number;
+  headers?: Record<string, unknown>;
+}
+
+/** A message received from a queue, not yet settled. */
+export interface Delivery {
+  body: Uint8Array;
+  exchange: string;
+  routingKey: string;
+  messageId?: string;
+  correlationId?: string;
+  type?: string;
+  headers: Record<string, unknown>;
+  redelivered: boolean;
+  /** Where it came from; settlements go back to the same channel or nowhere. */
+  readonly raw: ConsumeMessage;
+  readonly channel: Channel;
+}
+
+/** What to do with one delivery once its batch is handled. */
+export type Settlement =
+  | { action: "ack" }
+  | { action: "dead-letter"; reason: string }
+  | { action: "requeue"; error: string };
+
+/** Handles a batch of deliveries and says, for each in order, how to settle it. */
+export type BatchHandler = (batch: Delivery[]) => Promise<Settlement[]>;
+
+/** Options for {@linkcode Broker.consume}. */
+export interface ConsumeOptions {
+  /** Unacked deliveries the broker may push, which is also the largest batch. @default {100} */
+  prefetch?: number;
+}
+
+/** A running consumer. */
+export interface Consumer {
+  /** Stops taking deliveries, finishes the batch in hand, and settles it. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** The connection to RabbitMQ, kept open in the background. */
+export interface Broker {
+  /** True while a connection is open and the topology declared. */
+  readonly connected: boolean;
+  /** Publishes `messages` and resolves once the broker confirmed every one; rejects if any failed. */
+  publish(messages: OutgoingMessage[]): Promise<void>;
+  /**
+   * Publishes a copy of `delivery` to the dead-letter queue of `queue`, with the reason in the
+   * `x-rejected-reason` header, and resolves once the broker confirmed it.
+   */
+  deadLetter(queue: Queue, delivery: Delivery, reason: string): Promise<void>;
+  /** Consumes `queue` for as long as the broker runs, across reconnects. */
+  consume(queue: Queue, handler: BatchHandler, options?: ConsumeOptions): Consumer;
+  /** Calls `listener` after every (re)connection. */
+  onConnect(listener: () => void): void;
+  /** Stops reconnecting and closes the connection. Stop consumers first. */
+  close(): Promise<void>;
+}
+
+/** Options for {@linkcode connectBroker}. */
+export interface BrokerOptions {
+  log: Logger;
+  /** Shown in the management UI's connection list. */
+  connectionName: string;
+  /** First reconnect delay in milliseconds. @default {200} */
+  initialDelayMs?: number;
+  /** Longest reconnect delay in milliseconds. @default {10000} */
+  maxDelayMs?: number;
+  /** Heartbeat interval in seconds, which bounds how long a dead TCP link goes unnoticed. @default {15} */
+  heartbeatSeconds?: number;
+}
+
+interface Session {
+  connection: ChannelModel;
+  publisher: ConfirmChannel;
+}
+
+/** Connects to `url` in the background and keeps reconnecting until {@linkcode Broker.close}. */
+export function connectBroker(url: string, options: BrokerOptions): Broker {
+  const { log, connectionName, initialDelayMs = 200, maxDelayMs = 10_000, heartbeatSeconds = 15 } =
+    options;
+  const consumers: ConsumerState[] = [];
+  const connectListeners: Array<() => void> = [];
+  const stopping = new AbortController();
+  let session: Session | undefined;
+
+  async function openSession(): Promise<ChannelModel> {
+    const connection = await amqp.connect(withHeartbeat(url, heartbeatSeconds), {
+      clientProperties: { connection_name: connectionName },
+    });
+    connection.on("error", (error) => log.warn("broker connection error", { error }));
+    connection.on("blocked", (reason) => log.warn("broker blocked publishing", { reason }));
+    connection.on("unblocked", () => log.info("broker unblocked publishing"));
+    try {
+      const publisher = await connection.createConfirmChannel();
+      closeConnectionWith(publisher, connection, log);
+      await declareTopology(publisher);
+      for (const consumer of consumers) await consumer.attach(connection);
+      session = { connection, publisher };
+      return connection;
+    } catch (error) {
+      await connection.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  async function keepConnected(): Promise<void> {
+    let failures = 0;
+    while (!stopping.signal.aborted) {
+      try {
+        const connection = await openSession();
+        log.info(failures ? "reconnected to broker" : "connected to broker", { failures });
+        failures = 0;
+        for (const listener of connectListeners) listener();
+        await new Promise((resolve) => connection.once("close", resolve));
+        session = undefined;
+        if (!stopping.signal.aborted) log.warn("lost broker connection, reconnecting");
+      } catch (error) {
+        session = undefined;
+        // Only the first failure of a streak is worth a line: a dead broker must not flood the log.
+        if (failures++ === 0) {
+          log.warn("cannot reach broker, retrying", { error: describeError(error) });
+        }
+      }
+      for (const consumer of consumers) consumer.detach();
+      const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(failures, 16));
+      await sleep(ceiling / 2 + Math.random() * ceiling / 2, stopping.signal);
+    }
+  }
+  const running = keepConnected();
+
+  async function publish(messages: OutgoingMessage[]): Promise<void> {
+    const channel = session?.publisher;
+    if (!channel) throw new Error("Cannot publish as the broker is not connected");
+    const confirms = messages.map((message) =>
+      new Promise<void>((resolve, reject) => {
+        try {
+          channel.publish(message.exchange, message.routingKey, Buffer.from(message.body), {
+            persistent: true,
+            contentType: "application/json",
+            messageId: message.messageId,
+            correlationId: message.correlationId,
+            type: message.type,
+            timestamp: Math.floor((message.timestamp ?? Date.now()) / 1000),
+            headers: message.headers,
+          }, (error) =>
+            error
+              ? reject(new Error("Broker did not confirm the publish", { cause: error }))
+              : resolve());
+        } catch (error) {
+          reject(new Error("Cannot publish as the channel is closed", { cause: error }));
+        }
+      })
+    );
+    await Promise.all(confirms);
+  }
+
+  return {
+    get connected() {
+      return session !== undefined;
+    },
+    publish,
+    deadLetter(queue, delivery, reason) {
+      const { properties } = delivery.raw;
+      return publish([{
+        exchange: DEAD_LETTER_EXCHANGE,
+        routingKey: queue,
+        body: delivery.body,
+        messageId: delivery.messageId ?? "",
+        correlationId: delivery.correlationId,
+        type: delivery.type,
+        timestamp: properties.timestamp ? properties.timestamp * 1000 : undefined,
+        headers: {
+          ...delivery.headers,
+          "x-rejected-reason": reason,
+          "x-rejected-at": new Date().toISOString(),
+          "x-original-exchange": delivery.exchange,
+          "x-original-routing-key": delivery.routingKey,
+        },
+      }]);
+    },
+    consume(queue, handler, consumeOptions = {}) {
+      const consumer = new ConsumerState(queue, handler, consumeOptions.prefetch ?? 100, log);
+      consumers.push(consumer);
+      if (session) {
+        consumer.attach(session.connection).catch((error) => {
+          log.error("cannot start consumer, reconnecting", { queue, error: describeError(error) });
+          session?.connection.close().catch(() => {});
+        });
+      }
+      return {
+        stop: async () => {
+          await consumer.stop();
+          consumers.splice(consumers.indexOf(consumer) >>> 0, 1);
+        },
+      };
+    },
+    onConnect(listener) {
+      connectListeners.push(listener);
+    },
+    async close() {
+      if (stopping.signal.aborted) return running;
+      stopping.abort();
+      await session?.publisher.close().catch(() => {});
+      await session?.connection.close().catch(() => {});
+      await running;
+    },
+  };
+}
+
+/** One consumer: its channel while connected, the deliveries waiting, and the batch in hand. */
+class ConsumerState {
+  #channel?: Channel;
+  #consumerTag?: string;
+  #waiting: Delivery[] = [];
+  #working?: Promise<void>;
+  #stopped = false;
+
+  constructor(
+    readonly queue: Queue,
+    readonly handler: BatchHandler,
+    readonly prefetch: number,
+    readonly log: Logger,
+  ) {}
+
+  async attach(connection: ChannelModel): Promise<void> {
+    if (this.#stopped) return;
+    const channel = await connection.createChannel();
+    closeConnectionWith(channel, connection, this.log);
+    await channel.prefetch(this.prefetch);
+    this.#channel = channel;
+    const { consumerTag } = await channel.consume(this.queue, (message) => {
+      if (message === null) {
+        // The broker cancelled us (the queue was deleted): start over on a new connection.
+        this.log.warn("broker cancelled consumer, reconnecting", { queue: this.queue });
+        connection.close().catch(() => {});
+        return;
+      }
+      this.#waiting.push(toDelivery(message, channel));
+      this.#work();
+    });
+    this.#consumerTag = consumerTag;
+  }
+
+  /** Drops what the lost channel delivered: the broker redelivers it. */
+  detach(): void {
+    this.#channel = undefined;
+    this.#waiting = [];
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    const channel = this.#channel;
+    if (channel && this.#consumerTag) await channel.cancel(this.#consumerTag).catch(() => {});
+    await this.#working;
+    await channel?.close().catch(() => {});
+    this.detach();
+  }
+
+  #work(): void {
+    this.#working ??= (async () => {
+      while (this.#waiting.length > 0) {
+        const batch = this.#waiting.splice(0, this.prefetch);
+        let settlements: Settlement[];
+        try {
+          settlements = await this.handler(batch);
+        } catch (error) {
+          this.log.error("batch handler failed, requeueing", {
+            queue: this.queue,
+            error: describeError(error),
+          });
+          settlements = batch.map(() => ({ action: "requeue", error: describeError(error) }));
+        }
+        settle(batch, settlements, this.log);
+      }
+      this.#working = undefined;
+    })();
+  }
+}
+
+/**
+ * Acks or requeues each delivery on the channel it came from. A whole-ack batch is one `multiple`
+ * ack. Dead-lettered deliveries were already republished to their DLQ, so they are acked here.
+ */
+function settle(batch: Delivery[], settlements: Settlement[], log: Logger): void {
+  try {
+    const last = batch[batch.length - 1];
+    if (
+      settlements.every((s) => s.action !== "requeue") &&
+      batch.every((d) => d.channel === last.channel)
+    ) {
+      last.channel.ack(last.raw, true);
+      return;
+    }
+    batch.forEach((delivery, i) => {
+      if (settlements[i].action === "requeue") delivery.channel.nack(delivery.raw, false, true);
+      else delivery.channel.ack(delivery.raw);
+    });
+  } catch (error) {
+    // The channel died with the batch in hand: the broker redelivers it and the inbox absorbs it.
+    log.warn("cannot settle batch as the channel is closed", { error: describeError(error) });
+  }
+}
+
+function toDelivery(message: ConsumeMessage, channel: Channel): Delivery {
+  const { properties, fields } = message;
+  return {
+    body: new Uint8Array(
+      message.content.buffer,
+      message.content.byteOffset,
+      message.content.byteLength,
+    ),
+    exchange: fields.exchange,
+    routingKey: fields.routingKey,
+    messageId: properties.messageId,
+    correlationId: properties.correlationId,
+    type: properties.type,
+    headers: properties.headers ?? {},
+    redelivered: fields.redelivered,
+    raw: message,
+    channel,
+  };
+}
+
+/** A channel closed by the broker (a refused ack, a failed declare) closes the whole session. */
+function closeConnectionWith(channel: Channel, connection: ChannelModel, log: Logger): void {
+  channel.on(
+    "error",
+    (error) => log.warn("broker closed a channel", { error: describeError(error) }),
+  );
+  channel.on("close", () => connection.close().catch(() => {}));
+}
+
+function withHeartbeat(url: string, seconds: number): string {
+  const parsed = new URL(url);
+  if (!parsed.searchParams.has("heartbeat")) parsed.searchParams.set("heartbeat", String(seconds));
+  return parsed.toString();
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+}

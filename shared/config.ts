@@ -1,0 +1,128 @@
+/**
+ * Service configuration: every environment variable SPEC.md names, parsed once at start with zod.
+ * A bad value stops the service with one line naming the variable, the value and what was expected.
+ * @module
+ */
+import { z } from "zod";
+
+const DEFAULT_STOCK =
+  "burger=500,fries=500,salad=300,pizza=300,wrap=300,soda=1000,coffee=1000,cookie=800";
+
+const port = z.coerce.number().int().min(0).max(65535);
+const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+
+const stock = z.string().transform((text, ctx) => {
+  const result: Record<string, number> = {};
+  for (const pair of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const match = /^([^=\s]{1,64})=(\d{1,9})$/.exec(pair);
+    if (!match) {
+      ctx.addIssue({ code: "custom", message: `sku=qty pairs, comma-separated (at "${pair}")` });
+      return z.NEVER;
+    }
+    result[match[1]] = Number(match[2]);
+  }
+  return result;
+});
+
+const configSchema = z.object({
+  AMQP_URL: z.url({ protocol: /^amqps?$/ }).default("amqp://guest:guest@127.0.0.1:5672/"),
+  RABBITMQ_MANAGEMENT_URL: z.url({ protocol: /^https?$/ }).default(
+    "http://guest:guest@127.0.0.1:15672",
+  ),
+  ORDER_PORT: port.default(8001),
+  INVENTORY_PORT: port.default(8002),
+  NOTIFICATION_PORT: port.default(8003),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+  INVENTORY_FAIL: bool.default(false),
+  INVENTORY_STOCK: stock.prefault(DEFAULT_STOCK),
+  FAULT_TRANSIENT_RATE: z.coerce.number().min(0).max(1).default(0),
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
+});
+
+/** The parsed configuration of a service. */
+export interface Config {
+  amqpUrl: string;
+  managementUrl: string;
+  ports: { order: number; inventory: number; notification: number };
+  dataDir: string;
+  databaseUrl?: string;
+  inventoryFail: boolean;
+  initialStock: Record<string, number>;
+  faultTransientRate: number;
+  logLevel: "debug" | "info" | "warn" | "error";
+  /** `json` outside a terminal, `pretty` in one, unless LOG_FORMAT says otherwise. */
+  logFormat?: "json" | "pretty";
+}
+
+/** Thrown by {@linkcode parseConfig}; its message is the one line to print. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/**
+ * Parses the environment into a {@linkcode Config}.
+ *
+ * @param env the variables, usually `Deno.env.toObject()`; empty strings count as unset
+ * @param service the service's name, for the error message
+ * @throws {ConfigError} naming the first bad variable, its value and what was expected
+ */
+export function parseConfig(env: Record<string, string | undefined>, service: string): Config {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v !== ""),
+  );
+  const parsed = configSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue.path[0]);
+    throw new ConfigError(
+      `Cannot start ${service} as ${name} must be ${describe(name)}: current value is ${
+        JSON.stringify(present[name])
+      } (${issue.message})`,
+    );
+  }
+  const c = parsed.data;
+  return {
+    amqpUrl: c.AMQP_URL,
+    managementUrl: c.RABBITMQ_MANAGEMENT_URL,
+    ports: { order: c.ORDER_PORT, inventory: c.INVENTORY_PORT, notification: c.NOTIFICATION_PORT },
+    dataDir: c.DATA_DIR,
+    databaseUrl: c.DATABASE_URL,
+    inventoryFail: c.INVENTORY_FAIL,
+    initialStock: c.INVENTORY_STOCK,
+    faultTransientRate: c.FAULT_TRANSIENT_RATE,
+    logLevel: c.LOG_LEVEL,
+    logFormat: c.LOG_FORMAT,
+  };
+}
+
+const EXPECTED: Record<string, string> = {
+  AMQP_URL: "an amqp:// or amqps:// URL",
+  RABBITMQ_MANAGEMENT_URL: "an http:// or https:// URL",
+  ORDER_PORT: "an integer 0-65535",
+  INVENTORY_PORT: "an integer 0-65535",
+  NOTIFICATION_PORT: "an integer 0-65535",
+  DATA_DIR: "a directory path",
+  DATABASE_URL: "a postgres:// URL",
+  INVENTORY_FAIL: "true or false",
+  INVENTORY_STOCK: "sku=qty pairs such as burger=500,fries=500",
+  FAULT_TRANSIENT_RATE: "a number from 0 to 1",
+  LOG_LEVEL: "one of debug, info, warn, error",
+  LOG_FORMAT: "json or pretty",
+};
+
+function describe(name: string): string {
+  return EXPECTED[name] ?? "valid";
+}
+
+/** Parses `Deno.env` for `service`; on a bad value prints the one-line reason and exits 1. */
+export function loadConfig(service: string): Config {
+  try {
+    return parseConfig(Deno.env.toObject(), service);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The events on the wire: zod schemas, their inferred types, and {@linkcode parseEvent}, which turns
+ * a message body into an event or into the reason it is poison. Consumers ignore extra fields.
+ * @module
+ */
+import { z } from "zod";
+import { EventType } from "./topology.ts";
+import { newId } from "./ids.ts";
+
+/** One line of an order; the same limits hold over HTTP and on the wire. */
+export const orderItemSchema = z.object({
+  sku: z.string().min(1).max(64),
+  qty: z.number().int().min(1).max(100),
+});
+export type OrderItem = z.infer<typeof orderItemSchema>;
+
+export const orderItemsSchema = z.array(orderItemSchema).min(1).max(50);
+
+const eventId = z.string().min(1).max(128);
+const timestamp = z.string().min(1).max(64);
+
+/**
+ * `created_at` and `correlation_id` are optional here so that the seed's scripts, which publish
+ * this event by hand, are still understood; everything this project publishes carries both.
+ */
+export const orderPlacedSchema = z.object({
+  event_id: eventId,
+  event_type: z.literal(EventType.OrderPlaced),
+  created_at: timestamp.optional(),
+  correlation_id: z.string().max(128).optional(),
+  order: z.object({
+    order_id: z.string().min(1).max(128),
+    user_id: z.string().min(1).max(128),
+    items: orderItemsSchema,
+    created_at: timestamp.optional(),
+  }),
+});
+export type OrderPlaced = z.infer<typeof orderPlacedSchema>;
+
+const outcomeFields = {
+  event_id: eventId,
+  created_at: timestamp,
+  correlation_id: z.string().min(1).max(128),
+  order_id: z.string().min(1).max(128),
+  /** Carried so that the notification can name the student and the food without a lookup. */
+  user_id: z.string().min(1).max(128).optional(),
+  items: orderItemsSchema.optional(),
+};
+
+export const inventoryReservedSchema = z.object({
+  ...outcomeFields,
+  event_type: z.literal(EventType.InventoryReserved),
+});
+export type InventoryReserved = z.infer<typeof inventoryReservedSchema>;
+
+export const inventoryFailedSchema = z.object({
+  ...outcomeFields,
+  event_type: z.literal(EventType.InventoryFailed),
+  reason: z.string().min(1).max(1000),
+});
+export type InventoryFailed = z.infer<typeof inventoryFailedSchema>;
+
+export const inventoryOutcomeSchema = z.discriminatedUnion("event_type", [
+  inventoryReservedSchema,
+  inventoryFailedSchema,
+]);
+export type InventoryOutcome = z.infer<typeof inventoryOutcomeSchema>;
+
+/** Any event this system publishes. */
+export type Event = OrderPlaced | InventoryOutcome;
+
+/** What {@linkcode parseEvent} found: the event, or why the message is poison. */
+export type ParseResult<T> = { ok: true; event: T } | { ok: false; reason: string };
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Parses a message body with `schema`. Never throws: a body that is not UTF-8, not JSON, not an
+ * object, or not valid gives the reason, naming the field and what was wrong.
+ */
+export function parseEvent<T>(body: Uint8Array, schema: z.ZodType<T>): ParseResult<T> {
+  let text: string;
+  try {
+    text = decoder.decode(body);
+  } catch {
+    return { ok: false, reason: "body is not valid UTF-8" };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return { ok: false, reason: `body is not JSON: ${(error as Error).message}` };
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    return {
+      ok: false,
+      reason: `body is not a JSON object but ${Array.isArray(json) ? "an array" : typeof json}`,
+    };
+  }
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return { ok: true, event: parsed.data };
+  return { ok: false, reason: describeIssues(parsed.error) };
+}
+
+/** Names each invalid field and what was wrong: `order.items[0].qty: expected int, received string`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.slice(0, 5).map((issue) => `${fieldPath(issue.path)}: ${issue.message}`).join(
+    "; ",
+  );
+}
+
+function fieldPath(path: PropertyKey[]): string {
+  if (path.length === 0) return "(body)";
+  return path.map((key, i) =>
+    typeof key === "number" ? `[${key}]` : `${i ? "." : ""}${String(key)}`
+  ).join("");
+}
+
+/** An order as the order service stores it and as `OrderPlaced` carries it. */
+export interface Order {
+  order_id: string;
+  user_id: string;
+  items: OrderItem[];
+  created_at: string;
+}
+
+/** Creates the `OrderPlaced` event of `order`. */
+export function orderPlaced(order: Order): OrderPlaced {
+  return {
+    event_id: newId(),
+    event_type: EventType.OrderPlaced,
+    created_at: new Date().toISOString(),
+    correlation_id: order.order_id,
+    order,
+  };
+}
+
+/** Creates the outcome event of a reservation: reserved when `reason` is undefined, else failed. */
+export function inventoryOutcome(
+  order: { order_id: string; user_id: string; items: OrderItem[] },
+  reason?: string,
+): InventoryOutcome {
+  const fields = {
+    event_id: newId(),
+    created_at: new Date().toISOString(),
+    correlation_id: order.order_id,
+    order_id: order.order_id,
+    user_id: order.user_id,
+    items: order.items,
+  };
+  return reason === undefined
+    ? { ...fields, event_type: EventType.InventoryReserved }
+    : { ...fields, event_type: EventType.InventoryFailed, reason };
+}

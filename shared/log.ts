@@ -1,0 +1,81 @@
+/**
+ * Structured logging: one event per line, a JSON object outside a terminal and a readable line in one.
+ * @module
+ */
+
+/** Severity, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Fields that go with a log line: `order_id`, `event_id` and the like. */
+export type LogFields = Record<string, unknown>;
+
+/** Writes log lines for one service. */
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+}
+
+/** Options for {@linkcode createLogger}. */
+export interface LoggerOptions {
+  /** Lines below this level are dropped. @default {"info"} */
+  level?: LogLevel;
+  /** @default {"pretty" on a terminal, else "json"} */
+  format?: "json" | "pretty";
+}
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const COLOUR: Record<LogLevel, string> = {
+  debug: "\x1b[90m",
+  info: "\x1b[32m",
+  warn: "\x1b[33m",
+  error: "\x1b[31m",
+};
+
+/** Creates the logger of `service`, writing to stdout. */
+export function createLogger(service: string, options: LoggerOptions = {}): Logger {
+  const { level = "info", format = Deno.stdout.isTerminal() ? "pretty" : "json" } = options;
+  const encoder = new TextEncoder();
+  function write(lineLevel: LogLevel, msg: string, fields: LogFields = {}): void {
+    if (RANK[lineLevel] < RANK[level]) return;
+    const record = { time: new Date().toISOString(), level: lineLevel, service, msg, ...fields };
+    const line = format === "json" ? JSON.stringify(record, errorReplacer) : renderPretty(record);
+    Deno.stdout.writeSync(encoder.encode(line + "\n"));
+  }
+  return {
+    debug: (msg, fields) => write("debug", msg, fields),
+    info: (msg, fields) => write("info", msg, fields),
+    warn: (msg, fields) => write("warn", msg, fields),
+    error: (msg, fields) => write("error", msg, fields),
+  };
+}
+
+/** Renders one JSON log record as a coloured line: `inventory info reserved stock order_id=…`. */
+export function renderPretty(record: Record<string, unknown>): string {
+  const { time, level, service, msg, ...fields } = record;
+  const lineLevel = (level as LogLevel) in COLOUR ? level as LogLevel : "info";
+  const clock = typeof time === "string" ? time.slice(11, 23) : "";
+  const rest = Object.entries(fields)
+    .map(([key, value]) =>
+      `${key}=${typeof value === "string" ? value : JSON.stringify(value, errorReplacer)}`
+    )
+    .join(" ");
+  return `\x1b[90m${clock}\x1b[0m ${service} ${COLOUR[lineLevel]}${lineLevel}\x1b[0m ${msg}${
+    rest ? " " + rest : ""
+  }`;
+}
+
+/** Describes an error for a log line: its message and, after a colon, its causes. */
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = error; e !== undefined && parts.length < 5; e = (e as Error).cause) {
+    parts.push(e instanceof Error ? e.message : String(e));
+    if (!(e instanceof Error)) break;
+  }
+  return parts.join(": ");
+}
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  return value instanceof Error ? describeError(value) : value;
+}

@@ -1,0 +1,64 @@
+/**
+ * The transactional outbox: events written in the same transaction as the change that caused them,
+ * and deleted only after the broker confirmed them (see `relay.ts`).
+ * @module
+ */
+import type { Migration, Tx } from "./store.ts";
+import type { Event } from "./events.ts";
+
+export const OUTBOX_MIGRATION: Migration = {
+  name: "outbox",
+  sql: `CREATE TABLE outbox (
+    sequence_number INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  )`,
+};
+
+/** An outbox row: everything the relay needs to publish the event. */
+export interface OutboxMessage {
+  sequence_number: number;
+  event_id: string;
+  event_type: string;
+  correlation_id: string;
+  body: string;
+  headers: string;
+  created_at: string;
+}
+
+/** Adds `event` to the outbox. Must run in the transaction of the change that caused it. */
+export async function enqueueOutbox(
+  tx: Tx,
+  event: Event,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  await tx.run(
+    `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
+     VALUES (?, ?, ?, ?, ?, ?)`,
+    event.event_id,
+    event.event_type,
+    event.correlation_id ?? "",
+    JSON.stringify(event),
+    JSON.stringify(headers),
+    event.created_at ?? new Date().toISOString(),
+  );
+}
+
+/** The oldest `limit` rows not yet confirmed by the broker, oldest first. */
+export function pendingOutbox(tx: Tx, limit: number): Promise<OutboxMessage[]> {
+  return tx.all<OutboxMessage>(
+    "SELECT * FROM outbox ORDER BY sequence_number LIMIT ?",
+    limit,
+  );
+}
+
+/** Removes rows the broker has confirmed. */
+export async function markPublished(tx: Tx, sequenceNumbers: number[]): Promise<void> {
+  for (const sequenceNumber of sequenceNumbers) {
+    await tx.run("DELETE FROM outbox WHERE sequence_number = ?", sequenceNumber);
+  }
+}

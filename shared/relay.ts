@@ -1,0 +1,100 @@
+/**
+ * The outbox relay: publishes committed outbox rows with publisher confirms, oldest first, and
+ * deletes each row only after the broker confirmed it. A crash between the confirm and the delete
+ * publishes the row again; consumers' inboxes absorb that duplicate.
+ * @module
+ */
+import type { Broker } from "./broker.ts";
+import type { Store } from "./store.ts";
+import { EXCHANGE } from "./topology.ts";
+import { markPublished, pendingOutbox } from "./outbox.ts";
+import { describeError, type Logger } from "./log.ts";
+
+/** Options for {@linkcode startOutboxRelay}. */
+export interface RelayOptions {
+  log: Logger;
+  /** Rows published per round, all in flight at once. @default {500} */
+  batchSize?: number;
+  /** How often to look for rows when nobody called `wake()`, in milliseconds. @default {1000} */
+  pollIntervalMs?: number;
+}
+
+/** A running relay. */
+export interface OutboxRelay {
+  /** Publishes soon: call after a commit that wrote to the outbox. */
+  wake(): void;
+  /** Publishes what is pending (if the broker is up) and stops. */
+  stop(): Promise<void>;
+}
+
+/** Starts publishing `store`'s outbox through `broker`. */
+export function startOutboxRelay(store: Store, broker: Broker, options: RelayOptions): OutboxRelay {
+  const { log, batchSize = 500, pollIntervalMs = 1000 } = options;
+  let stopping = false;
+  let wakeUp: (() => void) | undefined;
+  // A wake during a round must not be lost, or a new row would wait a whole poll interval.
+  let woken = false;
+  let failing = false;
+  function wake(): void {
+    woken = true;
+    wakeUp?.();
+  }
+  broker.onConnect(wake);
+
+  /** @returns how many rows were published */
+  async function publishBatch(): Promise<number> {
+    const rows = await store.read((tx) => pendingOutbox(tx, batchSize));
+    if (rows.length === 0) return 0;
+    await broker.publish(rows.map((row) => ({
+      exchange: EXCHANGE,
+      routingKey: row.event_type,
+      body: row.body,
+      messageId: row.event_id,
+      correlationId: row.correlation_id,
+      type: row.event_type,
+      timestamp: Date.parse(row.created_at) || Date.now(),
+      headers: JSON.parse(row.headers),
+    })));
+    await store.transaction((tx) => markPublished(tx, rows.map((row) => row.sequence_number)));
+    return rows.length;
+  }
+
+  async function run(): Promise<void> {
+    while (true) {
+      let published = 0;
+      woken = false;
+      if (broker.connected) {
+        try {
+          published = await publishBatch();
+          if (failing) log.info("outbox relay recovered");
+          failing = false;
+        } catch (error) {
+          if (!failing) {
+            log.warn("cannot publish outbox, will retry", { error: describeError(error) });
+          }
+          failing = true;
+        }
+      }
+      if (stopping) return;
+      if (published === batchSize || (woken && !failing)) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollIntervalMs);
+        wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wakeUp = undefined;
+    }
+  }
+  const running = run();
+
+  return {
+    wake,
+    async stop() {
+      stopping = true;
+      wake();
+      await running;
+    },
+  };
+}
