@@ -10,7 +10,7 @@
 import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { Buffer } from "node:buffer";
-import { DEAD_LETTER_EXCHANGE, declareTopology, type Queue } from "./topology.ts";
+import { DEAD_LETTER_EXCHANGE, declareTopology, EXCHANGE, type Queue } from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
 
 /** A message to publish, persistent and as JSON. */
@@ -75,9 +75,23 @@ export interface Broker {
   deadLetter(queue: Queue, delivery: Delivery, reason: string): Promise<void>;
   /** Consumes `queue` for as long as the broker runs, across reconnects. */
   consume(queue: Queue, handler: BatchHandler, options?: ConsumeOptions): Consumer;
+  /** Messages ready in `queue` (not counting those delivered and unacked); rejects if it is missing. */
+  queueDepth(queue: string): Promise<number>;
+  /**
+   * Binds a new exclusive queue to the events exchange for `routingKeys` and collects every message
+   * routed there from now on: how tests and tools watch the traffic without taking it from anyone.
+   */
+  tap(routingKeys: string[]): Promise<Tap>;
   /** Calls `listener` after every (re)connection. */
   onConnect(listener: () => void): void;
   /** Stops reconnecting and closes the connection. Stop consumers first. */
+  close(): Promise<void>;
+}
+
+/** A copy of the traffic on some routing keys; see {@linkcode Broker.tap}. */
+export interface Tap {
+  /** Every message received so far, in order. */
+  readonly messages: Delivery[];
   close(): Promise<void>;
 }
 
@@ -119,8 +133,9 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
       const publisher = await connection.createConfirmChannel();
       closeConnectionWith(publisher, connection, log);
       await declareTopology(publisher);
-      for (const consumer of consumers) await consumer.attach(connection);
+      // Consumers may need to publish (poison to a DLQ) from their first delivery on.
       session = { connection, publisher };
+      for (const consumer of consumers) await consumer.attach(connection);
       return connection;
     } catch (error) {
       await connection.close().catch(() => {});
@@ -218,6 +233,34 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
           consumers.splice(consumers.indexOf(consumer) >>> 0, 1);
         },
       };
+    },
+    async queueDepth(queue) {
+      const connection = session?.connection;
+      if (!connection) throw new Error("Cannot inspect a queue as the broker is not connected");
+      // A channel of its own: checking a missing queue closes the channel it ran on.
+      const channel = await connection.createChannel();
+      channel.on("error", () => {});
+      try {
+        return (await channel.checkQueue(queue)).messageCount;
+      } finally {
+        await channel.close().catch(() => {});
+      }
+    },
+    async tap(routingKeys) {
+      const connection = session?.connection;
+      if (!connection) throw new Error("Cannot tap as the broker is not connected");
+      const channel = await connection.createChannel();
+      channel.on(
+        "error",
+        (error) => log.warn("tap channel closed", { error: describeError(error) }),
+      );
+      const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
+      for (const key of routingKeys) await channel.bindQueue(queue, EXCHANGE, key);
+      const messages: Delivery[] = [];
+      await channel.consume(queue, (message) => {
+        if (message) messages.push(toDelivery(message, channel));
+      }, { noAck: true });
+      return { messages, close: () => channel.close().catch(() => {}) };
     },
     onConnect(listener) {
       connectListeners.push(listener);

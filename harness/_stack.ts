@@ -1,0 +1,292 @@
+/**
+ * An isolated stack for scenarios and tests: a fresh vhost (made through the management API and
+ * deleted after), a temporary data directory, and the three services as child processes on free
+ * ports, each with its JSON log kept for assertions.
+ * @module
+ */
+import { join } from "node:path";
+import { type Broker, connectBroker } from "../shared/broker.ts";
+import { createLogger } from "../shared/log.ts";
+
+/** The three services. */
+export type ServiceName = "order" | "inventory" | "notification";
+export const SERVICES: readonly ServiceName[] = ["order", "inventory", "notification"];
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/";
+const DEFAULT_MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672";
+
+/** A polling deadline for {@linkcode waitFor}. */
+export interface WaitOptions {
+  /** @default {15000} */
+  timeoutMs?: number;
+  /** @default {50} */
+  intervalMs?: number;
+}
+
+/**
+ * Polls `condition` until it returns a value other than `undefined` or `false`, and returns it.
+ * @throws {Error} with `what` and the last value seen, when the deadline passes
+ */
+export async function waitFor<T>(
+  what: string,
+  condition: () => Promise<T | undefined | false> | T | undefined | false,
+  options: WaitOptions = {},
+): Promise<T> {
+  const { timeoutMs = 15_000, intervalMs = 50 } = options;
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (true) {
+    try {
+      const value = await condition();
+      if (value !== undefined && value !== false) return value;
+      last = value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `Timed out after ${timeoutMs} ms waiting for ${what}: last saw ${String(last)}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** A vhost of its own on the broker. */
+export interface Vhost {
+  name: string;
+  amqpUrl: string;
+  delete(): Promise<void>;
+}
+
+/** Creates a uniquely named vhost that `guest` (the management URL's user) may use. */
+export async function createVhost(
+  options: { amqpUrl?: string; managementUrl?: string } = {},
+): Promise<Vhost> {
+  const { amqpUrl = Deno.env.get("AMQP_URL") || DEFAULT_AMQP_URL } = options;
+  const api = managementApi(options.managementUrl);
+  const name = `campus-food-test-${crypto.randomUUID().slice(0, 8)}`;
+  const user = new URL(amqpUrl).username || "guest";
+  await api("PUT", `/api/vhosts/${name}`);
+  await api("PUT", `/api/permissions/${name}/${encodeURIComponent(user)}`, {
+    configure: ".*",
+    write: ".*",
+    read: ".*",
+  });
+  const url = new URL(amqpUrl);
+  url.pathname = `/${name}`;
+  return {
+    name,
+    amqpUrl: url.toString(),
+    delete: () => api("DELETE", `/api/vhosts/${name}`).then(() => {}),
+  };
+}
+
+/** Calls the RabbitMQ management API at `managementUrl` (credentials in the URL). */
+export function managementApi(
+  managementUrl = Deno.env.get("RABBITMQ_MANAGEMENT_URL") || DEFAULT_MANAGEMENT_URL,
+): (method: string, path: string, body?: unknown) => Promise<unknown> {
+  const url = new URL(managementUrl);
+  const auth = "Basic " +
+    btoa(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`);
+  url.username = url.password = "";
+  const base = url.toString().replace(/\/$/, "");
+  return async function call(method, path, body) {
+    const response = await fetch(base + path, {
+      method,
+      headers: { authorization: auth, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    if (!response.ok) {
+      throw new Error(
+        `Management API ${method} ${path} answered ${response.status}: ${text.slice(0, 200)}`,
+      );
+    }
+    return text ? JSON.parse(text) : undefined;
+  };
+}
+
+/** One service running as a child process. */
+export interface RunningService {
+  name: ServiceName;
+  port: number;
+  url: string;
+  /** Every JSON log line it wrote so far. */
+  logs: Array<Record<string, unknown>>;
+  /** Resolves with the exit code. */
+  exited: Promise<number>;
+  /** Sends `signal` (SIGTERM by default) and waits for the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+}
+
+/** Options for {@linkcode startService}. */
+export interface ServiceOptions {
+  /** Environment for the child, on top of this process's. */
+  env: Record<string, string>;
+  /** Copy each log line to this process's stdout, prefixed. @default {false} */
+  echo?: boolean;
+}
+
+/** Starts `name/main.ts` with `options.env` and resolves once it logged the port it listens on. */
+export async function startService(
+  name: ServiceName,
+  options: ServiceOptions,
+): Promise<RunningService> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      join(ROOT, name, "main.ts"),
+    ],
+    env: { LOG_FORMAT: "json", ...options.env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const logs: Array<Record<string, unknown>> = [];
+  let listening: (port: number) => void;
+  const port = new Promise<number>((resolve) => listening = resolve);
+  const stderr: string[] = [];
+  const done = Promise.all([
+    readLines(child.stdout, (line) => {
+      if (options.echo) console.log(`${name.padEnd(12)} | ${line}`);
+      try {
+        const record = JSON.parse(line);
+        logs.push(record);
+        if (record.msg === "listening") listening(record.port);
+      } catch {
+        logs.push({ msg: line });
+      }
+    }),
+    readLines(child.stderr, (line) => {
+      stderr.push(line);
+      if (options.echo) console.error(`${name.padEnd(12)} ! ${line}`);
+    }),
+  ]);
+  const exited = child.status.then(async (status) => {
+    await done;
+    return status.code;
+  });
+  const started = await Promise.race([port, exited.then((code) => -1 - code)]);
+  if (started < 0) {
+    throw new Error(
+      `${name} exited with code ${-1 - started} before listening: ${
+        stderr.join("\n").slice(-2000)
+      }`,
+    );
+  }
+  return {
+    name,
+    port: started,
+    url: `http://127.0.0.1:${started}`,
+    logs,
+    exited,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already gone.
+      }
+      return await exited;
+    },
+  };
+}
+
+async function readLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    for (const line of lines) if (line) onLine(line);
+  }
+  if (buffered) onLine(buffered);
+}
+
+/** Options for {@linkcode startStack}. */
+export interface StackOptions {
+  /** Extra environment for every service. */
+  env?: Record<string, string>;
+  /** Extra environment per service, e.g. another `AMQP_URL` for one of them. */
+  serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
+  /** Services to start now; the others can be started with `start()`. @default {all three} */
+  services?: readonly ServiceName[];
+  echo?: boolean;
+}
+
+/** An isolated running system. */
+export interface Stack {
+  vhost: Vhost;
+  dataDir: string;
+  services: Partial<Record<ServiceName, RunningService>>;
+  /** A connection of the stack's own to its vhost, for publishing, taps and queue depths. */
+  broker: Broker;
+  /** The base URL of a running service. */
+  url(name: ServiceName): string;
+  start(name: ServiceName): Promise<RunningService>;
+  stop(name: ServiceName, signal?: Deno.Signal): Promise<number>;
+  /** Stops every service, closes the connection, deletes the vhost and the data directory. */
+  close(): Promise<void>;
+}
+
+/** Starts an isolated stack; always `close()` it, also on failure. */
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const vhost = await createVhost();
+  const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
+  const services: Stack["services"] = {};
+  const broker = connectBroker(vhost.amqpUrl, {
+    log: createLogger("harness", { level: "warn" }),
+    connectionName: "harness",
+  });
+  const stack: Stack = {
+    vhost,
+    dataDir,
+    services,
+    broker,
+    url(name) {
+      const service = services[name];
+      if (!service) throw new Error(`Cannot reach ${name} as it is not running`);
+      return service.url;
+    },
+    async start(name) {
+      const service = await startService(name, {
+        env: {
+          AMQP_URL: vhost.amqpUrl,
+          DATA_DIR: dataDir,
+          [`${name.toUpperCase()}_PORT`]: "0",
+          ...options.env,
+          ...options.serviceEnv?.[name],
+        },
+        echo: options.echo,
+      });
+      services[name] = service;
+      return service;
+    },
+    async stop(name, signal) {
+      const service = services[name];
+      delete services[name];
+      return service ? await service.stop(signal) : 0;
+    },
+    async close() {
+      await Promise.all(SERVICES.map((name) => stack.stop(name)));
+      await broker.close();
+      await vhost.delete().catch(() => {});
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+  try {
+    await waitFor("the harness to connect to the broker", () => broker.connected);
+    await Promise.all((options.services ?? SERVICES).map((name) => stack.start(name)));
+    return stack;
+  } catch (error) {
+    await stack.close();
+    throw error;
+  }
+}

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { ConfigError, parseConfig } from "./config.ts";
+
+Deno.test("parseConfig() uses the defaults when nothing is set", () => {
+  const config = parseConfig({}, "order");
+  assert.deepEqual(config.ports, { order: 8001, inventory: 8002, notification: 8003 });
+  assert.equal(config.dataDir, "./data");
+  assert.equal(config.amqpUrl, "amqp://guest:guest@127.0.0.1:5672/");
+  assert.equal(config.managementUrl, "http://guest:guest@127.0.0.1:15672");
+  assert.equal(config.databaseUrl, undefined);
+  assert.equal(config.inventoryFail, false);
+  assert.equal(config.faultTransientRate, 0);
+  assert.equal(config.logLevel, "info");
+  assert.equal(config.initialStock.burger, 500);
+  assert.ok(Object.values(config.initialStock).every((qty) => Number.isInteger(qty) && qty >= 0));
+});
+
+Deno.test("parseConfig() applies overrides", () => {
+  const config = parseConfig({
+    AMQP_URL: "amqps://user:pw@broker.example:5671/campus",
+    RABBITMQ_MANAGEMENT_URL: "https://user:pw@broker.example:15671",
+    ORDER_PORT: "0",
+    INVENTORY_PORT: "9002",
+    NOTIFICATION_PORT: "65535",
+    DATA_DIR: "/tmp/food",
+    DATABASE_URL: "postgres://db.example/food",
+    INVENTORY_FAIL: "true",
+    FAULT_TRANSIENT_RATE: "0.25",
+    LOG_LEVEL: "debug",
+    LOG_FORMAT: "json",
+  }, "inventory");
+  assert.equal(config.amqpUrl, "amqps://user:pw@broker.example:5671/campus");
+  assert.equal(config.managementUrl, "https://user:pw@broker.example:15671");
+  assert.deepEqual(config.ports, { order: 0, inventory: 9002, notification: 65535 });
+  assert.equal(config.dataDir, "/tmp/food");
+  assert.equal(config.databaseUrl, "postgres://db.example/food");
+  assert.equal(config.inventoryFail, true);
+  assert.equal(config.faultTransientRate, 0.25);
+  assert.equal(config.logLevel, "debug");
+  assert.equal(config.logFormat, "json");
+});
+
+Deno.test("parseConfig() accepts 1 and 0 for INVENTORY_FAIL", () => {
+  assert.equal(parseConfig({ INVENTORY_FAIL: "1" }, "inventory").inventoryFail, true);
+  assert.equal(parseConfig({ INVENTORY_FAIL: "0" }, "inventory").inventoryFail, false);
+  assert.equal(parseConfig({ INVENTORY_FAIL: "false" }, "inventory").inventoryFail, false);
+});
+
+Deno.test("parseConfig() treats empty strings as unset", () => {
+  const config = parseConfig({
+    AMQP_URL: "",
+    ORDER_PORT: "",
+    DATA_DIR: "",
+    DATABASE_URL: "",
+    INVENTORY_FAIL: "",
+    INVENTORY_STOCK: "",
+    FAULT_TRANSIENT_RATE: "",
+    LOG_LEVEL: "",
+  }, "order");
+  assert.equal(config.amqpUrl, "amqp://guest:guest@127.0.0.1:5672/");
+  assert.equal(config.ports.order, 8001);
+  assert.equal(config.dataDir, "./data");
+  assert.equal(config.databaseUrl, undefined);
+  assert.equal(config.inventoryFail, false);
+  assert.equal(config.initialStock.burger, 500);
+  assert.equal(config.faultTransientRate, 0);
+  assert.equal(config.logLevel, "info");
+});
+
+Deno.test("parseConfig() ignores variables it does not know", () => {
+  const config = parseConfig({ PATH: "/usr/bin", HOME: "/root" }, "order");
+  assert.equal(config.ports.order, 8001);
+});
+
+Deno.test("parseConfig() parses INVENTORY_STOCK into sku levels", () => {
+  const config = parseConfig({ INVENTORY_STOCK: "burger=3, fries=0 ,,tofu-bowl=12" }, "inventory");
+  assert.deepEqual(config.initialStock, { burger: 3, fries: 0, "tofu-bowl": 12 });
+});
+
+function assertConfigError(env: Record<string, string>, variable: string, value: string): void {
+  assert.throws(
+    () => parseConfig(env, "order"),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+      assert.equal(error.name, "ConfigError");
+      assert.ok(
+        error.message.startsWith(`Cannot start order as ${variable} must be `),
+        error.message,
+      );
+      assert.ok(error.message.includes(JSON.stringify(value)), error.message);
+      assert.ok(!error.message.includes("\n"), "the message is one line");
+      return true;
+    },
+  );
+}
+
+Deno.test("parseConfig() rejects a port that is not a number", () => {
+  assertConfigError({ ORDER_PORT: "abc" }, "ORDER_PORT", "abc");
+});
+
+Deno.test("parseConfig() rejects a port above 65535", () => {
+  assertConfigError({ ORDER_PORT: "70000" }, "ORDER_PORT", "70000");
+});
+
+Deno.test("parseConfig() rejects a negative or fractional port", () => {
+  assertConfigError({ INVENTORY_PORT: "-1" }, "INVENTORY_PORT", "-1");
+  assertConfigError({ NOTIFICATION_PORT: "80.5" }, "NOTIFICATION_PORT", "80.5");
+});
+
+Deno.test("parseConfig() rejects an INVENTORY_FAIL that is not a boolean", () => {
+  assertConfigError({ INVENTORY_FAIL: "maybe" }, "INVENTORY_FAIL", "maybe");
+});
+
+Deno.test("parseConfig() rejects a FAULT_TRANSIENT_RATE above 1", () => {
+  assertConfigError({ FAULT_TRANSIENT_RATE: "2" }, "FAULT_TRANSIENT_RATE", "2");
+});
+
+Deno.test("parseConfig() rejects an AMQP_URL that is not amqp:// or amqps://", () => {
+  assertConfigError({ AMQP_URL: "http://x" }, "AMQP_URL", "http://x");
+});
+
+Deno.test("parseConfig() rejects an INVENTORY_STOCK pair without a quantity", () => {
+  assertConfigError({ INVENTORY_STOCK: "burger" }, "INVENTORY_STOCK", "burger");
+});
+
+Deno.test("parseConfig() rejects an INVENTORY_STOCK with a negative quantity", () => {
+  assertConfigError({ INVENTORY_STOCK: "burger=-1" }, "INVENTORY_STOCK", "burger=-1");
+});
+
+Deno.test("parseConfig() rejects an unknown LOG_LEVEL", () => {
+  assertConfigError({ LOG_LEVEL: "verbose" }, "LOG_LEVEL", "verbose");
+});
+
+Deno.test("parseConfig() rejects a DATABASE_URL that is not postgres://", () => {
+  assertConfigError({ DATABASE_URL: "mysql://db/food" }, "DATABASE_URL", "mysql://db/food");
+});
+
+Deno.test("parseConfig() names the expectation in the error", () => {
+  assert.throws(
+    () => parseConfig({ ORDER_PORT: "abc" }, "order"),
+    {
+      name: "ConfigError",
+      message: /ORDER_PORT must be an integer 0-65535: current value is "abc"/,
+    },
+  );
+});
