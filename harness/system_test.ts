@@ -15,6 +15,7 @@ import { startTcpProxy } from "./_tcp_proxy.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../shared/topology.ts";
 import { type OrderPlaced, orderPlaced } from "../shared/events.ts";
 import { newId } from "../shared/ids.ts";
+import type { Notification } from "../notification/notifications.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -48,6 +49,7 @@ async function placeOrder(stack: Stack, body: unknown): Promise<string> {
   return (await response.json()).order_id;
 }
 
+// deno-lint-ignore no-explicit-any -- responses are checked field by field by the assertions
 async function getJson(url: string): Promise<{ status: number; body: any }> {
   const response = await fetch(url);
   return { status: response.status, body: await response.json() };
@@ -64,7 +66,7 @@ function waitForFinalStatus(stack: Stack, orderId: string): Promise<string> {
   });
 }
 
-async function notifications(stack: Stack, orderId: string): Promise<any[]> {
+async function notifications(stack: Stack, orderId: string): Promise<Notification[]> {
   return (await getJson(`${stack.url("notification")}/notifications?order_id=${orderId}`)).body;
 }
 
