@@ -148,7 +148,8 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     while (!stopping.signal.aborted) {
       try {
         const connection = await openSession();
-        log.info(failures ? "reconnected to broker" : "connected to broker", { failures });
+        if (failures) log.info("reconnected to broker", { failed_attempts: failures });
+        else log.info("connected to broker");
         failures = 0;
         for (const listener of connectListeners) listener();
         await new Promise((resolve) => connection.once("close", resolve));

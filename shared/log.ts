@@ -51,7 +51,10 @@ export function createLogger(service: string, options: LoggerOptions = {}): Logg
   };
 }
 
-/** Renders one JSON log record as a coloured line: `inventory info reserved stock order_id=…`. */
+/**
+ * Renders one JSON log record as a coloured line: `inventory info reserved stock order_id=…`.
+ * A record without `service` renders without it, for a caller that prefixes lines itself.
+ */
 export function renderPretty(record: Record<string, unknown>): string {
   const { time, level, service, msg, ...fields } = record;
   const lineLevel = (level as LogLevel) in COLOUR ? level as LogLevel : "info";
@@ -61,9 +64,9 @@ export function renderPretty(record: Record<string, unknown>): string {
       `${key}=${typeof value === "string" ? value : JSON.stringify(value, errorReplacer)}`
     )
     .join(" ");
-  return `\x1b[90m${clock}\x1b[0m ${service} ${COLOUR[lineLevel]}${lineLevel}\x1b[0m ${msg}${
-    rest ? " " + rest : ""
-  }`;
+  return [`\x1b[90m${clock}\x1b[0m`, service, `${COLOUR[lineLevel]}${lineLevel}\x1b[0m`, msg, rest]
+    .filter(Boolean)
+    .join(" ");
 }
 
 /** Describes an error for a log line: its message and, after a colon, its causes. */

@@ -1,0 +1,508 @@
+import assert from "node:assert/strict";
+import type { Hono } from "hono";
+import { openStore, type Store } from "../shared/store.ts";
+import { pendingOutbox } from "../shared/outbox.ts";
+import { orderPlacedSchema, parseEvent } from "../shared/events.ts";
+import { ORDER_MIGRATIONS } from "./orders.ts";
+import { MAX_BODY_BYTES, orderRoutes, type OrderRoutesOptions } from "./routes.ts";
+
+interface Harness {
+  app: Hono;
+  store: Store;
+  /** How many times `onCommit` was called. */
+  commits: () => number;
+}
+
+/** Runs `fn` with the order routes over a store in a fresh temp dir, removed after. */
+async function withApp(
+  fn: (harness: Harness) => Promise<void>,
+  options: OrderRoutesOptions = {},
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "order_routes_test_" });
+  try {
+    const store = await openStore(dir, "order", { migrations: ORDER_MIGRATIONS });
+    try {
+      let commits = 0;
+      const app = orderRoutes(store, {
+        onCommit: () => {
+          commits++;
+          options.onCommit?.();
+        },
+      });
+      await fn({ app, store, commits: () => commits });
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const VALID = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
+
+async function post(
+  app: Hono,
+  body: unknown,
+  options: { path?: string; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  return await app.request(options.path ?? "/order", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...options.headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+async function counts(store: Store): Promise<{ orders: number; outbox: number; keys: number }> {
+  return await store.read(async (tx) => {
+    const count = async (table: string) =>
+      (await tx.get<{ n: number }>(`SELECT count(*) AS n FROM ${table}`))!.n;
+    return {
+      orders: await count("orders"),
+      outbox: await count("outbox"),
+      keys: await count("idempotency_keys"),
+    };
+  });
+}
+
+async function assertNothingStored(store: Store): Promise<void> {
+  assert.deepEqual(await counts(store), { orders: 0, outbox: 0, keys: 0 });
+}
+
+interface ErrorBody {
+  error: string;
+  issues?: Array<{ field: string; reason: string }>;
+}
+
+/** Posts `body`, expects a 400 whose JSON error names `field`, and that nothing was stored. */
+async function assertRejected(
+  harness: Harness,
+  body: unknown,
+  field: string,
+  pattern?: RegExp,
+): Promise<void> {
+  const response = await post(harness.app, body);
+  assert.equal(response.status, 400);
+  assert.match(response.headers.get("content-type") ?? "", /application\/json/);
+  const json = await response.json() as ErrorBody;
+  assert.equal(typeof json.error, "string");
+  assert.ok(
+    json.error.includes(field) || json.issues?.some((issue) => issue.field === field),
+    `expected the error to name ${field}: ${JSON.stringify(json)}`,
+  );
+  if (pattern) assert.match(JSON.stringify(json), pattern);
+  await assertNothingStored(harness.store);
+  assert.equal(harness.commits(), 0);
+}
+
+for (const path of ["/order", "/orders"]) {
+  Deno.test(`orderRoutes() POST ${path} accepts an order with 202, PENDING and a Location`, async () => {
+    await withApp(async ({ app, store, commits }) => {
+      const response = await post(app, VALID, { path });
+      assert.equal(response.status, 202);
+      const json = await response.json() as { order_id: string; status: string };
+      assert.deepEqual(Object.keys(json).sort(), ["order_id", "status"]);
+      assert.equal(json.status, "PENDING");
+      assert.match(json.order_id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
+      assert.equal(response.headers.get("location"), `/orders/${json.order_id}`);
+      assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 0 });
+      assert.equal(commits(), 1);
+    });
+  });
+}
+
+Deno.test("orderRoutes() POST /order stores the order's OrderPlaced event in the outbox", async () => {
+  await withApp(async ({ app, store }) => {
+    const items = [{ sku: "burger", qty: 2 }, { sku: "soda", qty: 1 }];
+    const response = await post(app, { user_id: "u9", items });
+    const { order_id } = await response.json() as { order_id: string };
+    const [row] = await store.read((tx) => pendingOutbox(tx, 10));
+    assert.equal(row.event_type, "OrderPlaced");
+    assert.equal(row.correlation_id, order_id);
+    const parsed = parseEvent(new TextEncoder().encode(row.body), orderPlacedSchema);
+    assert.ok(parsed.ok);
+    assert.equal(parsed.event.event_id, row.event_id);
+    assert.equal(parsed.event.order.order_id, order_id);
+    assert.equal(parsed.event.order.user_id, "u9");
+    assert.deepEqual(parsed.event.order.items, items);
+  });
+});
+
+Deno.test("orderRoutes() GET /orders/{id} returns the stored order", async () => {
+  await withApp(async ({ app }) => {
+    const created = await post(app, { user_id: "u1", items: [{ sku: "fries", qty: 3 }] });
+    const { order_id } = await created.json() as { order_id: string };
+    const response = await app.request(`/orders/${order_id}`);
+    assert.equal(response.status, 200);
+    const order = await response.json();
+    assert.equal(order.order_id, order_id);
+    assert.equal(order.user_id, "u1");
+    assert.deepEqual(order.items, [{ sku: "fries", qty: 3 }]);
+    assert.equal(order.status, "PENDING");
+    assert.equal("reason" in order, false);
+    assert.ok(!Number.isNaN(Date.parse(order.created_at)));
+    assert.ok(!Number.isNaN(Date.parse(order.updated_at)));
+  });
+});
+
+Deno.test("orderRoutes() GET /orders/{id} returns 404 for an unknown order", async () => {
+  await withApp(async ({ app }) => {
+    const response = await app.request("/orders/01J0000000000000000000NOPE");
+    assert.equal(response.status, 404);
+    const json = await response.json() as ErrorBody;
+    assert.equal(typeof json.error, "string");
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects invalid JSON with 400", async () => {
+  await withApp(async (harness) => {
+    const response = await post(harness.app, '{"user_id": "u1", "items": [');
+    assert.equal(response.status, 400);
+    const json = await response.json() as ErrorBody;
+    assert.match(json.error, /JSON/);
+    await assertNothingStored(harness.store);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects an empty body with 400", async () => {
+  await withApp(async (harness) => {
+    const response = await post(harness.app, "");
+    assert.equal(response.status, 400);
+    await response.body?.cancel();
+    await assertNothingStored(harness.store);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects a JSON array or null with 400", async () => {
+  await withApp(async (harness) => {
+    for (const body of ["[]", "null", '"order"']) {
+      const response = await post(harness.app, body);
+      assert.equal(response.status, 400, body);
+      await response.body?.cancel();
+    }
+    await assertNothingStored(harness.store);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects a missing user_id with 400", async () => {
+  await withApp((harness) => assertRejected(harness, { items: VALID.items }, "user_id"));
+});
+
+Deno.test("orderRoutes() POST /order rejects an empty user_id with 400", async () => {
+  await withApp((harness) => assertRejected(harness, { ...VALID, user_id: "" }, "user_id"));
+});
+
+Deno.test("orderRoutes() POST /order rejects a user_id of 129 chars with 400", async () => {
+  await withApp((harness) =>
+    assertRejected(harness, { ...VALID, user_id: "u".repeat(129) }, "user_id")
+  );
+});
+
+Deno.test("orderRoutes() POST /order accepts a user_id of 128 chars", async () => {
+  await withApp(async ({ app, store }) => {
+    const response = await post(app, { ...VALID, user_id: "u".repeat(128) });
+    assert.equal(response.status, 202);
+    assert.equal((await counts(store)).orders, 1);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects a user_id that is not a string with 400", async () => {
+  await withApp((harness) => assertRejected(harness, { ...VALID, user_id: 42 }, "user_id"));
+});
+
+Deno.test("orderRoutes() POST /order rejects empty items with 400", async () => {
+  await withApp((harness) => assertRejected(harness, { ...VALID, items: [] }, "items"));
+});
+
+Deno.test("orderRoutes() POST /order rejects 51 items with 400", async () => {
+  const items = Array.from({ length: 51 }, () => ({ sku: "soda", qty: 1 }));
+  await withApp((harness) => assertRejected(harness, { ...VALID, items }, "items"));
+});
+
+Deno.test("orderRoutes() POST /order accepts 50 items", async () => {
+  const items = Array.from({ length: 50 }, (_, i) => ({ sku: `sku${i}`, qty: 1 }));
+  await withApp(async ({ app, store }) => {
+    const response = await post(app, { ...VALID, items });
+    assert.equal(response.status, 202);
+    assert.equal((await counts(store)).orders, 1);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects items that are not an array with 400", async () => {
+  await withApp((harness) =>
+    assertRejected(harness, { ...VALID, items: { sku: "burger", qty: 1 } }, "items")
+  );
+});
+
+Deno.test("orderRoutes() POST /order rejects an empty sku with 400", async () => {
+  await withApp((harness) =>
+    assertRejected(harness, { ...VALID, items: [{ sku: "", qty: 1 }] }, "items.0.sku")
+  );
+});
+
+Deno.test("orderRoutes() POST /order rejects a sku of 65 chars with 400", async () => {
+  await withApp((harness) =>
+    assertRejected(harness, {
+      ...VALID,
+      items: [{ sku: "burger", qty: 1 }, { sku: "s".repeat(65), qty: 1 }],
+    }, "items.1.sku")
+  );
+});
+
+Deno.test("orderRoutes() POST /order accepts a sku of 64 chars", async () => {
+  await withApp(async ({ app }) => {
+    const response = await post(app, { ...VALID, items: [{ sku: "s".repeat(64), qty: 1 }] });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  });
+});
+
+for (
+  const [label, qty] of [
+    ["0", 0],
+    ["101", 101],
+    ["1.5", 1.5],
+    ['"1"', "1"],
+    ["-1", -1],
+    ["null", null],
+  ] as const
+) {
+  Deno.test(`orderRoutes() POST /order rejects qty ${label} with 400`, async () => {
+    await withApp((harness) =>
+      assertRejected(harness, { ...VALID, items: [{ sku: "burger", qty }] }, "items.0.qty")
+    );
+  });
+}
+
+Deno.test("orderRoutes() POST /order accepts qty 1 and 100", async () => {
+  await withApp(async ({ app, store }) => {
+    const response = await post(app, {
+      ...VALID,
+      items: [{ sku: "burger", qty: 1 }, { sku: "soda", qty: 100 }],
+    });
+    assert.equal(response.status, 202);
+    assert.equal((await counts(store)).orders, 1);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects a missing qty with 400", async () => {
+  await withApp((harness) =>
+    assertRejected(harness, { ...VALID, items: [{ sku: "burger" }] }, "items.0.qty")
+  );
+});
+
+Deno.test("orderRoutes() POST /order rejects an unknown top-level field with 400", async () => {
+  await withApp((harness) =>
+    assertRejected(harness, { ...VALID, coupon: "FREE" }, "coupon", /coupon/)
+  );
+});
+
+Deno.test("orderRoutes() POST /order rejects an unknown item field with 400", async () => {
+  await withApp((harness) =>
+    assertRejected(
+      harness,
+      { ...VALID, items: [{ sku: "burger", qty: 1, price: 0 }] },
+      "price",
+      /items/,
+    )
+  );
+});
+
+Deno.test("orderRoutes() POST /order lists every invalid field in issues", async () => {
+  await withApp(async ({ app, store }) => {
+    const response = await post(app, { user_id: "", items: [{ sku: "", qty: 0 }] });
+    assert.equal(response.status, 400);
+    const json = await response.json() as ErrorBody;
+    const fields = json.issues?.map((issue) => issue.field).sort();
+    assert.deepEqual(fields, ["items.0.qty", "items.0.sku", "user_id"]);
+    assert.ok(json.issues?.every((issue) => issue.reason.length > 0));
+    await assertNothingStored(store);
+  });
+});
+
+/** A valid order body padded with spaces to exactly `size` bytes. */
+function paddedBody(size: number): string {
+  const body = JSON.stringify(VALID);
+  return body.slice(0, -1) + " ".repeat(size - body.length) + "}";
+}
+
+Deno.test("orderRoutes() POST /order accepts a body of exactly 64 KiB", async () => {
+  await withApp(async ({ app, store }) => {
+    const body = paddedBody(MAX_BODY_BYTES);
+    assert.equal(new TextEncoder().encode(body).length, 64 * 1024);
+    const response = await post(app, body);
+    assert.equal(response.status, 202);
+    assert.equal((await counts(store)).orders, 1);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects a body over 64 KiB with 413", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const response = await post(app, paddedBody(MAX_BODY_BYTES + 1));
+    assert.equal(response.status, 413);
+    const json = await response.json() as ErrorBody;
+    assert.equal(typeof json.error, "string");
+    await assertNothingStored(store);
+    assert.equal(commits(), 0);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects a streamed body over 64 KiB with 413", async () => {
+  await withApp(async ({ app, store }) => {
+    const chunk = new TextEncoder().encode(" ".repeat(16 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 5) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const response = await app.request("/order", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    assert.equal(response.status, 413);
+    await response.body?.cancel();
+    await assertNothingStored(store);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects text/plain with 415", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const response = await post(app, VALID, { headers: { "content-type": "text/plain" } });
+    assert.equal(response.status, 415);
+    const json = await response.json() as ErrorBody;
+    assert.match(json.error, /application\/json/);
+    await assertNothingStored(store);
+    assert.equal(commits(), 0);
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects a request without content-type with 415", async () => {
+  await withApp(async ({ app, store }) => {
+    // A Uint8Array body, unlike a string, gets no default content-type from `Request`.
+    const request = new Request("http://localhost/order", {
+      method: "POST",
+      body: new TextEncoder().encode(JSON.stringify(VALID)),
+    });
+    assert.equal(request.headers.get("content-type"), null);
+    const response = await app.request(request);
+    assert.equal(response.status, 415);
+    await response.body?.cancel();
+    await assertNothingStored(store);
+  });
+});
+
+Deno.test("orderRoutes() POST /order accepts application/json with a charset", async () => {
+  await withApp(async ({ app }) => {
+    const response = await post(app, VALID, {
+      headers: { "content-type": "application/json; charset=utf-8" },
+    });
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+  });
+});
+
+Deno.test("orderRoutes() POST /order with the same Idempotency-Key and body returns the same order", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const headers = { "idempotency-key": "retry-1" };
+    const first = await post(app, VALID, { headers });
+    const second = await post(app, VALID, { headers });
+    const third = await post(app, VALID, { path: "/orders", headers });
+    assert.equal(first.status, 202);
+    assert.equal(second.status, 202);
+    assert.equal(third.status, 202);
+    const ids = await Promise.all(
+      [first, second, third].map(async (r) => (await r.json() as { order_id: string }).order_id),
+    );
+    assert.equal(new Set(ids).size, 1);
+    assert.equal(second.headers.get("location"), `/orders/${ids[0]}`);
+    assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 1 });
+    assert.equal(commits(), 1);
+  });
+});
+
+Deno.test("orderRoutes() POST /order with the same Idempotency-Key and another body is 409", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const headers = { "idempotency-key": "retry-2" };
+    const first = await post(app, VALID, { headers });
+    const { order_id } = await first.json() as { order_id: string };
+    const second = await post(app, { ...VALID, items: [{ sku: "burger", qty: 2 }] }, { headers });
+    assert.equal(second.status, 409);
+    const json = await second.json() as ErrorBody & { field?: string; order_id?: string };
+    assert.match(json.error, /Idempotency-Key/);
+    assert.equal(json.order_id, order_id);
+    assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 1 });
+    assert.equal(commits(), 1);
+  });
+});
+
+Deno.test("orderRoutes() POST /order with different Idempotency-Keys creates two orders", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const first = await post(app, VALID, { headers: { "idempotency-key": "a" } });
+    const second = await post(app, VALID, { headers: { "idempotency-key": "b" } });
+    const ids = await Promise.all(
+      [first, second].map(async (r) => (await r.json() as { order_id: string }).order_id),
+    );
+    assert.notEqual(ids[0], ids[1]);
+    assert.deepEqual(await counts(store), { orders: 2, outbox: 2, keys: 2 });
+    assert.equal(commits(), 2);
+  });
+});
+
+Deno.test("orderRoutes() POST /order with concurrent retries of one Idempotency-Key creates one order", async () => {
+  await withApp(async ({ app, store }) => {
+    const headers = { "idempotency-key": "burst" };
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => post(app, VALID, { headers })),
+    );
+    const ids = await Promise.all(responses.map(async (r) => {
+      assert.equal(r.status, 202);
+      return (await r.json() as { order_id: string }).order_id;
+    }));
+    assert.equal(new Set(ids).size, 1);
+    assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 1 });
+  });
+});
+
+Deno.test("orderRoutes() POST /order rejects an empty Idempotency-Key with 400", async () => {
+  await withApp(async ({ app, store }) => {
+    const response = await post(app, VALID, { headers: { "idempotency-key": "" } });
+    assert.equal(response.status, 400);
+    const json = await response.json() as ErrorBody;
+    assert.match(json.error, /Idempotency-Key/);
+    await assertNothingStored(store);
+  });
+});
+
+Deno.test("orderRoutes() POST /order without Idempotency-Key creates a new order each time", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    for (let i = 0; i < 3; i++) {
+      const response = await post(app, VALID);
+      assert.equal(response.status, 202);
+      await response.body?.cancel();
+    }
+    assert.deepEqual(await counts(store), { orders: 3, outbox: 3, keys: 0 });
+    assert.equal(commits(), 3);
+  });
+});
+
+Deno.test("orderRoutes() calls onCommit after the order is committed", async () => {
+  let seen: { orders: number; outbox: number; keys: number } | undefined;
+  let store: Store | undefined;
+  const observed: Promise<void>[] = [];
+  await withApp(async (harness) => {
+    store = harness.store;
+    const response = await post(harness.app, VALID);
+    assert.equal(response.status, 202);
+    await response.body?.cancel();
+    await Promise.all(observed);
+    assert.deepEqual(seen, { orders: 1, outbox: 1, keys: 0 });
+    assert.equal(harness.commits(), 1);
+  }, {
+    onCommit: () => {
+      observed.push(counts(store!).then((c) => void (seen = c)));
+    },
+  });
+});
