@@ -331,7 +331,7 @@ Deno.test(
       const invalid =
         await (await postOrder(stack, { user_id: "u1", items: [{ sku: "burger", qty: 0 }] }))
           .json();
-      assert.equal(invalid.issues[0].field, "items.0.qty");
+      assert.equal(invalid.issues[0].field, "items[0].qty");
       // A valid order afterwards is the first and only message: nothing was published before it.
       await placeOrder(stack, { user_id: "u1", items: [{ sku: "burger", qty: 1 }] });
       await waitFor(

@@ -25,7 +25,7 @@ export interface OrderRequest {
 export type PlaceResult =
   | { kind: "created"; order: OrderView }
   | { kind: "replayed"; order: OrderView }
-  | { kind: "conflict"; orderId: string };
+  | { kind: "conflict" };
 
 /** Places `request`; with an `idempotencyKey`, a retry of the same request returns the same order. */
 export async function placeOrder(
@@ -38,7 +38,7 @@ export async function placeOrder(
     if (idempotencyKey !== undefined) {
       const previous = await findIdempotencyKey(tx, idempotencyKey);
       if (previous && previous.request_hash !== requestHash) {
-        return { kind: "conflict", orderId: previous.order_id };
+        return { kind: "conflict" };
       }
       const order = previous && await getOrder(tx, previous.order_id);
       if (order) return { kind: "replayed", order };

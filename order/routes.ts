@@ -8,7 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { Context } from "hono";
 import { z } from "zod";
 import type { Store } from "../shared/store.ts";
-import { describeIssues, orderItemSchema } from "../shared/events.ts";
+import { listIssues, orderItemSchema } from "../shared/events.ts";
 import { placeOrder } from "./place_order.ts";
 import { getOrder } from "./orders.ts";
 
@@ -38,7 +38,7 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
 
   async function createOrder(c: Context): Promise<Response> {
     const contentType = c.req.header("content-type") ?? "";
-    if (!/^application\/([\w.+-]+\+)?json\b/i.test(contentType)) {
+    if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)) {
       return c.json({ error: `content-type must be application/json, not "${contentType}"` }, 415);
     }
     let json: unknown;
@@ -57,7 +57,6 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
       return c.json({
         error: "Idempotency-Key was already used with a different request",
         field: "Idempotency-Key",
-        order_id: result.orderId,
       }, 409);
     }
     if (result.kind === "created") options.onCommit?.();
@@ -75,13 +74,12 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
   return app;
 }
 
-function invalid(c: Context, error: z.ZodError, field?: string): Response {
-  const issues = error.issues.map((issue) => ({
-    field: field ?? (issue.path.map(String).join(".") || "(body)"),
-    reason: issue.message,
-  }));
+function invalid(c: Context, error: z.ZodError, header?: string): Response {
+  const issues = header
+    ? error.issues.map((issue) => ({ field: header, reason: issue.message }))
+    : listIssues(error);
   return c.json({
-    error: field ? `${field}: ${describeIssues(error)}` : describeIssues(error),
+    error: issues.map(({ field, reason }) => `${field}: ${reason}`).join("; "),
     issues,
   }, 400);
 }

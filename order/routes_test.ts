@@ -235,7 +235,7 @@ Deno.test("orderRoutes() POST /order rejects items that are not an array with 40
 
 Deno.test("orderRoutes() POST /order rejects an empty sku with 400", async () => {
   await withApp((harness) =>
-    assertRejected(harness, { ...VALID, items: [{ sku: "", qty: 1 }] }, "items.0.sku")
+    assertRejected(harness, { ...VALID, items: [{ sku: "", qty: 1 }] }, "items[0].sku")
   );
 });
 
@@ -244,7 +244,7 @@ Deno.test("orderRoutes() POST /order rejects a sku of 65 chars with 400", async 
     assertRejected(harness, {
       ...VALID,
       items: [{ sku: "burger", qty: 1 }, { sku: "s".repeat(65), qty: 1 }],
-    }, "items.1.sku")
+    }, "items[1].sku")
   );
 });
 
@@ -268,7 +268,7 @@ for (
 ) {
   Deno.test(`orderRoutes() POST /order rejects qty ${label} with 400`, async () => {
     await withApp((harness) =>
-      assertRejected(harness, { ...VALID, items: [{ sku: "burger", qty }] }, "items.0.qty")
+      assertRejected(harness, { ...VALID, items: [{ sku: "burger", qty }] }, "items[0].qty")
     );
   });
 }
@@ -286,7 +286,7 @@ Deno.test("orderRoutes() POST /order accepts qty 1 and 100", async () => {
 
 Deno.test("orderRoutes() POST /order rejects a missing qty with 400", async () => {
   await withApp((harness) =>
-    assertRejected(harness, { ...VALID, items: [{ sku: "burger" }] }, "items.0.qty")
+    assertRejected(harness, { ...VALID, items: [{ sku: "burger" }] }, "items[0].qty")
   );
 });
 
@@ -313,7 +313,7 @@ Deno.test("orderRoutes() POST /order lists every invalid field in issues", async
     assert.equal(response.status, 400);
     const json = await response.json() as ErrorBody;
     const fields = json.issues?.map((issue) => issue.field).sort();
-    assert.deepEqual(fields, ["items.0.qty", "items.0.sku", "user_id"]);
+    assert.deepEqual(fields, ["items[0].qty", "items[0].sku", "user_id"]);
     assert.ok(json.issues?.every((issue) => issue.reason.length > 0));
     await assertNothingStored(store);
   });
@@ -432,7 +432,8 @@ Deno.test("orderRoutes() POST /order with the same Idempotency-Key and another b
     assert.equal(second.status, 409);
     const json = await second.json() as ErrorBody & { field?: string; order_id?: string };
     assert.match(json.error, /Idempotency-Key/);
-    assert.equal(json.order_id, order_id);
+    assert.equal(json.order_id, undefined, "another client's order id is not disclosed");
+    assert.equal(typeof order_id, "string");
     assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 1 });
     assert.equal(commits(), 1);
   });
@@ -488,21 +489,45 @@ Deno.test("orderRoutes() POST /order without Idempotency-Key creates a new order
   });
 });
 
-Deno.test("orderRoutes() calls onCommit after the order is committed", async () => {
-  let seen: { orders: number; outbox: number; keys: number } | undefined;
+Deno.test("orderRoutes() calls onCommit once per created order only", async () => {
+  const seen: Array<{ orders: number; outbox: number; keys: number }> = [];
   let store: Store | undefined;
   const observed: Promise<void>[] = [];
   await withApp(async (harness) => {
     store = harness.store;
-    const response = await post(harness.app, VALID);
-    assert.equal(response.status, 202);
-    await response.body?.cancel();
+    const headers = { "idempotency-key": "once" };
+    const statuses = [
+      (await post(harness.app, VALID, { headers })).status,
+      (await post(harness.app, VALID, { headers })).status,
+      (await post(harness.app, { ...VALID, user_id: "u2" }, { headers })).status,
+      (await post(harness.app, { ...VALID, items: [] })).status,
+      (await post(harness.app, VALID, { path: "/orders" })).status,
+    ];
+    assert.deepEqual(statuses, [202, 202, 409, 400, 202]);
     await Promise.all(observed);
-    assert.deepEqual(seen, { orders: 1, outbox: 1, keys: 0 });
-    assert.equal(harness.commits(), 1);
+    assert.equal(harness.commits(), 2);
+    // Each call saw its own order committed, outbox row included.
+    assert.deepEqual(seen, [{ orders: 1, outbox: 1, keys: 1 }, { orders: 2, outbox: 2, keys: 1 }]);
   }, {
     onCommit: () => {
-      observed.push(counts(store!).then((c) => void (seen = c)));
+      observed.push(counts(store!).then((c) => void seen.push(c)));
     },
   });
+});
+
+Deno.test("orderRoutes() works without options", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "order_routes_test_" });
+  try {
+    const store = await openStore(dir, "order", { migrations: ORDER_MIGRATIONS });
+    try {
+      const response = await post(orderRoutes(store), VALID);
+      assert.equal(response.status, 202);
+      await response.body?.cancel();
+      assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 0 });
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -8,7 +8,11 @@ import { z } from "zod";
 const DEFAULT_STOCK =
   "burger=500,fries=500,salad=300,pizza=300,wrap=300,soda=1000,coffee=1000,cookie=800";
 
-const port = z.coerce.number().int().min(0).max(65535);
+const port = z.string().regex(/^\d{1,5}$/, "digits only").transform(Number).pipe(
+  z.number().max(65535),
+);
+const rate = z.string().regex(/^(0|1|0?\.\d+|1\.0*)$/, "a decimal number").transform(Number)
+  .pipe(z.number().min(0).max(1));
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 
 const stock = z.string().transform((text, ctx) => {
@@ -19,24 +23,34 @@ const stock = z.string().transform((text, ctx) => {
       ctx.addIssue({ code: "custom", message: `sku=qty pairs, comma-separated (at "${pair}")` });
       return z.NEVER;
     }
+    if (match[1] in result) {
+      ctx.addIssue({ code: "custom", message: `"${match[1]}" is given twice` });
+      return z.NEVER;
+    }
     result[match[1]] = Number(match[2]);
+  }
+  if (Object.keys(result).length === 0) {
+    ctx.addIssue({ code: "custom", message: "at least one sku=qty pair" });
+    return z.NEVER;
   }
   return result;
 });
 
 const configSchema = z.object({
-  AMQP_URL: z.url({ protocol: /^amqps?$/ }).default("amqp://guest:guest@127.0.0.1:5672/"),
-  RABBITMQ_MANAGEMENT_URL: z.url({ protocol: /^https?$/ }).default(
+  AMQP_URL: z.url({ protocol: /^amqps?$/, hostname: /./ }).default(
+    "amqp://guest:guest@127.0.0.1:5672/",
+  ),
+  RABBITMQ_MANAGEMENT_URL: z.url({ protocol: /^https?$/, hostname: /./ }).default(
     "http://guest:guest@127.0.0.1:15672",
   ),
-  ORDER_PORT: port.default(8001),
-  INVENTORY_PORT: port.default(8002),
-  NOTIFICATION_PORT: port.default(8003),
+  ORDER_PORT: port.prefault("8001"),
+  INVENTORY_PORT: port.prefault("8002"),
+  NOTIFICATION_PORT: port.prefault("8003"),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
-  INVENTORY_FAIL: bool.default(false),
+  INVENTORY_FAIL: bool.prefault("false"),
   INVENTORY_STOCK: stock.prefault(DEFAULT_STOCK),
-  FAULT_TRANSIENT_RATE: z.coerce.number().min(0).max(1).default(0),
+  FAULT_TRANSIENT_RATE: rate.prefault("0"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
 });

@@ -144,3 +144,25 @@ Deno.test("parseConfig() names the expectation in the error", () => {
     },
   );
 });
+
+for (
+  const [name, value] of [
+    ["ORDER_PORT", " "],
+    ["ORDER_PORT", "0x1F"],
+    ["ORDER_PORT", "1e3"],
+    ["FAULT_TRANSIENT_RATE", " "],
+    ["FAULT_TRANSIENT_RATE", "1e-1"],
+    ["INVENTORY_STOCK", ","],
+    ["INVENTORY_STOCK", "burger=1,burger=2"],
+    ["AMQP_URL", "amqp:foo"],
+  ]
+) {
+  Deno.test(`parseConfig() rejects ${name}=${JSON.stringify(value)}`, () => {
+    assert.throws(
+      () => parseConfig({ [name]: value }, "inventory"),
+      (error: unknown) =>
+        error instanceof ConfigError && error.message.includes(name) &&
+        error.message.includes(JSON.stringify(value)),
+    );
+  });
+}

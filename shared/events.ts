@@ -27,7 +27,7 @@ export const orderPlacedSchema = z.object({
   event_id: eventId,
   event_type: z.literal(EventType.OrderPlaced),
   created_at: timestamp.optional(),
-  correlation_id: z.string().max(128).optional(),
+  correlation_id: z.string().min(1).max(128).optional(),
   order: z.object({
     order_id: z.string().min(1).max(128),
     user_id: z.string().min(1).max(128),
@@ -102,11 +102,28 @@ export function parseEvent<T>(body: Uint8Array, schema: z.ZodType<T>): ParseResu
   return { ok: false, reason: describeIssues(parsed.error) };
 }
 
+/** One invalid field and what was wrong with it. */
+export interface FieldIssue {
+  /** `order.items[0].qty`, or `(body)` for the whole. */
+  field: string;
+  reason: string;
+}
+
+/** Lists the invalid fields of a zod error; each unknown key is a field of its own. */
+export function listIssues(error: z.ZodError): FieldIssue[] {
+  return error.issues.flatMap((issue) =>
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map((key) => ({
+        field: fieldPath([...issue.path, key]),
+        reason: "unknown field",
+      }))
+      : [{ field: fieldPath(issue.path), reason: issue.message }]
+  );
+}
+
 /** Names each invalid field and what was wrong: `order.items[0].qty: expected int, received string`. */
 export function describeIssues(error: z.ZodError): string {
-  return error.issues.slice(0, 5).map((issue) => `${fieldPath(issue.path)}: ${issue.message}`).join(
-    "; ",
-  );
+  return listIssues(error).slice(0, 5).map(({ field, reason }) => `${field}: ${reason}`).join("; ");
 }
 
 function fieldPath(path: PropertyKey[]): string {

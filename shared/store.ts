@@ -55,11 +55,12 @@ export async function openStore(
 ): Promise<Store> {
   await Deno.mkdir(dataDir, { recursive: true });
   const db = new DatabaseSync(join(dataDir, `${name}.db`));
+  // The timeout first: switching to WAL needs a lock that another process may hold for a moment.
+  db.exec("PRAGMA busy_timeout = 5000");
   db.exec("PRAGMA journal_mode = WAL");
   db.exec("PRAGMA synchronous = FULL");
-  db.exec("PRAGMA busy_timeout = 5000");
   const store = sqliteStore(db);
-  await migrate(store, options.migrations);
+  await migrate(store, options.migrations, (sql) => db.exec(sql));
   return store;
 }
 
@@ -108,16 +109,18 @@ function sqliteStore(db: DatabaseSync): Store {
   };
 }
 
-async function migrate(store: Store, migrations: Migration[]): Promise<void> {
+async function migrate(
+  store: Store,
+  migrations: Migration[],
+  execScript: (sql: string) => void,
+): Promise<void> {
   await store.transaction(async (tx) => {
     await tx.run(
       "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
     );
     for (const { name, sql } of migrations) {
       if (await tx.get("SELECT 1 FROM schema_migrations WHERE name = ?", name)) continue;
-      for (const statement of sql.split(";").map((s) => s.trim()).filter(Boolean)) {
-        await tx.run(statement);
-      }
+      execScript(sql);
       await tx.run(
         "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
         name,
