@@ -22,7 +22,11 @@ if (import.meta.main) {
   const log = createLogger("inventory", { level: config.logLevel, format: config.logFormat });
   const store = await openStore(config.dataDir, "inventory", { migrations: INVENTORY_MIGRATIONS });
   await seedStock(store, config.initialStock);
-  const broker = connectBroker(config.amqpUrl, { log, connectionName: "inventory" });
+  const broker = connectBroker(config.amqpUrl, {
+    log,
+    connectionName: "inventory",
+    topology: { retryDelaysMs: config.retryDelaysMs },
+  });
   const relay = startOutboxRelay(store, broker, { log });
   const consumer = startConsumer(broker, store, {
     queue: Queue.orderPlaced,
@@ -30,6 +34,8 @@ if (import.meta.main) {
     handle: handleOrderPlaced({ log, failAll: config.inventoryFail }),
     log,
     onCommit: relay.wake,
+    retryDelaysMs: config.retryDelaysMs,
+    faultRate: config.faultTransientRate,
   });
   const app = addProbes(inventoryRoutes(store), { store, broker });
   const server = serveHttp(app, config.ports.inventory, log);

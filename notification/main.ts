@@ -22,13 +22,19 @@ if (import.meta.main) {
   const store = await openStore(config.dataDir, "notification", {
     migrations: NOTIFICATION_MIGRATIONS,
   });
-  const broker = connectBroker(config.amqpUrl, { log, connectionName: "notification" });
+  const broker = connectBroker(config.amqpUrl, {
+    log,
+    connectionName: "notification",
+    topology: { retryDelaysMs: config.retryDelaysMs },
+  });
   const consumers = [Queue.inventoryReserved, Queue.inventoryFailed].map((queue) =>
     startConsumer(broker, store, {
       queue,
       schema: inventoryOutcomeSchema,
       handle: handleInventoryOutcome(log),
       log,
+      retryDelaysMs: config.retryDelaysMs,
+      faultRate: config.faultTransientRate,
     })
   );
   const app = addProbes(notificationRoutes(store), { store, broker });

@@ -21,13 +21,18 @@ if (import.meta.main) {
   const config = loadConfig("order");
   const log = createLogger("order", { level: config.logLevel, format: config.logFormat });
   const store = await openStore(config.dataDir, "order", { migrations: ORDER_MIGRATIONS });
-  const broker = connectBroker(config.amqpUrl, { log, connectionName: "order" });
+  const broker = connectBroker(config.amqpUrl, {
+    log,
+    connectionName: "order",
+    topology: { retryDelaysMs: config.retryDelaysMs },
+  });
   const relay = startOutboxRelay(store, broker, { log });
   const consumer = startConsumer(broker, store, {
     queue: Queue.orderStatus,
     schema: inventoryOutcomeSchema,
     handle: handleInventoryOutcome(log),
     log,
+    retryDelaysMs: config.retryDelaysMs,
   });
   const app = addProbes(orderRoutes(store, { onCommit: relay.wake }), { store, broker });
   const server = serveHttp(app, config.ports.order, log);

@@ -10,7 +10,13 @@
 import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { Buffer } from "node:buffer";
-import { DEAD_LETTER_EXCHANGE, declareTopology, EXCHANGE, type Queue } from "./topology.ts";
+import {
+  declareTopology,
+  EXCHANGE,
+  type Queue,
+  TopologyMismatchError,
+  type TopologyOptions,
+} from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
 
 /** A message to publish, persistent and as JSON. */
@@ -68,11 +74,17 @@ export interface Broker {
   readonly connected: boolean;
   /** Publishes `messages` and resolves once the broker confirmed every one; rejects if any failed. */
   publish(messages: OutgoingMessage[]): Promise<void>;
+  /** Why the last connection attempt failed, while not connected. */
+  readonly lastError?: string;
   /**
-   * Publishes a copy of `delivery` to the dead-letter queue of `queue`, with the reason in the
-   * `x-rejected-reason` header, and resolves once the broker confirmed it.
+   * Publishes a copy of `delivery` (body, properties and headers) to `to`, with `headers` added, and
+   * resolves once the broker confirmed it: how a consumer parks a message in a retry queue or a DLQ.
    */
-  deadLetter(queue: Queue, delivery: Delivery, reason: string): Promise<void>;
+  forward(
+    delivery: Delivery,
+    to: { exchange: string; routingKey: string },
+    headers: Record<string, unknown>,
+  ): Promise<void>;
   /** Consumes `queue` for as long as the broker runs, across reconnects. */
   consume(queue: Queue, handler: BatchHandler, options?: ConsumeOptions): Consumer;
   /** Messages ready in `queue` (not counting those delivered and unacked); rejects if it is missing. */
@@ -106,6 +118,8 @@ export interface BrokerOptions {
   maxDelayMs?: number;
   /** Heartbeat interval in seconds, which bounds how long a dead TCP link goes unnoticed. @default {15} */
   heartbeatSeconds?: number;
+  /** What to declare on every connection. */
+  topology?: TopologyOptions;
 }
 
 interface Session {
@@ -115,12 +129,19 @@ interface Session {
 
 /** Connects to `url` in the background and keeps reconnecting until {@linkcode Broker.close}. */
 export function connectBroker(url: string, options: BrokerOptions): Broker {
-  const { log, connectionName, initialDelayMs = 200, maxDelayMs = 10_000, heartbeatSeconds = 15 } =
-    options;
+  const {
+    log,
+    connectionName,
+    initialDelayMs = 200,
+    maxDelayMs = 10_000,
+    heartbeatSeconds = 15,
+    topology,
+  } = options;
   const consumers: ConsumerState[] = [];
   const connectListeners: Array<() => void> = [];
   const stopping = new AbortController();
   let session: Session | undefined;
+  let lastError: string | undefined;
 
   async function openSession(): Promise<ChannelModel> {
     const connection = await amqp.connect(withHeartbeat(url, heartbeatSeconds), {
@@ -135,7 +156,7 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     try {
       const publisher = await connection.createConfirmChannel();
       closeConnectionWith(publisher, connection, log);
-      await declareTopology(publisher);
+      await declareTopology(publisher, topology);
       // Consumers may need to publish (poison to a DLQ) from their first delivery on.
       session = { connection, publisher };
       for (const consumer of consumers) await consumer.attach(connection);
@@ -148,21 +169,28 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
 
   async function keepConnected(): Promise<void> {
     let failures = 0;
+    let connectedBefore = false;
     while (!stopping.signal.aborted) {
       try {
         const connection = await openSession();
-        if (failures) log.info("reconnected to broker", { failed_attempts: failures });
-        else log.info("connected to broker");
+        log.info(
+          connectedBefore ? "reconnected to broker" : "connected to broker",
+          failures ? { failed_attempts: failures } : {},
+        );
+        connectedBefore = true;
         failures = 0;
+        lastError = undefined;
         for (const listener of connectListeners) listener();
         await new Promise((resolve) => connection.once("close", resolve));
         session = undefined;
         if (!stopping.signal.aborted) log.warn("lost broker connection, reconnecting");
       } catch (error) {
         session = undefined;
+        lastError = describeError(error);
         // Only the first failure of a streak is worth a line: a dead broker must not flood the log.
         if (failures++ === 0) {
-          log.warn("cannot reach broker, retrying", { error: describeError(error) });
+          if (error instanceof TopologyMismatchError) log.error(error.message);
+          else log.warn("cannot reach broker, retrying", { error: lastError });
         }
       }
       for (const consumer of consumers) consumer.detach();
@@ -203,23 +231,19 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
       return session !== undefined;
     },
     publish,
-    deadLetter(queue, delivery, reason) {
+    get lastError() {
+      return session ? undefined : lastError;
+    },
+    forward(delivery, to, headers) {
       const { properties } = delivery.raw;
       return publish([{
-        exchange: DEAD_LETTER_EXCHANGE,
-        routingKey: queue,
+        ...to,
         body: delivery.body,
         messageId: delivery.messageId ?? "",
         correlationId: delivery.correlationId,
         type: delivery.type,
         timestamp: properties.timestamp ? properties.timestamp * 1000 : undefined,
-        headers: {
-          ...delivery.headers,
-          "x-rejected-reason": reason,
-          "x-rejected-at": new Date().toISOString(),
-          "x-original-exchange": delivery.exchange,
-          "x-original-routing-key": delivery.routingKey,
-        },
+        headers: { ...withoutDeliveryCount(delivery.headers), ...headers },
       }]);
     },
     consume(queue, handler, consumeOptions = {}) {
@@ -416,4 +440,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }, { once: true });
   });
+}
+
+/** The queue sets `x-delivery-count` itself on every delivery; a copy must start afresh. */
+function withoutDeliveryCount(headers: Record<string, unknown>): Record<string, unknown> {
+  const { "x-delivery-count": _, ...rest } = headers;
+  return rest;
 }

@@ -36,6 +36,15 @@ const stock = z.string().transform((text, ctx) => {
   return result;
 });
 
+const durations = z.string().transform((text, ctx) => {
+  const delays = text.split(",").map((part) => /^\s*(\d{1,7})(ms|s)\s*$/.exec(part));
+  if (delays.length === 0 || delays.some((match) => match === null)) {
+    ctx.addIssue({ code: "custom", message: "durations such as 1s,5s,30s or 100ms" });
+    return z.NEVER;
+  }
+  return delays.map((match) => Number(match![1]) * (match![2] === "s" ? 1000 : 1));
+});
+
 const configSchema = z.object({
   AMQP_URL: z.url({ protocol: /^amqps?$/, hostname: /./ }).default(
     "amqp://guest:guest@127.0.0.1:5672/",
@@ -51,6 +60,7 @@ const configSchema = z.object({
   INVENTORY_FAIL: bool.prefault("false"),
   INVENTORY_STOCK: stock.prefault(DEFAULT_STOCK),
   FAULT_TRANSIENT_RATE: rate.prefault("0"),
+  RETRY_DELAYS: durations.prefault("1s,5s,30s"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
 });
@@ -65,6 +75,8 @@ export interface Config {
   inventoryFail: boolean;
   initialStock: Record<string, number>;
   faultTransientRate: number;
+  /** The delay before each retry of a transiently failed message, in milliseconds. */
+  retryDelaysMs: number[];
   logLevel: "debug" | "info" | "warn" | "error";
   /** `json` outside a terminal, `pretty` in one, unless LOG_FORMAT says otherwise. */
   logFormat?: "json" | "pretty";
@@ -106,6 +118,7 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
     inventoryFail: c.INVENTORY_FAIL,
     initialStock: c.INVENTORY_STOCK,
     faultTransientRate: c.FAULT_TRANSIENT_RATE,
+    retryDelaysMs: c.RETRY_DELAYS,
     logLevel: c.LOG_LEVEL,
     logFormat: c.LOG_FORMAT,
   };
@@ -122,6 +135,7 @@ const EXPECTED: Record<string, string> = {
   INVENTORY_FAIL: "true or false",
   INVENTORY_STOCK: "sku=qty pairs such as burger=500,fries=500",
   FAULT_TRANSIENT_RATE: "a number from 0 to 1",
+  RETRY_DELAYS: "comma-separated durations such as 1s,5s,30s",
   LOG_LEVEL: "one of debug, info, warn, error",
   LOG_FORMAT: "json or pretty",
 };

@@ -1,12 +1,18 @@
 /**
  * The consuming side of exactly-once: parse every delivery, send poison to its DLQ at once, handle
- * the rest of a batch in one transaction with the inbox, commit, and only then ack.
+ * the rest of a batch in one transaction with the inbox, commit, and only then ack. A transient
+ * failure is retried through the broker's retry queues with growing delays, then dead-lettered.
  * @module
  */
 import type { z } from "zod";
 import type { Broker, Consumer, Delivery, Settlement } from "./broker.ts";
 import type { Store, Tx } from "./store.ts";
-import type { Queue } from "./topology.ts";
+import {
+  DEAD_LETTER_EXCHANGE,
+  DEFAULT_RETRY_DELAYS_MS,
+  type Queue,
+  retryQueue,
+} from "./topology.ts";
 import { parseEvent } from "./events.ts";
 import { recordInbox } from "./inbox.ts";
 import { describeError, type Logger } from "./log.ts";
@@ -15,6 +21,9 @@ import { describeError, type Logger } from "./log.ts";
 export class PoisonMessageError extends Error {
   override name = "PoisonMessageError";
 }
+
+/** The header that counts a message's retries so far. */
+export const RETRY_ATTEMPT_HEADER = "x-retry-attempt";
 
 /**
  * Applies one event's effects inside `tx`. Whatever it returns runs after the commit: the place for
@@ -33,6 +42,19 @@ export interface ConsumerOptions<T extends { event_id: string }> {
   onCommit?: () => void;
   /** @default {100} */
   prefetch?: number;
+  /** The delay before each retry, in milliseconds; as declared in the topology. @default {[1000, 5000, 30000]} */
+  retryDelaysMs?: readonly number[];
+  /**
+   * The chance, 0 to 1, that handling one event throws a transient error just before the commit:
+   * fault injection for tests (`FAULT_TRANSIENT_RATE`). @default {0}
+   */
+  faultRate?: number;
+}
+
+interface ValidDelivery<T> {
+  index: number;
+  event: T;
+  delivery: Delivery;
 }
 
 /** Consumes `options.queue` with exactly-once effects; see the module doc. */
@@ -41,7 +63,16 @@ export function startConsumer<T extends { event_id: string }>(
   store: Store,
   options: ConsumerOptions<T>,
 ): Consumer {
-  const { queue, schema, handle, log, onCommit, prefetch } = options;
+  const {
+    queue,
+    schema,
+    handle,
+    log,
+    onCommit,
+    prefetch,
+    retryDelaysMs = DEFAULT_RETRY_DELAYS_MS,
+    faultRate = 0,
+  } = options;
 
   async function handleAll(tx: Tx, events: T[]): Promise<Array<() => void>> {
     const afterCommit: Array<() => void> = [];
@@ -52,13 +83,32 @@ export function startConsumer<T extends { event_id: string }>(
       }
       const after = await handle(tx, event);
       if (after) afterCommit.push(after);
+      if (faultRate > 0 && Math.random() < faultRate) {
+        throw new Error("Injected transient fault (FAULT_TRANSIENT_RATE)");
+      }
     }
     return afterCommit;
   }
 
-  async function deadLetter(delivery: Delivery, reason: string): Promise<Settlement> {
+  async function commit(events: T[]): Promise<void> {
+    const afterCommit = await store.transaction((tx) => handleAll(tx, events));
+    afterCommit.forEach((run) => run());
+    onCommit?.();
+  }
+
+  /** Parks `delivery` in the DLQ (with `headers` saying why) or, if that fails, requeues it. */
+  async function deadLetter(
+    delivery: Delivery,
+    headers: Record<string, unknown>,
+  ): Promise<Settlement> {
+    const reason = String(headers["x-rejected-reason"]);
     try {
-      await broker.deadLetter(queue, delivery, reason);
+      await broker.forward(delivery, { exchange: DEAD_LETTER_EXCHANGE, routingKey: queue }, {
+        "x-rejected-at": new Date().toISOString(),
+        "x-original-exchange": delivery.exchange,
+        "x-original-routing-key": delivery.routingKey,
+        ...headers,
+      });
       log.warn("dead-lettered message", { queue, message_id: delivery.messageId, reason });
       return { action: "dead-letter", reason };
     } catch (error) {
@@ -67,45 +117,64 @@ export function startConsumer<T extends { event_id: string }>(
     }
   }
 
+  /** Sends `delivery` to the retry queue of its next attempt, or to the DLQ after the last. */
+  async function retryLater(delivery: Delivery, failure: unknown): Promise<Settlement> {
+    const error = describeError(failure);
+    const attempt = Number(delivery.headers[RETRY_ATTEMPT_HEADER] ?? 0) + 1;
+    if (attempt > retryDelaysMs.length) {
+      return await deadLetter(delivery, {
+        "x-rejected-reason": `failed ${attempt} times, last with: ${error}`,
+        "x-attempts": attempt,
+        "x-last-error": error,
+      });
+    }
+    const delayMs = retryDelaysMs[attempt - 1];
+    try {
+      await broker.forward(delivery, { exchange: "", routingKey: retryQueue(queue, delayMs) }, {
+        [RETRY_ATTEMPT_HEADER]: attempt,
+        "x-last-error": error,
+      });
+      log.warn("handling failed, retrying later", {
+        queue,
+        message_id: delivery.messageId,
+        attempt,
+        delay_ms: delayMs,
+        error,
+      });
+      return { action: "ack" };
+    } catch (publishError) {
+      log.warn("cannot schedule retry, requeueing", { queue, error: describeError(publishError) });
+      return { action: "requeue", error };
+    }
+  }
+
   /** When a batch fails, each event gets its own transaction so one bad event fails alone. */
   async function handleOneByOne(
-    valid: Array<{ index: number; event: T; delivery: Delivery }>,
+    valid: ValidDelivery<T>[],
     settlements: Settlement[],
   ): Promise<void> {
     for (const { index, event, delivery } of valid) {
       try {
-        const afterCommit = await store.transaction((tx) => handleAll(tx, [event]));
-        afterCommit.forEach((run) => run());
-        onCommit?.();
+        await commit([event]);
       } catch (error) {
-        if (error instanceof PoisonMessageError) {
-          settlements[index] = await deadLetter(delivery, error.message);
-        } else {
-          log.warn("handling failed, requeueing", {
-            queue,
-            event_id: event.event_id,
-            error: describeError(error),
-          });
-          settlements[index] = { action: "requeue", error: describeError(error) };
-        }
+        settlements[index] = error instanceof PoisonMessageError
+          ? await deadLetter(delivery, { "x-rejected-reason": error.message })
+          : await retryLater(delivery, error);
       }
     }
   }
 
   return broker.consume(queue, async (batch) => {
     const settlements: Settlement[] = batch.map(() => ({ action: "ack" }));
-    const valid: Array<{ index: number; event: T; delivery: Delivery }> = [];
-    await Promise.all(batch.map(async (delivery, index) => {
+    const valid: ValidDelivery<T>[] = [];
+    for (const [index, delivery] of batch.entries()) {
       const parsed = parseEvent(delivery.body, schema);
       if (parsed.ok) valid.push({ index, event: parsed.event, delivery });
-      else settlements[index] = await deadLetter(delivery, parsed.reason);
-    }));
+      else settlements[index] = await deadLetter(delivery, { "x-rejected-reason": parsed.reason });
+    }
     if (valid.length === 0) return settlements;
-    valid.sort((a, b) => a.index - b.index);
     try {
-      const afterCommit = await store.transaction((tx) => handleAll(tx, valid.map((v) => v.event)));
-      afterCommit.forEach((run) => run());
-      onCommit?.();
+      await commit(valid.map((v) => v.event));
     } catch {
       await handleOneByOne(valid, settlements);
     }

@@ -21,7 +21,7 @@ export function addProbes(app: Hono, probes: Probes): Hono {
   app.get("/ready", async (c) => {
     const failed: Record<string, string> = {};
     await probes.store.ping().catch((error) => failed.database = describeError(error));
-    if (!probes.broker.connected) failed.broker = "not connected";
+    if (!probes.broker.connected) failed.broker = probes.broker.lastError ?? "not connected";
     const ok = Object.keys(failed).length === 0;
     return c.json({ status: ok ? "ready" : "not ready", failed }, ok ? 200 : 503);
   });

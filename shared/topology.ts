@@ -61,15 +61,53 @@ export interface DeclaringChannel {
   bindQueue(queue: string, exchange: string, pattern: string): Promise<unknown>;
 }
 
+/** Options for {@linkcode declareTopology}. */
+export interface TopologyOptions {
+  /**
+   * The delays, in milliseconds, before each retry of a transiently failed message; one retry
+   * queue per delay and consumed queue. @default {[1000, 5000, 30000]}
+   */
+  retryDelaysMs?: readonly number[];
+}
+
+export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [1000, 5000, 30000];
+
+/** The queue where a message of `queue` waits `delayMs` before it returns to `queue`. */
+export function retryQueue(queue: Queue, delayMs: number): string {
+  const label = delayMs % 1000 === 0 ? `${delayMs / 1000}s` : `${delayMs}ms`;
+  return `${queue}.retry.${label}`;
+}
+
+/** Thrown when a queue exists with other arguments than this version declares. */
+export class TopologyMismatchError extends Error {
+  override name = "TopologyMismatchError";
+}
+
 /**
- * Declares the exchanges, the quorum queues with their bindings and delivery limit, and their DLQs.
+ * Dead-lettering that is confirmed by the target queue before the source lets go of the message,
+ * so that nothing is lost on the way to a DLQ or back from a retry queue.
+ */
+const AT_LEAST_ONCE_DEAD_LETTERING = {
+  "x-dead-letter-strategy": "at-least-once",
+  "x-overflow": "reject-publish",
+};
+
+/**
+ * Declares the exchanges, the quorum queues with their bindings and delivery limit, their retry
+ * queues and their DLQs.
  *
  * Quorum queues count deliveries, so a message that crashes its consumer every time is
- * dead-lettered after {@linkcode DELIVERY_LIMIT} attempts instead of looping forever.
+ * dead-lettered after {@linkcode DELIVERY_LIMIT} attempts instead of looping forever. A retry queue
+ * holds a message for its delay (a queue TTL) and then dead-letters it back to its queue through
+ * the default exchange: the wait costs no memory in the service and survives its crash.
  *
- * @throws {Error} saying which queue exists with other arguments and what to do about it
+ * @throws {TopologyMismatchError} saying which queue exists with other arguments and what to do
  */
-export async function declareTopology(channel: DeclaringChannel): Promise<void> {
+export async function declareTopology(
+  channel: DeclaringChannel,
+  options: TopologyOptions = {},
+): Promise<void> {
+  const { retryDelaysMs = DEFAULT_RETRY_DELAYS_MS } = options;
   await channel.assertExchange(EXCHANGE, "topic", { durable: true });
   await channel.assertExchange(DEAD_LETTER_EXCHANGE, "direct", { durable: true });
   for (const queue of QUEUES) {
@@ -81,8 +119,18 @@ export async function declareTopology(channel: DeclaringChannel): Promise<void> 
       "x-delivery-limit": DELIVERY_LIMIT,
       "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
       "x-dead-letter-routing-key": queue,
+      ...AT_LEAST_ONCE_DEAD_LETTERING,
     });
     for (const eventType of BINDINGS[queue]) await channel.bindQueue(queue, EXCHANGE, eventType);
+    for (const delayMs of retryDelaysMs) {
+      await assertQueue(channel, retryQueue(queue, delayMs), {
+        "x-queue-type": "quorum",
+        "x-message-ttl": delayMs,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+        ...AT_LEAST_ONCE_DEAD_LETTERING,
+      });
+    }
   }
 }
 
@@ -95,10 +143,10 @@ async function assertQueue(
     await channel.assertQueue(queue, { durable: true, arguments: args });
   } catch (cause) {
     if (!String((cause as Error)?.message).includes("PRECONDITION_FAILED")) throw cause;
-    throw new Error(
+    throw new TopologyMismatchError(
       `Cannot declare queue "${queue}" as it already exists with other arguments (this version ` +
-        `needs a quorum queue with ${JSON.stringify(args)}): drain it and delete it, ` +
-        `or move its messages with a shovel, then restart`,
+        `needs a durable quorum queue with ${JSON.stringify(args)}): move its messages elsewhere ` +
+        `(a shovel, or deno task dlq for a .dlq), delete it, then restart`,
       { cause },
     );
   }
