@@ -230,7 +230,8 @@ export interface Stack {
   broker: Broker;
   /** The base URL of a running service. */
   url(name: ServiceName): string;
-  start(name: ServiceName): Promise<RunningService>;
+  /** Starts `name`, with `env` on top of the stack's environment (a fix, say, or a fault). */
+  start(name: ServiceName, env?: Record<string, string>): Promise<RunningService>;
   stop(name: ServiceName, signal?: Deno.Signal): Promise<number>;
   /** Stops every service, closes the connection, deletes the vhost and the data directory. */
   close(): Promise<void>;
@@ -255,7 +256,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       if (!service) throw new Error(`Cannot reach ${name} as it is not running`);
       return service.url;
     },
-    async start(name) {
+    async start(name, env = {}) {
       const service = await startService(name, {
         env: {
           AMQP_URL: vhost.amqpUrl,
@@ -263,6 +264,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           [`${name.toUpperCase()}_PORT`]: "0",
           ...options.env,
           ...options.serviceEnv?.[name],
+          ...env,
         },
         echo: options.echo,
       });

@@ -84,6 +84,7 @@ export interface Broker {
     delivery: Delivery,
     to: { exchange: string; routingKey: string },
     headers: Record<string, unknown>,
+    options?: { dropHeaders?: readonly string[] },
   ): Promise<void>;
   /** Consumes `queue` for as long as the broker runs, across reconnects. */
   consume(queue: Queue, handler: BatchHandler, options?: ConsumeOptions): Consumer;
@@ -94,6 +95,11 @@ export interface Broker {
    * routed there from now on: how tests and tools watch the traffic without taking it from anyone.
    */
   tap(routingKeys: string[]): Promise<Tap>;
+  /**
+   * Takes up to `limit` messages of `queue` without settling them, so they can be read, and some
+   * acked; `close()` returns the rest to the queue in their order. For tools, not for services.
+   */
+  browse(queue: string, limit: number): Promise<Browse>;
   /** Calls `listener` after every (re)connection. */
   onConnect(listener: () => void): void;
   /** Stops reconnecting and closes the connection. Stop consumers first. */
@@ -104,6 +110,15 @@ export interface Broker {
 export interface Tap {
   /** Every message received so far, in order. */
   readonly messages: Delivery[];
+  close(): Promise<void>;
+}
+
+/** Messages taken from a queue and held; see {@linkcode Broker.browse}. */
+export interface Browse {
+  readonly messages: Delivery[];
+  /** Removes `delivery` from the queue for good. */
+  ack(delivery: Delivery): void;
+  /** Returns every message not acked to the queue, in its place. */
   close(): Promise<void>;
 }
 
@@ -234,8 +249,13 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     get lastError() {
       return session ? undefined : lastError;
     },
-    forward(delivery, to, headers) {
+    forward(delivery, to, headers, forwardOptions = {}) {
       const { properties } = delivery.raw;
+      const kept = { ...delivery.headers };
+      // The queue sets x-delivery-count itself on every delivery: a copy starts afresh.
+      for (const name of ["x-delivery-count", ...forwardOptions.dropHeaders ?? []]) {
+        delete kept[name];
+      }
       return publish([{
         ...to,
         body: delivery.body,
@@ -243,7 +263,7 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
         correlationId: delivery.correlationId,
         type: delivery.type,
         timestamp: properties.timestamp ? properties.timestamp * 1000 : undefined,
-        headers: { ...withoutDeliveryCount(delivery.headers), ...headers },
+        headers: { ...kept, ...headers },
       }]);
     },
     consume(queue, handler, consumeOptions = {}) {
@@ -289,6 +309,33 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
         if (message) messages.push(toDelivery(message, channel));
       }, { noAck: true });
       return { messages, close: () => channel.close().catch(() => {}) };
+    },
+    async browse(queue, limit) {
+      const connection = session?.connection;
+      if (!connection) throw new Error("Cannot browse a queue as the broker is not connected");
+      const channel = await connection.createChannel();
+      channel.on(
+        "error",
+        (error) => log.warn("browse channel closed", { error: describeError(error) }),
+      );
+      const expected = Math.min(limit, (await channel.checkQueue(queue)).messageCount);
+      const messages: Delivery[] = [];
+      await channel.prefetch(Math.max(1, expected));
+      let received: () => void;
+      const all = new Promise<void>((resolve) => received = resolve);
+      if (expected > 0) {
+        await channel.consume(queue, (message) => {
+          if (message) messages.push(toDelivery(message, channel));
+          if (messages.length >= expected) received();
+        });
+        // Someone else may take messages meanwhile: wait for what arrives, not forever.
+        await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      }
+      return {
+        messages,
+        ack: (delivery) => channel.ack(delivery.raw),
+        close: () => channel.close().catch(() => {}),
+      };
     },
     onConnect(listener) {
       connectListeners.push(listener);
@@ -440,10 +487,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }, { once: true });
   });
-}
-
-/** The queue sets `x-delivery-count` itself on every delivery; a copy must start afresh. */
-function withoutDeliveryCount(headers: Record<string, unknown>): Record<string, unknown> {
-  const { "x-delivery-count": _, ...rest } = headers;
-  return rest;
 }

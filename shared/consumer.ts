@@ -105,8 +105,7 @@ export function startConsumer<T extends { event_id: string }>(
     try {
       await broker.forward(delivery, { exchange: DEAD_LETTER_EXCHANGE, routingKey: queue }, {
         "x-rejected-at": new Date().toISOString(),
-        "x-original-exchange": delivery.exchange,
-        "x-original-routing-key": delivery.routingKey,
+        ...origin(delivery),
         ...headers,
       });
       log.warn("dead-lettered message", { queue, message_id: delivery.messageId, reason });
@@ -133,6 +132,7 @@ export function startConsumer<T extends { event_id: string }>(
       await broker.forward(delivery, { exchange: "", routingKey: retryQueue(queue, delayMs) }, {
         [RETRY_ATTEMPT_HEADER]: attempt,
         "x-last-error": error,
+        ...origin(delivery),
       });
       log.warn("handling failed, retrying later", {
         queue,
@@ -180,4 +180,12 @@ export function startConsumer<T extends { event_id: string }>(
     }
     return settlements;
   }, { prefetch });
+}
+
+/** Where a message was first published: kept across retries so that a replay can go back there. */
+function origin(delivery: Delivery): Record<string, unknown> {
+  return {
+    "x-original-exchange": delivery.headers["x-original-exchange"] ?? delivery.exchange,
+    "x-original-routing-key": delivery.headers["x-original-routing-key"] ?? delivery.routingKey,
+  };
 }
