@@ -7,6 +7,7 @@ import type { EventHandler } from "../shared/consumer.ts";
 import { inventoryOutcome, type OrderPlaced } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
 import type { Logger } from "../shared/log.ts";
+import { childTraceparent } from "../shared/trace.ts";
 import { claimReservation, failReservation, takeStock } from "./stock.ts";
 
 /** Options for {@linkcode handleOrderPlaced}. */
@@ -19,15 +20,21 @@ export interface OrderPlacedOptions {
 /** Creates the handler of `OrderPlaced`. */
 export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<OrderPlaced> {
   const { log, failAll = false } = options;
-  return async function reserveOrder(tx, event) {
+  return async function reserveOrder(tx, event, context) {
     const { order } = event;
-    const fields = { order_id: order.order_id, event_id: event.event_id };
+    const fields = {
+      order_id: order.order_id,
+      event_id: event.event_id,
+      trace_id: context.traceId,
+    };
     if (!(await claimReservation(tx, order.order_id, order.items))) {
       return () => log.info("skipped order that already has a reservation", fields);
     }
     const reason = failAll ? "simulated failure" : await takeStock(tx, order.items);
     if (reason !== undefined) await failReservation(tx, order.order_id, reason);
-    await enqueueOutbox(tx, inventoryOutcome(order, reason));
+    await enqueueOutbox(tx, inventoryOutcome(order, reason), {
+      traceparent: childTraceparent(context.traceparent),
+    });
     return () =>
       reason === undefined
         ? log.info("reserved stock", fields)

@@ -11,7 +11,7 @@ import { startOutboxRelay } from "../shared/relay.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { orderPlacedSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
-import { addProbes, serveHttp } from "../shared/http.ts";
+import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
 import { INVENTORY_MIGRATIONS, seedStock } from "./stock.ts";
 import { handleOrderPlaced } from "./handle_order_placed.ts";
@@ -37,7 +37,7 @@ if (import.meta.main) {
     retryDelaysMs: config.retryDelaysMs,
     faultRate: config.faultTransientRate,
   });
-  const app = addProbes(inventoryRoutes(store), { store, broker });
+  const app = serviceApp(inventoryRoutes(store), { store, broker });
   const server = serveHttp(app, config.ports.inventory, log);
   onShutdown(log, [consumer.stop, relay.stop, broker.close, server.shutdown, store.close]);
 }

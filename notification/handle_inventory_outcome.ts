@@ -11,7 +11,7 @@ import { recordNotification } from "./notifications.ts";
 
 /** Creates the handler of both inventory outcomes. */
 export function handleInventoryOutcome(log: Logger): EventHandler<InventoryOutcome> {
-  return async function notifyStudent(tx, event) {
+  return async function notifyStudent(tx, event, context) {
     const confirmed = event.event_type === EventType.InventoryReserved;
     const userId = event.user_id ?? "unknown user";
     const food = event.items?.map((item) => `${item.qty}× ${item.sku}`).join(", ");
@@ -25,7 +25,11 @@ export function handleInventoryOutcome(log: Logger): EventHandler<InventoryOutco
       message,
       created_at: new Date().toISOString(),
     });
-    const fields = { order_id: event.order_id, event_id: event.event_id };
+    const fields = {
+      order_id: event.order_id,
+      event_id: event.event_id,
+      trace_id: context.traceId,
+    };
     return recorded
       ? () => log.info(message, fields)
       : () => log.info("skipped order that was already notified", fields);

@@ -10,7 +10,7 @@ import { connectBroker } from "../shared/broker.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inventoryOutcomeSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
-import { addProbes, serveHttp } from "../shared/http.ts";
+import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
 import { NOTIFICATION_MIGRATIONS } from "./notifications.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
@@ -37,7 +37,7 @@ if (import.meta.main) {
       faultRate: config.faultTransientRate,
     })
   );
-  const app = addProbes(notificationRoutes(store), { store, broker });
+  const app = serviceApp(notificationRoutes(store), { store, broker });
   const server = serveHttp(app, config.ports.notification, log);
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),

@@ -11,7 +11,7 @@ import { startOutboxRelay } from "../shared/relay.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inventoryOutcomeSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
-import { addProbes, serveHttp } from "../shared/http.ts";
+import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
 import { ORDER_MIGRATIONS } from "./orders.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
@@ -34,7 +34,7 @@ if (import.meta.main) {
     log,
     retryDelaysMs: config.retryDelaysMs,
   });
-  const app = addProbes(orderRoutes(store, { onCommit: relay.wake }), { store, broker });
+  const app = serviceApp(orderRoutes(store, { onCommit: relay.wake, log }), { store, broker });
   const server = serveHttp(app, config.ports.order, log);
   onShutdown(log, [server.shutdown, consumer.stop, relay.stop, broker.close, store.close]);
 }

@@ -7,6 +7,7 @@ import type { Store } from "../shared/store.ts";
 import { type OrderItem, orderPlaced } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
 import { newId } from "../shared/ids.ts";
+import { childTraceparent } from "../shared/trace.ts";
 import {
   findIdempotencyKey,
   getOrder,
@@ -27,12 +28,21 @@ export type PlaceResult =
   | { kind: "replayed"; order: OrderView }
   | { kind: "conflict" };
 
-/** Places `request`; with an `idempotencyKey`, a retry of the same request returns the same order. */
+/** Options for {@linkcode placeOrder}. */
+export interface PlaceOrderOptions {
+  /** With a key, a retry of the same request returns the same order. @default {none} */
+  idempotencyKey?: string;
+  /** The trace the `OrderPlaced` message carries. @default {a new trace} */
+  traceparent?: string;
+}
+
+/** Places `request`; see {@linkcode PlaceOrderOptions}. */
 export async function placeOrder(
   store: Store,
   request: OrderRequest,
-  idempotencyKey?: string,
+  options: PlaceOrderOptions = {},
 ): Promise<PlaceResult> {
+  const { idempotencyKey, traceparent = childTraceparent() } = options;
   const requestHash = idempotencyKey === undefined ? "" : await hashRequest(request);
   return store.transaction(async (tx) => {
     if (idempotencyKey !== undefined) {
@@ -51,7 +61,7 @@ export async function placeOrder(
       created_at: now,
     };
     await insertOrder(tx, order);
-    await enqueueOutbox(tx, orderPlaced(order));
+    await enqueueOutbox(tx, orderPlaced(order), { traceparent });
     if (idempotencyKey !== undefined) {
       await saveIdempotencyKey(tx, idempotencyKey, { orderId: order.order_id, requestHash });
     }

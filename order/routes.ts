@@ -11,6 +11,8 @@ import type { Store } from "../shared/store.ts";
 import { listIssues, orderItemSchema } from "../shared/events.ts";
 import { placeOrder } from "./place_order.ts";
 import { getOrder } from "./orders.ts";
+import type { Logger } from "../shared/log.ts";
+import { childTraceparent, traceIdOf } from "../shared/trace.ts";
 
 /** The largest request body accepted, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -26,6 +28,8 @@ const idempotencyKeySchema = z.string().min(1).max(255).optional();
 export interface OrderRoutesOptions {
   /** Called after an order was committed, to wake the outbox relay. */
   onCommit?: () => void;
+  /** Logs each accepted order. @default {no log} */
+  log?: Logger;
 }
 
 /** Creates the order API's app. */
@@ -52,16 +56,26 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     const key = idempotencyKeySchema.safeParse(c.req.header("idempotency-key"));
     if (!key.success) return invalid(c, key.error, "Idempotency-Key");
 
-    const result = await placeOrder(store, request.data, key.data);
+    // The order's trace starts here, or continues the caller's.
+    const traceparent = childTraceparent(c.req.header("traceparent"));
+    const result = await placeOrder(store, request.data, { idempotencyKey: key.data, traceparent });
     if (result.kind === "conflict") {
       return c.json({
         error: "Idempotency-Key was already used with a different request",
         field: "Idempotency-Key",
       }, 409);
     }
-    if (result.kind === "created") options.onCommit?.();
     const { order_id, status } = result.order;
+    if (result.kind === "created") {
+      options.onCommit?.();
+      options.log?.info("accepted order", {
+        order_id,
+        user_id: request.data.user_id,
+        trace_id: traceIdOf(traceparent),
+      });
+    }
     c.header("Location", `/orders/${order_id}`);
+    c.header("traceparent", traceparent);
     return c.json({ order_id, status }, 202);
   }
 

@@ -16,6 +16,8 @@ import {
 import { parseEvent } from "./events.ts";
 import { recordInbox } from "./inbox.ts";
 import { describeError, type Logger } from "./log.ts";
+import { metrics } from "./metrics.ts";
+import { childTraceparent, traceIdOf } from "./trace.ts";
 
 /** A message that can never succeed: it goes to the queue's `.dlq` with this reason, not retried. */
 export class PoisonMessageError extends Error {
@@ -25,11 +27,23 @@ export class PoisonMessageError extends Error {
 /** The header that counts a message's retries so far. */
 export const RETRY_ATTEMPT_HEADER = "x-retry-attempt";
 
+/** What a handler knows of the message besides its event. */
+export interface MessageContext {
+  /** The message's `traceparent`, or a new one if it came without: parent of what it causes. */
+  traceparent: string;
+  /** For log lines: `trace_id`. */
+  traceId: string;
+}
+
 /**
  * Applies one event's effects inside `tx`. Whatever it returns runs after the commit: the place for
  * a log line that must not claim what a rollback undid.
  */
-export type EventHandler<T> = (tx: Tx, event: T) => Promise<(() => void) | void>;
+export type EventHandler<T> = (
+  tx: Tx,
+  event: T,
+  context: MessageContext,
+) => Promise<(() => void) | void>;
 
 /** Options for {@linkcode startConsumer}. */
 export interface ConsumerOptions<T extends { event_id: string }> {
@@ -55,6 +69,17 @@ interface ValidDelivery<T> {
   index: number;
   event: T;
   delivery: Delivery;
+  context: MessageContext;
+}
+
+function contextOf(delivery: Delivery): MessageContext {
+  const incoming = delivery.headers.traceparent;
+  const traceparent = traceIdOf(incoming) ? String(incoming) : childTraceparent();
+  return { traceparent, traceId: traceIdOf(traceparent)! };
+}
+
+function eventTypeOf(delivery: Delivery): string {
+  return delivery.type ?? delivery.routingKey;
 }
 
 /** Consumes `options.queue` with exactly-once effects; see the module doc. */
@@ -74,14 +99,21 @@ export function startConsumer<T extends { event_id: string }>(
     faultRate = 0,
   } = options;
 
-  async function handleAll(tx: Tx, events: T[]): Promise<Array<() => void>> {
+  async function handleAll(tx: Tx, batch: ValidDelivery<T>[]): Promise<Array<() => void>> {
     const afterCommit: Array<() => void> = [];
-    for (const event of events) {
+    for (const { event, delivery, context } of batch) {
       if (!(await recordInbox(tx, queue, event.event_id))) {
-        afterCommit.push(() => log.info("skipped duplicate", { queue, event_id: event.event_id }));
+        afterCommit.push(() => {
+          metrics.duplicates.inc({ queue, event_type: eventTypeOf(delivery) });
+          log.info("skipped duplicate", {
+            queue,
+            event_id: event.event_id,
+            trace_id: context.traceId,
+          });
+        });
         continue;
       }
-      const after = await handle(tx, event);
+      const after = await handle(tx, event, context);
       if (after) afterCommit.push(after);
       if (faultRate > 0 && Math.random() < faultRate) {
         throw new Error("Injected transient fault (FAULT_TRANSIENT_RATE)");
@@ -90,8 +122,10 @@ export function startConsumer<T extends { event_id: string }>(
     return afterCommit;
   }
 
-  async function commit(events: T[]): Promise<void> {
-    const afterCommit = await store.transaction((tx) => handleAll(tx, events));
+  async function commit(batch: ValidDelivery<T>[]): Promise<void> {
+    const stopTimer = metrics.handlerDuration.startTimer({ queue });
+    const afterCommit = await store.transaction((tx) => handleAll(tx, batch));
+    stopTimer();
     afterCommit.forEach((run) => run());
     onCommit?.();
   }
@@ -108,6 +142,7 @@ export function startConsumer<T extends { event_id: string }>(
         ...origin(delivery),
         ...headers,
       });
+      metrics.deadLettered.inc({ queue, event_type: eventTypeOf(delivery) });
       log.warn("dead-lettered message", { queue, message_id: delivery.messageId, reason });
       return { action: "dead-letter", reason };
     } catch (error) {
@@ -134,6 +169,7 @@ export function startConsumer<T extends { event_id: string }>(
         "x-last-error": error,
         ...origin(delivery),
       });
+      metrics.retried.inc({ queue, event_type: eventTypeOf(delivery) });
       log.warn("handling failed, retrying later", {
         queue,
         message_id: delivery.messageId,
@@ -153,9 +189,10 @@ export function startConsumer<T extends { event_id: string }>(
     valid: ValidDelivery<T>[],
     settlements: Settlement[],
   ): Promise<void> {
-    for (const { index, event, delivery } of valid) {
+    for (const one of valid) {
+      const { index, delivery } = one;
       try {
-        await commit([event]);
+        await commit([one]);
       } catch (error) {
         settlements[index] = error instanceof PoisonMessageError
           ? await deadLetter(delivery, { "x-rejected-reason": error.message })
@@ -168,15 +205,25 @@ export function startConsumer<T extends { event_id: string }>(
     const settlements: Settlement[] = batch.map(() => ({ action: "ack" }));
     const valid: ValidDelivery<T>[] = [];
     for (const [index, delivery] of batch.entries()) {
+      metrics.consumed.inc({ queue, event_type: eventTypeOf(delivery) });
       const parsed = parseEvent(delivery.body, schema);
-      if (parsed.ok) valid.push({ index, event: parsed.event, delivery });
-      else settlements[index] = await deadLetter(delivery, { "x-rejected-reason": parsed.reason });
+      if (parsed.ok) {
+        valid.push({ index, event: parsed.event, delivery, context: contextOf(delivery) });
+      } else {settlements[index] = await deadLetter(delivery, {
+          "x-rejected-reason": parsed.reason,
+        });}
     }
-    if (valid.length === 0) return settlements;
-    try {
-      await commit(valid.map((v) => v.event));
-    } catch {
-      await handleOneByOne(valid, settlements);
+    if (valid.length > 0) {
+      try {
+        await commit(valid);
+      } catch {
+        await handleOneByOne(valid, settlements);
+      }
+    }
+    for (const [index, settlement] of settlements.entries()) {
+      if (settlement.action === "ack") {
+        metrics.acked.inc({ queue, event_type: eventTypeOf(batch[index]) });
+      }
     }
     return settlements;
   }, { prefetch });

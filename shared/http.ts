@@ -1,13 +1,14 @@
 /**
- * What every service serves over HTTP besides its own routes: `/health`, `/ready`, and the server
- * itself, which logs the port it took (so `PORT=0` works).
+ * What every service serves over HTTP besides its own routes: `/health`, `/ready`, `/metrics`, and
+ * the server itself, which logs the port it took (so `PORT=0` works).
  * @module
  */
 import { Hono } from "hono";
 import type { Broker } from "./broker.ts";
 import type { Store } from "./store.ts";
-import type { Logger } from "./log.ts";
-import { describeError } from "./log.ts";
+import { routePath } from "hono/route";
+import { describeError, type Logger } from "./log.ts";
+import { metrics, registry } from "./metrics.ts";
 
 /** What `/ready` checks. */
 export interface Probes {
@@ -15,8 +16,21 @@ export interface Probes {
   broker: Broker;
 }
 
-/** Adds `GET /health` (the process answers) and `GET /ready` (database and broker work) to `app`. */
-export function addProbes(app: Hono, probes: Probes): Hono {
+/**
+ * The service's whole app: `GET /health` (the process answers), `GET /ready` (database and broker
+ * work), `GET /metrics` (Prometheus text), and the service's own `routes`, every request counted
+ * and timed.
+ */
+export function serviceApp(routes: Hono, probes: Probes): Hono {
+  const app = new Hono();
+  app.use(async function recordHttpMetrics(c, next) {
+    const stopTimer = performance.now();
+    await next();
+    const matched = routePath(c, -1);
+    const labels = { method: c.req.method, route: matched === "/*" ? "unmatched" : matched };
+    metrics.httpRequests.inc({ ...labels, status: String(c.res.status) });
+    metrics.httpDuration.observe(labels, (performance.now() - stopTimer) / 1000);
+  });
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get("/ready", async (c) => {
     const failed: Record<string, string> = {};
@@ -25,6 +39,10 @@ export function addProbes(app: Hono, probes: Probes): Hono {
     const ok = Object.keys(failed).length === 0;
     return c.json({ status: ok ? "ready" : "not ready", failed }, ok ? 200 : 503);
   });
+  app.get("/metrics", async (c) => {
+    return c.body(await registry.metrics(), 200, { "content-type": registry.contentType });
+  });
+  app.route("/", routes);
   return app;
 }
 

@@ -62,3 +62,13 @@ export async function markPublished(tx: Tx, sequenceNumbers: number[]): Promise<
     await tx.run("DELETE FROM outbox WHERE sequence_number = ?", sequenceNumber);
   }
 }
+
+/** How many rows wait to be published, and when the oldest was written. */
+export async function outboxBacklog(
+  tx: Tx,
+): Promise<{ count: number; oldestCreatedAt: string | null }> {
+  const row = await tx.get<{ count: number; oldest: string | null }>(
+    "SELECT COUNT(*) AS count, MIN(created_at) AS oldest FROM outbox",
+  );
+  return { count: Number(row?.count ?? 0), oldestCreatedAt: row?.oldest ?? null };
+}

@@ -7,7 +7,8 @@
 import type { Broker } from "./broker.ts";
 import type { Store } from "./store.ts";
 import { EXCHANGE } from "./topology.ts";
-import { markPublished, pendingOutbox } from "./outbox.ts";
+import { markPublished, outboxBacklog, pendingOutbox } from "./outbox.ts";
+import { metrics, watchOutbox } from "./metrics.ts";
 import { describeError, type Logger } from "./log.ts";
 
 /** Options for {@linkcode startOutboxRelay}. */
@@ -40,11 +41,13 @@ export function startOutboxRelay(store: Store, broker: Broker, options: RelayOpt
     wakeUp?.();
   }
   broker.onConnect(wake);
+  watchOutbox(() => store.read(outboxBacklog));
 
   /** @returns how many rows were published */
   async function publishBatch(): Promise<number> {
     const rows = await store.read((tx) => pendingOutbox(tx, batchSize));
     if (rows.length === 0) return 0;
+    for (const row of rows) metrics.published.inc({ event_type: row.event_type });
     await broker.publish(rows.map((row) => ({
       exchange: EXCHANGE,
       routingKey: row.event_type,
@@ -55,6 +58,7 @@ export function startOutboxRelay(store: Store, broker: Broker, options: RelayOpt
       timestamp: Date.parse(row.created_at) || Date.now(),
       headers: JSON.parse(row.headers),
     })));
+    for (const row of rows) metrics.confirmed.inc({ event_type: row.event_type });
     await store.transaction((tx) => markPublished(tx, rows.map((row) => row.sequence_number)));
     return rows.length;
   }
