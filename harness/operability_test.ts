@@ -55,7 +55,7 @@ Deno.test(
       const { order_id } = await response.json();
       await waitFor("both messages on the tap", () => tap.messages.length === 2);
       for (const message of tap.messages) {
-        assert.equal(traceIdOf(message.headers.traceparent), TRACE_ID, message.type);
+        assert.equal(traceIdOf(message.headers.traceparent), TRACE_ID, String(message.type));
       }
       const expected = {
         order: ["accepted order", "updated order status"],

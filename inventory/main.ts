@@ -20,7 +20,10 @@ import { inventoryRoutes } from "./routes.ts";
 if (import.meta.main) {
   const config = loadConfig("inventory");
   const log = createLogger("inventory", { level: config.logLevel, format: config.logFormat });
-  const store = await openStore(config.dataDir, "inventory", { migrations: INVENTORY_MIGRATIONS });
+  const store = await openStore(config.dataDir, "inventory", {
+    migrations: INVENTORY_MIGRATIONS,
+    databaseUrl: config.databaseUrl,
+  });
   await seedStock(store, config.initialStock);
   const broker = connectBroker(config.amqpUrl, {
     log,

@@ -70,26 +70,30 @@ export async function failReservation(tx: Tx, orderId: string, reason: string): 
 
 /**
  * Takes the stock for every item, or for none.
+ *
+ * Each take is a conditional `UPDATE … WHERE qty >= ?`, never a read and then a write, so stock
+ * cannot go negative whatever runs beside it; SKUs are taken in sorted order so that two orders
+ * never lock each other's rows in opposite orders. If one item is short, a savepoint undoes the
+ * items taken before it, and only this order's work.
  * @returns undefined when taken, else why not (an unknown SKU or too little stock)
  */
 export async function takeStock(tx: Tx, items: OrderItem[]): Promise<string | undefined> {
   const wanted = new Map<string, number>();
   for (const { sku, qty } of items) wanted.set(sku, (wanted.get(sku) ?? 0) + qty);
-  for (const [sku, qty] of wanted) {
+  await tx.run("SAVEPOINT take_stock");
+  for (const sku of [...wanted.keys()].sort()) {
+    const qty = wanted.get(sku)!;
+    if (await tx.run("UPDATE stock SET qty = qty - ? WHERE sku = ? AND qty >= ?", qty, sku, qty)) {
+      continue;
+    }
+    await tx.run("ROLLBACK TO SAVEPOINT take_stock");
+    await tx.run("RELEASE SAVEPOINT take_stock");
     const row = await tx.get<{ qty: number }>("SELECT qty FROM stock WHERE sku = ?", sku);
-    if (!row) return `unknown sku "${sku}"`;
-    if (row.qty < qty) return `not enough stock for "${sku}": wanted ${qty}, have ${row.qty}`;
+    return row
+      ? `not enough stock for "${sku}": wanted ${qty}, have ${row.qty}`
+      : `unknown sku "${sku}"`;
   }
-  for (const [sku, qty] of wanted) {
-    // The condition keeps stock from going negative even if another writer got in between.
-    const changed = await tx.run(
-      "UPDATE stock SET qty = qty - ? WHERE sku = ? AND qty >= ?",
-      qty,
-      sku,
-      qty,
-    );
-    if (changed !== 1) throw new Error(`Cannot take stock for "${sku}" as it changed concurrently`);
-  }
+  await tx.run("RELEASE SAVEPOINT take_stock");
   return undefined;
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { openStore, type Store } from "../shared/store.ts";
+import type { Store } from "../shared/store.ts";
+import { STORE_KINDS } from "../shared/_test_stores.ts";
 import {
   claimReservation,
   failReservation,
@@ -10,166 +11,157 @@ import {
   takeStock,
 } from "./stock.ts";
 
-async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "stock_test_" });
-  try {
-    const store = await openStore(dir, "inventory", { migrations: INVENTORY_MIGRATIONS });
-    try {
-      await fn(store);
-    } finally {
-      await store.close();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 function stockOf(store: Store): Promise<Record<string, number>> {
   return store.read(listStock);
 }
 
-Deno.test("takeStock() takes every item and returns undefined", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { burger: 5, fries: 3, soda: 1 });
-    const reason = await store.transaction((tx) =>
-      takeStock(tx, [{ sku: "burger", qty: 2 }, { sku: "fries", qty: 3 }])
-    );
-    assert.equal(reason, undefined);
-    assert.deepEqual(await stockOf(store), { burger: 3, fries: 0, soda: 1 });
-  });
-});
+for (const kind of STORE_KINDS) {
+  const withStore = (fn: (store: Store) => Promise<void>) =>
+    kind.with("inventory", INVENTORY_MIGRATIONS, (store) => fn(store));
 
-Deno.test("takeStock() takes nothing when the second item is unknown", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { burger: 5 });
-    const reason = await store.transaction((tx) =>
-      takeStock(tx, [{ sku: "burger", qty: 1 }, { sku: "tofu", qty: 1 }])
-    );
-    assert.ok(reason?.includes('unknown sku "tofu"'), reason);
-    assert.deepEqual(await stockOf(store), { burger: 5 });
-  });
-});
-
-Deno.test("takeStock() takes nothing when the second item is short", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { burger: 5, fries: 2 });
-    const reason = await store.transaction((tx) =>
-      takeStock(tx, [{ sku: "burger", qty: 1 }, { sku: "fries", qty: 3 }])
-    );
-    assert.ok(reason?.includes('not enough stock for "fries"'), reason);
-    assert.ok(reason?.includes("wanted 3, have 2"), reason);
-    assert.deepEqual(await stockOf(store), { burger: 5, fries: 2 });
-  });
-});
-
-Deno.test("takeStock() sums duplicate SKUs in one order", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { burger: 5 });
-    const short = await store.transaction((tx) =>
-      takeStock(tx, [{ sku: "burger", qty: 3 }, { sku: "burger", qty: 3 }])
-    );
-    assert.ok(short?.includes("wanted 6, have 5"), short);
-    assert.deepEqual(await stockOf(store), { burger: 5 });
-
-    const taken = await store.transaction((tx) =>
-      takeStock(tx, [{ sku: "burger", qty: 2 }, { sku: "burger", qty: 3 }])
-    );
-    assert.equal(taken, undefined);
-    assert.deepEqual(await stockOf(store), { burger: 0 });
-  });
-});
-
-Deno.test("takeStock() never takes stock below zero", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { cookie: 3 });
-    const results = await Promise.all(
-      Array.from(
-        { length: 10 },
-        () => store.transaction((tx) => takeStock(tx, [{ sku: "cookie", qty: 1 }])),
-      ),
-    );
-    assert.equal(results.filter((reason) => reason === undefined).length, 3);
-    assert.equal(results.filter((reason) => reason?.includes("not enough stock")).length, 7);
-    assert.deepEqual(await stockOf(store), { cookie: 0 });
-  });
-});
-
-Deno.test("takeStock() can take the last item exactly", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { pizza: 1 });
-    assert.equal(
-      await store.transaction((tx) => takeStock(tx, [{ sku: "pizza", qty: 1 }])),
-      undefined,
-    );
-    const reason = await store.transaction((tx) => takeStock(tx, [{ sku: "pizza", qty: 1 }]));
-    assert.ok(reason?.includes("wanted 1, have 0"), reason);
-    assert.deepEqual(await stockOf(store), { pizza: 0 });
-  });
-});
-
-Deno.test("claimReservation() returns true for the first claim and false after", async () => {
-  await withStore(async (store) => {
-    const items = [{ sku: "burger", qty: 1 }];
-    assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), true);
-    assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), false);
-    assert.equal(await store.transaction((tx) => claimReservation(tx, "o2", items)), true);
-    const reservation = await store.read((tx) => getReservation(tx, "o1"));
-    assert.deepEqual(reservation, { order_id: "o1", status: "RESERVED", items });
-  });
-});
-
-Deno.test("claimReservation() is undone when its transaction rolls back", async () => {
-  await withStore(async (store) => {
-    const items = [{ sku: "burger", qty: 1 }];
-    await assert.rejects(store.transaction(async (tx) => {
-      await claimReservation(tx, "o1", items);
-      throw new Error("crash before commit");
-    }));
-    assert.equal(await store.read((tx) => getReservation(tx, "o1")), undefined);
-    assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), true);
-  });
-});
-
-Deno.test("failReservation() records the reason on the claimed reservation", async () => {
-  await withStore(async (store) => {
-    const items = [{ sku: "tofu", qty: 1 }];
-    await store.transaction(async (tx) => {
-      await claimReservation(tx, "o1", items);
-      await failReservation(tx, "o1", 'unknown sku "tofu"');
-    });
-    assert.deepEqual(await store.read((tx) => getReservation(tx, "o1")), {
-      order_id: "o1",
-      status: "FAILED",
-      reason: 'unknown sku "tofu"',
-      items,
+  Deno.test(`takeStock() takes every item and returns undefined (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { burger: 5, fries: 3, soda: 1 });
+      const reason = await store.transaction((tx) =>
+        takeStock(tx, [{ sku: "burger", qty: 2 }, { sku: "fries", qty: 3 }])
+      );
+      assert.equal(reason, undefined);
+      assert.deepEqual(await stockOf(store), { burger: 3, fries: 0, soda: 1 });
     });
   });
-});
 
-Deno.test("seedStock() adds new SKUs without overwriting existing levels", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { burger: 10, fries: 10 });
-    await store.transaction((tx) => takeStock(tx, [{ sku: "burger", qty: 4 }]));
-    await seedStock(store, { burger: 500, fries: 500, soda: 7 });
-    assert.deepEqual(await stockOf(store), { burger: 6, fries: 10, soda: 7 });
+  Deno.test(`takeStock() takes nothing when the second item is unknown (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { burger: 5 });
+      const reason = await store.transaction((tx) =>
+        takeStock(tx, [{ sku: "burger", qty: 1 }, { sku: "tofu", qty: 1 }])
+      );
+      assert.ok(reason?.includes('unknown sku "tofu"'), String(reason));
+      assert.deepEqual(await stockOf(store), { burger: 5 });
+    });
   });
-});
 
-Deno.test("seedStock() with an empty map changes nothing", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { salad: 2 });
-    await seedStock(store, {});
-    assert.deepEqual(await stockOf(store), { salad: 2 });
+  Deno.test(`takeStock() takes nothing when the second item is short (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { burger: 5, fries: 2 });
+      const reason = await store.transaction((tx) =>
+        takeStock(tx, [{ sku: "burger", qty: 1 }, { sku: "fries", qty: 3 }])
+      );
+      assert.ok(reason?.includes('not enough stock for "fries"'), String(reason));
+      assert.ok(reason?.includes("wanted 3, have 2"), String(reason));
+      assert.deepEqual(await stockOf(store), { burger: 5, fries: 2 });
+    });
   });
-});
 
-Deno.test("INVENTORY_MIGRATIONS keep a negative stock level out of the table", async () => {
-  await withStore(async (store) => {
-    await seedStock(store, { coffee: 1 });
-    await assert.rejects(
-      store.transaction((tx) => tx.run("UPDATE stock SET qty = qty - 2 WHERE sku = 'coffee'")),
-      /CHECK/,
-    );
-    assert.deepEqual(await stockOf(store), { coffee: 1 });
+  Deno.test(`takeStock() sums duplicate SKUs in one order (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { burger: 5 });
+      const short = await store.transaction((tx) =>
+        takeStock(tx, [{ sku: "burger", qty: 3 }, { sku: "burger", qty: 3 }])
+      );
+      assert.ok(short?.includes("wanted 6, have 5"), String(short));
+      assert.deepEqual(await stockOf(store), { burger: 5 });
+
+      const taken = await store.transaction((tx) =>
+        takeStock(tx, [{ sku: "burger", qty: 2 }, { sku: "burger", qty: 3 }])
+      );
+      assert.equal(taken, undefined);
+      assert.deepEqual(await stockOf(store), { burger: 0 });
+    });
   });
-});
+
+  Deno.test(`takeStock() never takes stock below zero (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { cookie: 3 });
+      const results = await Promise.all(
+        Array.from(
+          { length: 10 },
+          () => store.transaction((tx) => takeStock(tx, [{ sku: "cookie", qty: 1 }])),
+        ),
+      );
+      assert.equal(results.filter((reason) => reason === undefined).length, 3);
+      assert.equal(results.filter((reason) => reason?.includes("not enough stock")).length, 7);
+      assert.deepEqual(await stockOf(store), { cookie: 0 });
+    });
+  });
+
+  Deno.test(`takeStock() can take the last item exactly (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { pizza: 1 });
+      assert.equal(
+        await store.transaction((tx) => takeStock(tx, [{ sku: "pizza", qty: 1 }])),
+        undefined,
+      );
+      const reason = await store.transaction((tx) => takeStock(tx, [{ sku: "pizza", qty: 1 }]));
+      assert.ok(reason?.includes("wanted 1, have 0"), String(reason));
+      assert.deepEqual(await stockOf(store), { pizza: 0 });
+    });
+  });
+
+  Deno.test(`claimReservation() returns true for the first claim and false after (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const items = [{ sku: "burger", qty: 1 }];
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), true);
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), false);
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o2", items)), true);
+      const reservation = await store.read((tx) => getReservation(tx, "o1"));
+      assert.deepEqual(reservation, { order_id: "o1", status: "RESERVED", items });
+    });
+  });
+
+  Deno.test(`claimReservation() is undone when its transaction rolls back (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const items = [{ sku: "burger", qty: 1 }];
+      await assert.rejects(store.transaction(async (tx) => {
+        await claimReservation(tx, "o1", items);
+        throw new Error("crash before commit");
+      }));
+      assert.equal(await store.read((tx) => getReservation(tx, "o1")), undefined);
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), true);
+    });
+  });
+
+  Deno.test(`failReservation() records the reason on the claimed reservation (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const items = [{ sku: "tofu", qty: 1 }];
+      await store.transaction(async (tx) => {
+        await claimReservation(tx, "o1", items);
+        await failReservation(tx, "o1", 'unknown sku "tofu"');
+      });
+      assert.deepEqual(await store.read((tx) => getReservation(tx, "o1")), {
+        order_id: "o1",
+        status: "FAILED",
+        reason: 'unknown sku "tofu"',
+        items,
+      });
+    });
+  });
+
+  Deno.test(`seedStock() adds new SKUs without overwriting existing levels (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { burger: 10, fries: 10 });
+      await store.transaction((tx) => takeStock(tx, [{ sku: "burger", qty: 4 }]));
+      await seedStock(store, { burger: 500, fries: 500, soda: 7 });
+      assert.deepEqual(await stockOf(store), { burger: 6, fries: 10, soda: 7 });
+    });
+  });
+
+  Deno.test(`seedStock() with an empty map changes nothing (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { salad: 2 });
+      await seedStock(store, {});
+      assert.deepEqual(await stockOf(store), { salad: 2 });
+    });
+  });
+
+  Deno.test(`INVENTORY_MIGRATIONS keep a negative stock level out of the table (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { coffee: 1 });
+      await assert.rejects(
+        store.transaction((tx) => tx.run("UPDATE stock SET qty = qty - 2 WHERE sku = 'coffee'")),
+        /CHECK|check constraint/,
+      );
+      assert.deepEqual(await stockOf(store), { coffee: 1 });
+    });
+  });
+}

@@ -21,6 +21,7 @@ if (import.meta.main) {
   const log = createLogger("notification", { level: config.logLevel, format: config.logFormat });
   const store = await openStore(config.dataDir, "notification", {
     migrations: NOTIFICATION_MIGRATIONS,
+    databaseUrl: config.databaseUrl,
   });
   const broker = connectBroker(config.amqpUrl, {
     log,

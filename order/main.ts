@@ -20,7 +20,10 @@ import { orderRoutes } from "./routes.ts";
 if (import.meta.main) {
   const config = loadConfig("order");
   const log = createLogger("order", { level: config.logLevel, format: config.logFormat });
-  const store = await openStore(config.dataDir, "order", { migrations: ORDER_MIGRATIONS });
+  const store = await openStore(config.dataDir, "order", {
+    migrations: ORDER_MIGRATIONS,
+    databaseUrl: config.databaseUrl,
+  });
   const broker = connectBroker(config.amqpUrl, {
     log,
     connectionName: "order",

@@ -21,7 +21,7 @@ export const ORDER_MIGRATIONS: Migration[] = [INBOX_MIGRATION, OUTBOX_MIGRATION,
     CREATE TABLE idempotency_keys (
       idempotency_key TEXT PRIMARY KEY,
       request_hash TEXT NOT NULL,
-      order_id TEXT NOT NULL REFERENCES orders (order_id),
+      order_id TEXT NOT NULL,
       created_at TEXT NOT NULL
     )`,
 }];
@@ -99,14 +99,19 @@ export function findIdempotencyKey(
   );
 }
 
-/** Remembers that `key` created `orderId` from a request whose hash is `requestHash`. */
-export async function saveIdempotencyKey(
+/**
+ * Claims `key` for a new order `orderId` made from a request whose hash is `requestHash`. On
+ * PostgreSQL a concurrent claim of the same key waits for the first to commit, then loses.
+ * @returns false when the key was claimed before: the request is a retry, or a conflict
+ */
+export async function claimIdempotencyKey(
   tx: Tx,
   key: string,
   entry: { orderId: string; requestHash: string },
-): Promise<void> {
-  await tx.run(
-    "INSERT INTO idempotency_keys (idempotency_key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?)",
+): Promise<boolean> {
+  return 1 === await tx.run(
+    `INSERT INTO idempotency_keys (idempotency_key, request_hash, order_id, created_at)
+     VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
     key,
     entry.requestHash,
     entry.orderId,

@@ -9,11 +9,11 @@ import { enqueueOutbox } from "../shared/outbox.ts";
 import { newId } from "../shared/ids.ts";
 import { childTraceparent } from "../shared/trace.ts";
 import {
+  claimIdempotencyKey,
   findIdempotencyKey,
   getOrder,
   insertOrder,
   type OrderView,
-  saveIdempotencyKey,
 } from "./orders.ts";
 
 /** A validated `POST /order` body. */
@@ -45,14 +45,6 @@ export async function placeOrder(
   const { idempotencyKey, traceparent = childTraceparent() } = options;
   const requestHash = idempotencyKey === undefined ? "" : await hashRequest(request);
   return store.transaction(async (tx) => {
-    if (idempotencyKey !== undefined) {
-      const previous = await findIdempotencyKey(tx, idempotencyKey);
-      if (previous && previous.request_hash !== requestHash) {
-        return { kind: "conflict" };
-      }
-      const order = previous && await getOrder(tx, previous.order_id);
-      if (order) return { kind: "replayed", order };
-    }
     const now = new Date().toISOString();
     const order = {
       order_id: newId(),
@@ -60,11 +52,21 @@ export async function placeOrder(
       items: request.items.map(({ sku, qty }) => ({ sku, qty })),
       created_at: now,
     };
+    // The key is claimed before anything is written, so two concurrent retries make one order.
+    if (
+      idempotencyKey !== undefined &&
+      !(await claimIdempotencyKey(tx, idempotencyKey, { orderId: order.order_id, requestHash }))
+    ) {
+      const previous = await findIdempotencyKey(tx, idempotencyKey);
+      if (previous?.request_hash !== requestHash) return { kind: "conflict" };
+      const existing = await getOrder(tx, previous.order_id);
+      if (!existing) {
+        throw new Error(`Cannot find order ${previous.order_id} of an idempotency key`);
+      }
+      return { kind: "replayed", order: existing };
+    }
     await insertOrder(tx, order);
     await enqueueOutbox(tx, orderPlaced(order), { traceparent });
-    if (idempotencyKey !== undefined) {
-      await saveIdempotencyKey(tx, idempotencyKey, { orderId: order.order_id, requestHash });
-    }
     return { kind: "created", order: { ...order, status: "PENDING", updated_at: now } };
   });
 }

@@ -3,13 +3,22 @@
  * and deleted only after the broker confirmed them (see `relay.ts`).
  * @module
  */
-import type { Migration, Tx } from "./store.ts";
+import type { Migration, Store, Tx } from "./store.ts";
 import type { Event } from "./events.ts";
 
 export const OUTBOX_MIGRATION: Migration = {
   name: "outbox",
   sql: `CREATE TABLE outbox (
     sequence_number INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  )`,
+  postgres: `CREATE TABLE outbox (
+    sequence_number BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
     event_type TEXT NOT NULL,
     correlation_id TEXT NOT NULL,
@@ -48,12 +57,45 @@ export async function enqueueOutbox(
   );
 }
 
-/** The oldest `limit` rows not yet confirmed by the broker, oldest first. */
+/**
+ * The oldest `limit` rows not yet confirmed by the broker, oldest first. On PostgreSQL they are
+ * locked until the transaction ends, and rows another relay holds are skipped.
+ */
 export function pendingOutbox(tx: Tx, limit: number): Promise<OutboxMessage[]> {
   return tx.all<OutboxMessage>(
-    "SELECT * FROM outbox ORDER BY sequence_number LIMIT ?",
+    `SELECT * FROM outbox ORDER BY sequence_number LIMIT ?${
+      tx.dialect === "postgres" ? " FOR UPDATE SKIP LOCKED" : ""
+    }`,
     limit,
   );
+}
+
+/**
+ * Hands the oldest pending rows to `publish` and deletes them once it resolved.
+ *
+ * On PostgreSQL the rows stay locked through the publish, so the relays of several instances take
+ * different rows. On SQLite one process owns the file: the rows are read without holding the write
+ * lock through the publish, which would stall every consumer for a broker round trip.
+ * @returns how many rows were published
+ */
+export async function relayOutbox(
+  store: Store,
+  limit: number,
+  publish: (rows: OutboxMessage[]) => Promise<void>,
+): Promise<number> {
+  if (store.dialect === "postgres") {
+    return await store.transaction(async (tx) => {
+      const rows = await pendingOutbox(tx, limit);
+      if (rows.length > 0) await publish(rows);
+      await markPublished(tx, rows.map((row) => row.sequence_number));
+      return rows.length;
+    });
+  }
+  const rows = await store.read((tx) => pendingOutbox(tx, limit));
+  if (rows.length === 0) return 0;
+  await publish(rows);
+  await store.transaction((tx) => markPublished(tx, rows.map((row) => row.sequence_number)));
+  return rows.length;
 }
 
 /** Removes rows the broker has confirmed. */

@@ -1,21 +1,8 @@
 import assert from "node:assert/strict";
-import { openStore, type Store } from "./store.ts";
+import type { Store } from "./store.ts";
+import { STORE_KINDS } from "./_test_stores.ts";
 import { enqueueOutbox, markPublished, OUTBOX_MIGRATION, pendingOutbox } from "./outbox.ts";
 import { inventoryOutcome, orderPlaced } from "./events.ts";
-
-async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "outbox_test_" });
-  try {
-    const store = await openStore(dir, "outbox", { migrations: [OUTBOX_MIGRATION] });
-    try {
-      await fn(store);
-    } finally {
-      await store.close();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 function placed(orderId: string) {
   return orderPlaced({
@@ -26,102 +13,107 @@ function placed(orderId: string) {
   });
 }
 
-Deno.test("enqueueOutbox() stores everything the relay needs to publish", async () => {
-  await withStore(async (store) => {
-    const event = placed("o1");
-    await store.transaction((tx) => enqueueOutbox(tx, event, { "x-trace-id": "t1" }));
-    const [row] = await store.read((tx) => pendingOutbox(tx, 10));
-    assert.equal(row.event_id, event.event_id);
-    assert.equal(row.event_type, "OrderPlaced");
-    assert.equal(row.correlation_id, "o1");
-    assert.deepEqual(JSON.parse(row.body), event);
-    assert.deepEqual(JSON.parse(row.headers), { "x-trace-id": "t1" });
-    assert.equal(row.created_at, event.created_at);
-    assert.equal(typeof row.sequence_number, "number");
-  });
-});
+for (const kind of STORE_KINDS) {
+  const withStore = (fn: (store: Store) => Promise<void>) =>
+    kind.with("outbox", [OUTBOX_MIGRATION], (store) => fn(store));
 
-Deno.test("pendingOutbox() returns rows in sequence_number order", async () => {
-  await withStore(async (store) => {
-    const events = [
-      placed("o1"),
-      inventoryOutcome({ order_id: "o2", user_id: "u2", items: [{ sku: "soda", qty: 1 }] }),
-      placed("o3"),
-    ];
-    await store.transaction(async (tx) => {
-      for (const event of events) await enqueueOutbox(tx, event);
+  Deno.test(`enqueueOutbox() stores everything the relay needs to publish (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const event = placed("o1");
+      await store.transaction((tx) => enqueueOutbox(tx, event, { "x-trace-id": "t1" }));
+      const [row] = await store.read((tx) => pendingOutbox(tx, 10));
+      assert.equal(row.event_id, event.event_id);
+      assert.equal(row.event_type, "OrderPlaced");
+      assert.equal(row.correlation_id, "o1");
+      assert.deepEqual(JSON.parse(row.body), event);
+      assert.deepEqual(JSON.parse(row.headers), { "x-trace-id": "t1" });
+      assert.equal(row.created_at, event.created_at);
+      assert.equal(typeof row.sequence_number, "number");
     });
-    const rows = await store.read((tx) => pendingOutbox(tx, 10));
-    assert.deepEqual(rows.map((row) => row.event_id), events.map((event) => event.event_id));
-    const sequence = rows.map((row) => row.sequence_number);
-    assert.deepEqual(sequence, [...sequence].sort((a, b) => a - b));
-    assert.equal(new Set(sequence).size, 3);
   });
-});
 
-Deno.test("pendingOutbox() returns at most limit rows, oldest first", async () => {
-  await withStore(async (store) => {
-    const events = Array.from({ length: 5 }, (_, i) => placed(`o${i}`));
-    for (const event of events) await store.transaction((tx) => enqueueOutbox(tx, event));
-    const rows = await store.read((tx) => pendingOutbox(tx, 2));
-    assert.deepEqual(rows.map((row) => row.correlation_id), ["o0", "o1"]);
-  });
-});
-
-Deno.test("pendingOutbox() returns nothing for an empty outbox", async () => {
-  await withStore(async (store) => {
-    assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
-  });
-});
-
-Deno.test("markPublished() removes only the rows it is given", async () => {
-  await withStore(async (store) => {
-    const events = Array.from({ length: 4 }, (_, i) => placed(`o${i}`));
-    await store.transaction(async (tx) => {
-      for (const event of events) await enqueueOutbox(tx, event);
+  Deno.test(`pendingOutbox() returns rows in sequence_number order (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const events = [
+        placed("o1"),
+        inventoryOutcome({ order_id: "o2", user_id: "u2", items: [{ sku: "soda", qty: 1 }] }),
+        placed("o3"),
+      ];
+      await store.transaction(async (tx) => {
+        for (const event of events) await enqueueOutbox(tx, event);
+      });
+      const rows = await store.read((tx) => pendingOutbox(tx, 10));
+      assert.deepEqual(rows.map((row) => row.event_id), events.map((event) => event.event_id));
+      const sequence = rows.map((row) => row.sequence_number);
+      assert.deepEqual(sequence, [...sequence].sort((a, b) => a - b));
+      assert.equal(new Set(sequence).size, 3);
     });
-    const rows = await store.read((tx) => pendingOutbox(tx, 10));
-    await store.transaction((tx) =>
-      markPublished(tx, [rows[0].sequence_number, rows[2].sequence_number])
-    );
-    const left = await store.read((tx) => pendingOutbox(tx, 10));
-    assert.deepEqual(left.map((row) => row.correlation_id), ["o1", "o3"]);
-    await store.transaction((tx) => markPublished(tx, left.map((row) => row.sequence_number)));
-    assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
   });
-});
 
-Deno.test("markPublished() ignores rows that are already gone", async () => {
-  await withStore(async (store) => {
-    await store.transaction((tx) => enqueueOutbox(tx, placed("o1")));
-    const rows = await store.read((tx) => pendingOutbox(tx, 10));
-    const ids = rows.map((row) => row.sequence_number);
-    await store.transaction((tx) => markPublished(tx, ids));
-    await store.transaction((tx) => markPublished(tx, ids));
-    assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+  Deno.test(`pendingOutbox() returns at most limit rows, oldest first (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const events = Array.from({ length: 5 }, (_, i) => placed(`o${i}`));
+      for (const event of events) await store.transaction((tx) => enqueueOutbox(tx, event));
+      const rows = await store.read((tx) => pendingOutbox(tx, 2));
+      assert.deepEqual(rows.map((row) => row.correlation_id), ["o0", "o1"]);
+    });
   });
-});
 
-Deno.test("enqueueOutbox() throws for a second event with the same event_id", async () => {
-  await withStore(async (store) => {
-    const event = placed("o1");
-    await store.transaction((tx) => enqueueOutbox(tx, event));
-    await assert.rejects(
-      store.transaction((tx) => enqueueOutbox(tx, { ...event, correlation_id: "other" })),
-      /UNIQUE/,
-    );
-    const rows = await store.read((tx) => pendingOutbox(tx, 10));
-    assert.equal(rows.length, 1);
-    assert.equal(rows[0].correlation_id, "o1");
+  Deno.test(`pendingOutbox() returns nothing for an empty outbox (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+    });
   });
-});
 
-Deno.test("enqueueOutbox() writes nothing when its transaction rolls back", async () => {
-  await withStore(async (store) => {
-    await assert.rejects(store.transaction(async (tx) => {
-      await enqueueOutbox(tx, placed("o1"));
-      throw new Error("order insert failed");
-    }));
-    assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+  Deno.test(`markPublished() removes only the rows it is given (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const events = Array.from({ length: 4 }, (_, i) => placed(`o${i}`));
+      await store.transaction(async (tx) => {
+        for (const event of events) await enqueueOutbox(tx, event);
+      });
+      const rows = await store.read((tx) => pendingOutbox(tx, 10));
+      await store.transaction((tx) =>
+        markPublished(tx, [rows[0].sequence_number, rows[2].sequence_number])
+      );
+      const left = await store.read((tx) => pendingOutbox(tx, 10));
+      assert.deepEqual(left.map((row) => row.correlation_id), ["o1", "o3"]);
+      await store.transaction((tx) => markPublished(tx, left.map((row) => row.sequence_number)));
+      assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+    });
   });
-});
+
+  Deno.test(`markPublished() ignores rows that are already gone (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await store.transaction((tx) => enqueueOutbox(tx, placed("o1")));
+      const rows = await store.read((tx) => pendingOutbox(tx, 10));
+      const ids = rows.map((row) => row.sequence_number);
+      await store.transaction((tx) => markPublished(tx, ids));
+      await store.transaction((tx) => markPublished(tx, ids));
+      assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+    });
+  });
+
+  Deno.test(`enqueueOutbox() throws for a second event with the same event_id (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const event = placed("o1");
+      await store.transaction((tx) => enqueueOutbox(tx, event));
+      await assert.rejects(
+        store.transaction((tx) => enqueueOutbox(tx, { ...event, correlation_id: "other" })),
+        /UNIQUE|unique constraint/,
+      );
+      const rows = await store.read((tx) => pendingOutbox(tx, 10));
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].correlation_id, "o1");
+    });
+  });
+
+  Deno.test(`enqueueOutbox() writes nothing when its transaction rolls back (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await assert.rejects(store.transaction(async (tx) => {
+        await enqueueOutbox(tx, placed("o1"));
+        throw new Error("order insert failed");
+      }));
+      assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+    });
+  });
+}

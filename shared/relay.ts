@@ -7,7 +7,7 @@
 import type { Broker } from "./broker.ts";
 import type { Store } from "./store.ts";
 import { EXCHANGE } from "./topology.ts";
-import { markPublished, outboxBacklog, pendingOutbox } from "./outbox.ts";
+import { outboxBacklog, relayOutbox } from "./outbox.ts";
 import { metrics, watchOutbox } from "./metrics.ts";
 import { describeError, type Logger } from "./log.ts";
 
@@ -44,23 +44,21 @@ export function startOutboxRelay(store: Store, broker: Broker, options: RelayOpt
   watchOutbox(() => store.read(outboxBacklog));
 
   /** @returns how many rows were published */
-  async function publishBatch(): Promise<number> {
-    const rows = await store.read((tx) => pendingOutbox(tx, batchSize));
-    if (rows.length === 0) return 0;
-    for (const row of rows) metrics.published.inc({ event_type: row.event_type });
-    await broker.publish(rows.map((row) => ({
-      exchange: EXCHANGE,
-      routingKey: row.event_type,
-      body: row.body,
-      messageId: row.event_id,
-      correlationId: row.correlation_id,
-      type: row.event_type,
-      timestamp: Date.parse(row.created_at) || Date.now(),
-      headers: JSON.parse(row.headers),
-    })));
-    for (const row of rows) metrics.confirmed.inc({ event_type: row.event_type });
-    await store.transaction((tx) => markPublished(tx, rows.map((row) => row.sequence_number)));
-    return rows.length;
+  function publishBatch(): Promise<number> {
+    return relayOutbox(store, batchSize, async (rows) => {
+      for (const row of rows) metrics.published.inc({ event_type: row.event_type });
+      await broker.publish(rows.map((row) => ({
+        exchange: EXCHANGE,
+        routingKey: row.event_type,
+        body: row.body,
+        messageId: row.event_id,
+        correlationId: row.correlation_id,
+        type: row.event_type,
+        timestamp: Date.parse(row.created_at) || Date.now(),
+        headers: JSON.parse(row.headers),
+      })));
+      for (const row of rows) metrics.confirmed.inc({ event_type: row.event_type });
+    });
   }
 
   async function run(): Promise<void> {

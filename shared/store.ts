@@ -1,17 +1,23 @@
 /**
  * The store: transactions over the service's database, and its schema migrations. This is the only
- * module that knows which database is underneath (SQLite through `node:sqlite` today); everything
- * else speaks {@linkcode Tx} with `?` placeholders and portable SQL.
+ * module that knows SQLite (through `node:sqlite`, the embedded default) from PostgreSQL (through
+ * `pg`, for scale-out); everything else speaks {@linkcode Tx} with `?` placeholders and portable SQL.
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
+// @ts-types="@types/pg"
+import pg from "pg";
 
 /** A value bound to a `?` placeholder. */
 export type SqlValue = string | number | null | Uint8Array;
 
-/** The statements one transaction can run; every call is a cached prepared statement. */
+/** Which database is underneath, for the rare statement that must differ. */
+export type Dialect = "sqlite" | "postgres";
+
+/** The statements one transaction can run; every call is a prepared statement. */
 export interface Tx {
+  readonly dialect: Dialect;
   /** Runs a write; resolves to how many rows it changed. */
   run(sql: string, ...params: SqlValue[]): Promise<number>;
   /** The first row, or undefined. */
@@ -21,6 +27,7 @@ export interface Tx {
 
 /** A service's database. */
 export interface Store {
+  readonly dialect: Dialect;
   /** Runs `fn` in one transaction: all its writes commit together, durably, or none do. */
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** Runs reads that need no transaction. */
@@ -33,17 +40,26 @@ export interface Store {
 /** A named schema change; applied once, in order, at start. */
 export interface Migration {
   name: string;
+  /** The script, for both databases unless `postgres` is given. */
   sql: string;
+  /** The PostgreSQL script, where its dialect differs. */
+  postgres?: string;
 }
 
 /** Options for {@linkcode openStore}. */
 export interface StoreOptions {
   /** The service's migrations, in order, including those of the inbox and outbox it uses. */
   migrations: Migration[];
+  /**
+   * A `postgres://` URL: the service's tables live in the schema `<name>_service` of that database,
+   * shared by every instance of the service. @default {SQLite under `dataDir`}
+   */
+  databaseUrl?: string;
 }
 
 /**
- * Opens (creating if needed) `<dataDir>/<name>.db` and applies the pending migrations.
+ * Opens the store of the service `name` and applies its pending migrations: SQLite in
+ * `<dataDir>/<name>.db`, or PostgreSQL at `options.databaseUrl`.
  *
  * SQLite runs in WAL mode with `synchronous=FULL`, so a commit is on disk before the message it
  * handled is acked: a power cut cannot undo an effect whose message the broker has forgotten.
@@ -53,6 +69,7 @@ export async function openStore(
   name: string,
   options: StoreOptions,
 ): Promise<Store> {
+  if (options.databaseUrl) return await openPostgres(options.databaseUrl, name, options.migrations);
   await Deno.mkdir(dataDir, { recursive: true });
   const db = new DatabaseSync(join(dataDir, `${name}.db`));
   // The timeout first: switching to WAL needs a lock that another process may hold for a moment.
@@ -60,7 +77,9 @@ export async function openStore(
   db.exec("PRAGMA journal_mode = WAL");
   db.exec("PRAGMA synchronous = FULL");
   const store = sqliteStore(db);
-  await migrate(store, options.migrations, (sql) => db.exec(sql));
+  await store.transaction(async (tx) => {
+    await migrate(tx, options.migrations, (migration) => db.exec(migration.sql));
+  });
   return store;
 }
 
@@ -72,6 +91,7 @@ function sqliteStore(db: DatabaseSync): Store {
     return statement;
   }
   const tx: Tx = {
+    dialect: "sqlite",
     run: (sql, ...params) => Promise.resolve(Number(prepare(sql).run(...params).changes)),
     get: <T>(sql: string, ...params: SqlValue[]) =>
       Promise.resolve(prepare(sql).get(...params) as T | undefined),
@@ -87,6 +107,7 @@ function sqliteStore(db: DatabaseSync): Store {
     return result;
   }
   return {
+    dialect: "sqlite",
     transaction: (fn) =>
       exclusive(async () => {
         db.exec("BEGIN IMMEDIATE");
@@ -109,23 +130,111 @@ function sqliteStore(db: DatabaseSync): Store {
   };
 }
 
-async function migrate(
-  store: Store,
-  migrations: Migration[],
-  execScript: (sql: string) => void,
-): Promise<void> {
-  await store.transaction(async (tx) => {
-    await tx.run(
-      "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
-    );
-    for (const { name, sql } of migrations) {
-      if (await tx.get("SELECT 1 FROM schema_migrations WHERE name = ?", name)) continue;
-      execScript(sql);
-      await tx.run(
-        "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
-        name,
-        new Date().toISOString(),
-      );
+// BIGINT and COUNT(*) arrive as strings by default; every value here fits in a double.
+pg.types.setTypeParser(pg.types.builtins.INT8, Number);
+
+async function openPostgres(url: string, name: string, migrations: Migration[]): Promise<Store> {
+  const schema = `${name}_service`;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 10,
+    options: `-c search_path=${schema}`,
+  });
+  // An idle client that loses its connection emits this; the next checkout gets a fresh one.
+  pool.on("error", () => {});
+  const placeholders = new Map<string, { text: string; name: string }>();
+  function prepared(sql: string, values: SqlValue[]): pg.QueryConfig {
+    let query = placeholders.get(sql);
+    if (!query) {
+      let n = 0;
+      query = { text: sql.replace(/\?/g, () => `$${++n}`), name: `s${placeholders.size}` };
+      placeholders.set(sql, query);
+    }
+    return { ...query, values };
+  }
+  function txOf(client: pg.PoolClient): Tx {
+    return {
+      dialect: "postgres",
+      run: async (sql, ...params) => (await client.query(prepared(sql, params))).rowCount ?? 0,
+      get: async <T>(sql: string, ...params: SqlValue[]) =>
+        (await client.query(prepared(sql, params))).rows[0] as T | undefined,
+      all: async <T>(sql: string, ...params: SqlValue[]) =>
+        (await client.query(prepared(sql, params))).rows as T[],
+    };
+  }
+  async function withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (error) {
+      broken = error as Error;
+      throw error;
+    } finally {
+      // A client whose transaction failed oddly is discarded rather than reused.
+      client.release(broken && !(broken instanceof pg.DatabaseError) ? broken : undefined);
+    }
+  }
+  let closing: Promise<void> | undefined;
+  const store: Store = {
+    dialect: "postgres",
+    transaction: (fn) =>
+      withClient(async (client) => {
+        await client.query("BEGIN");
+        try {
+          const result = await fn(txOf(client));
+          await client.query("COMMIT");
+          return result;
+        } catch (error) {
+          await client.query("ROLLBACK").catch(() => {});
+          throw error;
+        }
+      }),
+    read: (fn) => withClient((client) => fn(txOf(client))),
+    ping: () => withClient(async (client) => void await client.query("SELECT 1")),
+    close: () => closing ??= pool.end(),
+  };
+  await withClient(async (client) => {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch(async (error) => {
+      // Two instances starting together may race to create it; the loser finds it there.
+      if (
+        !(await client.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schema])).rowCount
+      ) {
+        throw error;
+      }
+    });
+  });
+  await withClient(async (client) => {
+    await client.query("BEGIN");
+    try {
+      // Instances starting together migrate one at a time.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`migrate ${schema}`]);
+      // A script without parameters goes as a simple query, which may hold several statements.
+      await migrate(txOf(client), migrations, (m) => client.query(m.postgres ?? m.sql));
+      await client.query("COMMIT");
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
     }
   });
+  return store;
+}
+
+async function migrate(
+  tx: Tx,
+  migrations: Migration[],
+  runScript: (migration: Migration) => unknown,
+): Promise<void> {
+  await tx.run(
+    "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+  );
+  for (const migration of migrations) {
+    if (await tx.get("SELECT 1 FROM schema_migrations WHERE name = ?", migration.name)) continue;
+    await runScript(migration);
+    await tx.run(
+      "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+      migration.name,
+      new Date().toISOString(),
+    );
+  }
 }
