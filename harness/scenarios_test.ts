@@ -1,0 +1,71 @@
+/**
+ * The three scenarios with short settings, against the broker: this file is how `deno task test`
+ * runs them. Each makes its own vhost, data directory and ports, and deletes them afterwards.
+ */
+import assert from "node:assert/strict";
+import { runBacklog } from "./backlog.ts";
+import { runIdempotency } from "./idempotency.ts";
+import { runDlq } from "./dlq.ts";
+import { formatResult, type ScenarioResult } from "./_steps.ts";
+
+const integration = { sanitizeOps: false, sanitizeResources: false };
+
+/** Keeps the steps for the assertion message instead of printing them between test names. */
+function collect(): { lines: string[]; log: (line: string) => void } {
+  const lines: string[] = [];
+  return { lines, log: (line) => lines.push(line) };
+}
+
+function assertPass(result: ScenarioResult, lines: string[], figures: string[]): void {
+  assert.ok(result.pass, `${lines.join("\n")}\n${formatResult(result)}`);
+  for (const figure of figures) {
+    assert.ok(figure in result.figures, `figure ${figure} is missing: ${JSON.stringify(result)}`);
+  }
+}
+
+Deno.test(
+  "runBacklog() passes with inventory down 3 s for 15 orders, against the broker",
+  integration,
+  async () => {
+    const { lines, log } = collect();
+    const chartFile = await Deno.makeTempFile({ suffix: ".svg" });
+    try {
+      const result = await runBacklog({ downSeconds: 3, orders: 15, chartFile, log });
+      assertPass(result, lines, [
+        "peak_depth",
+        "drain_s",
+        "drain_rate_msg_per_s",
+        "all_decided_s",
+      ]);
+      assert.equal(result.figures.peak_depth, 15);
+      assert.ok(lines.some((line) => line.includes("▲ start")), "the chart is printed");
+      assert.match(await Deno.readTextFile(chartFile), /^<svg[^]*<\/svg>\n$/);
+    } finally {
+      await Deno.remove(chartFile);
+    }
+  },
+);
+
+Deno.test(
+  "runIdempotency() passes with duplicates and a SIGKILL mid-burst, against the broker",
+  integration,
+  async () => {
+    const { lines, log } = collect();
+    const result = await runIdempotency({ log });
+    assertPass(result, lines, ["handled_before_kill", "unacked_redelivered", "orders"]);
+    assert.equal(result.figures.orders, 303);
+    assert.ok(Number(result.figures.unacked_redelivered) > 0);
+  },
+);
+
+Deno.test(
+  "runDlq() passes with ten kinds of poison between valid orders, against the broker",
+  integration,
+  async () => {
+    const { lines, log } = collect();
+    const result = await runDlq({ log });
+    assertPass(result, lines, ["poison_in_dlq", "valid_confirmed"]);
+    assert.equal(result.figures.poison_in_dlq, 10);
+    assert.equal(result.figures.valid_confirmed, 11);
+  },
+);
