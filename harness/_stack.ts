@@ -113,6 +113,8 @@ export function managementApi(
 /** One service running as a child process. */
 export interface RunningService {
   name: ServiceName;
+  /** The child's process id, for reading its memory from /proc. */
+  pid: number;
   port: number;
   url: string;
   /** Every JSON log line it wrote so far. */
@@ -183,6 +185,7 @@ export async function startService(
   }
   return {
     name,
+    pid: child.pid,
     port: started,
     url: `http://127.0.0.1:${started}`,
     logs,
@@ -235,6 +238,12 @@ export interface Stack {
   /** Starts `name`, with `env` on top of the stack's environment (a fix, say, or a fault). */
   start(name: ServiceName, env?: Record<string, string>): Promise<RunningService>;
   stop(name: ServiceName, signal?: Deno.Signal): Promise<number>;
+  /**
+   * Starts one more instance of `name`, beside the one `services` holds: a competing consumer on
+   * the same queues. Run several instances on a shared `DATABASE_URL`, not on SQLite files.
+   * `close()` stops it with the rest.
+   */
+  startInstance(name: ServiceName, env?: Record<string, string>): Promise<RunningService>;
   /** Stops every service, closes the connection, deletes the vhost and the data directory. */
   close(): Promise<void>;
 }
@@ -244,6 +253,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const vhost = await createVhost();
   const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
   const services: Stack["services"] = {};
+  const instances = new Set<RunningService>();
+  function launch(name: ServiceName, env: Record<string, string>): Promise<RunningService> {
+    return startService(name, {
+      env: {
+        AMQP_URL: vhost.amqpUrl,
+        DATA_DIR: dataDir,
+        [`${name.toUpperCase()}_PORT`]: "0",
+        ...options.env,
+        ...options.serviceEnv?.[name],
+        ...env,
+      },
+      echo: options.echo,
+    });
+  }
   const broker = connectBroker(vhost.amqpUrl, {
     log: createLogger("harness", { level: "warn" }),
     connectionName: "harness",
@@ -259,19 +282,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return service.url;
     },
     async start(name, env = {}) {
-      const service = await startService(name, {
-        env: {
-          AMQP_URL: vhost.amqpUrl,
-          DATA_DIR: dataDir,
-          [`${name.toUpperCase()}_PORT`]: "0",
-          ...options.env,
-          ...options.serviceEnv?.[name],
-          ...env,
-        },
-        echo: options.echo,
-      });
+      const service = await launch(name, env);
       services[name] = service;
       return service;
+    },
+    async startInstance(name, env = {}) {
+      const instance = await launch(name, env);
+      instances.add(instance);
+      instance.exited.then(() => instances.delete(instance));
+      return instance;
     },
     async stop(name, signal) {
       const service = services[name];
@@ -279,7 +298,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return service ? await service.stop(signal) : 0;
     },
     async close() {
-      await Promise.all(SERVICES.map((name) => stack.stop(name)));
+      await Promise.all([
+        ...SERVICES.map((name) => stack.stop(name)),
+        ...[...instances].map((instance) => instance.stop()),
+      ]);
       await broker.close();
       await vhost.delete().catch(() => {});
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
@@ -287,7 +309,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
   try {
     await waitFor("the harness to connect to the broker", () => broker.connected);
-    await Promise.all((options.services ?? SERVICES).map((name) => stack.start(name)));
+    // Every start settles before a failure is thrown, so that close() stops them all.
+    const starts = await Promise.allSettled(
+      (options.services ?? SERVICES).map((name) => stack.start(name)),
+    );
+    const failed = starts.find((start) => start.status === "rejected");
+    if (failed) throw failed.reason;
     return stack;
   } catch (error) {
     await stack.close();

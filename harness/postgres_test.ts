@@ -3,7 +3,7 @@
  * SQLite, also with two inventory instances competing for one queue and one stock.
  */
 import assert from "node:assert/strict";
-import { createDatabase, startService, startStack, waitFor } from "./_stack.ts";
+import { createDatabase, startStack, waitFor } from "./_stack.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -16,14 +16,7 @@ Deno.test(
       env: { DATABASE_URL: database.url },
       serviceEnv: { inventory: { INVENTORY_STOCK: "burger=10,fries=100" } },
     });
-    const second = await startService("inventory", {
-      env: {
-        AMQP_URL: stack.vhost.amqpUrl,
-        DATABASE_URL: database.url,
-        INVENTORY_PORT: "0",
-        INVENTORY_STOCK: "burger=10,fries=100",
-      },
-    });
+    const second = await stack.startInstance("inventory");
     try {
       const place = async (i: number) => {
         const response = await fetch(`${stack.url("order")}/order`, {
@@ -69,7 +62,6 @@ Deno.test(
         return counts.every((n) => n === 1);
       });
     } finally {
-      await second.stop();
       await stack.close();
       await database.drop();
     }
