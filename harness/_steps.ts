@@ -47,12 +47,18 @@ export interface ScenarioArgs {
   orders?: number;
   /** `--chart`, an SVG file to write. */
   chart?: string;
+  /** `--seconds`: how long a scenario runs. */
+  seconds?: number;
+  /** `--rate`: orders per second. */
+  rate?: number;
+  /** `--broker-outage`: cut the services off the broker for a while. */
+  brokerOutage?: boolean;
 }
 
 /** Options for {@linkcode parseScenarioArgs}. */
 export interface ParseArgsOptions {
   /** The options this scenario takes besides `--json` and `--help`. @default {[]} */
-  accepts?: ReadonlyArray<"down" | "orders" | "chart">;
+  accepts?: ReadonlyArray<"down" | "orders" | "chart" | "seconds" | "rate" | "broker-outage">;
 }
 
 /**
@@ -69,7 +75,11 @@ export function parseScenarioArgs(args: string[], options: ParseArgsOptions = {}
       options: {
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
-        ...Object.fromEntries(accepts.map((name) => [name, { type: "string" as const }])),
+        ...Object.fromEntries(
+          accepts.map((
+            name,
+          ) => [name, { type: name === "broker-outage" ? "boolean" as const : "string" as const }]),
+        ),
       },
     }).values;
   } catch (error) {
@@ -82,6 +92,11 @@ export function parseScenarioArgs(args: string[], options: ParseArgsOptions = {}
   if (typeof values.orders === "string") {
     result.orders = positiveNumber("--orders", values.orders, { integer: true });
   }
+  if (typeof values.seconds === "string") {
+    result.seconds = positiveNumber("--seconds", values.seconds);
+  }
+  if (typeof values.rate === "string") result.rate = positiveNumber("--rate", values.rate);
+  if (values["broker-outage"] === true) result.brokerOutage = true;
   if (typeof values.chart === "string") {
     if (!values.chart.endsWith(".svg")) {
       throw new RangeError(
