@@ -230,6 +230,19 @@ function formatFigures(figures: Record<string, number | string>): string {
 /** Set once a signal arrived: the scenario's own failure that follows is not worth a FAIL line. */
 let interrupting = false;
 
+/** What interrupted scenarios still clean up after their stack; see {@linkcode cleanUpOnInterrupt}. */
+const interruptCleanups = new Set<() => Promise<void>>();
+
+/**
+ * Runs `cleanup` when the process is interrupted inside {@linkcode withStack}, after the stack is
+ * closed and before the exit: for what a scenario made outside its stack, such as a database.
+ * @returns a function that unregisters it, for when the scenario has cleaned up itself
+ */
+export function cleanUpOnInterrupt(cleanup: () => Promise<void>): () => void {
+  interruptCleanups.add(cleanup);
+  return () => void interruptCleanups.delete(cleanup);
+}
+
 /**
  * Starts an isolated stack, runs `fn` with it and closes it afterwards, also when `fn` throws and
  * when the process gets SIGINT (Ctrl-C) or SIGTERM: then it closes the stack and exits 130.
@@ -252,6 +265,9 @@ export async function withStack<T>(
       await stack.close();
     } catch {
       // Nothing was started, or it is already closed.
+    }
+    for (const cleanup of interruptCleanups) {
+      await cleanup().catch((error) => console.error(`Cannot clean up: ${describeError(error)}`));
     }
     Deno.exit(130);
   }
