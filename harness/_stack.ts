@@ -224,6 +224,11 @@ export interface StackOptions {
   /** Services to start now; the others can be started with `start()`. @default {all three} */
   services?: readonly ServiceName[];
   echo?: boolean;
+  /**
+   * Rewrites the stack's AMQP URL (its vhost included) into the one the services get: to send them
+   * through a TCP proxy, say. @default {the URL as it is}
+   */
+  servicesAmqpUrl?: (vhostAmqpUrl: string) => string;
 }
 
 /** An isolated running system. */
@@ -257,7 +262,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   function launch(name: ServiceName, env: Record<string, string>): Promise<RunningService> {
     return startService(name, {
       env: {
-        AMQP_URL: vhost.amqpUrl,
+        AMQP_URL: options.servicesAmqpUrl?.(vhost.amqpUrl) ?? vhost.amqpUrl,
         DATA_DIR: dataDir,
         [`${name.toUpperCase()}_PORT`]: "0",
         ...options.env,

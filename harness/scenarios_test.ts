@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { runBacklog } from "./backlog.ts";
 import { runIdempotency } from "./idempotency.ts";
 import { runDlq } from "./dlq.ts";
+import { runChaos } from "./chaos.ts";
 import { formatResult, type ScenarioResult } from "./_steps.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -67,5 +68,24 @@ Deno.test(
     assertPass(result, lines, ["poison_in_dlq", "valid_confirmed"]);
     assert.equal(result.figures.poison_in_dlq, 10);
     assert.equal(result.figures.valid_confirmed, 11);
+  },
+);
+
+Deno.test(
+  "runChaos() passes through kills, forced closes, transient faults and broker outages, against the broker",
+  integration,
+  async () => {
+    const { lines, log } = collect();
+    const result = await runChaos({ seconds: 12, rate: 15, brokerOutage: true, log });
+    assertPass(result, lines, [
+      "orders_accepted",
+      "kills_inventory",
+      "outages",
+      "retries",
+      "timeline",
+    ]);
+    assert.equal(result.figures.outages, 2);
+    assert.equal(result.figures.kills_inventory, 2);
+    assert.ok(Number(result.figures.retries) > 0, "transient faults were injected and retried");
   },
 );
