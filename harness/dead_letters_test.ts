@@ -3,7 +3,8 @@
  * replay republishes with confirms, removes only what it replayed, and twice changes nothing twice.
  */
 import assert from "node:assert/strict";
-import { type Stack, startStack, waitFor } from "./_stack.ts";
+import { withStack } from "./_steps.ts";
+import { type Stack, waitFor } from "./_stack.ts";
 import { listDeadLetters, replayDeadLetters } from "./dead_letters.ts";
 import {
   DEAD_LETTER_EXCHANGE,
@@ -14,18 +15,6 @@ import {
 } from "../shared/topology.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
-
-async function withStack(
-  options: Parameters<typeof startStack>[0],
-  fn: (stack: Stack) => Promise<void>,
-): Promise<void> {
-  const stack = await startStack(options);
-  try {
-    await fn(stack);
-  } finally {
-    await stack.close();
-  }
-}
 
 async function placeOrder(stack: Stack): Promise<string> {
   const response = await fetch(`${stack.url("order")}/order`, {

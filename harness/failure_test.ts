@@ -3,24 +3,13 @@
  * delivery limit of quorum queues, forced connection closes, and a topology that does not match.
  */
 import assert from "node:assert/strict";
-import { managementApi, type Stack, startStack, waitFor } from "./_stack.ts";
+import { withStack } from "./_steps.ts";
+import { managementApi, type Stack, waitFor } from "./_stack.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../shared/topology.ts";
 import { inventoryOutcome } from "../shared/events.ts";
 import { newId } from "../shared/ids.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
-
-async function withStack(
-  options: Parameters<typeof startStack>[0],
-  fn: (stack: Stack) => Promise<void>,
-): Promise<void> {
-  const stack = await startStack(options);
-  try {
-    await fn(stack);
-  } finally {
-    await stack.close();
-  }
-}
 
 interface ParkedMessage {
   payload: string;

@@ -3,22 +3,14 @@
  * services, and the Prometheus metrics of each.
  */
 import assert from "node:assert/strict";
-import { type Stack, startStack, waitFor } from "./_stack.ts";
+import { withStack } from "./_steps.ts";
+import { type Stack, waitFor } from "./_stack.ts";
 import { EventType } from "../shared/topology.ts";
 import { traceIdOf } from "../shared/trace.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-async function withStack(fn: (stack: Stack) => Promise<void>): Promise<void> {
-  const stack = await startStack();
-  try {
-    await fn(stack);
-  } finally {
-    await stack.close();
-  }
-}
 
 async function order(stack: Stack, headers: Record<string, string> = {}): Promise<Response> {
   return await fetch(`${stack.url("order")}/order`, {
@@ -47,7 +39,7 @@ Deno.test(
   "a traceparent from the request is carried by every message and logged by all three services, against the broker",
   integration,
   async () => {
-    await withStack(async (stack) => {
+    await withStack({}, async (stack) => {
       const tap = await stack.broker.tap([EventType.OrderPlaced, EventType.InventoryReserved]);
       const response = await order(stack, { traceparent: TRACEPARENT });
       assert.equal(response.status, 202);
@@ -81,7 +73,7 @@ Deno.test(
   "an order without a traceparent starts a trace of its own, against the broker",
   integration,
   async () => {
-    await withStack(async (stack) => {
+    await withStack({}, async (stack) => {
       const response = await order(stack);
       const traceId = traceIdOf(response.headers.get("traceparent"));
       assert.ok(traceId);
@@ -99,7 +91,7 @@ Deno.test(
   "/metrics of each service counts what it consumed, published and answered, against the broker",
   integration,
   async () => {
-    await withStack(async (stack) => {
+    await withStack({}, async (stack) => {
       assert.equal((await order(stack)).status, 202);
       assert.equal(
         (await fetch(`${stack.url("order")}/order`, { method: "POST", body: "x" })).status,

@@ -3,14 +3,8 @@
  * ports) of the three real services, drives it over HTTP and AMQP, and asserts what it can observe.
  */
 import assert from "node:assert/strict";
-import {
-  managementApi,
-  type RunningService,
-  type Stack,
-  startService,
-  startStack,
-  waitFor,
-} from "./_stack.ts";
+import { withStack } from "./_steps.ts";
+import { managementApi, type RunningService, type Stack, startService, waitFor } from "./_stack.ts";
 import { startTcpProxy } from "./_tcp_proxy.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../shared/topology.ts";
 import { type OrderPlaced, orderPlaced } from "../shared/events.ts";
@@ -18,18 +12,6 @@ import { newId } from "../shared/ids.ts";
 import type { Notification } from "../notification/notifications.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
-
-async function withStack(
-  options: Parameters<typeof startStack>[0],
-  fn: (stack: Stack) => Promise<void>,
-): Promise<void> {
-  const stack = await startStack(options);
-  try {
-    await fn(stack);
-  } finally {
-    await stack.close();
-  }
-}
 
 async function postOrder(
   stack: Stack,

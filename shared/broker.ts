@@ -241,6 +241,19 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     await Promise.all(confirms);
   }
 
+  async function queueDepth(queue: string): Promise<number> {
+    const connection = session?.connection;
+    if (!connection) throw new Error("Cannot inspect a queue as the broker is not connected");
+    // A channel of its own: checking a missing queue closes the channel it ran on.
+    const channel = await connection.createChannel();
+    channel.on("error", () => {});
+    try {
+      return (await channel.checkQueue(queue)).messageCount;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
   return {
     get connected() {
       return session !== undefined;
@@ -282,18 +295,7 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
         },
       };
     },
-    async queueDepth(queue) {
-      const connection = session?.connection;
-      if (!connection) throw new Error("Cannot inspect a queue as the broker is not connected");
-      // A channel of its own: checking a missing queue closes the channel it ran on.
-      const channel = await connection.createChannel();
-      channel.on("error", () => {});
-      try {
-        return (await channel.checkQueue(queue)).messageCount;
-      } finally {
-        await channel.close().catch(() => {});
-      }
-    },
+    queueDepth,
     async tap(routingKeys) {
       const connection = session?.connection;
       if (!connection) throw new Error("Cannot tap as the broker is not connected");
@@ -331,10 +333,23 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
         // Someone else may take messages meanwhile: wait for what arrives, not forever.
         await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 5000))]);
       }
+      const before = (await channel.checkQueue(queue)).messageCount + messages.length;
+      let acked = 0;
       return {
         messages,
-        ack: (delivery) => channel.ack(delivery.raw),
-        close: () => channel.close().catch(() => {}),
+        ack(delivery) {
+          channel.ack(delivery.raw);
+          acked++;
+        },
+        async close() {
+          await channel.close().catch(() => {});
+          // The queue takes the returned messages back a moment after the close: wait for them, so
+          // that whoever looks next (another listing, say) sees them all.
+          const deadline = Date.now() + 5000;
+          while (Date.now() < deadline && await queueDepth(queue) < before - acked) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        },
       };
     },
     onConnect(listener) {
