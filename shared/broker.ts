@@ -158,13 +158,16 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
   let session: Session | undefined;
   let lastError: string | undefined;
 
-  async function openSession(): Promise<ChannelModel> {
+  /** Opens a connection and sets it up; resolves with a promise of its close. */
+  async function openSession(): Promise<{ closed: Promise<unknown> }> {
     const connection = await amqp.connect(withHeartbeat(url, heartbeatSeconds), {
       clientProperties: { connection_name: connectionName },
       // Without it, Nagle's algorithm holds a publish behind an ack for a delayed-ACK round (~40 ms).
       noDelay: true,
       timeout: 10_000,
     });
+    // Listened for at once: a close during the set-up below must not go unnoticed.
+    const closed = new Promise((resolve) => connection.once("close", resolve));
     connection.on("error", (error) => log.warn("broker connection error", { error }));
     connection.on("blocked", (reason) => log.warn("broker blocked publishing", { reason }));
     connection.on("unblocked", () => log.info("broker unblocked publishing"));
@@ -175,7 +178,7 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
       // Consumers may need to publish (poison to a DLQ) from their first delivery on.
       session = { connection, publisher };
       for (const consumer of consumers) await consumer.attach(connection);
-      return connection;
+      return { closed };
     } catch (error) {
       await connection.close().catch(() => {});
       throw error;
@@ -187,7 +190,7 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     let connectedBefore = false;
     while (!stopping.signal.aborted) {
       try {
-        const connection = await openSession();
+        const { closed } = await openSession();
         log.info(
           connectedBefore ? "reconnected to broker" : "connected to broker",
           failures ? { failed_attempts: failures } : {},
@@ -196,7 +199,7 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
         failures = 0;
         lastError = undefined;
         for (const listener of connectListeners) listener();
-        await new Promise((resolve) => connection.once("close", resolve));
+        await closed;
         session = undefined;
         if (!stopping.signal.aborted) log.warn("lost broker connection, reconnecting");
       } catch (error) {
