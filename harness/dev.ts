@@ -81,7 +81,9 @@ function pipeLog(name: keyof typeof COLOURS, stream: ReadableStream<Uint8Array>)
 async function main(): Promise<number> {
   const amqpUrl = Deno.env.get("AMQP_URL") || "amqp://guest:guest@127.0.0.1:5672/";
   if (!(await brokerAnswers(amqpUrl))) {
-    if (!(await startBroker())) {
+    // Only a broker on this machine is ours to start.
+    const local = ["127.0.0.1", "localhost", "[::1]"].includes(new URL(amqpUrl).hostname);
+    if (!local || !(await startBroker())) {
       console.error(
         `dev: no RabbitMQ answers at ${
           new URL(amqpUrl).host
