@@ -28,7 +28,11 @@ export interface Tx {
 /** A service's database. */
 export interface Store {
   readonly dialect: Dialect;
-  /** Runs `fn` in one transaction: all its writes commit together, durably, or none do. */
+  /**
+   * Runs `fn` in one transaction: all its writes commit together, durably, or none do. On
+   * PostgreSQL, a transaction aborted for a deadlock or a serialization failure runs again (up to
+   * 5 times), so whatever `fn` does outside the database must be safe to repeat.
+   */
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** Runs reads that need no transaction. */
   read<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
@@ -133,6 +137,16 @@ function sqliteStore(db: DatabaseSync): Store {
 // BIGINT and COUNT(*) arrive as strings by default; every value here fits in a double.
 pg.types.setTypeParser(pg.types.builtins.INT8, Number);
 
+/**
+ * Errors for which PostgreSQL aborts a transaction only because of another one running beside it
+ * (`deadlock_detected`, `serialization_failure`): running it again is the remedy it documents.
+ * Instances consuming one queue in batches lock stock rows in different orders, so they happen.
+ */
+const RERUN_SQLSTATES = new Set(["40P01", "40001"]);
+
+/** Runs of a transaction that PostgreSQL keeps aborting for a deadlock, before its error is thrown. */
+const TRANSACTION_RUNS = 5;
+
 async function openPostgres(url: string, name: string, migrations: Migration[]): Promise<Store> {
   const schema = `${name}_service`;
   const pool = new pg.Pool({
@@ -178,18 +192,28 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
   let closing: Promise<void> | undefined;
   const store: Store = {
     dialect: "postgres",
-    transaction: (fn) =>
-      withClient(async (client) => {
-        await client.query("BEGIN");
+    async transaction(fn) {
+      for (let run = 1;; run++) {
         try {
-          const result = await fn(txOf(client));
-          await client.query("COMMIT");
-          return result;
+          return await withClient(async (client) => {
+            await client.query("BEGIN");
+            try {
+              const result = await fn(txOf(client));
+              await client.query("COMMIT");
+              return result;
+            } catch (error) {
+              await client.query("ROLLBACK").catch(() => {});
+              throw error;
+            }
+          });
         } catch (error) {
-          await client.query("ROLLBACK").catch(() => {});
-          throw error;
+          const rerun = error instanceof pg.DatabaseError && RERUN_SQLSTATES.has(error.code ?? "");
+          if (!rerun || run >= TRANSACTION_RUNS) throw error;
+          // A random pause lets the other transaction commit before this one takes its locks again.
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * run));
         }
-      }),
+      }
+    },
     read: (fn) => withClient((client) => fn(txOf(client))),
     ping: () => withClient(async (client) => void await client.query("SELECT 1")),
     close: () => closing ??= pool.end(),

@@ -171,6 +171,39 @@ for (const kind of STORE_KINDS) {
   });
 }
 
+const postgres = STORE_KINDS.find((kind) => kind.name === "postgres");
+
+Deno.test({
+  name:
+    "transaction() runs a transaction again when PostgreSQL aborts it for a deadlock (postgres)",
+  ignore: !postgres,
+  fn: async () => {
+    await postgres!.with("test", MIGRATIONS, async (store) => {
+      await store.transaction((tx) => tx.run("INSERT INTO counter (id, n) VALUES (2, 0)"));
+      // Two transactions update the same two rows in opposite orders, each going on to its second
+      // row only once both hold their first: PostgreSQL aborts one of them, and it runs again.
+      let holding = 0;
+      let bothHold!: () => void;
+      const barrier = new Promise<void>((resolve) => bothHold = resolve);
+      let attempts = 0;
+      const update = (first: number, second: number) =>
+        store.transaction(async (tx) => {
+          attempts++;
+          await tx.run("UPDATE counter SET n = n + 1 WHERE id = ?", first);
+          if (++holding === 2) bothHold();
+          await barrier;
+          await tx.run("UPDATE counter SET n = n + 1 WHERE id = ?", second);
+        });
+      await Promise.all([update(1, 2), update(2, 1)]);
+      assert.equal(attempts, 3);
+      const rows = await store.read((tx) =>
+        tx.all<{ id: number; n: number }>("SELECT id, n FROM counter ORDER BY id")
+      );
+      assert.deepEqual(rows, [{ id: 1, n: 2 }, { id: 2, n: 2 }]);
+    });
+  },
+});
+
 async function withSqliteDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "store_test_" });
   try {
