@@ -7,6 +7,7 @@ import { runBacklog } from "./backlog.ts";
 import { runIdempotency } from "./idempotency.ts";
 import { runDlq } from "./dlq.ts";
 import { runChaos } from "./chaos.ts";
+import { runScale } from "./scale.ts";
 import { formatResult, type ScenarioResult } from "./_steps.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -87,5 +88,26 @@ Deno.test(
     assert.equal(result.figures.outages, 2);
     assert.equal(result.figures.kills_inventory, 2);
     assert.ok(Number(result.figures.retries) > 0, "transient faults were injected and retried");
+  },
+);
+
+Deno.test(
+  "runScale() passes with 2 order, 3 inventory and 2 notification instances on PostgreSQL under SIGKILLs, against the broker",
+  integration,
+  async () => {
+    const { lines, log } = collect();
+    const result = await runScale({ orders: 100, seconds: 8, killIntervalMs: 1500, log });
+    assertPass(result, lines, [
+      "accepted_per_order_instance",
+      "handled_per_inventory_instance",
+      "notified_per_notification_instance",
+      "kill_timeline",
+      "outbox_rows_left_by_killed_order",
+    ]);
+    assert.equal(result.figures.accepted, 100);
+    assert.equal(result.figures.instances, "2 order, 3 inventory, 2 notification");
+    // The first kill is always an order instance's, in the middle of a burst of orders.
+    assert.ok(Number(result.figures.kills) >= 2, `kills: ${result.figures.kill_timeline}`);
+    assert.match(String(result.figures.kill_timeline), /^[\d.]+s order-\d/);
   },
 );

@@ -1,0 +1,544 @@
+/**
+ * The orders of the scale-out scenario (`scale.ts`), how each is placed so that it survives the
+ * death of the order instance it was sent to, and what is checked once the stream is over.
+ * @module
+ */
+import { type RunningService, type ServiceName, SERVICES, type Stack, waitFor } from "./_stack.ts";
+import { mapLimit, type OrderRequest, type Report, request, round, tally } from "./_steps.ts";
+import type { Tap } from "../shared/broker.ts";
+import { deadLetterQueue, QUEUES } from "../shared/topology.ts";
+import { describeError } from "../shared/log.ts";
+
+/** The SKU 2 in 5 orders want one of, with too little stock for all of them. */
+export const SCARCE_SKU = "chef-special";
+const PLENTIFUL_SKUS = ["burger", "fries", "salad", "soda"];
+/** Enough that no order is rejected for want of a plentiful SKU. */
+const PLENTIFUL_STOCK = 100_000;
+
+/** How long one order may take to get its 202, across instances, in milliseconds. */
+const PLACE_DEADLINE_MS = 30_000;
+
+/** A republished event must have been written at most this long before a kill, in milliseconds. */
+const REPUBLISH_WINDOW_MS = 5_000;
+
+/** Answers that a retry on another instance would not change. */
+const FINAL_STATUSES = new Set([400, 409, 413, 415]);
+
+/** One place a service runs in: its process, replaced by a new one after each kill. */
+export interface Slot {
+  service: ServiceName;
+  /** `inventory-2`, say. */
+  label: string;
+  /** The stack's own instance of the service, which `stack.url()` and `stack.stop()` reach. */
+  primary: boolean;
+  /** The running process; undefined while it is killed. */
+  current?: RunningService;
+  /** Every process that has filled the slot, for their logs. */
+  runs: RunningService[];
+}
+
+/** A SIGKILL and the restart after it. */
+export interface Kill {
+  label: string;
+  service: ServiceName;
+  /** When, in milliseconds since the epoch: republished events were written before it. */
+  atMs: number;
+  /** When, in seconds since the scenario began. */
+  atS: number;
+  downS: number;
+  /** Orders the killed order instance accepted whose `OrderPlaced` was still in the outbox. */
+  leftInOutbox: string[];
+}
+
+/** An order to place. */
+export interface PlannedOrder {
+  /** Its `Idempotency-Key`: a POST that died with its instance is sent again to the other one. */
+  key: string;
+  body: OrderRequest;
+  wantsScarce: boolean;
+}
+
+/** What placing one order came to. */
+export interface Placement {
+  planned: PlannedOrder;
+  /** Set when an instance answered 202. */
+  orderId?: string;
+  /** The slot that answered 202. */
+  via?: string;
+  /** POSTs sent: more than one when an instance died under the first. */
+  attempts: number;
+  /** Why no 202 came. */
+  error?: string;
+}
+
+/**
+ * `count` orders: each a plentiful SKU, and 2 in 5 also one of the scarce SKU. Stock is taken in
+ * SKU order, so for some the scarce SKU comes after a plentiful one that must be given back.
+ */
+export function planOrders(count: number): PlannedOrder[] {
+  return Array.from({ length: count }, (_, i) => {
+    const wantsScarce = i % 5 < 2;
+    const items = [{ sku: PLENTIFUL_SKUS[i % PLENTIFUL_SKUS.length], qty: 1 + (i % 3) }];
+    if (wantsScarce) items.push({ sku: SCARCE_SKU, qty: 1 });
+    return { key: `scale-${i}`, body: { user_id: `student-${i % 97}`, items }, wantsScarce };
+  });
+}
+
+/** `INVENTORY_STOCK` for the scenario. */
+export function stockEnv(scarceStock: number): string {
+  return [
+    `${SCARCE_SKU}=${scarceStock}`,
+    ...PLENTIFUL_SKUS.map((sku) => `${sku}=${PLENTIFUL_STOCK}`),
+  ]
+    .join(",");
+}
+
+/**
+ * POSTs `planned` to `first`; after a failure (the instance died under the request, or is down),
+ * to whichever order instance runs, with the same `Idempotency-Key`, so that an order the dead one
+ * committed comes back rather than being made twice. Never rejects: without a 202 in time, the
+ * placement says why.
+ */
+export async function place(
+  orderSlots: Slot[],
+  planned: PlannedOrder,
+  first: Slot,
+): Promise<Placement> {
+  const deadline = Date.now() + PLACE_DEADLINE_MS;
+  let attempts = 0;
+  let error = "no order instance was running";
+  let slot = first;
+  while (Date.now() < deadline) {
+    const target = slot.current ? slot : orderSlots.find((s) => s.current);
+    if (target?.current) {
+      attempts++;
+      try {
+        const response = await request(`${target.current.url}/order`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "idempotency-key": planned.key },
+          body: JSON.stringify(planned.body),
+        });
+        const text = await response.text();
+        if (response.status === 202) {
+          return { planned, orderId: JSON.parse(text).order_id, via: target.label, attempts };
+        }
+        error = `POST /order answered ${response.status}: ${text.slice(0, 200)}`;
+        if (FINAL_STATUSES.has(response.status)) break;
+      } catch (cause) {
+        error = describeError(cause);
+      }
+      slot = orderSlots.find((s) => s !== target) ?? target;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { planned, attempts, error };
+}
+
+/** What the scenario collected, for {@linkcode verifyScale}. */
+export interface ScaleRun {
+  stack: Stack;
+  report: Report;
+  slots: Record<ServiceName, Slot[]>;
+  placements: Placement[];
+  kills: Kill[];
+  scarceStock: number;
+  /** Taps opened before the first order: the outcomes, and `OrderPlaced`. */
+  taps: { outcomes: Tap; placed: Tap };
+  /** The lowest stock level seen per SKU while the stream ran. */
+  lowestStock: Record<string, number>;
+  stockSamples: number;
+  /** Seconds from the first order to the last 202. */
+  streamS: number;
+}
+
+interface Effects {
+  orderId: string;
+  placement: Placement;
+  status?: string;
+  reason?: string;
+  reservation?: string;
+  notifications: string[];
+}
+
+/** Events that came more than once on the wire (same `event_id`). */
+interface Republished {
+  orderPlaced: number;
+  outcomes: number;
+}
+
+/** One event on a tap, with how many copies of it came. */
+interface Tapped {
+  orderId: string;
+  copies: number;
+  createdAtMs: number;
+}
+
+/**
+ * Waits until every accepted order is decided and notified and the queues are empty, then checks
+ * each order's effects, the stock, the events on the wire and the DLQs, and records the figures.
+ */
+export async function verifyScale(run: ScaleRun): Promise<void> {
+  const { stack, report, slots, placements, kills } = run;
+  const accepted = placements.filter((p) => p.orderId !== undefined);
+  const failed = placements.filter((p) => p.orderId === undefined);
+  const retried = accepted.filter((p) => p.attempts > 1).length;
+  report.step(
+    `${accepted.length} of ${placements.length} orders accepted with 202 in ${run.streamS} s; ` +
+      `${retried} of them sent again with the same Idempotency-Key after their instance died`,
+  );
+  report.expect(
+    failed.length === 0,
+    "a 202 for every order from one order instance or the other",
+    `${failed.length} without one, e.g. ${failed[0]?.error}`,
+  );
+  const ids = accepted.map((p) => p.orderId!);
+  report.expect(new Set(ids).size === ids.length, "a distinct order per order", "repeated ids");
+  const leftInOutbox = kills.flatMap((k) => k.leftInOutbox);
+  report.expect(
+    leftInOutbox.every((id) => ids.includes(id)),
+    "every order a killed instance left in the outbox to be accepted",
+    "some not accepted",
+  );
+
+  const lastAccepted = performance.now();
+  const decided = await waitDecided(slots, ids);
+  const decidedS = round((performance.now() - lastAccepted) / 1000, 2);
+  report.step(
+    `every order decided ${decidedS} s after the stream: ${tally([...decided.values()])}`,
+  );
+  await waitFor("a notification and both events on the taps for every order", async () => {
+    const outcomes = readTap(run.taps.outcomes);
+    const placed = readTap(run.taps.placed);
+    if (![outcomes, placed].every((tapped) => ids.every((id) => tapped.byOrder.has(id)))) {
+      return false;
+    }
+    const counts = await mapLimit(ids, 16, async (id) => (await notificationsOf(slots, id)).length);
+    return counts.every((n) => n > 0);
+  }, { timeoutMs: 30_000, intervalMs: 200 });
+  // A copy still on its way would be counted after the check: let the queues run empty first.
+  await waitFor("the queues to be empty", async () => {
+    const depths = await Promise.all(QUEUES.map((q) => stack.broker.queueDepth(q)));
+    return depths.every((d) => d === 0);
+  });
+
+  const effects = await mapLimit(accepted, 16, (p) => effectsOf(slots, p));
+  checkEffects(run, effects);
+  checkStock(run, effects, await getJson(`${slots.inventory[0].current!.url}/stock`));
+  const republished = checkWire(run, ids);
+  await checkQueues(run);
+  recordFigures(run, effects, {
+    decidedS,
+    retried,
+    leftInOutbox: leftInOutbox.length,
+    republished,
+  });
+}
+
+/** Polls the undecided orders, spread over both order instances, until none is PENDING. */
+async function waitDecided(
+  slots: Record<ServiceName, Slot[]>,
+  ids: string[],
+): Promise<Map<string, string>> {
+  const decided = new Map<string, string>();
+  await waitFor(`all ${ids.length} orders to be decided`, async () => {
+    const pending = ids.filter((id) => !decided.has(id));
+    await mapLimit(pending, 16, async (id) => {
+      const { body } = await getJson(`${urlOf(slots.order, id)}/orders/${id}`);
+      if (body?.status && body.status !== "PENDING") decided.set(id, body.status);
+    });
+    return decided.size === ids.length;
+  }, { timeoutMs: 60_000, intervalMs: 200 });
+  return decided;
+}
+
+async function effectsOf(
+  slots: Record<ServiceName, Slot[]>,
+  placement: Placement,
+): Promise<Effects> {
+  const id = placement.orderId!;
+  const [order, reservation, notifications] = await Promise.all([
+    getJson(`${urlOf(slots.order, id)}/orders/${id}`),
+    getJson(`${urlOf(slots.inventory, id)}/reservations/${id}`),
+    notificationsOf(slots, id),
+  ]);
+  return {
+    orderId: id,
+    placement,
+    status: order.body?.status,
+    reason: order.body?.reason,
+    reservation: reservation.status === 200 ? reservation.body.status : undefined,
+    notifications: notifications.map((n: { kind: string }) => n.kind),
+  };
+}
+
+async function notificationsOf(
+  slots: Record<ServiceName, Slot[]>,
+  id: string,
+): Promise<Array<{ kind: string }>> {
+  const { body } = await getJson(`${urlOf(slots.notification, id)}/notifications?order_id=${id}`);
+  return Array.isArray(body) ? body : [];
+}
+
+function checkEffects(run: ScaleRun, effects: Effects[]): void {
+  const { report } = run;
+  const expectAll = (what: string, values: string[], ok: (value: string) => boolean) => {
+    report.step(`${what}: ${tally(values)}`);
+    report.expect(values.every(ok), what, tally(values));
+  };
+  expectAll(
+    "order status / reservation per order",
+    effects.map((e) => `${e.status}/${e.reservation ?? "none"}`),
+    (v) => v === "CONFIRMED/RESERVED" || v === "REJECTED/FAILED",
+  );
+  expectAll(
+    "notifications per order",
+    effects.map((e) => e.notifications.join("+") || "none"),
+    (v) => v === "order_confirmed" || v === "order_rejected",
+  );
+  report.expect(
+    effects.every((e) => (e.status === "CONFIRMED") === (e.notifications[0] === "order_confirmed")),
+    "each notification to say what happened to its order",
+    "a notification that disagrees with its order",
+  );
+  const rejected = effects.filter((e) => e.status === "REJECTED");
+  report.expect(
+    rejected.every((e) => e.placement.planned.wantsScarce && e.reason?.includes(SCARCE_SKU)),
+    `only orders of ${SCARCE_SKU} rejected, for want of it`,
+    tally(rejected.map((e) => e.reason)),
+  );
+  const sent = notificationLines(run.slots.notification);
+  const sentPerOrder = effects.map((e) => sent.get(e.orderId) ?? 0);
+  report.expect(
+    sentPerOrder.every((n) => n <= 1),
+    "at most one notification sent (logged) per order",
+    tally(sentPerOrder),
+  );
+}
+
+/** Each SKU must have moved by exactly what the confirmed orders took: once per order, or never. */
+function checkStock(
+  run: ScaleRun,
+  effects: Effects[],
+  final: { status: number; body: Record<string, number> },
+): void {
+  const { report, scarceStock, lowestStock } = run;
+  const initial: Record<string, number> = { [SCARCE_SKU]: scarceStock };
+  for (const sku of PLENTIFUL_SKUS) initial[sku] = PLENTIFUL_STOCK;
+  const taken: Record<string, number> = {};
+  for (const e of effects.filter((e) => e.status === "CONFIRMED")) {
+    for (const { sku, qty } of e.placement.planned.body.items) taken[sku] = (taken[sku] ?? 0) + qty;
+  }
+  const lines = Object.keys(initial).map((sku) => {
+    const expected = initial[sku] - (taken[sku] ?? 0);
+    report.expect(
+      final.body?.[sku] === expected,
+      `${sku} at ${initial[sku]} - ${taken[sku] ?? 0} confirmed = ${expected}`,
+      String(final.body?.[sku]),
+    );
+    report.expect(
+      (lowestStock[sku] ?? 0) >= 0,
+      `${sku} never below 0`,
+      `${lowestStock[sku]} at one sample`,
+    );
+    return `${sku} ${initial[sku]} → ${final.body?.[sku]} (lowest seen ${lowestStock[sku]})`;
+  });
+  report.step(`stock over ${run.stockSamples} samples: ${lines.join(", ")}`);
+  const wanted = effects.filter((e) => e.placement.planned.wantsScarce).length;
+  if (wanted >= scarceStock) {
+    report.expect(
+      final.body?.[SCARCE_SKU] === 0,
+      `the last ${SCARCE_SKU} sold, as ${wanted} orders wanted ${scarceStock}`,
+      `${final.body?.[SCARCE_SKU]} left`,
+    );
+  }
+}
+
+/**
+ * One `OrderPlaced` and one outcome event per order on the taps. A copy of the same event is the
+ * at-least-once publish of a relay killed between the broker's confirm and its outbox delete: it
+ * must come from a row written shortly before a kill of its publisher, never in normal operation.
+ */
+function checkWire(run: ScaleRun, ids: string[]): Republished {
+  const { report, kills } = run;
+  const republished: Republished = { orderPlaced: 0, outcomes: 0 };
+  for (
+    const [what, tap, publisher] of [
+      ["OrderPlaced", run.taps.placed, "order"],
+      ["outcome event", run.taps.outcomes, "inventory"],
+    ] as const
+  ) {
+    const tapped = readTap(tap);
+    const perOrder = ids.map((id) => tapped.byOrder.get(id)?.size ?? 0);
+    report.step(`distinct ${what}s per order (count×value): ${tally(perOrder)}`);
+    report.expect(perOrder.every((n) => n === 1), `exactly 1 ${what} per order`, tally(perOrder));
+    const copies = [...tapped.events.values()].filter((e) => e.copies > 1);
+    const unexplained = copies.filter((e) =>
+      !kills.some((k) =>
+        k.service === publisher && k.atMs >= e.createdAtMs - 1000 &&
+        k.atMs <= e.createdAtMs + REPUBLISH_WINDOW_MS
+      )
+    );
+    report.step(
+      `${what}s published more than once: ${copies.length} (all written just before a SIGKILL of ${publisher}: ${
+        unexplained.length === 0 ? "yes" : "no"
+      })`,
+    );
+    report.expect(
+      unexplained.length === 0,
+      `${what}s published twice only after a ${publisher} instance was killed`,
+      `${unexplained.length} copies without a kill, e.g. of order ${unexplained[0]?.orderId}`,
+    );
+    republished[publisher === "order" ? "orderPlaced" : "outcomes"] = copies.length;
+  }
+  return republished;
+}
+
+async function checkQueues(run: ScaleRun): Promise<void> {
+  const depths = await Promise.all(
+    QUEUES.map(async (q) =>
+      [deadLetterQueue(q), await run.stack.broker.queueDepth(deadLetterQueue(q))] as const
+    ),
+  );
+  run.report.step(`dead-letter queues: ${depths.map(([q, d]) => `${q} ${d}`).join(", ")}`);
+  run.report.expect(
+    depths.every(([, d]) => d === 0),
+    "every DLQ empty",
+    depths.filter(([, d]) => d > 0).map(([q, d]) => `${q} ${d}`).join(", "),
+  );
+}
+
+function recordFigures(
+  run: ScaleRun,
+  effects: Effects[],
+  extra: { decidedS: number; retried: number; leftInOutbox: number; republished: Republished },
+): void {
+  const { report, slots, kills } = run;
+  const count = (status: string) => effects.filter((e) => e.status === status).length;
+  const logs = (service: ServiceName) =>
+    slots[service].flatMap((s) => s.runs.flatMap((r) => r.logs));
+  const lines = (msg: string) => SERVICES.flatMap(logs).filter((l) => l.msg === msg).length;
+  const sent = notificationLines(slots.notification);
+  report.figure("orders", run.placements.length);
+  report.figure("accepted", effects.length);
+  report.figure("confirmed", count("CONFIRMED"));
+  report.figure("rejected", count("REJECTED"));
+  report.figure("scarce_stock", run.scarceStock);
+  report.figure("scarce_wanted", effects.filter((e) => e.placement.planned.wantsScarce).length);
+  report.figure("instances", SERVICES.map((s) => `${slots[s].length} ${s}`).join(", "));
+  report.figure(
+    "accepted_per_order_instance",
+    slots.order.map((s) =>
+      `${s.label}=${effects.filter((e) => e.placement.via === s.label).length}`
+    )
+      .join(" "),
+  );
+  report.figure(
+    "handled_per_inventory_instance",
+    perSlot(slots.inventory, (l) => l.msg === "reserved stock" || l.msg === "reservation failed"),
+  );
+  report.figure(
+    "notified_per_notification_instance",
+    perSlot(slots.notification, (l) => isNotification(l)),
+  );
+  report.figure("kills", kills.length);
+  report.figure(
+    "kill_timeline",
+    kills.map((k) => `${k.atS}s ${k.label} (${k.downS}s down)`).join(", "),
+  );
+  report.figure("posts_sent_again", extra.retried);
+  report.figure("outbox_rows_left_by_killed_order", extra.leftInOutbox);
+  report.figure("order_placed_republished", extra.republished.orderPlaced);
+  report.figure("outcomes_republished", extra.republished.outcomes);
+  report.figure("inbox_duplicates_skipped", lines("skipped duplicate"));
+  report.figure("transient_retries", lines("handling failed, retrying later"));
+  const warnings = SERVICES.flatMap(logs).filter((l) => l.level === "warn" || l.level === "error");
+  report.step(
+    `warnings and errors logged by the services: ${
+      tally(warnings.map((l) =>
+        `${l.level} ${l.msg}${l.error ? ` (${String(l.error).slice(0, 100)})` : ""}`
+      ))
+    }`,
+  );
+  report.figure(
+    "notification_lines_lost_to_kills",
+    effects.filter((e) => !sent.has(e.orderId)).length,
+  );
+  report.figure("lowest_stock_seen", Math.min(...Object.values(run.lowestStock)));
+  report.figure("stream_s", run.streamS);
+  report.figure("orders_per_s", round(effects.length / run.streamS, 1));
+  report.figure("decided_after_stream_s", extra.decidedS);
+  report.summary(
+    `${effects.length} orders over ${slots.order.length} order APIs (${
+      count("CONFIRMED")
+    } CONFIRMED, ` +
+      `${count("REJECTED")} REJECTED), each with exactly 1 reservation, 1 outcome event and ` +
+      `1 notification; stock exact and never negative; ${kills.length} SIGKILLs ` +
+      `(${tally(kills.map((k) => k.service))}); ${extra.leftInOutbox} orders left in the outbox ` +
+      `by a killed order instance published by the other; DLQs empty`,
+  );
+}
+
+/** `order-1=150 order-2=150`: the log lines of each slot, over all its processes, that `match`. */
+function perSlot(slots: Slot[], match: (line: Record<string, unknown>) => boolean): string {
+  return slots.map((s) => `${s.label}=${s.runs.flatMap((r) => r.logs).filter(match).length}`)
+    .join(" ");
+}
+
+/** A notification service's line that is the message sent to the student. */
+function isNotification(line: Record<string, unknown>): boolean {
+  return typeof line.order_id === "string" && typeof line.msg === "string" &&
+    line.msg.startsWith(`order ${line.order_id} `);
+}
+
+/** Notifications sent (logged) per order, over every notification process. */
+function notificationLines(slots: Slot[]): Map<string, number> {
+  const sent = new Map<string, number>();
+  for (const line of slots.flatMap((s) => s.runs.flatMap((r) => r.logs))) {
+    if (isNotification(line)) {
+      sent.set(String(line.order_id), (sent.get(String(line.order_id)) ?? 0) + 1);
+    }
+  }
+  return sent;
+}
+
+function readTap(tap: Tap): { events: Map<string, Tapped>; byOrder: Map<string, Set<string>> } {
+  const events = new Map<string, Tapped>();
+  const byOrder = new Map<string, Set<string>>();
+  for (const message of tap.messages) {
+    const eventId = message.messageId ?? "";
+    const orderId = message.correlationId ?? "";
+    const seen = events.get(eventId);
+    if (seen) {
+      seen.copies++;
+      continue;
+    }
+    let createdAtMs = NaN;
+    try {
+      createdAtMs = Date.parse(JSON.parse(new TextDecoder().decode(message.body)).created_at);
+    } catch {
+      // Not JSON: it cannot be explained by a kill, and the check says so.
+    }
+    events.set(eventId, { orderId, copies: 1, createdAtMs });
+    byOrder.set(orderId, (byOrder.get(orderId) ?? new Set()).add(eventId));
+  }
+  return { events, byOrder };
+}
+
+/** A running instance of `slots`' service, chosen by `id` so that requests spread over all. */
+function urlOf(slots: Slot[], id: string): string {
+  let hash = 0;
+  for (const char of id) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
+  const running = slots.filter((s) => s.current);
+  return running[hash % running.length].current!.url;
+}
+
+// deno-lint-ignore no-explicit-any -- the checks look at the fields they use
+async function getJson(url: string): Promise<{ status: number; body: any }> {
+  const response = await request(url);
+  const text = await response.text();
+  try {
+    return { status: response.status, body: JSON.parse(text) };
+  } catch {
+    return { status: response.status, body: undefined };
+  }
+}
