@@ -1,0 +1,170 @@
+/**
+ * The benchmark's stacks: one isolated stack per measurement, on SQLite or on a throwaway
+ * PostgreSQL database with several inventory instances, plenty of stock, and the peak memory of
+ * every service read before it closes. Also the workload: orders and `OrderPlaced` events.
+ * @module
+ */
+import { createDatabase, type RunningService, type ServiceName, type Stack } from "./_stack.ts";
+import { mapLimit, type OrderRequest, within, withStack } from "./_steps.ts";
+import { brokerPid, cpuSeconds, peakRssMb } from "./_bench_stats.ts";
+import type { OutgoingMessage } from "../shared/broker.ts";
+import { orderPlaced } from "../shared/events.ts";
+import { newId } from "../shared/ids.ts";
+import { childTraceparent } from "../shared/trace.ts";
+import { EventType, EXCHANGE } from "../shared/topology.ts";
+
+/** Where the services keep their state. */
+export type StoreKind = "sqlite" | "postgres";
+
+/** How a measurement's stack runs. */
+export interface BenchConfig {
+  store: StoreKind;
+  /** Inventory instances, competing consumers of `order-placed`; more than 1 needs PostgreSQL. */
+  instances: number;
+}
+
+/** Peak resident memory per service in MB, the largest of its instances and stacks. */
+export type PeakRss = Partial<Record<ServiceName, number>>;
+
+/** A running benchmark stack: the harness's stack plus every inventory instance. */
+export interface BenchStack {
+  stack: Stack;
+  /** Every running inventory: the stack's own first, then the extra instances. */
+  inventories(): RunningService[];
+  /** Starts inventory with `config.instances` instances at once. */
+  startInventories(): Promise<RunningService[]>;
+}
+
+/** The menu the workload orders from, each SKU with more stock than any run can take. */
+export const MENU = ["burger", "fries", "salad", "pizza", "wrap", "soda", "coffee", "cookie"];
+const STOCK = MENU.map((sku) => `${sku}=900000000`).join(",");
+
+/** One order of the workload: one line, cycling through the menu and 50 students. */
+export function benchOrder(i: number): OrderRequest {
+  return { user_id: `student-${i % 50}`, items: [{ sku: MENU[i % MENU.length], qty: 1 }] };
+}
+
+/** The `OrderPlaced` message the order service would publish for `benchOrder(i)`. */
+export function orderPlacedMessage(i: number): OutgoingMessage {
+  const order = { order_id: newId(), ...benchOrder(i), created_at: new Date().toISOString() };
+  const event = orderPlaced(order);
+  return {
+    exchange: EXCHANGE,
+    routingKey: EventType.OrderPlaced,
+    body: JSON.stringify(event),
+    messageId: event.event_id,
+    correlationId: order.order_id,
+    type: EventType.OrderPlaced,
+    headers: { traceparent: childTraceparent() },
+  };
+}
+
+/**
+ * Publishes `messages` through the stack's own connection, `chunk` at a time with confirms, a few
+ * chunks in flight; resolves once the broker confirmed them all.
+ */
+export async function publishAll(
+  stack: Stack,
+  messages: OutgoingMessage[],
+  chunk = 500,
+): Promise<void> {
+  const chunks: OutgoingMessage[][] = [];
+  for (let i = 0; i < messages.length; i += chunk) chunks.push(messages.slice(i, i + chunk));
+  await mapLimit(
+    chunks,
+    4,
+    (part) => within(stack.broker.publish(part), 30_000, `the broker to confirm ${part.length}`),
+  );
+}
+
+/**
+ * Runs `fn` on a stack of its own for `config` (a fresh PostgreSQL database when it asks for one,
+ * dropped afterwards) with `services` started, and adds the peak memory of every service that ran
+ * to `rss` before the stack closes.
+ */
+export async function withBenchStack<T>(
+  config: BenchConfig,
+  options: { services: ServiceName[]; rss: PeakRss },
+  fn: (bench: BenchStack) => Promise<T>,
+): Promise<T> {
+  const { services, rss } = options;
+  const database = config.store === "postgres" ? await createDatabase() : undefined;
+  // withStack() closes the stack on Ctrl-C and exits; the database must not outlive it either.
+  const dropOnSignal = () => void database?.drop().catch(() => {});
+  const signals: Deno.Signal[] = database && Deno.build.os !== "windows"
+    ? ["SIGINT", "SIGTERM"]
+    : [];
+  for (const signal of signals) Deno.addSignalListener(signal, dropOnSignal);
+  try {
+    // LOG_LEVEL stays info, a line per message as in production: the harness needs the lines.
+    const env: Record<string, string> = { INVENTORY_STOCK: STOCK };
+    if (database) env.DATABASE_URL = database.url;
+    return await withStack({ env, services }, async (stack) => {
+      const extra: RunningService[] = [];
+      const bench: BenchStack = {
+        stack,
+        inventories: () => [stack.services.inventory, ...extra].filter((s) => s !== undefined),
+        async startInventories() {
+          const started = await Promise.all([
+            stack.start("inventory"),
+            ...Array.from({ length: config.instances - 1 }, () => stack.startInstance("inventory")),
+          ]);
+          extra.push(...started.slice(1));
+          return started;
+        },
+      };
+      if (services.includes("inventory")) {
+        extra.push(
+          ...await Promise.all(
+            Array.from({ length: config.instances - 1 }, () => stack.startInstance("inventory")),
+          ),
+        );
+      }
+      try {
+        return await fn(bench);
+      } finally {
+        // VmHWM is the high-water mark the kernel keeps: one read before the stop is enough.
+        for (const service of [...Object.values(stack.services), ...extra]) {
+          const mib = await peakRssMb(service.pid);
+          if (mib !== undefined) rss[service.name] = Math.max(rss[service.name] ?? 0, mib);
+        }
+      }
+    });
+  } finally {
+    for (const signal of signals) Deno.removeSignalListener(signal, dropOnSignal);
+    await database?.drop().catch(() => {});
+  }
+}
+
+/** CPU used per process over a window, in cores: CPU seconds per second of wall-clock time. */
+export type CpuCores = Record<string, number>;
+
+/**
+ * Starts measuring the CPU of `services`, the broker (when it runs on this machine) and this
+ * process; the function returned ends the window. On two cores, these say who the bottleneck is.
+ */
+export async function startCpuMeter(
+  services: RunningService[],
+): Promise<() => Promise<CpuCores>> {
+  const pids: Record<string, number> = { harness: Deno.pid };
+  const seen = new Map<string, number>();
+  for (const service of services) {
+    const n = (seen.get(service.name) ?? 0) + 1;
+    seen.set(service.name, n);
+    pids[n === 1 ? service.name : `${service.name}-${n}`] = service.pid;
+  }
+  const broker = await brokerPid();
+  if (broker !== undefined) pids.broker = broker;
+  const before = await cpuSeconds(pids);
+  const began = performance.now();
+  return async function stopCpuMeter() {
+    const after = await cpuSeconds(pids);
+    const wallSeconds = (performance.now() - began) / 1000;
+    return Object.fromEntries(
+      Object.keys(after).filter((name) => name in before).map((name) => [
+        name,
+        Math.round((after[name] - before[name]) / wallSeconds * 100) / 100,
+      ]),
+    );
+  };
+}
