@@ -10,10 +10,11 @@ import { type Percentiles, percentiles, readCounter } from "./_bench_stats.ts";
 import {
   type BenchConfig,
   benchOrder,
+  type BenchStack,
   type CpuCores,
+  type MemoryPeaks,
   MENU,
   orderPlacedMessage,
-  type PeakRss,
   publishAll,
   startCpuMeter,
   withBenchStack,
@@ -28,8 +29,8 @@ export const SERVICE_PREFETCH = 100;
 export interface MeasureOptions {
   /** Receives a line per step. @default {no output} */
   log?: (line: string) => void;
-  /** Peak memory per service, raised by every stack that ran. @default {a fresh object} */
-  rss?: PeakRss;
+  /** Peak memory per service, raised by every stack that ran. @default {fresh peaks} */
+  memory?: MemoryPeaks;
 }
 
 /** The broker's ceiling: see {@linkcode measureCeiling}. */
@@ -55,9 +56,9 @@ export async function measureCeiling(
   messages: number,
   options: MeasureOptions = {},
 ): Promise<CeilingResult> {
-  const { log = () => {}, rss = {} } = options;
+  const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
   const config: BenchConfig = { store: "sqlite", instances: 1 };
-  return await withBenchStack(config, { services: [], rss }, async ({ stack }) => {
+  return await withBenchStack(config, { services: [], memory }, async ({ stack }) => {
     const backlog = Array.from({ length: messages }, (_, i) => orderPlacedMessage(i));
     const publishing = performance.now();
     await publishAll(stack, backlog);
@@ -112,6 +113,8 @@ export interface DrainResult {
   msgPerSecWithStartup: number;
   /** CPU per process from the moment every instance listened until the backlog was handled. */
   cpuCores: CpuCores;
+  /** Deadlocks in the PostgreSQL database; absent on SQLite. */
+  deadlocks?: number;
 }
 
 /**
@@ -125,8 +128,8 @@ export async function measureDrain(
   config: BenchConfig,
   options: MeasureOptions = {},
 ): Promise<DrainResult> {
-  const { log = () => {}, rss = {} } = options;
-  return await withBenchStack(config, { services: [], rss }, async (bench) => {
+  const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
+  return await withBenchStack(config, { services: [], memory }, async (bench) => {
     const { stack } = bench;
     await publishAll(stack, Array.from({ length: messages }, (_, i) => orderPlacedMessage(i)));
     await waitFor(
@@ -163,8 +166,14 @@ export async function measureDrain(
       msgPerSec: Math.round(messages / seconds),
       msgPerSecWithStartup: Math.round(messages / ((ended - spawned) / 1000)),
       cpuCores,
+      ...await deadlocksOf(bench),
     };
   });
+}
+
+async function deadlocksOf(bench: BenchStack): Promise<{ deadlocks?: number }> {
+  const deadlocks = await bench.deadlocks();
+  return deadlocks === undefined ? {} : { deadlocks };
 }
 
 /** Every order of the workload takes one item: the stock must have moved by exactly `orders`. */
@@ -188,6 +197,8 @@ export interface EndToEndResult {
   http: Percentiles;
   /** CPU per process while the orders went through. */
   cpuCores: CpuCores;
+  /** Deadlocks in the PostgreSQL database, warm-up included; absent on SQLite. */
+  deadlocks?: number;
 }
 
 /** Orders placed and answered before the clock starts: start-up and JIT are not the subject. */
@@ -202,10 +213,10 @@ export async function measureEndToEnd(
   config: BenchConfig & { concurrency: number },
   options: MeasureOptions = {},
 ): Promise<EndToEndResult> {
-  const { log = () => {}, rss = {} } = options;
+  const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
   const { concurrency } = config;
   const services = ["order", "inventory", "notification"] as const;
-  return await withBenchStack(config, { services: [...services], rss }, async (bench) => {
+  return await withBenchStack(config, { services: [...services], memory }, async (bench) => {
     const { stack } = bench;
     const notified = () =>
       readCounter(`${stack.url("notification")}/metrics`, "campus_food_messages_acked_total", {
@@ -238,6 +249,7 @@ export async function measureEndToEnd(
       ordersPerSec: Math.round(orders / seconds),
       http: percentiles(latenciesMs),
       cpuCores: await stopCpuMeter(),
+      ...await deadlocksOf(bench),
     };
   });
 }
@@ -308,9 +320,9 @@ export async function measureLatency(
   config: BenchConfig,
   options: MeasureOptions = {},
 ): Promise<LatencyResult> {
-  const { log = () => {}, rss = {} } = options;
+  const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
   const services = ["order", "inventory", "notification"] as const;
-  return await withBenchStack(config, { services: [...services], rss }, async ({ stack }) => {
+  return await withBenchStack(config, { services: [...services], memory }, async ({ stack }) => {
     const orderUrl = stack.url("order");
     await postOrders(orderUrl, WARM_UP_ORDERS, { concurrency: 10 });
     const total = Math.max(1, Math.round(rate * seconds));

@@ -45,6 +45,11 @@ export interface BenchReport {
   latency?: LatencyResult;
   /** MB (10^6 bytes), the largest of each service's instances over every stack of the run. */
   peakRssMb: PeakRss;
+  /**
+   * MB, the peak of each service's private memory (`RssAnon`, sampled): its RSS without the ~40 MB
+   * of the Deno executable's code, which every service maps from the same file.
+   */
+  peakPrivateMb: PeakRss;
   targets: TargetCheck[];
   durationSeconds: number;
 }
@@ -183,11 +188,19 @@ export function formatReport(report: BenchReport): string {
   }
   for (const [service, mb] of Object.entries(report.peakRssMb)) {
     const check = target(`peak RSS ${service}`);
-    rows.push([`peak RSS ${service}`, `${mb} MB`, check?.target ?? "", verdict(check)]);
+    rows.push([
+      `peak RSS ${service} (private part)`,
+      `${mb} MB (${report.peakPrivateMb[service as keyof PeakRss] ?? "–"} MB)`,
+      check?.target ?? "",
+      verdict(check),
+    ]);
   }
   lines.push(...table(rows));
   if (report.scale.length > 1 || report.primary.store === "postgres") {
-    lines.push("", "drain and end to end per store and inventory instances:");
+    lines.push(
+      "",
+      "drain and end to end per store and inventory instances (deadlocks: drain / end to end):",
+    );
     const scale: string[][] = [[
       "store",
       "inventories",
@@ -196,6 +209,7 @@ export function formatReport(report: BenchReport): string {
       "end to end orders/s",
       "POST p50",
       "POST p99",
+      "deadlocks",
     ]];
     for (const row of report.scale) {
       scale.push([
@@ -206,6 +220,9 @@ export function formatReport(report: BenchReport): string {
         row.endToEnd ? count(row.endToEnd.ordersPerSec) : "–",
         row.endToEnd ? `${row.endToEnd.http.p50} ms` : "–",
         row.endToEnd ? `${row.endToEnd.http.p99} ms` : "–",
+        row.store === "postgres"
+          ? `${row.drain?.deadlocks ?? "–"} / ${row.endToEnd?.deadlocks ?? "–"}`
+          : "–",
       ]);
     }
     lines.push(...table(scale));

@@ -4,9 +4,11 @@
  * every service read before it closes. Also the workload: orders and `OrderPlaced` events.
  * @module
  */
+// @ts-types="@types/pg"
+import pg from "pg";
 import { createDatabase, type RunningService, type ServiceName, type Stack } from "./_stack.ts";
 import { mapLimit, type OrderRequest, within, withStack } from "./_steps.ts";
-import { brokerPid, cpuSeconds, peakRssMb } from "./_bench_stats.ts";
+import { brokerPid, cpuSeconds, peakRssMb, privateRssMb } from "./_bench_stats.ts";
 import type { OutgoingMessage } from "../shared/broker.ts";
 import { orderPlaced } from "../shared/events.ts";
 import { newId } from "../shared/ids.ts";
@@ -23,8 +25,19 @@ export interface BenchConfig {
   instances: number;
 }
 
-/** Peak resident memory per service in MB, the largest of its instances and stacks. */
+/** Memory per service in MB, the largest of its instances and stacks. */
 export type PeakRss = Partial<Record<ServiceName, number>>;
+
+/** The peaks of every service over the stacks of a run. */
+export interface MemoryPeaks {
+  /** Peak resident memory (`VmHWM`), what the target is about. */
+  rssMb: PeakRss;
+  /** Peak private memory (`RssAnon`), sampled every 100 ms: RSS without the shared code pages. */
+  privateMb: PeakRss;
+}
+
+/** Milliseconds between samples of each service's private memory. */
+const MEMORY_SAMPLE_MS = 100;
 
 /** A running benchmark stack: the harness's stack plus every inventory instance. */
 export interface BenchStack {
@@ -33,6 +46,11 @@ export interface BenchStack {
   inventories(): RunningService[];
   /** Starts inventory with `config.instances` instances at once. */
   startInventories(): Promise<RunningService[]>;
+  /**
+   * Deadlocks PostgreSQL detected in this stack's database so far, or undefined on SQLite. Each
+   * costs a `deadlock_timeout` (1 s by default) and a batch handled again one event at a time.
+   */
+  deadlocks(): Promise<number | undefined>;
 }
 
 /** The menu the workload orders from, each SKU with more stock than any run can take. */
@@ -79,15 +97,15 @@ export async function publishAll(
 
 /**
  * Runs `fn` on a stack of its own for `config` (a fresh PostgreSQL database when it asks for one,
- * dropped afterwards) with `services` started, and adds the peak memory of every service that ran
- * to `rss` before the stack closes.
+ * dropped afterwards) with `services` started, and raises `memory` to the peaks of every service
+ * that ran.
  */
 export async function withBenchStack<T>(
   config: BenchConfig,
-  options: { services: ServiceName[]; rss: PeakRss },
+  options: { services: ServiceName[]; memory: MemoryPeaks },
   fn: (bench: BenchStack) => Promise<T>,
 ): Promise<T> {
-  const { services, rss } = options;
+  const { services, memory } = options;
   const database = config.store === "postgres" ? await createDatabase() : undefined;
   // withStack() closes the stack on Ctrl-C and exits; the database must not outlive it either.
   const dropOnSignal = () => void database?.drop().catch(() => {});
@@ -112,6 +130,7 @@ export async function withBenchStack<T>(
           extra.push(...started.slice(1));
           return started;
         },
+        deadlocks: () => database ? countDeadlocks(database.url) : Promise.resolve(undefined),
       };
       if (services.includes("inventory")) {
         extra.push(
@@ -120,13 +139,22 @@ export async function withBenchStack<T>(
           ),
         );
       }
+      const running = () => [...Object.values(stack.services), ...extra];
+      const raise = (peaks: PeakRss, name: ServiceName, mb: number | undefined) => {
+        if (mb !== undefined) peaks[name] = Math.max(peaks[name] ?? 0, mb);
+      };
+      const sampler = setInterval(async () => {
+        for (const service of running()) {
+          raise(memory.privateMb, service.name, await privateRssMb(service.pid));
+        }
+      }, MEMORY_SAMPLE_MS);
       try {
         return await fn(bench);
       } finally {
+        clearInterval(sampler);
         // VmHWM is the high-water mark the kernel keeps: one read before the stop is enough.
-        for (const service of [...Object.values(stack.services), ...extra]) {
-          const mib = await peakRssMb(service.pid);
-          if (mib !== undefined) rss[service.name] = Math.max(rss[service.name] ?? 0, mib);
+        for (const service of running()) {
+          raise(memory.rssMb, service.name, await peakRssMb(service.pid));
         }
       }
     });
@@ -167,4 +195,19 @@ export async function startCpuMeter(
       ]),
     );
   };
+}
+
+async function countDeadlocks(url: string): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    // Backends report their statistics when a transaction ends or within a second: wait for that.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const result = await client.query(
+      "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    );
+    return Number(result.rows[0]?.deadlocks ?? 0);
+  } finally {
+    await client.end();
+  }
 }

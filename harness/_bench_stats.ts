@@ -74,6 +74,21 @@ export async function peakRssMb(pid: number): Promise<number | undefined> {
   }
 }
 
+/**
+ * The private resident memory (`RssAnon`: heap, stacks, V8's spaces) of process `pid` now, in MB,
+ * or undefined when it is gone. Unlike `VmHWM` it leaves out the executable's code pages, which
+ * every Deno process maps from the same file and the kernel keeps once.
+ */
+export async function privateRssMb(pid: number): Promise<number | undefined> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const kib = Number(/^RssAnon:\s+(\d+)\s+kB/m.exec(status)?.[1]);
+    return Number.isFinite(kib) ? Math.round(kib * 1024 / 1e5) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Where the figures were measured. */
 export interface Machine {
   cpus: number;

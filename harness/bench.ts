@@ -15,7 +15,7 @@
  */
 import { parseArgs } from "node:util";
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_bench_measure.ts";
-import type { BenchConfig, PeakRss, StoreKind } from "./_bench_stack.ts";
+import type { BenchConfig, MemoryPeaks, StoreKind } from "./_bench_stack.ts";
 import { describeMachine, loadAverage } from "./_bench_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_bench_report.ts";
 import { round } from "./_steps.ts";
@@ -89,9 +89,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const began = performance.now();
   const machine = await describeMachine();
   const loadAverageBefore = loadAverage();
-  const rss: PeakRss = {};
+  const memory: MemoryPeaks = { rssMb: {}, privateMb: {} };
   const wanted = new Set(only);
-  const measure = { log, rss };
+  const measure = { log, memory };
 
   const ceiling = wanted.has("ceiling") ? await measureCeiling(backlog, measure) : undefined;
   if (ceiling) log(`ceiling: ${ceiling.msgPerSec} msg/s`);
@@ -146,8 +146,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     },
     ceiling,
     ...partial,
-    peakRssMb: rss,
-    targets: checkTargets({ ...partial, peakRssMb: rss }),
+    peakRssMb: memory.rssMb,
+    peakPrivateMb: memory.privateMb,
+    targets: checkTargets({ ...partial, peakRssMb: memory.rssMb }),
     durationSeconds: round((performance.now() - began) / 1000, 1),
   };
   return report;

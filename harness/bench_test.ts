@@ -27,6 +27,7 @@ Deno.test(
     assert.ok(row.drain && row.drain.msgPerSec > 0 && row.drain.msgPerSecWithStartup > 0, text);
     assert.ok(row.drainRatio !== undefined && row.drainRatio > 0, text);
     assert.ok(row.endToEnd && row.endToEnd.ordersPerSec > 0 && row.endToEnd.http.p99 > 0, text);
+    assert.ok((row.endToEnd.cpuCores.order ?? 0) > 0, text);
     const latency = report.latency!;
     assert.equal(latency.orders, 50);
     for (const p of [latency.http, latency.confirmed, latency.notified]) {
@@ -34,6 +35,7 @@ Deno.test(
     }
     for (const service of ["order", "inventory", "notification"] as const) {
       assert.ok((report.peakRssMb[service] ?? 0) > 0, `peak RSS of ${service}: ${text}`);
+      assert.ok((report.peakPrivateMb[service] ?? 0) > 0, `private memory of ${service}: ${text}`);
     }
     assert.equal(report.targets.length, 6, text);
     assert.ok(report.machine.cpus > 0 && report.machine.rabbitmq !== "", text);
