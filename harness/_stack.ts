@@ -133,6 +133,9 @@ export interface ServiceOptions {
   echo?: boolean;
 }
 
+/** How long a service may take to start listening, in milliseconds. */
+const START_TIMEOUT_MS = 30_000;
+
 /** Starts `name/main.ts` with `options.env` and resolves once it logged the port it listens on. */
 export async function startService(
   name: ServiceName,
@@ -175,7 +178,20 @@ export async function startService(
     await done;
     return status.code;
   });
-  const started = await Promise.race([port, exited.then((code) => -1 - code)]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const tooSlow = new Promise<0>((resolve) =>
+    timer = setTimeout(() => resolve(0), START_TIMEOUT_MS)
+  );
+  const started = await Promise.race([port, exited.then((code) => -1 - code), tooSlow]);
+  clearTimeout(timer);
+  if (started === 0) {
+    child.kill("SIGKILL");
+    await exited;
+    throw new Error(
+      `${name} did not log "listening" within ${START_TIMEOUT_MS} ms: its LOG_LEVEL must be ` +
+        `info or debug for the harness to learn its port`,
+    );
+  }
   if (started < 0) {
     throw new Error(
       `${name} exited with code ${-1 - started} before listening: ${

@@ -13,7 +13,7 @@ import { orderPlacedSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
-import { INVENTORY_MIGRATIONS, seedStock } from "./stock.ts";
+import { INVENTORY_MIGRATIONS, lockStock, seedStock } from "./stock.ts";
 import { handleOrderPlaced } from "./handle_order_placed.ts";
 import { inventoryRoutes } from "./routes.ts";
 
@@ -35,6 +35,7 @@ if (import.meta.main) {
     queue: Queue.orderPlaced,
     schema: orderPlacedSchema,
     handle: handleOrderPlaced({ log, failAll: config.inventoryFail }),
+    prepare: (tx, events) => lockStock(tx, events.flatMap((e) => e.order.items.map((i) => i.sku))),
     log,
     onCommit: relay.wake,
     retryDelaysMs: config.retryDelaysMs,

@@ -97,6 +97,23 @@ export async function takeStock(tx: Tx, items: OrderItem[]): Promise<string | un
   return undefined;
 }
 
+/**
+ * Locks the stock rows of `skus` in SKU order, for the rest of the transaction. On PostgreSQL,
+ * where several inventory instances take stock at once, a batch that took its rows in the order of
+ * its orders could deadlock with another batch taking them in another order; taking them all first,
+ * sorted, makes one wait for the other instead. SQLite has one writer at a time and needs none.
+ */
+export async function lockStock(tx: Tx, skus: string[]): Promise<void> {
+  if (tx.dialect !== "postgres" || skus.length === 0) return;
+  const sorted = [...new Set(skus)].sort();
+  await tx.all(
+    `SELECT sku FROM stock WHERE sku IN (${
+      sorted.map(() => "?").join(", ")
+    }) ORDER BY sku FOR UPDATE`,
+    ...sorted,
+  );
+}
+
 /** The reservation of `orderId`, if any. */
 export async function getReservation(tx: Tx, orderId: string): Promise<Reservation | undefined> {
   const row = await tx.get<

@@ -386,7 +386,8 @@ class ConsumerState {
   async attach(connection: ChannelModel): Promise<void> {
     if (this.#stopped) return;
     const channel = await connection.createChannel();
-    closeConnectionWith(channel, connection, this.log);
+    // A consumer that stops closes its own channel; that must not take the connection with it.
+    closeConnectionWith(channel, connection, this.log, () => this.#stopped);
     await channel.prefetch(this.prefetch);
     this.#channel = channel;
     const { consumerTag } = await channel.consume(this.queue, (message) => {
@@ -483,12 +484,19 @@ function toDelivery(message: ConsumeMessage, channel: Channel): Delivery {
 }
 
 /** A channel closed by the broker (a refused ack, a failed declare) closes the whole session. */
-function closeConnectionWith(channel: Channel, connection: ChannelModel, log: Logger): void {
+function closeConnectionWith(
+  channel: Channel,
+  connection: ChannelModel,
+  log: Logger,
+  closedByUs: () => boolean = () => false,
+): void {
   channel.on(
     "error",
     (error) => log.warn("broker closed a channel", { error: describeError(error) }),
   );
-  channel.on("close", () => connection.close().catch(() => {}));
+  channel.on("close", () => {
+    if (!closedByUs()) connection.close().catch(() => {});
+  });
 }
 
 function withHeartbeat(url: string, seconds: number): string {

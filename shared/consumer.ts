@@ -51,6 +51,12 @@ export interface ConsumerOptions<T extends { event_id: string }> {
   queue: Queue;
   schema: z.ZodType<T>;
   handle: EventHandler<T>;
+  /**
+   * Runs first in every transaction, with all of its events: where a handler takes the locks its
+   * events will need, in one fixed order, so that the batches of two instances never deadlock.
+   * @default {nothing}
+   */
+  prepare?: (tx: Tx, events: T[]) => Promise<void>;
   log: Logger;
   /** Called after each commit, to wake the outbox relay. */
   onCommit?: () => void;
@@ -92,6 +98,7 @@ export function startConsumer<T extends { event_id: string }>(
     queue,
     schema,
     handle,
+    prepare,
     log,
     onCommit,
     prefetch,
@@ -101,6 +108,7 @@ export function startConsumer<T extends { event_id: string }>(
 
   async function handleAll(tx: Tx, batch: ValidDelivery<T>[]): Promise<Array<() => void>> {
     const afterCommit: Array<() => void> = [];
+    await prepare?.(tx, batch.map((valid) => valid.event));
     for (const { event, delivery, context } of batch) {
       if (!(await recordInbox(tx, queue, event.event_id))) {
         afterCommit.push(() => {
