@@ -10,6 +10,14 @@ import { createLogger } from "../shared/log.ts";
 // @ts-types="@types/pg"
 import pg from "pg";
 
+/** The permissions a service runs with: the same as its task in deno.json. */
+export const SERVICE_PERMISSIONS: readonly string[] = [
+  "--allow-net",
+  "--allow-env",
+  "--allow-read",
+  "--allow-write",
+];
+
 /** The three services. */
 export type ServiceName = "order" | "inventory" | "notification";
 export const SERVICES: readonly ServiceName[] = ["order", "inventory", "notification"];
@@ -144,10 +152,7 @@ export async function startService(
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-write",
+      ...SERVICE_PERMISSIONS,
       join(ROOT, name, "main.ts"),
     ],
     env: { LOG_FORMAT: "json", ...options.env },

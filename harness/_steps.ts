@@ -369,6 +369,12 @@ export async function placeOrder(stack: Stack, order: OrderRequest): Promise<str
   return JSON.parse(text).order_id;
 }
 
+/** How many notifications the notification service recorded for `orderId`. */
+export async function notificationCount(stack: Stack, orderId: string): Promise<number> {
+  const response = await request(`${stack.url("notification")}/notifications?order_id=${orderId}`);
+  return (await response.json()).length;
+}
+
 /** Publishes `body` as it is to the events exchange under `OrderPlaced`, as the seed's tests do. */
 export async function publishOrderPlaced(
   stack: Stack,

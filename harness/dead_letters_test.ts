@@ -3,8 +3,8 @@
  * replay republishes with confirms, removes only what it replayed, and twice changes nothing twice.
  */
 import assert from "node:assert/strict";
-import { withStack } from "./_steps.ts";
-import { type Stack, waitFor } from "./_stack.ts";
+import { notificationCount, placeOrder, withStack } from "./_steps.ts";
+import { waitFor } from "./_stack.ts";
 import { listDeadLetters, replayDeadLetters } from "./dead_letters.ts";
 import {
   DEAD_LETTER_EXCHANGE,
@@ -15,21 +15,7 @@ import {
 } from "../shared/topology.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
-
-async function placeOrder(stack: Stack): Promise<string> {
-  const response = await fetch(`${stack.url("order")}/order`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ user_id: "u1", items: [{ sku: "burger", qty: 1 }] }),
-  });
-  assert.equal(response.status, 202);
-  return (await response.json()).order_id;
-}
-
-async function notificationCount(stack: Stack, orderId: string): Promise<number> {
-  const response = await fetch(`${stack.url("notification")}/notifications?order_id=${orderId}`);
-  return (await response.json()).length;
-}
+const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
 
 Deno.test(
   "listDeadLetters() shows reason, attempts and order id and leaves the DLQ as it was, against the broker",
@@ -73,7 +59,7 @@ Deno.test(
       env: { RETRY_DELAYS: "50ms" },
       serviceEnv: { notification: { FAULT_TRANSIENT_RATE: "1" } },
     }, async (stack) => {
-      const orderIds = [await placeOrder(stack), await placeOrder(stack)];
+      const orderIds = [await placeOrder(stack, BURGER), await placeOrder(stack, BURGER)];
       const dlq = deadLetterQueue(Queue.inventoryReserved);
       await waitFor(
         "both outcomes in the DLQ",
@@ -116,7 +102,7 @@ Deno.test(
   async () => {
     await withStack({}, async (stack) => {
       const tap = await stack.broker.tap([EventType.InventoryReserved]);
-      const orderId = await placeOrder(stack);
+      const orderId = await placeOrder(stack, BURGER);
       await waitFor("the notification", async () => await notificationCount(stack, orderId) === 1);
       await waitFor("the outcome on the tap", () => tap.messages.length === 1);
       // Park a copy of the handled outcome, as a crash between commit and ack could leave one.

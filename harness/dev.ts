@@ -5,8 +5,7 @@
  */
 import { join } from "node:path";
 import { renderPretty } from "../shared/log.ts";
-import { SERVICES } from "./_stack.ts";
-import { waitFor } from "./_stack.ts";
+import { SERVICE_PERMISSIONS, SERVICES, waitFor } from "./_stack.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const COLOURS = { order: "\x1b[36m", inventory: "\x1b[35m", notification: "\x1b[34m" };
@@ -103,10 +102,7 @@ async function main(): Promise<number> {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "--allow-net",
-        "--allow-env",
-        "--allow-read",
-        "--allow-write",
+        ...SERVICE_PERMISSIONS,
         ...(useEnvFile ? [`--env-file=${envFile}`] : []),
         join(ROOT, name, "main.ts"),
       ],

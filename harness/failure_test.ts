@@ -3,13 +3,14 @@
  * delivery limit of quorum queues, forced connection closes, and a topology that does not match.
  */
 import assert from "node:assert/strict";
-import { withStack } from "./_steps.ts";
+import { notificationCount, placeOrder, withStack } from "./_steps.ts";
 import { managementApi, type Stack, waitFor } from "./_stack.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../shared/topology.ts";
 import { inventoryOutcome } from "../shared/events.ts";
 import { newId } from "../shared/ids.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
+const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
 
 interface ParkedMessage {
   payload: string;
@@ -25,21 +26,6 @@ function peek(stack: Stack, queue: string): Promise<ParkedMessage[]> {
   }) as Promise<ParkedMessage[]>;
 }
 
-async function placeOrder(stack: Stack, sku = "burger"): Promise<string> {
-  const response = await fetch(`${stack.url("order")}/order`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ user_id: "u1", items: [{ sku, qty: 1 }] }),
-  });
-  assert.equal(response.status, 202);
-  return (await response.json()).order_id;
-}
-
-async function notificationCount(stack: Stack, orderId: string): Promise<number> {
-  const response = await fetch(`${stack.url("notification")}/notifications?order_id=${orderId}`);
-  return (await response.json()).length;
-}
-
 Deno.test(
   "a handler that always fails is retried with each delay, then dead-lettered with the last error, against the broker",
   integration,
@@ -48,7 +34,7 @@ Deno.test(
       env: { RETRY_DELAYS: "100ms,200ms" },
       serviceEnv: { notification: { FAULT_TRANSIENT_RATE: "1" } },
     }, async (stack) => {
-      const orderId = await placeOrder(stack);
+      const orderId = await placeOrder(stack, BURGER);
       const dlq = deadLetterQueue(Queue.inventoryReserved);
       await waitFor("the outcome in the DLQ", async () => await stack.broker.queueDepth(dlq) === 1);
       const [parked] = await peek(stack, dlq);
@@ -73,7 +59,9 @@ Deno.test(
       env: { RETRY_DELAYS: "50ms,50ms,100ms,100ms,200ms,200ms", FAULT_TRANSIENT_RATE: "0.3" },
       serviceEnv: { order: { FAULT_TRANSIENT_RATE: "0" } },
     }, async (stack) => {
-      const orderIds = await Promise.all(Array.from({ length: 20 }, () => placeOrder(stack)));
+      const orderIds = await Promise.all(
+        Array.from({ length: 20 }, () => placeOrder(stack, BURGER)),
+      );
       await waitFor(
         "every order notified",
         async () =>
@@ -134,7 +122,7 @@ Deno.test(
   integration,
   async () => {
     await withStack({}, async (stack) => {
-      const first = await placeOrder(stack);
+      const first = await placeOrder(stack, BURGER);
       await waitFor(
         "the first notification",
         async () => await notificationCount(stack, first) === 1,
@@ -156,7 +144,7 @@ Deno.test(
           () => stack.services[name]!.logs.some((l) => l.msg === "reconnected to broker"),
         );
       }
-      const second = await placeOrder(stack);
+      const second = await placeOrder(stack, BURGER);
       await waitFor(
         "the second notification",
         async () => await notificationCount(stack, second) === 1,
