@@ -82,6 +82,14 @@ async function postgresAnswers(): Promise<string | undefined> {
 }
 
 const unreachable = Deno.env.get("CI") ? undefined : await postgresAnswers();
+
+/**
+ * Why tests that need PostgreSQL are skipped: it did not answer at `TEST_DATABASE_URL`. Under CI
+ * they never are (undefined): there they run, and fail if it is down.
+ */
+export const POSTGRES_UNAVAILABLE: string | undefined = unreachable &&
+  `PostgreSQL at ${new URL(DATABASE_URL).host} does not answer (${unreachable})`;
+
 if (unreachable) {
   console.log(
     `store tests: PostgreSQL at ${new URL(DATABASE_URL).host} does not answer (${unreachable}); ` +
