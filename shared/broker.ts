@@ -246,12 +246,21 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     await Promise.all(confirms);
   }
 
-  async function queueDepth(queue: string): Promise<number> {
+  /** A channel of its own for a tool's work (`to` says what, for errors), on the open connection. */
+  async function toolChannel(to: string): Promise<Channel> {
     const connection = session?.connection;
-    if (!connection) throw new Error("Cannot inspect a queue as the broker is not connected");
-    // A channel of its own: checking a missing queue closes the channel it ran on.
+    if (!connection) throw new Error(`Cannot ${to} as the broker is not connected`);
     const channel = await connection.createChannel();
-    channel.on("error", () => {});
+    channel.on(
+      "error",
+      (error) => log.debug("tool channel closed", { to, error: describeError(error) }),
+    );
+    return channel;
+  }
+
+  async function queueDepth(queue: string): Promise<number> {
+    // A channel of its own: checking a missing queue closes the channel it ran on.
+    const channel = await toolChannel("inspect a queue");
     try {
       return (await channel.checkQueue(queue)).messageCount;
     } finally {
@@ -302,13 +311,7 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     },
     queueDepth,
     async tap(routingKeys) {
-      const connection = session?.connection;
-      if (!connection) throw new Error("Cannot tap as the broker is not connected");
-      const channel = await connection.createChannel();
-      channel.on(
-        "error",
-        (error) => log.warn("tap channel closed", { error: describeError(error) }),
-      );
+      const channel = await toolChannel("tap");
       const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
       for (const key of routingKeys) await channel.bindQueue(queue, EXCHANGE, key);
       const messages: Delivery[] = [];
@@ -318,13 +321,7 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
       return { messages, close: () => channel.close().catch(() => {}) };
     },
     async browse(queue, limit) {
-      const connection = session?.connection;
-      if (!connection) throw new Error("Cannot browse a queue as the broker is not connected");
-      const channel = await connection.createChannel();
-      channel.on(
-        "error",
-        (error) => log.warn("browse channel closed", { error: describeError(error) }),
-      );
+      const channel = await toolChannel("browse a queue");
       const expected = Math.min(limit, (await channel.checkQueue(queue)).messageCount);
       const messages: Delivery[] = [];
       await channel.prefetch(Math.max(1, expected));
