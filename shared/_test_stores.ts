@@ -26,22 +26,37 @@ export interface StoreKind {
 const DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ||
   "postgres://postgres@127.0.0.1:5432/postgres";
 
+/**
+ * Runs `fn` with a store from `open` and a way to open it again; closes every store it opened,
+ * then runs `remove`.
+ */
+async function withStores(
+  open: (migrations: Migration[]) => Promise<Store>,
+  options: { migrations: Migration[]; remove: () => Promise<void> },
+  fn: Parameters<StoreKind["with"]>[2],
+): Promise<void> {
+  const opened: Store[] = [];
+  const reopen = async (migrations = options.migrations) => {
+    const store = await open(migrations);
+    opened.push(store);
+    return store;
+  };
+  try {
+    await fn(await reopen(), reopen);
+  } finally {
+    for (const store of opened) await store.close();
+    await options.remove();
+  }
+}
+
 const sqlite: StoreKind = {
   name: "sqlite",
   async with(name, migrations, fn) {
     const dir = await Deno.makeTempDir({ prefix: `${name}_test_` });
-    const opened: Store[] = [];
-    const open = async (m = migrations) => {
-      const store = await openStore(dir, name, { migrations: m });
-      opened.push(store);
-      return store;
-    };
-    try {
-      await fn(await open(), open);
-    } finally {
-      for (const store of opened) await store.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    await withStores((m) => openStore(dir, name, { migrations: m }), {
+      migrations,
+      remove: () => Deno.remove(dir, { recursive: true }),
+    }, fn);
   },
 };
 
@@ -50,21 +65,15 @@ const postgres: StoreKind = {
   async with(name, migrations, fn) {
     // A unique service name is a schema of its own: tests never see each other's tables.
     const unique = `${name}_${crypto.randomUUID().slice(0, 8)}`;
-    const opened: Store[] = [];
-    const open = async (m = migrations) => {
-      const store = await openStore("", unique, { migrations: m, databaseUrl: DATABASE_URL });
-      opened.push(store);
-      return store;
-    };
-    try {
-      await fn(await open(), open);
-    } finally {
-      for (const store of opened) await store.close();
-      const admin = new pg.Client({ connectionString: DATABASE_URL });
-      await admin.connect();
-      await admin.query(`DROP SCHEMA IF EXISTS ${unique}_service CASCADE`);
-      await admin.end();
-    }
+    await withStores((m) => openStore("", unique, { migrations: m, databaseUrl: DATABASE_URL }), {
+      migrations,
+      async remove() {
+        const admin = new pg.Client({ connectionString: DATABASE_URL });
+        await admin.connect();
+        await admin.query(`DROP SCHEMA IF EXISTS ${unique}_service CASCADE`);
+        await admin.end();
+      },
+    }, fn);
   },
 };
 
