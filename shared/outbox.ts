@@ -83,18 +83,23 @@ export async function relayOutbox(
   limit: number,
   publish: (rows: OutboxMessage[]) => Promise<void>,
 ): Promise<number> {
+  // A delete lost to a power cut publishes its event again, and the inboxes absorb it.
+  const deleting = { durable: false };
   if (store.dialect === "postgres") {
     return await store.transaction(async (tx) => {
       const rows = await pendingOutbox(tx, limit);
       if (rows.length > 0) await publish(rows);
       await markPublished(tx, rows.map((row) => row.sequence_number));
       return rows.length;
-    });
+    }, deleting);
   }
   const rows = await store.read((tx) => pendingOutbox(tx, limit));
   if (rows.length === 0) return 0;
   await publish(rows);
-  await store.transaction((tx) => markPublished(tx, rows.map((row) => row.sequence_number)));
+  await store.transaction(
+    (tx) => markPublished(tx, rows.map((row) => row.sequence_number)),
+    deleting,
+  );
   return rows.length;
 }
 

@@ -6,6 +6,7 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
+import { setImmediate } from "node:timers";
 // @ts-types="@types/pg"
 import pg from "pg";
 
@@ -25,6 +26,17 @@ export interface Tx {
   all<T>(sql: string, ...params: SqlValue[]): Promise<T[]>;
 }
 
+/** Options for {@linkcode Store.transaction}. */
+export interface TransactionOptions {
+  /**
+   * `false` lets the commit return before it reaches the disk: a crash of the process cannot undo
+   * it, a power cut can. Only for writes whose loss is harmless, such as deleting outbox rows the
+   * broker confirmed (a lost delete publishes the event again and the inboxes absorb it).
+   * @default {true}
+   */
+  durable?: boolean;
+}
+
 /** A service's database. */
 export interface Store {
   readonly dialect: Dialect;
@@ -33,7 +45,7 @@ export interface Store {
    * PostgreSQL, a transaction aborted for a deadlock or a serialization failure runs again (up to
    * 5 times), so whatever `fn` does outside the database must be safe to repeat.
    */
-  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Tx) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Runs reads that need no transaction. */
   read<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** Resolves when the database answers; for `/ready`. */
@@ -87,6 +99,14 @@ export async function openStore(
   return store;
 }
 
+/** A transaction waiting for its group's turn. */
+interface GroupMember {
+  fn: (tx: Tx) => Promise<unknown>;
+  durable: boolean;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 function sqliteStore(db: DatabaseSync): Store {
   const statements = new Map<string, StatementSync>();
   function prepare(sql: string): StatementSync {
@@ -102,27 +122,65 @@ function sqliteStore(db: DatabaseSync): Store {
     all: <T>(sql: string, ...params: SqlValue[]) =>
       Promise.resolve(prepare(sql).all(...params) as T[]),
   };
-  // One connection serves the whole process: transactions take turns, so the awaits inside one
-  // never interleave with another's statements.
+  // One connection serves the whole process: work takes turns, so the awaits inside one
+  // transaction never interleave with another's statements.
   let turn: Promise<unknown> = Promise.resolve();
   function exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const result = turn.then(fn);
     turn = result.catch(() => {});
     return result;
   }
+  // Group commit: the transactions that queued up while the previous turn ran share one COMMIT,
+  // so one fsync makes a whole group durable instead of one each. Each member still commits or
+  // rolls back on its own (a savepoint), and resolves only once the group's COMMIT is on disk.
+  // The group starts from setImmediate, after the event loop took in the requests and deliveries
+  // waiting on sockets, rather than right after the previous commit, when it would hold one.
+  let waiting: GroupMember[] = [];
+  async function commitGroup(group: GroupMember[]): Promise<void> {
+    const settled: Array<() => void> = [];
+    // In WAL mode, NORMAL skips the fsync of this commit only; the next FULL commit covers it too.
+    const durable = group.some((member) => member.durable);
+    if (!durable) db.exec("PRAGMA synchronous = NORMAL");
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      for (const member of group) {
+        db.exec("SAVEPOINT group_member");
+        try {
+          const result = await member.fn(tx);
+          db.exec("RELEASE group_member");
+          settled.push(() => member.resolve(result));
+        } catch (error) {
+          // Some errors (disk full, I/O) end the whole transaction: then the group fails below.
+          if (!db.isTransaction) throw error;
+          db.exec("ROLLBACK TO group_member");
+          db.exec("RELEASE group_member");
+          settled.push(() => member.reject(error));
+        }
+      }
+      db.exec("COMMIT");
+    } catch (error) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      for (const member of group) member.reject(error);
+      return;
+    } finally {
+      if (!durable && db.isOpen) db.exec("PRAGMA synchronous = FULL");
+    }
+    for (const settle of settled) settle();
+  }
   return {
     dialect: "sqlite",
-    transaction: (fn) =>
-      exclusive(async () => {
-        db.exec("BEGIN IMMEDIATE");
-        try {
-          const result = await fn(tx);
-          db.exec("COMMIT");
-          return result;
-        } catch (error) {
-          if (db.isTransaction) db.exec("ROLLBACK");
-          throw error;
-        }
+    transaction: <T>(fn: (tx: Tx) => Promise<T>, options: TransactionOptions = {}) =>
+      new Promise<T>((resolve, reject) => {
+        const { durable = true } = options;
+        waiting.push({ fn, durable, resolve: resolve as (value: unknown) => void, reject });
+        if (waiting.length > 1) return;
+        setImmediate(() =>
+          void exclusive(() => {
+            const group = waiting;
+            waiting = [];
+            return commitGroup(group);
+          })
+        );
       }),
     read: (fn) => exclusive(() => fn(tx)),
     ping: () => exclusive(() => Promise.resolve(void prepare("SELECT 1").get())),
@@ -192,11 +250,13 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
   let closing: Promise<void> | undefined;
   const store: Store = {
     dialect: "postgres",
-    async transaction(fn) {
+    async transaction(fn, options = {}) {
+      const { durable = true } = options;
       for (let run = 1;; run++) {
         try {
           return await withClient(async (client) => {
             await client.query("BEGIN");
+            if (!durable) await client.query("SET LOCAL synchronous_commit = off");
             try {
               const result = await fn(txOf(client));
               await client.query("COMMIT");

@@ -262,3 +262,57 @@ Deno.test("transaction() runs one process's transactions one after another (sqli
     }
   });
 });
+
+/** Frames in the write-ahead log: each commit appends at least one. */
+function walFrames(store: Store): Promise<number> {
+  return store.read(async (tx) =>
+    (await tx.get<{ log: number }>("PRAGMA wal_checkpoint(PASSIVE)"))!.log
+  );
+}
+
+Deno.test("transaction() commits transactions that wait together as one group (sqlite)", async () => {
+  await withSqliteDir(async (dir) => {
+    const store = await openStore(dir, "test", { migrations: MIGRATIONS });
+    try {
+      const insert = (text: string) =>
+        store.transaction((tx) => tx.run("INSERT INTO notes (text) VALUES (?)", text));
+      await store.read((tx) => tx.get("PRAGMA wal_checkpoint(TRUNCATE)"));
+      for (let i = 0; i < 20; i++) await insert(`alone ${i}`);
+      const alone = await walFrames(store);
+      assert.ok(alone >= 20, `20 transactions one after another wrote ${alone} WAL frames`);
+
+      await store.read((tx) => tx.get("PRAGMA wal_checkpoint(TRUNCATE)"));
+      const results = await Promise.allSettled(
+        Array.from(
+          { length: 20 },
+          (_, i) => i === 7 ? insert(null as never) : insert(`group ${i}`),
+        ),
+      );
+      const grouped = await walFrames(store);
+      assert.ok(grouped < 5, `20 transactions at once wrote ${grouped} WAL frames`);
+      // The member that failed rolled back alone.
+      assert.equal(results.filter((r) => r.status === "rejected").length, 1);
+      assert.equal((await notes(store)).filter((text) => text.startsWith("group")).length, 19);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("transaction({ durable: false }) commits, and later commits are durable again (sqlite)", async () => {
+  await withSqliteDir(async (dir) => {
+    const store = await openStore(dir, "test", { migrations: MIGRATIONS });
+    await store.transaction((tx) => tx.run("INSERT INTO notes (text) VALUES ('fast')"), {
+      durable: false,
+    });
+    const sync = await store.read((tx) => tx.get<{ synchronous: number }>("PRAGMA synchronous"));
+    assert.equal(sync?.synchronous, 2);
+    await store.close();
+    const reopened = await openStore(dir, "test", { migrations: MIGRATIONS });
+    try {
+      assert.deepEqual(await notes(reopened), ["fast"]);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
