@@ -19,11 +19,8 @@ import {
   startCpuMeter,
   withBenchStack,
 } from "./_bench_stack.ts";
-import type { Settlement } from "../shared/broker.ts";
+import { DEFAULT_PREFETCH, type Settlement } from "../shared/broker.ts";
 import { EventType, EXCHANGE, Queue } from "../shared/topology.ts";
-
-/** The prefetch the services consume with (the broker module's default), used for the ceiling. */
-export const SERVICE_PREFETCH = 100;
 
 /** Options every measurement takes. */
 export interface MeasureOptions {
@@ -84,7 +81,7 @@ export async function measureCeiling(
       handled += batch.length;
       if (handled >= messages) finish();
       return batch.map((): Settlement => ({ action: "ack" }));
-    }, { prefetch: SERVICE_PREFETCH });
+    }, { prefetch: DEFAULT_PREFETCH });
     await within(finished, 60_000 + messages * 10, `${messages} messages through the hop`);
     const seconds = (performance.now() - began) / 1000;
     return {

@@ -38,7 +38,7 @@ export function percentiles(samples: readonly number[]): Percentiles {
 
 /**
  * Sums the samples of the counter `name` in the Prometheus text at `url` whose labels include every
- * pair of `labels`; 0 when there are none yet (prom-client writes a counter once it moved).
+ * pair of `labels`; 0 when there are none yet (a counter is written once it moved).
  */
 export async function readCounter(
   url: string,

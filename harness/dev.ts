@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { renderPretty } from "../shared/log.ts";
-import { SERVICE_PERMISSIONS, SERVICES, waitFor } from "./_stack.ts";
+import { SERVICE_RUN_FLAGS, SERVICES, waitFor } from "./_stack.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const COLOURS = { order: "\x1b[36m", inventory: "\x1b[35m", notification: "\x1b[34m" };
@@ -102,7 +102,7 @@ async function main(): Promise<number> {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        ...SERVICE_PERMISSIONS,
+        ...SERVICE_RUN_FLAGS,
         ...(useEnvFile ? [`--env-file=${envFile}`] : []),
         join(ROOT, name, "main.ts"),
       ],

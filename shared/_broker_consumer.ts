@@ -61,7 +61,8 @@ export class ConsumerState {
   #work(): void {
     this.#working ??= (async () => {
       while (this.#waiting.length > 0) {
-        const batch = this.#waiting.splice(0, this.prefetch);
+        // Half the prefetch: the other half streams in meanwhile instead of waiting for the ack.
+        const batch = this.#waiting.splice(0, Math.ceil(this.prefetch / 2));
         let settlements: Settlement[];
         try {
           settlements = await this.handler(batch);

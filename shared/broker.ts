@@ -58,9 +58,15 @@ export type Settlement =
 /** Handles a batch of deliveries and says, for each in order, how to settle it. */
 export type BatchHandler = (batch: Delivery[]) => Promise<Settlement[]>;
 
+/** The prefetch of a consumer that sets none: batches of up to 100 deliveries. */
+export const DEFAULT_PREFETCH = 200;
+
 /** Options for {@linkcode Broker.consume}. */
 export interface ConsumeOptions {
-  /** Unacked deliveries the broker may push, which is also the largest batch. @default {100} */
+  /**
+   * Unacked deliveries the broker may push. A batch takes at most half of them, so that the broker
+   * keeps delivering the next batch while one is handled and committed. @default {DEFAULT_PREFETCH}
+   */
   prefetch?: number;
 }
 
@@ -294,7 +300,12 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
       }]);
     },
     consume(queue, handler, consumeOptions = {}) {
-      const consumer = new ConsumerState(queue, handler, consumeOptions.prefetch ?? 100, log);
+      const consumer = new ConsumerState(
+        queue,
+        handler,
+        consumeOptions.prefetch ?? DEFAULT_PREFETCH,
+        log,
+      );
       consumers.push(consumer);
       if (session) {
         consumer.attach(session.connection).catch((error) => {

@@ -8,7 +8,7 @@ import type { Broker } from "./broker.ts";
 import type { Store } from "./store.ts";
 import { routePath } from "hono/route";
 import { describeError, type Logger } from "./log.ts";
-import { metrics, registry } from "./metrics.ts";
+import { metrics, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 
 /** What `/ready` checks. */
 export interface Probes {
@@ -40,7 +40,7 @@ export function serviceApp(routes: Hono, probes: Probes): Hono {
     return c.json({ status: ok ? "ready" : "not ready", failed }, ok ? 200 : 503);
   });
   app.get("/metrics", async (c) => {
-    return c.body(await registry.metrics(), 200, { "content-type": registry.contentType });
+    return c.body(await renderMetrics(), 200, { "content-type": METRICS_CONTENT_TYPE });
   });
   app.route("/", routes);
   return app;

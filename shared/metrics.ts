@@ -1,24 +1,128 @@
 /**
- * The service's metrics, in the Prometheus text format through `prom-client`: what was consumed,
- * acked, retried, dead-lettered and skipped, what was published and confirmed, the outbox, handler
- * and HTTP durations, and process memory. One registry per process, as a process is one service.
+ * The service's metrics, and their rendering in the Prometheus text format (0.0.4): what was
+ * consumed, acked, retried, dead-lettered and skipped, what was published and confirmed, the
+ * outbox, handler and HTTP durations, and process memory. One set per process, as a process is one
+ * service.
+ *
+ * Counters, histograms and gauges are all the services need, and they fit in this module; the
+ * `prom-client` library did the same for 4.5 MB more resident memory in every service.
  * @module
  */
-import client from "prom-client";
 
-/** The registry `/metrics` renders. */
-export const registry: client.Registry = new client.Registry();
+/** Label values by label name. */
+export type Labels<L extends string> = Readonly<Record<L, string>>;
+
+/** A counter: a total that only goes up. */
+export interface Counter<L extends string> {
+  inc(labels: Labels<L>, by?: number): void;
+}
+
+/** A histogram of durations in seconds. */
+export interface Histogram<L extends string> {
+  observe(labels: Labels<L>, seconds: number): void;
+  /** Starts timing; the returned function observes the seconds elapsed since. */
+  startTimer(labels: Labels<L>): () => void;
+}
+
+/** The Prometheus text format's content type. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+const PREFIX = "campus_food_";
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/** Each metric renders its own lines, read at each scrape. */
+const families: Array<() => Promise<string> | string> = [];
+
+/** A series per combination of label values, kept in the order they first appeared. */
+function seriesOf<L extends string, S>(labelNames: readonly L[], create: () => S) {
+  const series = new Map<string, { labels: string; value: S }>();
+  return {
+    series,
+    get(labels: Labels<L>): S {
+      const key = labelNames.map((name) => labels[name]).join("\u0000");
+      let entry = series.get(key);
+      if (!entry) {
+        series.set(key, entry = { labels: renderLabels(labelNames, labels), value: create() });
+      }
+      return entry.value;
+    },
+  };
+}
+
+function renderLabels(names: readonly string[], labels: Record<string, string>): string {
+  // The format escapes backslash, double quote and newline in label values.
+  return names.map((name) => `${name}="${labels[name].replace(/[\\"\n]/g, escapeCharacter)}"`)
+    .join(",");
+}
+
+function escapeCharacter(character: string): string {
+  return character === "\n" ? "\\n" : `\\${character}`;
+}
+
+function header(name: string, help: string, type: string): string {
+  return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
+}
+
+function counter<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+): Counter<L> {
+  const { series, get } = seriesOf(labelNames, () => ({ total: 0 }));
+  families.push(() =>
+    header(PREFIX + name, help, "counter") +
+    Array.from(series.values(), ({ labels, value }) =>
+      `${PREFIX}${name}{${labels}} ${value.total}\n`)
+      .join("")
+  );
+  return { inc: (labels, by = 1) => void (get(labels).total += by) };
+}
+
+function histogram<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+): Histogram<L> {
+  const { series, get } = seriesOf(labelNames, () => ({
+    counts: DURATION_BUCKETS.map(() => 0),
+    sum: 0,
+    count: 0,
+  }));
+  families.push(() => {
+    let text = header(PREFIX + name, help, "histogram");
+    for (const { labels, value } of series.values()) {
+      // Buckets are cumulative: each counts every observation up to its bound.
+      DURATION_BUCKETS.forEach((bound, i) => {
+        text += `${PREFIX}${name}_bucket{${labels},le="${bound}"} ${value.counts[i]}\n`;
+      });
+      text += `${PREFIX}${name}_bucket{${labels},le="+Inf"} ${value.count}\n`;
+      text += `${PREFIX}${name}_sum{${labels}} ${value.sum}\n`;
+      text += `${PREFIX}${name}_count{${labels}} ${value.count}\n`;
+    }
+    return text;
+  });
+  function observe(labels: Labels<L>, seconds: number): void {
+    const value = get(labels);
+    DURATION_BUCKETS.forEach((bound, i) => {
+      if (seconds <= bound) value.counts[i]++;
+    });
+    value.sum += seconds;
+    value.count++;
+  }
+  return {
+    observe,
+    startTimer(labels) {
+      const started = performance.now();
+      return () => observe(labels, (performance.now() - started) / 1000);
+    },
+  };
+}
+
+function gauge(name: string, help: string, value: number): string {
+  return `${header(name, help, "gauge")}${name} ${value}\n`;
+}
 
 const byQueue = ["queue", "event_type"] as const;
-
-function counter<L extends string>(name: string, help: string, labelNames: readonly L[]) {
-  return new client.Counter<L>({
-    name: `campus_food_${name}`,
-    help,
-    labelNames,
-    registers: [registry],
-  });
-}
 
 /** Every metric the services record. */
 export const metrics = {
@@ -39,68 +143,50 @@ export const metrics = {
   confirmed: counter("events_confirmed_total", "Published events the broker confirmed", [
     "event_type",
   ]),
-  handlerDuration: new client.Histogram<"queue">({
-    name: "campus_food_handler_duration_seconds",
-    help: "Time to handle and commit one batch of deliveries",
-    labelNames: ["queue"],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    registers: [registry],
-  }),
+  handlerDuration: histogram(
+    "handler_duration_seconds",
+    "Time to handle and commit one batch of deliveries",
+    ["queue"],
+  ),
   httpRequests: counter("http_requests_total", "HTTP requests answered", [
     "method",
     "route",
     "status",
   ]),
-  httpDuration: new client.Histogram<"method" | "route">({
-    name: "campus_food_http_request_duration_seconds",
-    help: "Time to answer an HTTP request",
-    labelNames: ["method", "route"],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    registers: [registry],
-  }),
+  httpDuration: histogram("http_request_duration_seconds", "Time to answer an HTTP request", [
+    "method",
+    "route",
+  ]),
 };
 
-new client.Gauge({
-  name: "process_resident_memory_bytes",
-  help: "Resident memory size in bytes",
-  registers: [registry],
-  collect() {
-    this.set(Deno.memoryUsage().rss);
-  },
+families.push(() => {
+  const { rss, heapUsed } = Deno.memoryUsage();
+  return gauge("process_resident_memory_bytes", "Resident memory size in bytes", rss) +
+    gauge("process_heap_used_bytes", "V8 heap in use, in bytes", heapUsed);
 });
-new client.Gauge({
-  name: "process_heap_used_bytes",
-  help: "V8 heap in use, in bytes",
-  registers: [registry],
-  collect() {
-    this.set(Deno.memoryUsage().heapUsed);
-  },
+
+type OutboxBacklog = { count: number; oldestCreatedAt: string | null };
+let readOutbox: (() => Promise<OutboxBacklog>) | undefined;
+families.push(async () => {
+  if (!readOutbox) return "";
+  const { count, oldestCreatedAt } = await readOutbox();
+  const age = oldestCreatedAt ? Math.max(0, (Date.now() - Date.parse(oldestCreatedAt)) / 1000) : 0;
+  return gauge(`${PREFIX}outbox_pending`, "Outbox rows not yet confirmed by the broker", count) +
+    gauge(
+      `${PREFIX}outbox_oldest_age_seconds`,
+      "Age of the oldest outbox row not yet confirmed, 0 when empty",
+      age,
+    );
 });
 
 /** Reports the outbox at each scrape: rows waiting and the age of the oldest, in seconds. */
-export function watchOutbox(
-  readOutbox: () => Promise<{ count: number; oldestCreatedAt: string | null }>,
-): void {
-  for (const name of ["campus_food_outbox_pending", "campus_food_outbox_oldest_age_seconds"]) {
-    registry.removeSingleMetric(name);
-  }
-  new client.Gauge({
-    name: "campus_food_outbox_pending",
-    help: "Outbox rows not yet confirmed by the broker",
-    registers: [registry],
-    async collect() {
-      this.set((await readOutbox()).count);
-    },
-  });
-  new client.Gauge({
-    name: "campus_food_outbox_oldest_age_seconds",
-    help: "Age of the oldest outbox row not yet confirmed, 0 when empty",
-    registers: [registry],
-    async collect() {
-      const { oldestCreatedAt } = await readOutbox();
-      this.set(
-        oldestCreatedAt ? Math.max(0, (Date.now() - Date.parse(oldestCreatedAt)) / 1000) : 0,
-      );
-    },
-  });
+export function watchOutbox(read: () => Promise<OutboxBacklog>): void {
+  readOutbox = read;
+}
+
+/** Every metric in the Prometheus text format, for `GET /metrics`. */
+export async function renderMetrics(): Promise<string> {
+  let text = "";
+  for (const family of families) text += await family();
+  return text;
 }

@@ -8,7 +8,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import { setImmediate } from "node:timers";
 // @ts-types="@types/pg"
-import pg from "pg";
+import type pg from "pg";
 
 /** A value bound to a `?` placeholder. */
 export type SqlValue = string | number | null | Uint8Array;
@@ -192,9 +192,6 @@ function sqliteStore(db: DatabaseSync): Store {
   };
 }
 
-// BIGINT and COUNT(*) arrive as strings by default; every value here fits in a double.
-pg.types.setTypeParser(pg.types.builtins.INT8, Number);
-
 /**
  * Errors for which PostgreSQL aborts a transaction only because of another one running beside it
  * (`deadlock_detected`, `serialization_failure`): running it again is the remedy it documents.
@@ -206,6 +203,10 @@ const RERUN_SQLSTATES = new Set(["40P01", "40001"]);
 const TRANSACTION_RUNS = 5;
 
 async function openPostgres(url: string, name: string, migrations: Migration[]): Promise<Store> {
+  // Loaded only here: a service on SQLite does not carry the driver in its memory.
+  const { default: pg } = await import("pg");
+  // BIGINT and COUNT(*) arrive as strings by default; every value here fits in a double.
+  pg.types.setTypeParser(pg.types.builtins.INT8, Number);
   const schema = `${name}_service`;
   const pool = new pg.Pool({
     connectionString: url,
