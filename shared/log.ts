@@ -33,15 +33,31 @@ const COLOUR: Record<LogLevel, string> = {
   error: "\x1b[31m",
 };
 
+const encoder = new TextEncoder();
+// Lines written in one run of the event loop (a batch's worth) go out in one write, at the end of
+// that run; warnings and errors go at once, with whatever waits before them.
+let unwritten = "";
+
+function flushLines(): void {
+  if (unwritten === "") return;
+  let bytes = encoder.encode(unwritten);
+  unwritten = "";
+  while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
+}
+
+// Deno.exit() dispatches "unload" but runs no more microtasks.
+globalThis.addEventListener("unload", flushLines);
+
 /** Creates the logger of `service`, writing to stdout. */
 export function createLogger(service: string, options: LoggerOptions = {}): Logger {
   const { level = "info", format = Deno.stdout.isTerminal() ? "pretty" : "json" } = options;
-  const encoder = new TextEncoder();
   function write(lineLevel: LogLevel, msg: string, fields: LogFields = {}): void {
     if (RANK[lineLevel] < RANK[level]) return;
     const record = { time: new Date().toISOString(), level: lineLevel, service, msg, ...fields };
     const line = format === "json" ? JSON.stringify(record, errorReplacer) : renderPretty(record);
-    Deno.stdout.writeSync(encoder.encode(line + "\n"));
+    if (unwritten === "") queueMicrotask(flushLines);
+    unwritten += line + "\n";
+    if (RANK[lineLevel] >= RANK.warn) flushLines();
   }
   return {
     debug: (msg, fields) => write("debug", msg, fields),
