@@ -103,11 +103,16 @@ export async function relayOutbox(
   return rows.length;
 }
 
-/** Removes rows the broker has confirmed. */
+/** Removes rows the broker has confirmed, in one statement: the numbers go as one JSON array. */
 export async function markPublished(tx: Tx, sequenceNumbers: number[]): Promise<void> {
-  for (const sequenceNumber of sequenceNumbers) {
-    await tx.run("DELETE FROM outbox WHERE sequence_number = ?", sequenceNumber);
-  }
+  if (sequenceNumbers.length === 0) return;
+  await tx.run(
+    tx.dialect === "postgres"
+      ? `DELETE FROM outbox
+         WHERE sequence_number IN (SELECT value::bigint FROM json_array_elements_text(?::json))`
+      : "DELETE FROM outbox WHERE sequence_number IN (SELECT value FROM json_each(?))",
+    JSON.stringify(sequenceNumbers),
+  );
 }
 
 /** How many rows wait to be published, and when the oldest was written. */
