@@ -85,6 +85,26 @@ for (const kind of STORE_KINDS) {
     });
   });
 
+  Deno.test(`takeStock() of orders in one transaction keeps each order's outcome apart (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { cookie: 1, soda: 5 });
+      // A consumer's batch: single-SKU orders (no savepoint) beside a two-SKU order that fails.
+      const reasons = await store.transaction(async (tx) => [
+        await takeStock(tx, [{ sku: "cookie", qty: 2 }]),
+        await takeStock(tx, [{ sku: "soda", qty: 1 }]),
+        await takeStock(tx, [{ sku: "soda", qty: 1 }, { sku: "cookie", qty: 2 }]),
+        await takeStock(tx, [{ sku: "cookie", qty: 1 }]),
+      ]);
+      assert.deepEqual(reasons.map((reason) => reason?.split(":")[0]), [
+        'not enough stock for "cookie"',
+        undefined,
+        'not enough stock for "cookie"',
+        undefined,
+      ]);
+      assert.deepEqual(await stockOf(store), { cookie: 0, soda: 4 });
+    });
+  });
+
   Deno.test(`takeStock() can take the last item exactly (${kind.name})`, async () => {
     await withStore(async (store) => {
       await seedStock(store, { pizza: 1 });
