@@ -109,8 +109,9 @@ export function startConsumer<T extends { event_id: string }>(
   async function handleAll(tx: Tx, batch: ValidDelivery<T>[]): Promise<Array<() => void>> {
     const afterCommit: Array<() => void> = [];
     await prepare?.(tx, batch.map((valid) => valid.event));
-    for (const { event, delivery, context } of batch) {
-      if (!(await recordInbox(tx, queue, event.event_id))) {
+    const fresh = await recordInbox(tx, queue, batch.map((valid) => valid.event.event_id));
+    for (const [index, { event, delivery, context }] of batch.entries()) {
+      if (!fresh[index]) {
         afterCommit.push(() => {
           metrics.duplicates.inc({ queue, event_type: eventTypeOf(delivery) });
           log.info("skipped duplicate", {

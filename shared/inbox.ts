@@ -16,17 +16,28 @@ export const INBOX_MIGRATION: Migration = {
 };
 
 /**
- * Records that `consumer` handles `eventId`. Must run in the same transaction as the handler's
- * effects, so that the record and the effects commit together.
+ * Records that `consumer` handles the events `eventIds`, all in one statement. Must run in the same
+ * transaction as the handler's effects, so that the records and the effects commit together.
  *
- * @returns false when the event was handled before: a duplicate to ack and otherwise ignore
+ * @returns for each id, in order, false when it was handled before or comes again in `eventIds`:
+ * a duplicate to ack and otherwise ignore
  */
-export async function recordInbox(tx: Tx, consumer: string, eventId: string): Promise<boolean> {
-  const inserted = await tx.run(
-    "INSERT INTO inbox (consumer, event_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+export async function recordInbox(
+  tx: Tx,
+  consumer: string,
+  eventIds: string[],
+): Promise<boolean[]> {
+  if (eventIds.length === 0) return [];
+  const recorded = await tx.all<{ event_id: string }>(
+    `INSERT INTO inbox (consumer, event_id, received_at)
+     SELECT ?, value, ? FROM ${
+      tx.dialect === "postgres" ? "json_array_elements_text(?::json)" : "json_each(?) WHERE true"
+    }
+     ON CONFLICT DO NOTHING RETURNING event_id`,
     consumer,
-    eventId,
     new Date().toISOString(),
+    JSON.stringify(eventIds),
   );
-  return inserted === 1;
+  const fresh = new Set(recorded.map((row) => row.event_id));
+  return eventIds.map((eventId) => fresh.delete(eventId));
 }
