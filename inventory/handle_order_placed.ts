@@ -5,9 +5,7 @@
  */
 import type { EventHandler } from "../shared/consumer.ts";
 import { inventoryOutcome, type OrderPlaced } from "../shared/events.ts";
-import { enqueueOutbox } from "../shared/outbox.ts";
 import type { Logger } from "../shared/log.ts";
-import { childTraceparent } from "../shared/trace.ts";
 import { claimReservation, failReservation, takeStock } from "./stock.ts";
 
 /** Options for {@linkcode handleOrderPlaced}. */
@@ -32,9 +30,7 @@ export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<Ord
     }
     const reason = failAll ? "simulated failure" : await takeStock(tx, order.items);
     if (reason !== undefined) await failReservation(tx, order.order_id, reason);
-    await enqueueOutbox(tx, inventoryOutcome(order, reason), {
-      traceparent: childTraceparent(context.traceparent),
-    });
+    context.publish(inventoryOutcome(order, reason));
     return () =>
       reason === undefined
         ? log.info("reserved stock", fields)

@@ -66,7 +66,7 @@ export async function placeOrder(
       return { kind: "replayed", order: existing };
     }
     await insertOrder(tx, order);
-    await enqueueOutbox(tx, orderPlaced(order), { traceparent });
+    await enqueueOutbox(tx, [{ event: orderPlaced(order), headers: { traceparent } }]);
     return { kind: "created", order: { ...order, status: "PENDING", updated_at: now } };
   });
 }

@@ -13,7 +13,8 @@ import {
   type Queue,
   retryQueue,
 } from "./topology.ts";
-import { parseEvent } from "./events.ts";
+import { type Event, parseEvent } from "./events.ts";
+import { enqueueOutbox, type OutboxEntry } from "./outbox.ts";
 import { recordInbox } from "./inbox.ts";
 import { describeError, type Logger } from "./log.ts";
 import { metrics } from "./metrics.ts";
@@ -27,12 +28,21 @@ export class PoisonMessageError extends Error {
 /** The header that counts a message's retries so far. */
 export const RETRY_ATTEMPT_HEADER = "x-retry-attempt";
 
-/** What a handler knows of the message besides its event. */
-export interface MessageContext {
+/** The trace a message belongs to. */
+export interface TraceContext {
   /** The message's `traceparent`, or a new one if it came without: parent of what it causes. */
   traceparent: string;
   /** For log lines: `trace_id`. */
   traceId: string;
+}
+
+/** What a handler knows of the message besides its event, and how it publishes what follows. */
+export interface MessageContext extends TraceContext {
+  /**
+   * Publishes `event` as a consequence of this message: it goes into the outbox in the batch's
+   * transaction (one statement for the batch), carrying a child of this message's trace.
+   */
+  publish(event: Event): void;
 }
 
 /**
@@ -60,7 +70,7 @@ export interface ConsumerOptions<T extends { event_id: string }> {
   log: Logger;
   /** Called after each commit, to wake the outbox relay. */
   onCommit?: () => void;
-  /** @default {100} */
+  /** @default {200: DEFAULT_PREFETCH of broker.ts} */
   prefetch?: number;
   /** The delay before each retry, in milliseconds; as declared in the topology. @default {[1000, 5000, 30000]} */
   retryDelaysMs?: readonly number[];
@@ -75,10 +85,10 @@ interface ValidDelivery<T> {
   index: number;
   event: T;
   delivery: Delivery;
-  context: MessageContext;
+  context: TraceContext;
 }
 
-function contextOf(delivery: Delivery): MessageContext {
+function contextOf(delivery: Delivery): TraceContext {
   const incoming = delivery.headers.traceparent;
   const traceparent = traceIdOf(incoming) ? String(incoming) : childTraceparent();
   return { traceparent, traceId: traceIdOf(traceparent)! };
@@ -110,6 +120,7 @@ export function startConsumer<T extends { event_id: string }>(
     const afterCommit: Array<() => void> = [];
     await prepare?.(tx, batch.map((valid) => valid.event));
     const fresh = await recordInbox(tx, queue, batch.map((valid) => valid.event.event_id));
+    const outbox: OutboxEntry[] = [];
     for (const [index, { event, delivery, context }] of batch.entries()) {
       if (!fresh[index]) {
         afterCommit.push(() => {
@@ -122,12 +133,20 @@ export function startConsumer<T extends { event_id: string }>(
         });
         continue;
       }
-      const after = await handle(tx, event, context);
+      const after = await handle(tx, event, {
+        ...context,
+        publish: (caused) =>
+          outbox.push({
+            event: caused,
+            headers: { traceparent: childTraceparent(context.traceparent) },
+          }),
+      });
       if (after) afterCommit.push(after);
       if (faultRate > 0 && Math.random() < faultRate) {
         throw new Error("Injected transient fault (FAULT_TRANSIENT_RATE)");
       }
     }
+    await enqueueOutbox(tx, outbox);
     return afterCommit;
   }
 

@@ -39,21 +39,38 @@ export interface OutboxMessage {
   created_at: string;
 }
 
-/** Adds `event` to the outbox. Must run in the transaction of the change that caused it. */
-export async function enqueueOutbox(
-  tx: Tx,
-  event: Event,
-  headers: Record<string, string> = {},
-): Promise<void> {
+/** An event for the outbox, with the message headers it is published with. */
+export interface OutboxEntry {
+  event: Event;
+  headers?: Record<string, string>;
+}
+
+/**
+ * Adds `entries` to the outbox, in their order, in one statement (the rows go as one JSON array).
+ * Must run in the transaction of the change that caused them.
+ */
+export async function enqueueOutbox(tx: Tx, entries: OutboxEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  const rows = entries.map(({ event, headers = {} }) => ({
+    event_id: event.event_id,
+    event_type: event.event_type,
+    correlation_id: event.correlation_id ?? "",
+    body: JSON.stringify(event),
+    headers: JSON.stringify(headers),
+    created_at: event.created_at ?? new Date().toISOString(),
+  }));
   await tx.run(
-    `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
-     VALUES (?, ?, ?, ?, ?, ?)`,
-    event.event_id,
-    event.event_type,
-    event.correlation_id ?? "",
-    JSON.stringify(event),
-    JSON.stringify(headers),
-    event.created_at ?? new Date().toISOString(),
+    tx.dialect === "postgres"
+      ? `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
+         SELECT row->>'event_id', row->>'event_type', row->>'correlation_id', row->>'body',
+           row->>'headers', row->>'created_at'
+         FROM json_array_elements(?::json) WITH ORDINALITY AS rows (row, position)
+         ORDER BY position`
+      : `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
+         SELECT value ->> 'event_id', value ->> 'event_type', value ->> 'correlation_id',
+           value ->> 'body', value ->> 'headers', value ->> 'created_at'
+         FROM json_each(?) ORDER BY key`,
+    JSON.stringify(rows),
   );
 }
 

@@ -20,7 +20,9 @@ for (const kind of STORE_KINDS) {
   Deno.test(`enqueueOutbox() stores everything the relay needs to publish (${kind.name})`, async () => {
     await withStore(async (store) => {
       const event = placed("o1");
-      await store.transaction((tx) => enqueueOutbox(tx, event, { "x-trace-id": "t1" }));
+      await store.transaction((tx) =>
+        enqueueOutbox(tx, [{ event, headers: { "x-trace-id": "t1" } }])
+      );
       const [row] = await store.read((tx) => pendingOutbox(tx, 10));
       assert.equal(row.event_id, event.event_id);
       assert.equal(row.event_type, "OrderPlaced");
@@ -40,7 +42,7 @@ for (const kind of STORE_KINDS) {
         placed("o3"),
       ];
       await store.transaction(async (tx) => {
-        for (const event of events) await enqueueOutbox(tx, event);
+        await enqueueOutbox(tx, events.map((event) => ({ event })));
       });
       const rows = await store.read((tx) => pendingOutbox(tx, 10));
       assert.deepEqual(rows.map((row) => row.event_id), events.map((event) => event.event_id));
@@ -50,10 +52,23 @@ for (const kind of STORE_KINDS) {
     });
   });
 
+  Deno.test(`enqueueOutbox() of a batch keeps its order and each entry's headers (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const events = Array.from({ length: 50 }, (_, i) => placed(`o${i}`));
+      await store.transaction((tx) =>
+        enqueueOutbox(tx, events.map((event, i) => ({ event, headers: { n: String(i) } })))
+      );
+      const rows = await store.read((tx) => pendingOutbox(tx, 100));
+      assert.deepEqual(rows.map((row) => row.event_id), events.map((event) => event.event_id));
+      assert.deepEqual(rows.map((row) => JSON.parse(row.headers).n), events.map((_, i) => `${i}`));
+      assert.deepEqual(JSON.parse(rows[7].body), events[7]);
+    });
+  });
+
   Deno.test(`pendingOutbox() returns at most limit rows, oldest first (${kind.name})`, async () => {
     await withStore(async (store) => {
       const events = Array.from({ length: 5 }, (_, i) => placed(`o${i}`));
-      for (const event of events) await store.transaction((tx) => enqueueOutbox(tx, event));
+      for (const event of events) await store.transaction((tx) => enqueueOutbox(tx, [{ event }]));
       const rows = await store.read((tx) => pendingOutbox(tx, 2));
       assert.deepEqual(rows.map((row) => row.correlation_id), ["o0", "o1"]);
     });
@@ -69,7 +84,7 @@ for (const kind of STORE_KINDS) {
     await withStore(async (store) => {
       const events = Array.from({ length: 4 }, (_, i) => placed(`o${i}`));
       await store.transaction(async (tx) => {
-        for (const event of events) await enqueueOutbox(tx, event);
+        await enqueueOutbox(tx, events.map((event) => ({ event })));
       });
       const rows = await store.read((tx) => pendingOutbox(tx, 10));
       await store.transaction((tx) =>
@@ -84,7 +99,7 @@ for (const kind of STORE_KINDS) {
 
   Deno.test(`markPublished() ignores rows that are already gone (${kind.name})`, async () => {
     await withStore(async (store) => {
-      await store.transaction((tx) => enqueueOutbox(tx, placed("o1")));
+      await store.transaction((tx) => enqueueOutbox(tx, [{ event: placed("o1") }]));
       const rows = await store.read((tx) => pendingOutbox(tx, 10));
       const ids = rows.map((row) => row.sequence_number);
       await store.transaction((tx) => markPublished(tx, ids));
@@ -96,9 +111,11 @@ for (const kind of STORE_KINDS) {
   Deno.test(`enqueueOutbox() throws for a second event with the same event_id (${kind.name})`, async () => {
     await withStore(async (store) => {
       const event = placed("o1");
-      await store.transaction((tx) => enqueueOutbox(tx, event));
+      await store.transaction((tx) => enqueueOutbox(tx, [{ event }]));
       await assert.rejects(
-        store.transaction((tx) => enqueueOutbox(tx, { ...event, correlation_id: "other" })),
+        store.transaction((tx) =>
+          enqueueOutbox(tx, [{ event: { ...event, correlation_id: "other" } }])
+        ),
         /UNIQUE|unique constraint/,
       );
       const rows = await store.read((tx) => pendingOutbox(tx, 10));
@@ -110,7 +127,7 @@ for (const kind of STORE_KINDS) {
   Deno.test(`enqueueOutbox() writes nothing when its transaction rolls back (${kind.name})`, async () => {
     await withStore(async (store) => {
       await assert.rejects(store.transaction(async (tx) => {
-        await enqueueOutbox(tx, placed("o1"));
+        await enqueueOutbox(tx, [{ event: placed("o1") }]);
         throw new Error("order insert failed");
       }));
       assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
