@@ -1,6 +1,7 @@
 /**
  * The consuming side of exactly-once: parse every delivery, send poison to its DLQ at once, handle
- * the rest of a batch in one transaction with the inbox, commit, and only then ack. A transient
+ * the rest of a batch in one transaction with the inbox and the outbox (the events the handlers
+ * publish), commit, and only then ack. A transient
  * failure is retried through the broker's retry queues with growing delays, then dead-lettered.
  * @module
  */

@@ -28,6 +28,7 @@ export async function recordInbox(
   eventIds: string[],
 ): Promise<boolean[]> {
   if (eventIds.length === 0) return [];
+  // SQLite needs a WHERE in INSERT … SELECT before ON CONFLICT, or it parses ON as a join's.
   const recorded = await tx.all<{ event_id: string }>(
     `INSERT INTO inbox (consumer, event_id, received_at)
      SELECT ?, value, ? FROM ${
