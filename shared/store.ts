@@ -41,9 +41,11 @@ export interface TransactionOptions {
 export interface Store {
   readonly dialect: Dialect;
   /**
-   * Runs `fn` in one transaction: all its writes commit together, durably, or none do. On
-   * PostgreSQL, a transaction aborted for a deadlock or a serialization failure runs again (up to
-   * 5 times), so whatever `fn` does outside the database must be safe to repeat.
+   * Runs `fn` in one transaction: all its writes commit together, durably, or none do. On SQLite,
+   * transactions that wait together share one commit (and one fsync), each still committing or
+   * rolling back on its own. On PostgreSQL, a transaction aborted for a deadlock or a
+   * serialization failure runs again (up to 5 times), so whatever `fn` does outside the database
+   * must be safe to repeat.
    */
   transaction<T>(fn: (tx: Tx) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Runs reads that need no transaction. */
