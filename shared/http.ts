@@ -24,12 +24,12 @@ export interface Probes {
 export function serviceApp(routes: Hono, probes: Probes): Hono {
   const app = new Hono();
   app.use(async function recordHttpMetrics(c, next) {
-    const stopTimer = performance.now();
+    const started = performance.now();
     await next();
     const matched = routePath(c, -1);
     const labels = { method: c.req.method, route: matched === "/*" ? "unmatched" : matched };
     metrics.httpRequests.inc({ ...labels, status: String(c.res.status) });
-    metrics.httpDuration.observe(labels, (performance.now() - stopTimer) / 1000);
+    metrics.httpDuration.observe(labels, (performance.now() - started) / 1000);
   });
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get("/ready", async (c) => {

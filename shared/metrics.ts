@@ -68,11 +68,11 @@ function counter<L extends string>(
   help: string,
   labelNames: readonly L[],
 ): Counter<L> {
+  const metric = PREFIX + name;
   const { series, get } = seriesOf(labelNames, () => ({ total: 0 }));
   families.push(() =>
-    header(PREFIX + name, help, "counter") +
-    Array.from(series.values(), ({ labels, value }) =>
-      `${PREFIX}${name}{${labels}} ${value.total}\n`)
+    header(metric, help, "counter") +
+    Array.from(series.values(), ({ labels, value }) => `${metric}{${labels}} ${value.total}\n`)
       .join("")
   );
   return { inc: (labels, by = 1) => void (get(labels).total += by) };
@@ -83,21 +83,22 @@ function histogram<L extends string>(
   help: string,
   labelNames: readonly L[],
 ): Histogram<L> {
+  const metric = PREFIX + name;
   const { series, get } = seriesOf(labelNames, () => ({
     counts: DURATION_BUCKETS.map(() => 0),
     sum: 0,
     count: 0,
   }));
   families.push(() => {
-    let text = header(PREFIX + name, help, "histogram");
+    let text = header(metric, help, "histogram");
     for (const { labels, value } of series.values()) {
       // Buckets are cumulative: each counts every observation up to its bound.
       DURATION_BUCKETS.forEach((bound, i) => {
-        text += `${PREFIX}${name}_bucket{${labels},le="${bound}"} ${value.counts[i]}\n`;
+        text += `${metric}_bucket{${labels},le="${bound}"} ${value.counts[i]}\n`;
       });
-      text += `${PREFIX}${name}_bucket{${labels},le="+Inf"} ${value.count}\n`;
-      text += `${PREFIX}${name}_sum{${labels}} ${value.sum}\n`;
-      text += `${PREFIX}${name}_count{${labels}} ${value.count}\n`;
+      text += `${metric}_bucket{${labels},le="+Inf"} ${value.count}\n`;
+      text += `${metric}_sum{${labels}} ${value.sum}\n`;
+      text += `${metric}_count{${labels}} ${value.count}\n`;
     }
     return text;
   });
