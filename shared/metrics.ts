@@ -33,18 +33,31 @@ const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 /** Each metric renders its own lines, read at each scrape. */
 const families: Array<() => Promise<string> | string> = [];
 
-/** A series per combination of label values, kept in the order they first appeared. */
+/**
+ * A series per combination of label values, kept in the order they first appeared. They are found
+ * through a map per label, nested, so that counting a known series allocates nothing: it happens
+ * several times per message.
+ */
 function seriesOf<L extends string, S>(labelNames: readonly L[], create: () => S) {
-  const series = new Map<string, { labels: string; value: S }>();
+  const series: Array<{ labels: string; value: S }> = [];
+  const found = new Map<string, unknown>();
   return {
     series,
     get(labels: Labels<L>): S {
-      const key = labelNames.map((name) => labels[name]).join("\u0000");
-      let entry = series.get(key);
-      if (!entry) {
-        series.set(key, entry = { labels: renderLabels(labelNames, labels), value: create() });
+      let level = found;
+      const last = labelNames.length - 1;
+      for (let i = 0; i < last; i++) {
+        let next = level.get(labels[labelNames[i]]) as Map<string, unknown> | undefined;
+        if (!next) level.set(labels[labelNames[i]], next = new Map());
+        level = next;
       }
-      return entry.value;
+      let value = level.get(labels[labelNames[last]]) as S | undefined;
+      if (value === undefined) {
+        value = create();
+        level.set(labels[labelNames[last]], value);
+        series.push({ labels: renderLabels(labelNames, labels), value });
+      }
+      return value;
     },
   };
 }
@@ -72,8 +85,7 @@ function counter<L extends string>(
   const { series, get } = seriesOf(labelNames, () => ({ total: 0 }));
   families.push(() =>
     header(metric, help, "counter") +
-    Array.from(series.values(), ({ labels, value }) => `${metric}{${labels}} ${value.total}\n`)
-      .join("")
+    series.map(({ labels, value }) => `${metric}{${labels}} ${value.total}\n`).join("")
   );
   return { inc: (labels, by = 1) => void (get(labels).total += by) };
 }
@@ -91,7 +103,7 @@ function histogram<L extends string>(
   }));
   families.push(() => {
     let text = header(metric, help, "histogram");
-    for (const { labels, value } of series.values()) {
+    for (const { labels, value } of series) {
       // Buckets are cumulative: each counts every observation up to its bound.
       DURATION_BUCKETS.forEach((bound, i) => {
         text += `${metric}_bucket{${labels},le="${bound}"} ${value.counts[i]}\n`;
