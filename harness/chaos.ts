@@ -3,7 +3,9 @@
  * moments: each service SIGKILLed and restarted, connections force-closed by the broker, transient
  * handler faults (`FAULT_TRANSIENT_RATE=0.2`), a little injected poison, and with
  * `--broker-outage` the services cut off the broker for some seconds by a TCP proxy this scenario
- * controls (the real broker is never stopped). PASS when every accepted order ends CONFIRMED or
+ * controls (the real broker is never stopped). A client that gets no answer (the order service died
+ * under its request, or is down) sends the order again with its `Idempotency-Key`. PASS when every
+ * order is accepted, and every accepted order ends CONFIRMED or
  * REJECTED with exactly one reservation, one stock change and one notification, and the DLQs hold
  * the injected poison and nothing else.
  * @module
@@ -28,6 +30,9 @@ import {
   withStack,
 } from "./_steps.ts";
 import { deadLetterQueue, EventType, QUEUES } from "../shared/topology.ts";
+
+/** How long a client keeps sending an order that got no answer, in milliseconds. */
+const ANSWER_DEADLINE_MS = 20_000;
 
 /** Options for {@linkcode runChaos}. */
 export interface ChaosOptions extends ScenarioOptions {
@@ -123,10 +128,14 @@ async function chaos(
       (brokerOutage ? " and broker outages" : ""),
   );
   const accepted: Array<{ orderId: string; cookies: number }> = [];
-  let refused = 0;
-  const stream = streamOrders(stack, { seconds, rate }, (orderId, cookies) => {
-    if (orderId) accepted.push({ orderId, cookies });
-    else refused++;
+  let resent = 0;
+  let replayed = 0;
+  let unanswered = 0;
+  const stream = streamOrders(stack, { seconds, rate }, (result) => {
+    if (result.orderId) accepted.push({ orderId: result.orderId, cookies: result.cookies });
+    else unanswered++;
+    if (result.orderId && result.attempts > 1) resent++;
+    if (result.replayed) replayed++;
   });
 
   const plan = planFaults(seconds, brokerOutage);
@@ -155,7 +164,15 @@ async function chaos(
     }
   }
   await stream;
-  report.step(`stream done: ${accepted.length} accepted, ${refused} refused while order was down`);
+  report.step(
+    `stream done: ${accepted.length} accepted (${resent} of them sent again after no answer, ` +
+      `${replayed} of those committed before the answer was lost), ${unanswered} without a 202`,
+  );
+  report.expect(
+    unanswered === 0,
+    "every order accepted with 202, sent again with its Idempotency-Key while order was down",
+    `${unanswered} orders without a 202 after ${ANSWER_DEADLINE_MS / 1000} s`,
+  );
 
   await waitReady(stack, 30_000);
   const settleBegan = performance.now();
@@ -234,7 +251,8 @@ async function chaos(
   const count = (name: ServiceName, msg: string) =>
     logs.filter((l) => l.service === name && l.msg === msg).length;
   report.figure("orders_accepted", accepted.length);
-  report.figure("orders_refused", refused);
+  report.figure("orders_sent_again", resent);
+  report.figure("orders_replayed", replayed);
   report.figure("confirmed", confirmed.size);
   report.figure("rejected", accepted.length - confirmed.size);
   for (const name of SERVICES) {
@@ -293,7 +311,9 @@ function planFaults(
 async function streamOrders(
   stack: Stack,
   options: { seconds: number; rate: number },
-  onResult: (orderId: string | undefined, cookies: number) => void,
+  onResult: (
+    result: { orderId?: string; cookies: number; attempts: number; replayed?: boolean },
+  ) => void,
 ): Promise<void> {
   const total = Math.round(options.seconds * options.rate);
   const began = performance.now();
@@ -307,17 +327,29 @@ async function streamOrders(
       ...(cookies ? [{ sku: "cookie", qty: cookies }] : []),
     ];
     inFlight.push((async () => {
-      try {
-        const response = await request(`${stack.url("order")}/order`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ user_id: `chaos-${i}`, items }),
-        });
-        const body = await response.json();
-        onResult(response.status === 202 ? body.order_id : undefined, cookies);
-      } catch {
-        // The order service was down: the client saw a failure, nothing was accepted.
-        onResult(undefined, cookies);
+      // A client that gets no answer sends the order again with the same Idempotency-Key: the
+      // order service may have committed it just before it died, and must not make it twice.
+      const key = `chaos-${i}-${crypto.randomUUID()}`;
+      const deadline = performance.now() + ANSWER_DEADLINE_MS;
+      for (let attempts = 1;; attempts++) {
+        try {
+          const response = await request(`${stack.url("order")}/order`, {
+            method: "POST",
+            headers: { "content-type": "application/json", "idempotency-key": key },
+            body: JSON.stringify({ user_id: `chaos-${i}`, items }),
+          });
+          const body = await response.json();
+          return onResult({
+            orderId: response.status === 202 ? body.order_id : undefined,
+            cookies,
+            attempts,
+            replayed: response.headers.get("idempotent-replayed") === "true",
+          });
+        } catch {
+          // The order service is down, or died under the request.
+          if (performance.now() > deadline) return onResult({ cookies, attempts });
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
       }
     })());
   }

@@ -74,6 +74,9 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
         trace_id: traceIdOf(traceparent),
       });
     }
+    // As Stripe's API does: a client that resent a request it got no answer to learns that the
+    // first one had gone through.
+    if (result.kind === "replayed") c.header("Idempotent-Replayed", "true");
     c.header("Location", `/orders/${order_id}`);
     c.header("traceparent", traceparent);
     return c.json({ order_id, status }, 202);

@@ -418,6 +418,9 @@ Deno.test("orderRoutes() POST /order with the same Idempotency-Key and body retu
     );
     assert.equal(new Set(ids).size, 1);
     assert.equal(second.headers.get("location"), `/orders/${ids[0]}`);
+    assert.equal(first.headers.get("idempotent-replayed"), null);
+    assert.equal(second.headers.get("idempotent-replayed"), "true");
+    assert.equal(third.headers.get("idempotent-replayed"), "true");
     assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 1 });
     assert.equal(commits(), 1);
   });
