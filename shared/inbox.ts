@@ -3,7 +3,7 @@
  * (`consumer`, `event_id`) is what turns at-least-once delivery into exactly-once effects.
  * @module
  */
-import type { Migration, Tx } from "./store.ts";
+import { jsonArrayTable, type Migration, type Tx } from "./store.ts";
 
 export const INBOX_MIGRATION: Migration = {
   name: "inbox",
@@ -31,9 +31,7 @@ export async function recordInbox(
   // SQLite needs a WHERE in INSERT … SELECT before ON CONFLICT, or it parses ON as a join's.
   const recorded = await tx.all<{ event_id: string }>(
     `INSERT INTO inbox (consumer, event_id, received_at)
-     SELECT ?, value, ? FROM ${
-      tx.dialect === "postgres" ? "json_array_elements_text(?::json)" : "json_each(?) WHERE true"
-    }
+     SELECT ?, value, ? FROM ${jsonArrayTable(tx.dialect)} WHERE true
      ON CONFLICT DO NOTHING RETURNING event_id`,
     consumer,
     new Date().toISOString(),

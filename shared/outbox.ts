@@ -3,7 +3,7 @@
  * and deleted only after the broker confirmed them (see `relay.ts`).
  * @module
  */
-import type { Migration, Store, Tx } from "./store.ts";
+import { jsonArrayTable, type Migration, type Store, type Tx } from "./store.ts";
 import type { Event } from "./events.ts";
 
 export const OUTBOX_MIGRATION: Migration = {
@@ -59,17 +59,13 @@ export async function enqueueOutbox(tx: Tx, entries: OutboxEntry[]): Promise<voi
     headers: JSON.stringify(headers),
     created_at: event.created_at ?? new Date().toISOString(),
   }));
+  // Each element comes as text: PostgreSQL reads a field of it only once it is cast to json.
+  const row = tx.dialect === "postgres" ? "value::json" : "value";
   await tx.run(
-    tx.dialect === "postgres"
-      ? `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
-         SELECT row->>'event_id', row->>'event_type', row->>'correlation_id', row->>'body',
-           row->>'headers', row->>'created_at'
-         FROM json_array_elements(?::json) WITH ORDINALITY AS rows (row, position)
-         ORDER BY position`
-      : `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
-         SELECT value ->> 'event_id', value ->> 'event_type', value ->> 'correlation_id',
-           value ->> 'body', value ->> 'headers', value ->> 'created_at'
-         FROM json_each(?) ORDER BY key`,
+    `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
+     SELECT ${row} ->> 'event_id', ${row} ->> 'event_type', ${row} ->> 'correlation_id',
+       ${row} ->> 'body', ${row} ->> 'headers', ${row} ->> 'created_at'
+     FROM ${jsonArrayTable(tx.dialect)} ORDER BY position`,
     JSON.stringify(rows),
   );
 }
@@ -124,10 +120,8 @@ export async function relayOutbox(
 export async function markPublished(tx: Tx, sequenceNumbers: number[]): Promise<void> {
   if (sequenceNumbers.length === 0) return;
   await tx.run(
-    tx.dialect === "postgres"
-      ? `DELETE FROM outbox
-         WHERE sequence_number IN (SELECT value::bigint FROM json_array_elements_text(?::json))`
-      : "DELETE FROM outbox WHERE sequence_number IN (SELECT value FROM json_each(?))",
+    `DELETE FROM outbox WHERE sequence_number IN
+     (SELECT CAST(value AS BIGINT) FROM ${jsonArrayTable(tx.dialect)})`,
     JSON.stringify(sequenceNumbers),
   );
 }

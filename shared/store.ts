@@ -16,6 +16,16 @@ export type SqlValue = string | number | null | Uint8Array;
 /** Which database is underneath, for the rare statement that must differ. */
 export type Dialect = "sqlite" | "postgres";
 
+/**
+ * The elements of a JSON array bound to one `?`, as a table of `value` (the element as text) and
+ * `position` (its order): how one statement takes a whole batch, on either database.
+ */
+export function jsonArrayTable(dialect: Dialect): string {
+  return dialect === "postgres"
+    ? "json_array_elements_text(?::json) WITH ORDINALITY AS elements (value, position)"
+    : "(SELECT value, key AS position FROM json_each(?)) AS elements";
+}
+
 /** The statements one transaction can run; every call is a prepared statement. */
 export interface Tx {
   readonly dialect: Dialect;
