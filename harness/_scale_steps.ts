@@ -4,10 +4,18 @@
  * @module
  */
 import { type RunningService, type ServiceName, SERVICES, type Stack, waitFor } from "./_stack.ts";
-import { mapLimit, type OrderRequest, type Report, request, round, tally } from "./_steps.ts";
+import {
+  mapLimit,
+  type OrderRequest,
+  type Placed,
+  placeUntilAnswered,
+  type Report,
+  request,
+  round,
+  tally,
+} from "./_steps.ts";
 import type { Tap } from "../shared/broker.ts";
 import { deadLetterQueue, QUEUES } from "../shared/topology.ts";
-import { describeError } from "../shared/log.ts";
 
 /** The SKU 2 in 5 orders want one of, with too little stock for all of them. */
 export const SCARCE_SKU = "chef-special";
@@ -20,9 +28,6 @@ const PLACE_DEADLINE_MS = 30_000;
 
 /** A republished event must have been written at most this long before a kill, in milliseconds. */
 const REPUBLISH_WINDOW_MS = 5_000;
-
-/** Answers that a retry on another instance would not change. */
-const FINAL_STATUSES = new Set([400, 409, 413, 415]);
 
 /** One place a service runs in: its process, replaced by a new one after each kill. */
 export interface Slot {
@@ -59,16 +64,10 @@ export interface PlannedOrder {
 }
 
 /** What placing one order came to. */
-export interface Placement {
+export interface Placement extends Placed {
   planned: PlannedOrder;
-  /** Set when an instance answered 202. */
-  orderId?: string;
   /** The slot that answered 202. */
   via?: string;
-  /** POSTs sent: more than one when an instance died under the first. */
-  attempts: number;
-  /** Why no 202 came. */
-  error?: string;
 }
 
 /**
@@ -94,44 +93,29 @@ export function stockEnv(scarceStock: number): string {
 }
 
 /**
- * POSTs `planned` to `first`; after a failure (the instance died under the request, or is down),
- * to whichever order instance runs, with the same `Idempotency-Key`, so that an order the dead one
- * committed comes back rather than being made twice. Never rejects: without a 202 in time, the
- * placement says why.
+ * Places `planned` through `first`, and after a failure through whichever order instance runs
+ * (see {@linkcode placeUntilAnswered}).
  */
 export async function place(
   orderSlots: Slot[],
   planned: PlannedOrder,
   first: Slot,
 ): Promise<Placement> {
-  const deadline = Date.now() + PLACE_DEADLINE_MS;
-  let attempts = 0;
-  let error = "no order instance was running";
   let slot = first;
-  while (Date.now() < deadline) {
-    const target = slot.current ? slot : orderSlots.find((s) => s.current);
-    if (target?.current) {
-      attempts++;
-      try {
-        const response = await request(`${target.current.url}/order`, {
-          method: "POST",
-          headers: { "content-type": "application/json", "idempotency-key": planned.key },
-          body: JSON.stringify(planned.body),
-        });
-        const text = await response.text();
-        if (response.status === 202) {
-          return { planned, orderId: JSON.parse(text).order_id, via: target.label, attempts };
-        }
-        error = `POST /order answered ${response.status}: ${text.slice(0, 200)}`;
-        if (FINAL_STATUSES.has(response.status)) break;
-      } catch (cause) {
-        error = describeError(cause);
-      }
-      slot = orderSlots.find((s) => s !== target) ?? target;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return { planned, attempts, error };
+  let target: Slot | undefined;
+  const placed = await placeUntilAnswered(
+    () => {
+      target = slot.current ? slot : orderSlots.find((s) => s.current);
+      return target?.current?.url;
+    },
+    planned.body,
+    {
+      key: planned.key,
+      deadlineMs: PLACE_DEADLINE_MS,
+      afterFailure: () => slot = orderSlots.find((s) => s !== target) ?? target!,
+    },
+  );
+  return { planned, ...placed, ...(placed.orderId ? { via: target?.label } : {}) };
 }
 
 /** What the scenario collected, for {@linkcode verifyScale}. */

@@ -369,6 +369,74 @@ export async function placeOrder(stack: Stack, order: OrderRequest): Promise<str
   return JSON.parse(text).order_id;
 }
 
+/** Answers after which sending an order again cannot help: the request itself is wrong. */
+const FINAL_STATUSES = new Set([400, 409, 413, 415]);
+
+/** What sending one order until it was answered came to. */
+export interface Placed {
+  /** Set when the order API answered 202. */
+  orderId?: string;
+  /** POSTs sent: more than one when the first got no 202. */
+  attempts: number;
+  /** The 202 said `Idempotent-Replayed`: an earlier attempt had been committed, its answer lost. */
+  replayed: boolean;
+  /** Why no 202 came. */
+  error?: string;
+}
+
+/** Options for {@linkcode placeUntilAnswered}. */
+export interface PlaceOptions {
+  /** The `Idempotency-Key` every attempt carries. */
+  key: string;
+  /** How long to keep sending, in milliseconds. */
+  deadlineMs: number;
+  /** Called after each attempt that got no 202, before the next. @default {nothing} */
+  afterFailure?: () => void;
+}
+
+/**
+ * POSTs `order` to the order API at `orderUrl()` until it answers 202, as a careful client does:
+ * after a failure (no instance runs, it died under the request, or it answered 5xx), again with the
+ * same `Idempotency-Key` to wherever `orderUrl()` then points, so that an order committed just
+ * before its answer was lost comes back rather than being made twice. Never rejects: without a 202
+ * before the deadline, or after a 4xx, the result says why.
+ */
+export async function placeUntilAnswered(
+  orderUrl: () => string | undefined,
+  order: OrderRequest,
+  options: PlaceOptions,
+): Promise<Placed> {
+  const { key, deadlineMs, afterFailure = () => {} } = options;
+  const deadline = Date.now() + deadlineMs;
+  let attempts = 0;
+  let error = "no order instance was running";
+  while (Date.now() < deadline) {
+    const url = orderUrl();
+    if (url) {
+      attempts++;
+      try {
+        const response = await request(`${url}/order`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "idempotency-key": key },
+          body: JSON.stringify(order),
+        });
+        const text = await response.text();
+        if (response.status === 202) {
+          const replayed = response.headers.get("idempotent-replayed") === "true";
+          return { orderId: JSON.parse(text).order_id, attempts, replayed };
+        }
+        error = `POST /order answered ${response.status}: ${text.slice(0, 200)}`;
+        if (FINAL_STATUSES.has(response.status)) break;
+      } catch (cause) {
+        error = describeError(cause);
+      }
+      afterFailure();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { attempts, replayed: false, error };
+}
+
 /** How many notifications the notification service recorded for `orderId`. */
 export async function notificationCount(stack: Stack, orderId: string): Promise<number> {
   const response = await request(`${stack.url("notification")}/notifications?order_id=${orderId}`);

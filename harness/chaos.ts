@@ -17,9 +17,10 @@ import {
   countEffects,
   getStock,
   peekQueue,
+  type Placed,
+  placeUntilAnswered,
   publishOrderPlaced,
   type Report,
-  request,
   round,
   runFromCommandLine,
   runScenario,
@@ -311,9 +312,7 @@ function planFaults(
 async function streamOrders(
   stack: Stack,
   options: { seconds: number; rate: number },
-  onResult: (
-    result: { orderId?: string; cookies: number; attempts: number; replayed?: boolean },
-  ) => void,
+  onResult: (result: Placed & { cookies: number }) => void,
 ): Promise<void> {
   const total = Math.round(options.seconds * options.rate);
   const began = performance.now();
@@ -327,30 +326,14 @@ async function streamOrders(
       ...(cookies ? [{ sku: "cookie", qty: cookies }] : []),
     ];
     inFlight.push((async () => {
-      // A client that gets no answer sends the order again with the same Idempotency-Key: the
-      // order service may have committed it just before it died, and must not make it twice.
-      const key = `chaos-${i}-${crypto.randomUUID()}`;
-      const deadline = performance.now() + ANSWER_DEADLINE_MS;
-      for (let attempts = 1;; attempts++) {
-        try {
-          const response = await request(`${stack.url("order")}/order`, {
-            method: "POST",
-            headers: { "content-type": "application/json", "idempotency-key": key },
-            body: JSON.stringify({ user_id: `chaos-${i}`, items }),
-          });
-          const body = await response.json();
-          return onResult({
-            orderId: response.status === 202 ? body.order_id : undefined,
-            cookies,
-            attempts,
-            replayed: response.headers.get("idempotent-replayed") === "true",
-          });
-        } catch {
-          // The order service is down, or died under the request.
-          if (performance.now() > deadline) return onResult({ cookies, attempts });
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-      }
+      // The order service may have committed an order just before it died under the request: the
+      // client sends it again with its Idempotency-Key, which must not make it twice.
+      const placed = await placeUntilAnswered(
+        () => stack.services.order?.url,
+        { user_id: `chaos-${i}`, items },
+        { key: `chaos-${i}-${crypto.randomUUID()}`, deadlineMs: ANSWER_DEADLINE_MS },
+      );
+      onResult({ ...placed, cookies });
     })());
   }
   await Promise.all(inFlight);
