@@ -91,7 +91,9 @@ interface ValidDelivery<T> {
 
 function contextOf(delivery: Delivery): TraceContext {
   const incoming = delivery.headers.traceparent;
-  const traceparent = traceIdOf(incoming) ? String(incoming) : childTraceparent();
+  const traceId = traceIdOf(incoming);
+  if (traceId) return { traceparent: incoming as string, traceId };
+  const traceparent = childTraceparent();
   return { traceparent, traceId: traceIdOf(traceparent)! };
 }
 

@@ -3,7 +3,7 @@
  * and deleted only after the broker confirmed them (see `relay.ts`).
  * @module
  */
-import { jsonArrayTable, type Migration, type Store, type Tx } from "./store.ts";
+import { jsonArrayTable, type Migration, type SqlValue, type Store, type Tx } from "./store.ts";
 import type { Event } from "./events.ts";
 
 export const OUTBOX_MIGRATION: Migration = {
@@ -45,29 +45,39 @@ export interface OutboxEntry {
   headers?: Record<string, string>;
 }
 
+/** The most rows one INSERT of {@linkcode enqueueOutbox} takes. */
+const MAX_ROWS_PER_INSERT = 64;
+
 /**
- * Adds `entries` to the outbox, in their order, in one statement (the rows go as one JSON array).
- * Must run in the transaction of the change that caused them.
+ * Adds `entries` to the outbox, in their order. Must run in the transaction of the change that
+ * caused them.
+ *
+ * The rows go as VALUES lists of 64, 32, …, 1 rows (a batch of 100 is three INSERTs), so that a
+ * batch of any size takes a few statements of at most seven shapes, each prepared once. Not as one
+ * JSON array, as the inbox's ids do: each body is JSON, which would be escaped inside it, and
+ * SQLite reads such text back out of a JSON array four times slower than it binds it.
  */
 export async function enqueueOutbox(tx: Tx, entries: OutboxEntry[]): Promise<void> {
-  if (entries.length === 0) return;
-  const rows = entries.map(({ event, headers = {} }) => ({
-    event_id: event.event_id,
-    event_type: event.event_type,
-    correlation_id: event.correlation_id ?? "",
-    body: JSON.stringify(event),
-    headers: JSON.stringify(headers),
-    created_at: event.created_at ?? new Date().toISOString(),
-  }));
-  // Each element comes as text: PostgreSQL reads a field of it only once it is cast to json.
-  const row = tx.dialect === "postgres" ? "value::json" : "value";
-  await tx.run(
-    `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
-     SELECT ${row} ->> 'event_id', ${row} ->> 'event_type', ${row} ->> 'correlation_id',
-       ${row} ->> 'body', ${row} ->> 'headers', ${row} ->> 'created_at'
-     FROM ${jsonArrayTable(tx.dialect)} ORDER BY position`,
-    JSON.stringify(rows),
-  );
+  for (let start = 0; start < entries.length;) {
+    const left = entries.length - start;
+    const rows = Math.min(MAX_ROWS_PER_INSERT, 2 ** Math.floor(Math.log2(left)));
+    const values: SqlValue[] = [];
+    for (const { event, headers = {} } of entries.slice(start, start += rows)) {
+      values.push(
+        event.event_id,
+        event.event_type,
+        event.correlation_id ?? "",
+        JSON.stringify(event),
+        JSON.stringify(headers),
+        event.created_at ?? new Date().toISOString(),
+      );
+    }
+    await tx.run(
+      `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
+       VALUES ${Array(rows).fill("(?, ?, ?, ?, ?, ?)").join(", ")}`,
+      ...values,
+    );
+  }
 }
 
 /**

@@ -54,14 +54,16 @@ for (const kind of STORE_KINDS) {
 
   Deno.test(`enqueueOutbox() of a batch keeps its order and each entry's headers (${kind.name})`, async () => {
     await withStore(async (store) => {
-      const events = Array.from({ length: 50 }, (_, i) => placed(`o${i}`));
+      // More than one INSERT's worth, and not a power of two: 64 + 64 + 64 + 8 + 2 + 1 rows.
+      const events = Array.from({ length: 203 }, (_, i) => placed(`o${i}`));
       await store.transaction((tx) =>
         enqueueOutbox(tx, events.map((event, i) => ({ event, headers: { n: String(i) } })))
       );
-      const rows = await store.read((tx) => pendingOutbox(tx, 100));
+      const rows = await store.read((tx) => pendingOutbox(tx, 300));
       assert.deepEqual(rows.map((row) => row.event_id), events.map((event) => event.event_id));
       assert.deepEqual(rows.map((row) => JSON.parse(row.headers).n), events.map((_, i) => `${i}`));
       assert.deepEqual(JSON.parse(rows[7].body), events[7]);
+      assert.deepEqual(JSON.parse(rows[202].body), events[202]);
     });
   });
 

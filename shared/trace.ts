@@ -5,7 +5,9 @@
  * @module
  */
 
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const ZERO_TRACE_ID = "0".repeat(32);
+const ZERO_SPAN_ID = "0".repeat(16);
 
 const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
 
@@ -19,9 +21,10 @@ function randomHex(bytes: number): string {
 
 /** The trace id of a valid `traceparent`, else undefined. */
 export function traceIdOf(traceparent: unknown): string | undefined {
-  const match = typeof traceparent === "string" ? TRACEPARENT.exec(traceparent) : null;
-  if (!match || /^0+$/.test(match[1]) || /^0+$/.test(match[2])) return undefined;
-  return match[1];
+  if (typeof traceparent !== "string" || !TRACEPARENT.test(traceparent)) return undefined;
+  const traceId = traceparent.slice(3, 35);
+  if (traceId === ZERO_TRACE_ID || traceparent.slice(36, 52) === ZERO_SPAN_ID) return undefined;
+  return traceId;
 }
 
 /**
@@ -29,7 +32,8 @@ export function traceIdOf(traceparent: unknown): string | undefined {
  * `parent` is missing or invalid.
  */
 export function childTraceparent(parent?: unknown): string {
-  const traceId = traceIdOf(parent) ?? randomHex(16);
-  const flags = typeof parent === "string" && traceIdOf(parent) ? parent.slice(-2) : "01";
-  return `00-${traceId}-${randomHex(8)}-${flags}`;
+  const traceId = traceIdOf(parent);
+  // A valid parent ends with its two hex digits of flags.
+  const flags = traceId ? (parent as string).slice(-2) : "01";
+  return `00-${traceId ?? randomHex(16)}-${randomHex(8)}-${flags}`;
 }

@@ -26,6 +26,7 @@ Deno.test("childTraceparent() keeps the trace id and flags and makes a new span 
   assert.equal(traceIdOf(child), traceIdOf(PARENT));
   assert.notEqual(child.split("-")[2], PARENT.split("-")[2]);
   assert.equal(child.slice(-2), "01");
+  assert.equal(childTraceparent(PARENT.replace(/01$/, "00")).slice(-2), "00");
 });
 
 Deno.test("childTraceparent() starts a new, valid trace without a valid parent", () => {
