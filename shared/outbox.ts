@@ -3,7 +3,7 @@
  * and deleted only after the broker confirmed them (see `relay.ts`).
  * @module
  */
-import { jsonArrayTable, type Migration, type SqlValue, type Store, type Tx } from "./store.ts";
+import { jsonArrayTable, type Migration, type Store, type Tx } from "./store.ts";
 import type { Event } from "./events.ts";
 
 export const OUTBOX_MIGRATION: Migration = {
@@ -59,23 +59,20 @@ const MAX_ROWS_PER_INSERT = 64;
  */
 export async function enqueueOutbox(tx: Tx, entries: OutboxEntry[]): Promise<void> {
   for (let start = 0; start < entries.length;) {
-    const left = entries.length - start;
-    const rows = Math.min(MAX_ROWS_PER_INSERT, 2 ** Math.floor(Math.log2(left)));
-    const values: SqlValue[] = [];
-    for (const { event, headers = {} } of entries.slice(start, start += rows)) {
-      values.push(
+    const size = Math.min(MAX_ROWS_PER_INSERT, 2 ** Math.floor(Math.log2(entries.length - start)));
+    const chunk = entries.slice(start, start + size);
+    start += size;
+    await tx.run(
+      `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
+       VALUES ${Array(size).fill("(?, ?, ?, ?, ?, ?)").join(", ")}`,
+      ...chunk.flatMap(({ event, headers = {} }) => [
         event.event_id,
         event.event_type,
         event.correlation_id ?? "",
         JSON.stringify(event),
         JSON.stringify(headers),
         event.created_at ?? new Date().toISOString(),
-      );
-    }
-    await tx.run(
-      `INSERT INTO outbox (event_id, event_type, correlation_id, body, headers, created_at)
-       VALUES ${Array(rows).fill("(?, ?, ?, ?, ?, ?)").join(", ")}`,
-      ...values,
+      ]),
     );
   }
 }
