@@ -63,15 +63,8 @@ export async function readCounter(
  * or undefined when it is gone or the system has no `/proc`. The kernel keeps the high-water mark,
  * so one read before the process stops is enough.
  */
-export async function peakRssMb(pid: number): Promise<number | undefined> {
-  try {
-    const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    // The kernel's "kB" are KiB.
-    const kib = Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1]);
-    return Number.isFinite(kib) ? Math.round(kib * 1024 / 1e5) / 10 : undefined;
-  } catch {
-    return undefined;
-  }
+export function peakRssMb(pid: number): Promise<number | undefined> {
+  return statusMb(pid, "VmHWM");
 }
 
 /**
@@ -79,10 +72,16 @@ export async function peakRssMb(pid: number): Promise<number | undefined> {
  * or undefined when it is gone. Unlike `VmHWM` it leaves out the executable's code pages, which
  * every Deno process maps from the same file and the kernel keeps once.
  */
-export async function privateRssMb(pid: number): Promise<number | undefined> {
+export function privateRssMb(pid: number): Promise<number | undefined> {
+  return statusMb(pid, "RssAnon");
+}
+
+/** A memory field of `/proc/<pid>/status` in MB, or undefined when the process or field is gone. */
+async function statusMb(pid: number, field: "VmHWM" | "RssAnon"): Promise<number | undefined> {
   try {
     const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const kib = Number(/^RssAnon:\s+(\d+)\s+kB/m.exec(status)?.[1]);
+    // The kernel's "kB" are KiB.
+    const kib = Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1]);
     return Number.isFinite(kib) ? Math.round(kib * 1024 / 1e5) / 10 : undefined;
   } catch {
     return undefined;
