@@ -192,13 +192,14 @@ async function main(): Promise<number> {
     return 2;
   }
   const config = loadConfig("dlq");
-  const broker = connectBroker(config.amqpUrl, {
+  const broker = connectBroker(config.amqpUrls, {
     log: createLogger("dlq", { level: "error" }),
     connectionName: "dlq",
     topology: { retryDelaysMs: config.retryDelaysMs },
   });
   try {
-    await waitFor(`the broker at ${new URL(config.amqpUrl).host}`, () => broker.connected, {
+    const hosts = config.amqpUrls.map((url) => new URL(url).host).join(" or ");
+    await waitFor(`the broker at ${hosts}`, () => broker.connected, {
       timeoutMs: 10_000,
     });
     const options = { queues: queues as Queue[] | undefined, messageIds: values["message-id"] };

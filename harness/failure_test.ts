@@ -8,6 +8,8 @@ import { managementApi, type Stack, waitFor } from "./_stack.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../shared/topology.ts";
 import { inventoryOutcome } from "../shared/events.ts";
 import { newId } from "../shared/ids.ts";
+import { startTcpProxy } from "./_tcp_proxy.ts";
+import { SERVICES } from "./_stack.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
@@ -153,6 +155,68 @@ Deno.test(
         assert.equal((await fetch(`${stack.url(name)}/ready`)).status, 200);
       }
     });
+  },
+);
+
+/** The node a service's `/metrics` says it is connected to. */
+async function connectedNode(url: string): Promise<string | undefined> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return /^campus_food_broker_node_connected\{node="([^"]+)"\} 1$/m.exec(text)?.[1];
+}
+
+Deno.test(
+  "services given two nodes in AMQP_URL move to the other when theirs is cut off, against the broker",
+  integration,
+  async () => {
+    // Two proxies in front of one broker stand for two nodes of a cluster: cutting one is a node loss.
+    const nodes = [0, 1].map(() => startTcpProxy({ hostname: "127.0.0.1", port: 5672 }));
+    try {
+      await withStack({
+        // Port 1 stands for a node that is down from the start.
+        servicesAmqpUrl: (url) =>
+          [1, ...nodes.map((node) => node.port)].map((port) => {
+            const node = new URL(url);
+            node.port = String(port);
+            return node.toString();
+          }).join(","),
+      }, async (stack) => {
+        const first = await placeOrder(stack, BURGER);
+        await waitFor(
+          "the first notification",
+          async () => await notificationCount(stack, first) === 1,
+        );
+        const address = (node: { port: number }) => `127.0.0.1:${node.port}`;
+        const before = await Promise.all(SERVICES.map((name) => connectedNode(stack.url(name))));
+        // The order service's node is lost, and whoever else was on it.
+        const lost = nodes.find((node) => address(node) === before[0]);
+        const live = nodes.find((node) => node !== lost)!;
+        assert.ok(lost, `the order service is on one of the two nodes, not ${before[0]}`);
+        lost.cut();
+        for (const name of SERVICES) {
+          await waitFor(
+            `${name} to be connected to the live node`,
+            async () => await connectedNode(stack.url(name)) === address(live),
+          );
+        }
+        const second = await placeOrder(stack, BURGER);
+        await waitFor(
+          "the second notification",
+          async () => await notificationCount(stack, second) === 1,
+        );
+        for (const [i, name] of SERVICES.entries()) {
+          assert.equal((await fetch(`${stack.url(name)}/ready`)).status, 200);
+          if (before[i] !== address(lost)) continue;
+          assert.ok(
+            stack.services[name]!.logs.some((line) =>
+              line.msg === "reconnected to broker" && line.node === address(live)
+            ),
+            `${name} logs the node it moved to`,
+          );
+        }
+      });
+    } finally {
+      for (const node of nodes) node.close();
+    }
   },
 );
 

@@ -25,7 +25,7 @@ if (import.meta.main) {
     databaseUrl: config.databaseUrl,
   });
   await seedStock(store, config.initialStock);
-  const broker = connectBroker(config.amqpUrl, {
+  const broker = connectBroker(config.amqpUrls, {
     log,
     connectionName: "inventory",
     topology: { retryDelaysMs: config.retryDelaysMs },

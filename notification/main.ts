@@ -23,7 +23,7 @@ if (import.meta.main) {
     migrations: NOTIFICATION_MIGRATIONS,
     databaseUrl: config.databaseUrl,
   });
-  const broker = connectBroker(config.amqpUrl, {
+  const broker = connectBroker(config.amqpUrls, {
     log,
     connectionName: "notification",
     topology: { retryDelaysMs: config.retryDelaysMs },

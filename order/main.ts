@@ -24,7 +24,7 @@ if (import.meta.main) {
     migrations: ORDER_MIGRATIONS,
     databaseUrl: config.databaseUrl,
   });
-  const broker = connectBroker(config.amqpUrl, {
+  const broker = connectBroker(config.amqpUrls, {
     log,
     connectionName: "order",
     topology: { retryDelaysMs: config.retryDelaysMs },

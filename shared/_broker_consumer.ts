@@ -7,55 +7,154 @@ import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { BatchHandler, Delivery, Settlement } from "./broker.ts";
 import type { Queue } from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
+import { metrics } from "./metrics.ts";
+import { withDeadline } from "./_broker_deadline.ts";
 
-/** One consumer: its channel while connected, the deliveries waiting, and the batch in hand. */
+/** Options of a {@linkcode ConsumerState}. */
+export interface ConsumerStateOptions {
+  prefetch: number;
+  /** How long the broker may take to answer the consumer's calls, in milliseconds. */
+  replyTimeoutMs: number;
+  log: Logger;
+  /**
+   * How long an idle consumer may receive nothing while its queue holds ready messages before it
+   * is attached again, in milliseconds. @default {2000}
+   */
+  stallMs?: number;
+}
+
+/** How often an idle consumer looks at its queue for messages it should have received. */
+const STALL_CHECK_INTERVAL_MS = 1000;
+
+/**
+ * One consumer: its channel while connected, the deliveries waiting, and the batch in hand.
+ *
+ * Around a quorum queue's change of leader, a consumer can stay registered and receive nothing
+ * although its queue holds ready messages. So an idle consumer looks at its queue every second, and
+ * when two looks in a row see ready messages and nothing arrived in between, it cancels itself and
+ * attaches again on a new channel.
+ */
 export class ConsumerState {
+  readonly prefetch: number;
+  #options: Required<ConsumerStateOptions>;
   #channel?: Channel;
   #consumerTag?: string;
   #waiting: Delivery[] = [];
   #working?: Promise<void>;
   #stopped = false;
+  #watchdog?: ReturnType<typeof setInterval>;
+  #lastDeliveryAt = 0;
+  /** When the last look saw ready messages after a quiet spell: the time of the delivery before. */
+  #suspectedAt?: number;
+  #looking = false;
 
   constructor(
     readonly queue: Queue,
     readonly handler: BatchHandler,
-    readonly prefetch: number,
-    readonly log: Logger,
-  ) {}
+    options: ConsumerStateOptions,
+  ) {
+    this.#options = { stallMs: 2000, ...options };
+    this.prefetch = options.prefetch;
+  }
+
+  get #log(): Logger {
+    return this.#options.log;
+  }
 
   async attach(connection: ChannelModel): Promise<void> {
     if (this.#stopped) return;
     const channel = await connection.createChannel();
-    // A consumer that stops closes its own channel; that must not take the connection with it.
-    closeConnectionWith(channel, connection, this.log, () => this.#stopped);
-    await channel.prefetch(this.prefetch);
     this.#channel = channel;
+    // A consumer that stops or attaches again closes its old channel; that must not take the
+    // connection with it.
+    closeConnectionWith(
+      channel,
+      connection,
+      this.#log,
+      () => this.#stopped || channel !== this.#channel,
+    );
+    await channel.prefetch(this.prefetch);
     const { consumerTag } = await channel.consume(this.queue, (message) => {
       if (message === null) {
         // The broker cancelled us (the queue was deleted): start over on a new connection.
-        this.log.warn("broker cancelled consumer, reconnecting", { queue: this.queue });
+        this.#log.warn("broker cancelled consumer, reconnecting", { queue: this.queue });
         connection.close().catch(() => {});
         return;
       }
+      this.#lastDeliveryAt = Date.now();
       this.#waiting.push(toDelivery(message, channel));
       this.#work();
     });
     this.#consumerTag = consumerTag;
+    this.#lastDeliveryAt = Date.now();
+    this.#suspectedAt = undefined;
+    clearInterval(this.#watchdog);
+    this.#watchdog = setInterval(() => this.#lookForStall(connection), STALL_CHECK_INTERVAL_MS);
   }
 
   /** Drops what the lost channel delivered: the broker redelivers it. */
   detach(): void {
+    clearInterval(this.#watchdog);
     this.#channel = undefined;
     this.#waiting = [];
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#watchdog);
     const channel = this.#channel;
-    if (channel && this.#consumerTag) await channel.cancel(this.#consumerTag).catch(() => {});
+    const { replyTimeoutMs } = this.#options;
+    if (channel && this.#consumerTag) {
+      await withDeadline(channel.cancel(this.#consumerTag), replyTimeoutMs, "cancel a consumer")
+        .catch(() => {});
+    }
     await this.#working;
-    await channel?.close().catch(() => {});
     this.detach();
+    await channel?.close().catch(() => {});
+  }
+
+  async #lookForStall(connection: ChannelModel): Promise<void> {
+    const channel = this.#channel;
+    const idle = !this.#working && this.#waiting.length === 0;
+    const quietMs = Date.now() - this.#lastDeliveryAt;
+    if (!channel || !idle || this.#looking || quietMs < this.#options.stallMs) return;
+    this.#looking = true;
+    const { replyTimeoutMs } = this.#options;
+    try {
+      const { messageCount } = await withDeadline(
+        channel.checkQueue(this.queue),
+        replyTimeoutMs,
+        "check a consumed queue",
+      );
+      if (channel !== this.#channel || this.#working || this.#waiting.length > 0) return;
+      if (messageCount === 0 || this.#suspectedAt !== this.#lastDeliveryAt) {
+        this.#suspectedAt = messageCount === 0 ? undefined : this.#lastDeliveryAt;
+        return;
+      }
+      this.#log.warn(
+        "consumer receives nothing although its queue holds messages, attaching again",
+        {
+          queue: this.queue,
+          ready: messageCount,
+          quiet_ms: quietMs,
+        },
+      );
+      metrics.consumerReattached.inc({ queue: this.queue });
+      this.#channel = undefined;
+      clearInterval(this.#watchdog);
+      await withDeadline(channel.close(), replyTimeoutMs, "close a stalled consumer's channel")
+        .catch(() => {});
+      await withDeadline(this.attach(connection), replyTimeoutMs, "attach a consumer again");
+    } catch (error) {
+      // The broker does not answer this consumer: start over on a new connection.
+      this.#log.warn("consumer's channel does not answer, reconnecting", {
+        queue: this.queue,
+        error: describeError(error),
+      });
+      connection.close().catch(() => {});
+    } finally {
+      this.#looking = false;
+    }
   }
 
   #work(): void {
@@ -67,13 +166,13 @@ export class ConsumerState {
         try {
           settlements = await this.handler(batch);
         } catch (error) {
-          this.log.error("batch handler failed, requeueing", {
+          this.#log.error("batch handler failed, requeueing", {
             queue: this.queue,
             error: describeError(error),
           });
           settlements = batch.map(() => ({ action: "requeue", error: describeError(error) }));
         }
-        settle(batch, settlements, this.log);
+        settle(batch, settlements, this.#log);
       }
       this.#working = undefined;
     })();

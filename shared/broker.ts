@@ -11,6 +11,7 @@
 import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { closeConnectionWith, ConsumerState, toDelivery } from "./_broker_consumer.ts";
+import { BrokerTimeoutError, withDeadline } from "./_broker_deadline.ts";
 import { Buffer } from "node:buffer";
 import {
   declareTopology,
@@ -20,6 +21,7 @@ import {
   type TopologyOptions,
 } from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
+import { watchBrokerNode } from "./metrics.ts";
 
 /** A message to publish, persistent and as JSON. */
 export interface OutgoingMessage {
@@ -141,6 +143,12 @@ export interface BrokerOptions {
   maxDelayMs?: number;
   /** Heartbeat interval in seconds, which bounds how long a dead TCP link goes unnoticed. @default {15} */
   heartbeatSeconds?: number;
+  /**
+   * How long the broker may take to answer: to open and set up a connection, to confirm a publish,
+   * to attach a consumer. Past it the connection is given up and the next node is tried, in
+   * milliseconds. @default {10000}
+   */
+  replyTimeoutMs?: number;
   /** What to declare on every connection. */
   topology?: TopologyOptions;
 }
@@ -148,47 +156,92 @@ export interface BrokerOptions {
 interface Session {
   connection: ChannelModel;
   publisher: ConfirmChannel;
+  /** The node's `host:port`, for logs and metrics. */
+  node: string;
+  /** True while the broker holds back publishes (a resource alarm): confirms are late, not lost. */
+  blocked: boolean;
+  /** Gives the connection up (closing it in the background) so that the service reconnects. */
+  abandon(): void;
 }
 
-/** Connects to `url` in the background and keeps reconnecting until {@linkcode Broker.close}. */
-export function connectBroker(url: string, options: BrokerOptions): Broker {
+/**
+ * Connects in the background to the broker at `urls`, one URL or the URLs of one cluster's nodes,
+ * and keeps reconnecting until {@linkcode Broker.close}. The nodes are tried in a random order, so
+ * that instances spread over them, and after a loss the next node is tried first; a round in which
+ * none answered is followed by the backoff.
+ */
+export function connectBroker(urls: string | readonly string[], options: BrokerOptions): Broker {
   const {
     log,
     connectionName,
     initialDelayMs = 200,
     maxDelayMs = 10_000,
     heartbeatSeconds = 15,
+    replyTimeoutMs = 10_000,
     topology,
   } = options;
+  const nodes = shuffle(typeof urls === "string" ? [urls] : [...urls]);
   const consumers: ConsumerState[] = [];
   const connectListeners: Array<() => void> = [];
   const stopping = new AbortController();
   let session: Session | undefined;
   let lastError: string | undefined;
+  watchBrokerNode(nodes.map(nodeOf), () => session?.node);
 
-  /** Opens a connection and sets it up; resolves with a promise of its close. */
-  async function openSession(): Promise<{ closed: Promise<unknown> }> {
-    const connection = await amqp.connect(withHeartbeat(url, heartbeatSeconds), {
+  /** Opens a connection to `url` and sets it up; resolves with a promise of its end. */
+  async function openSession(url: string): Promise<{ ended: Promise<void> }> {
+    const connecting = amqp.connect(withHeartbeat(url, heartbeatSeconds), {
       clientProperties: { connection_name: connectionName },
       // Without it, Nagle's algorithm holds a publish behind an ack for a delayed-ACK round (~40 ms).
       noDelay: true,
-      timeout: 10_000,
+      timeout: replyTimeoutMs,
     });
+    const connection = await withDeadline(connecting, replyTimeoutMs, "open a connection")
+      .catch((error) => {
+        connecting.then((late) => late.close(), () => {}).catch(() => {});
+        throw error;
+      });
     // Listened for at once: a close during the set-up below must not go unnoticed.
-    const closed = new Promise((resolve) => connection.once("close", resolve));
+    let end!: () => void;
+    const ended = new Promise<void>((resolve) => end = resolve);
+    connection.once("close", () => end());
     connection.on("error", (error) => log.warn("broker connection error", { error }));
-    connection.on("blocked", (reason) => log.warn("broker blocked publishing", { reason }));
-    connection.on("unblocked", () => log.info("broker unblocked publishing"));
-    try {
-      const publisher = await connection.createConfirmChannel();
-      closeConnectionWith(publisher, connection, log);
-      await declareTopology(publisher, topology);
+    const current: Session = {
+      connection,
+      publisher: undefined as unknown as ConfirmChannel,
+      node: nodeOf(url),
+      blocked: false,
+      abandon() {
+        end();
+        // In the background: a broker that stopped answering may never confirm the close.
+        connection.close().catch(() => {});
+      },
+    };
+    connection.on("blocked", (reason) => {
+      current.blocked = true;
+      log.warn("broker blocked publishing", { reason });
+    });
+    connection.on("unblocked", () => {
+      current.blocked = false;
+      log.info("broker unblocked publishing");
+    });
+    async function setUp(): Promise<void> {
+      current.publisher = await connection.createConfirmChannel();
+      closeConnectionWith(current.publisher, connection, log);
+      await declareTopology(current.publisher, topology);
       // Consumers may need to publish (poison to a DLQ) from their first delivery on.
-      session = { connection, publisher };
+      session = current;
       for (const consumer of consumers) await consumer.attach(connection);
-      return { closed };
+    }
+    try {
+      await withDeadline(
+        Promise.race([setUp(), ended.then(() => Promise.reject(new Error("Connection closed")))]),
+        replyTimeoutMs,
+        "set up the connection",
+      );
+      return { ended };
     } catch (error) {
-      await connection.close().catch(() => {});
+      current.abandon();
       throw error;
     }
   }
@@ -196,23 +249,26 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
   async function keepConnected(): Promise<void> {
     let failures = 0;
     let connectedBefore = false;
-    while (!stopping.signal.aborted) {
+    for (let attempt = 0; !stopping.signal.aborted; attempt++) {
+      const url = nodes[attempt % nodes.length];
       try {
-        const { closed } = await openSession();
+        const { ended } = await openSession(url);
         log.info(
           connectedBefore ? "reconnected to broker" : "connected to broker",
-          failures ? { failed_attempts: failures } : {},
+          { node: nodeOf(url), ...(failures ? { failed_attempts: failures } : {}) },
         );
         connectedBefore = true;
         failures = 0;
         lastError = undefined;
         for (const listener of connectListeners) listener();
-        await closed;
+        await ended;
         session = undefined;
-        if (!stopping.signal.aborted) log.warn("lost broker connection, reconnecting");
+        if (!stopping.signal.aborted) {
+          log.warn("lost broker connection, reconnecting", { node: nodeOf(url) });
+        }
       } catch (error) {
         session = undefined;
-        lastError = describeError(error);
+        lastError = `${nodeOf(url)}: ${describeError(error)}`;
         // Only the first failure of a streak is worth a line: a dead broker must not flood the log.
         if (failures++ === 0) {
           if (error instanceof TopologyMismatchError) log.error(error.message);
@@ -220,15 +276,19 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
         }
       }
       for (const consumer of consumers) consumer.detach();
-      const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(failures, 16));
+      // The next node at once while some node of this round is untried; then the backoff.
+      if (failures % nodes.length !== 0) continue;
+      const rounds = failures / nodes.length;
+      const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(rounds, 16));
       await sleep(ceiling / 2 + Math.random() * ceiling / 2, stopping.signal);
     }
   }
   const running = keepConnected();
 
   async function publish(messages: OutgoingMessage[]): Promise<void> {
-    const channel = session?.publisher;
-    if (!channel) throw new Error("Cannot publish as the broker is not connected");
+    const current = session;
+    if (!current) throw new Error("Cannot publish as the broker is not connected");
+    const channel = current.publisher;
     const confirms = messages.map((message) =>
       new Promise<void>((resolve, reject) => {
         try {
@@ -249,7 +309,15 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
         }
       })
     );
-    await Promise.all(confirms);
+    try {
+      await withDeadline(Promise.all(confirms), replyTimeoutMs, "confirm a publish");
+    } catch (error) {
+      // A channel that stops confirming is broken (a node lost mid-publish can leave it so): the
+      // rows stay in the outbox and go out again on the next connection. While the broker blocks
+      // publishing on purpose, a late confirm is expected and the connection is kept.
+      if (error instanceof BrokerTimeoutError && !current.blocked) current.abandon();
+      throw error;
+    }
   }
 
   /** A channel of its own for a tool's work (`to` says what, for errors), on the open connection. */
@@ -268,7 +336,8 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     // A channel of its own: checking a missing queue closes the channel it ran on.
     const channel = await toolChannel("inspect a queue");
     try {
-      return (await channel.checkQueue(queue)).messageCount;
+      return (await withDeadline(channel.checkQueue(queue), replyTimeoutMs, "check a queue"))
+        .messageCount;
     } finally {
       await channel.close().catch(() => {});
     }
@@ -300,18 +369,22 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
       }]);
     },
     consume(queue, handler, consumeOptions = {}) {
-      const consumer = new ConsumerState(
-        queue,
-        handler,
-        consumeOptions.prefetch ?? DEFAULT_PREFETCH,
+      const consumer = new ConsumerState(queue, handler, {
+        prefetch: consumeOptions.prefetch ?? DEFAULT_PREFETCH,
+        replyTimeoutMs,
         log,
-      );
+      });
       consumers.push(consumer);
-      if (session) {
-        consumer.attach(session.connection).catch((error) => {
-          log.error("cannot start consumer, reconnecting", { queue, error: describeError(error) });
-          session?.connection.close().catch(() => {});
-        });
+      const current = session;
+      if (current) {
+        withDeadline(consumer.attach(current.connection), replyTimeoutMs, "attach a consumer")
+          .catch((error) => {
+            log.error("cannot start consumer, reconnecting", {
+              queue,
+              error: describeError(error),
+            });
+            current.abandon();
+          });
       }
       return {
         stop: async () => {
@@ -371,11 +444,31 @@ export function connectBroker(url: string, options: BrokerOptions): Broker {
     async close() {
       if (stopping.signal.aborted) return running;
       stopping.abort();
-      await session?.publisher.close().catch(() => {});
-      await session?.connection.close().catch(() => {});
+      const current = session;
+      if (current) {
+        // The channel first: amqplib drops acks still in its buffers when the connection goes first.
+        const closing = current.publisher.close().catch(() => {}).then(() =>
+          current.connection.close()
+        );
+        await withDeadline(closing, replyTimeoutMs, "close the connection").catch(current.abandon);
+      }
       await running;
     },
   };
+}
+
+/** A node as logs and metrics name it: `host:port`, without the credentials. */
+function nodeOf(url: string): string {
+  const { hostname, port, protocol } = new URL(url);
+  return `${hostname}:${port || (protocol === "amqps:" ? 5671 : 5672)}`;
+}
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+  return items;
 }
 
 function withHeartbeat(url: string, seconds: number): string {

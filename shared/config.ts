@@ -45,10 +45,36 @@ const durations = z.string().transform((text, ctx) => {
   return delays.map((match) => Number(match![1]) * (match![2] === "s" ? 1000 : 1));
 });
 
+const amqpUrl = z.url({ protocol: /^amqps?$/, hostname: /./ });
+
+/** One broker URL, or the comma-separated URLs of one cluster's nodes, all with the same vhost. */
+const amqpNodes = z.string().transform((text, ctx) => {
+  const urls = text.split(",").map((part) => part.trim());
+  for (const url of urls) {
+    const parsed = amqpUrl.safeParse(url);
+    if (!parsed.success) {
+      ctx.addIssue({ code: "custom", message: `"${url}" is not an amqp:// or amqps:// URL` });
+      return z.NEVER;
+    }
+  }
+  const vhosts = new Set(urls.map(vhostOf));
+  if (vhosts.size > 1) {
+    ctx.addIssue({
+      code: "custom",
+      message: `the nodes of one cluster share one vhost, not ${[...vhosts].join(" and ")}`,
+    });
+    return z.NEVER;
+  }
+  return urls;
+});
+
+/** The vhost a URL names: its path without the leading slash, "/" when empty. */
+function vhostOf(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.slice(1)) || "/";
+}
+
 const configSchema = z.object({
-  AMQP_URL: z.url({ protocol: /^amqps?$/, hostname: /./ }).default(
-    "amqp://guest:guest@127.0.0.1:5672/",
-  ),
+  AMQP_URL: amqpNodes.prefault("amqp://guest:guest@127.0.0.1:5672/"),
   RABBITMQ_MANAGEMENT_URL: z.url({ protocol: /^https?$/, hostname: /./ }).default(
     "http://guest:guest@127.0.0.1:15672",
   ),
@@ -67,7 +93,8 @@ const configSchema = z.object({
 
 /** The parsed configuration of a service. */
 export interface Config {
-  amqpUrl: string;
+  /** The broker's URL, or one URL per node of a cluster: the service moves to another on a loss. */
+  amqpUrls: string[];
   managementUrl: string;
   ports: { order: number; inventory: number; notification: number };
   dataDir: string;
@@ -110,7 +137,7 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
   }
   const c = parsed.data;
   return {
-    amqpUrl: c.AMQP_URL,
+    amqpUrls: c.AMQP_URL,
     managementUrl: c.RABBITMQ_MANAGEMENT_URL,
     ports: { order: c.ORDER_PORT, inventory: c.INVENTORY_PORT, notification: c.NOTIFICATION_PORT },
     dataDir: c.DATA_DIR,
@@ -125,7 +152,7 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
 }
 
 const EXPECTED: Record<string, string> = {
-  AMQP_URL: "an amqp:// or amqps:// URL",
+  AMQP_URL: "an amqp:// or amqps:// URL, or a comma-separated list of them with one vhost",
   RABBITMQ_MANAGEMENT_URL: "an http:// or https:// URL",
   ORDER_PORT: "an integer 0-65535",
   INVENTORY_PORT: "an integer 0-65535",

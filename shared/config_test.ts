@@ -5,7 +5,7 @@ Deno.test("parseConfig() uses the defaults when nothing is set", () => {
   const config = parseConfig({}, "order");
   assert.deepEqual(config.ports, { order: 8001, inventory: 8002, notification: 8003 });
   assert.equal(config.dataDir, "./data");
-  assert.equal(config.amqpUrl, "amqp://guest:guest@127.0.0.1:5672/");
+  assert.deepEqual(config.amqpUrls, ["amqp://guest:guest@127.0.0.1:5672/"]);
   assert.equal(config.managementUrl, "http://guest:guest@127.0.0.1:15672");
   assert.equal(config.databaseUrl, undefined);
   assert.equal(config.inventoryFail, false);
@@ -29,7 +29,7 @@ Deno.test("parseConfig() applies overrides", () => {
     LOG_LEVEL: "debug",
     LOG_FORMAT: "json",
   }, "inventory");
-  assert.equal(config.amqpUrl, "amqps://user:pw@broker.example:5671/campus");
+  assert.deepEqual(config.amqpUrls, ["amqps://user:pw@broker.example:5671/campus"]);
   assert.equal(config.managementUrl, "https://user:pw@broker.example:15671");
   assert.deepEqual(config.ports, { order: 0, inventory: 9002, notification: 65535 });
   assert.equal(config.dataDir, "/tmp/food");
@@ -57,7 +57,7 @@ Deno.test("parseConfig() treats empty strings as unset", () => {
     FAULT_TRANSIENT_RATE: "",
     LOG_LEVEL: "",
   }, "order");
-  assert.equal(config.amqpUrl, "amqp://guest:guest@127.0.0.1:5672/");
+  assert.deepEqual(config.amqpUrls, ["amqp://guest:guest@127.0.0.1:5672/"]);
   assert.equal(config.ports.order, 8001);
   assert.equal(config.dataDir, "./data");
   assert.equal(config.databaseUrl, undefined);
@@ -117,6 +117,34 @@ Deno.test("parseConfig() rejects a FAULT_TRANSIENT_RATE above 1", () => {
 
 Deno.test("parseConfig() rejects an AMQP_URL that is not amqp:// or amqps://", () => {
   assertConfigError({ AMQP_URL: "http://x" }, "AMQP_URL", "http://x");
+});
+
+Deno.test("parseConfig() takes an AMQP_URL list of a cluster's nodes, in order", () => {
+  const config = parseConfig({
+    AMQP_URL:
+      "amqp://u:p@node-1:5672/campus, amqp://u:p@node-2:5672/campus,amqps://u:p@node-3/campus",
+  }, "order");
+  assert.deepEqual(config.amqpUrls, [
+    "amqp://u:p@node-1:5672/campus",
+    "amqp://u:p@node-2:5672/campus",
+    "amqps://u:p@node-3/campus",
+  ]);
+});
+
+Deno.test("parseConfig() rejects an AMQP_URL list whose nodes name different vhosts", () => {
+  assert.throws(
+    () => parseConfig({ AMQP_URL: "amqp://node-1/a,amqp://node-2/b" }, "order"),
+    { name: "ConfigError", message: /AMQP_URL must be .*one vhost.*not a and b/ },
+  );
+});
+
+Deno.test("parseConfig() rejects an AMQP_URL list with an empty or non-amqp entry", () => {
+  assertConfigError({ AMQP_URL: "amqp://node-1/,," }, "AMQP_URL", "amqp://node-1/,,");
+  assertConfigError(
+    { AMQP_URL: "amqp://node-1/,http://node-2/" },
+    "AMQP_URL",
+    "amqp://node-1/,http://node-2/",
+  );
 });
 
 Deno.test("parseConfig() rejects an INVENTORY_STOCK pair without a quantity", () => {

@@ -161,6 +161,11 @@ export const metrics = {
     "Time to handle and commit one batch of deliveries",
     ["queue"],
   ),
+  consumerReattached: counter(
+    "consumer_reattached_total",
+    "Consumers attached again after receiving nothing while their queue held ready messages",
+    ["queue"],
+  ),
   httpRequests: counter("http_requests_total", "HTTP requests answered", [
     "method",
     "route",
@@ -177,6 +182,26 @@ families.push(() => {
   return gauge("process_resident_memory_bytes", "Resident memory size in bytes", rss) +
     gauge("process_heap_used_bytes", "V8 heap in use, in bytes", heapUsed);
 });
+
+let brokerNodes: { nodes: readonly string[]; current: () => string | undefined } | undefined;
+families.push(() => {
+  if (!brokerNodes) return "";
+  const metric = `${PREFIX}broker_node_connected`;
+  const current = brokerNodes.current();
+  return header(
+    metric,
+    "1 for the broker node the service is connected to, 0 for the others",
+    "gauge",
+  ) +
+    brokerNodes.nodes.map((node) =>
+      `${metric}{${renderLabels(["node"], { node })}} ${node === current ? 1 : 0}\n`
+    ).join("");
+});
+
+/** Reports at each scrape which of `nodes` (as `host:port`) the broker connection uses. */
+export function watchBrokerNode(nodes: readonly string[], current: () => string | undefined): void {
+  brokerNodes = { nodes, current };
+}
 
 type OutboxBacklog = { count: number; oldestCreatedAt: string | null };
 let readOutbox: (() => Promise<OutboxBacklog>) | undefined;
