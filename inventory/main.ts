@@ -9,10 +9,12 @@ import { openStore } from "../shared/store.ts";
 import { connectBroker } from "../shared/broker.ts";
 import { startOutboxRelay } from "../shared/relay.ts";
 import { startConsumer } from "../shared/consumer.ts";
+import { inboxRetention } from "../shared/inbox.ts";
 import { orderPlacedSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
+import { startRetention } from "../shared/retention.ts";
 import { INVENTORY_MIGRATIONS, lockStock, seedStock } from "./stock.ts";
 import { handleOrderPlaced } from "./handle_order_placed.ts";
 import { inventoryRoutes } from "./routes.ts";
@@ -41,7 +43,15 @@ if (import.meta.main) {
     retryDelaysMs: config.retryDelaysMs,
     faultRate: config.faultTransientRate,
   });
+  const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
   const app = serviceApp(inventoryRoutes(store), { store, broker });
   const server = serveHttp(app, config.ports.inventory, log);
-  onShutdown(log, [consumer.stop, relay.stop, broker.close, server.shutdown, store.close]);
+  onShutdown(log, [
+    consumer.stop,
+    relay.stop,
+    retention.stop,
+    broker.close,
+    server.shutdown,
+    store.close,
+  ]);
 }

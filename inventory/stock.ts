@@ -5,7 +5,7 @@
  */
 import type { Migration, Store, Tx } from "../shared/store.ts";
 import type { OrderItem } from "../shared/events.ts";
-import { INBOX_MIGRATION } from "../shared/inbox.ts";
+import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION } from "../shared/inbox.ts";
 import { OUTBOX_MIGRATION } from "../shared/outbox.ts";
 
 export const INVENTORY_MIGRATIONS: Migration[] = [INBOX_MIGRATION, OUTBOX_MIGRATION, {
@@ -21,7 +21,7 @@ export const INVENTORY_MIGRATIONS: Migration[] = [INBOX_MIGRATION, OUTBOX_MIGRAT
       items TEXT NOT NULL,
       created_at TEXT NOT NULL
     )`,
-}];
+}, INBOX_RECEIVED_AT_MIGRATION];
 
 /** A reservation as `GET /reservations/{order_id}` shows it. */
 export interface Reservation {

@@ -8,10 +8,12 @@ import { createLogger } from "../shared/log.ts";
 import { openStore } from "../shared/store.ts";
 import { connectBroker } from "../shared/broker.ts";
 import { startConsumer } from "../shared/consumer.ts";
+import { inboxRetention } from "../shared/inbox.ts";
 import { inventoryOutcomeSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
+import { startRetention } from "../shared/retention.ts";
 import { NOTIFICATION_MIGRATIONS } from "./notifications.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
 import { notificationRoutes } from "./routes.ts";
@@ -38,10 +40,12 @@ if (import.meta.main) {
       faultRate: config.faultTransientRate,
     })
   );
+  const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
   const app = serviceApp(notificationRoutes(store), { store, broker });
   const server = serveHttp(app, config.ports.notification, log);
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),
+    retention.stop,
     broker.close,
     server.shutdown,
     store.close,

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Migration, Tx } from "../shared/store.ts";
-import { INBOX_MIGRATION } from "../shared/inbox.ts";
+import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION } from "../shared/inbox.ts";
 
 export const NOTIFICATION_MIGRATIONS: Migration[] = [INBOX_MIGRATION, {
   name: "notifications",
@@ -16,7 +16,7 @@ export const NOTIFICATION_MIGRATIONS: Migration[] = [INBOX_MIGRATION, {
       created_at TEXT NOT NULL
     );
     CREATE INDEX notifications_by_user ON notifications (user_id, created_at)`,
-}];
+}, INBOX_RECEIVED_AT_MIGRATION];
 
 /** A notification as `GET /notifications` lists it. */
 export interface Notification {

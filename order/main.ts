@@ -9,11 +9,13 @@ import { openStore } from "../shared/store.ts";
 import { connectBroker } from "../shared/broker.ts";
 import { startOutboxRelay } from "../shared/relay.ts";
 import { startConsumer } from "../shared/consumer.ts";
+import { inboxRetention } from "../shared/inbox.ts";
 import { inventoryOutcomeSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
-import { ORDER_MIGRATIONS } from "./orders.ts";
+import { startRetention } from "../shared/retention.ts";
+import { idempotencyKeyRetention, ORDER_MIGRATIONS } from "./orders.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
 import { orderRoutes } from "./routes.ts";
 
@@ -37,7 +39,18 @@ if (import.meta.main) {
     log,
     retryDelaysMs: config.retryDelaysMs,
   });
+  const retention = startRetention(store, [
+    inboxRetention(config.inboxRetentionMs),
+    idempotencyKeyRetention(config.idempotencyKeyRetentionMs),
+  ], { log });
   const app = serviceApp(orderRoutes(store, { onCommit: relay.wake, log }), { store, broker });
   const server = serveHttp(app, config.ports.order, log);
-  onShutdown(log, [server.shutdown, consumer.stop, relay.stop, broker.close, store.close]);
+  onShutdown(log, [
+    server.shutdown,
+    consumer.stop,
+    relay.stop,
+    retention.stop,
+    broker.close,
+    store.close,
+  ]);
 }

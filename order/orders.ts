@@ -4,12 +4,16 @@
  */
 import type { Migration, Tx } from "../shared/store.ts";
 import type { Order, OrderItem } from "../shared/events.ts";
-import { INBOX_MIGRATION } from "../shared/inbox.ts";
+import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION } from "../shared/inbox.ts";
 import { OUTBOX_MIGRATION } from "../shared/outbox.ts";
+import type { RetentionRule } from "../shared/retention.ts";
 
-export const ORDER_MIGRATIONS: Migration[] = [INBOX_MIGRATION, OUTBOX_MIGRATION, {
-  name: "orders",
-  sql: `CREATE TABLE orders (
+export const ORDER_MIGRATIONS: Migration[] = [
+  INBOX_MIGRATION,
+  OUTBOX_MIGRATION,
+  {
+    name: "orders",
+    sql: `CREATE TABLE orders (
       order_id TEXT PRIMARY KEY,
       user_id TEXT NOT NULL,
       items TEXT NOT NULL,
@@ -24,7 +28,21 @@ export const ORDER_MIGRATIONS: Migration[] = [INBOX_MIGRATION, OUTBOX_MIGRATION,
       order_id TEXT NOT NULL,
       created_at TEXT NOT NULL
     )`,
-}];
+  },
+  INBOX_RECEIVED_AT_MIGRATION,
+  {
+    name: "idempotency_keys_created_at",
+    sql: "CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at)",
+  },
+];
+
+/**
+ * `POST /order` forgets an `Idempotency-Key` `keepMs` after its first use: a retry that comes later
+ * places a new order, as with Stripe's keys, which expire after 24 hours.
+ */
+export function idempotencyKeyRetention(keepMs: number): RetentionRule {
+  return { table: "idempotency_keys", key: ["idempotency_key"], time: "created_at", keepMs };
+}
 
 export type OrderStatus = "PENDING" | "CONFIRMED" | "REJECTED";
 

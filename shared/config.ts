@@ -36,13 +36,36 @@ const stock = z.string().transform((text, ctx) => {
   return result;
 });
 
+const MS_PER_UNIT: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/** A duration such as `100ms`, `30s`, `5m`, `24h` or `7d`, in milliseconds; undefined if it is not. */
+function parseDuration(text: string): number | undefined {
+  const match = /^\s*(\d{1,7})(ms|s|m|h|d)\s*$/.exec(text);
+  return match ? Number(match[1]) * MS_PER_UNIT[match[2]] : undefined;
+}
+
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms === 0) {
+    ctx.addIssue({ code: "custom", message: "a positive duration such as 30s, 5m, 24h or 7d" });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const durations = z.string().transform((text, ctx) => {
-  const delays = text.split(",").map((part) => /^\s*(\d{1,7})(ms|s)\s*$/.exec(part));
-  if (delays.length === 0 || delays.some((match) => match === null)) {
+  const delays = text.split(",").map(parseDuration);
+  if (delays.some((ms) => ms === undefined)) {
     ctx.addIssue({ code: "custom", message: "durations such as 1s,5s,30s or 100ms" });
     return z.NEVER;
   }
-  return delays.map((match) => Number(match![1]) * (match![2] === "s" ? 1000 : 1));
+  return delays as number[];
 });
 
 const amqpUrl = z.url({ protocol: /^amqps?$/, hostname: /./ });
@@ -87,6 +110,8 @@ const configSchema = z.object({
   INVENTORY_STOCK: stock.prefault(DEFAULT_STOCK),
   FAULT_TRANSIENT_RATE: rate.prefault("0"),
   RETRY_DELAYS: durations.prefault("1s,5s,30s"),
+  INBOX_RETENTION: duration.prefault("7d"),
+  IDEMPOTENCY_KEY_RETENTION: duration.prefault("24h"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
 });
@@ -104,6 +129,10 @@ export interface Config {
   faultTransientRate: number;
   /** The delay before each retry of a transiently failed message, in milliseconds. */
   retryDelaysMs: number[];
+  /** How long a consumer remembers a handled `event_id`, in milliseconds. */
+  inboxRetentionMs: number;
+  /** How long `POST /order` remembers an `Idempotency-Key`, in milliseconds. */
+  idempotencyKeyRetentionMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
   /** `json` outside a terminal, `pretty` in one, unless LOG_FORMAT says otherwise. */
   logFormat?: "json" | "pretty";
@@ -146,6 +175,8 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
     initialStock: c.INVENTORY_STOCK,
     faultTransientRate: c.FAULT_TRANSIENT_RATE,
     retryDelaysMs: c.RETRY_DELAYS,
+    inboxRetentionMs: c.INBOX_RETENTION,
+    idempotencyKeyRetentionMs: c.IDEMPOTENCY_KEY_RETENTION,
     logLevel: c.LOG_LEVEL,
     logFormat: c.LOG_FORMAT,
   };
@@ -163,6 +194,8 @@ const EXPECTED: Record<string, string> = {
   INVENTORY_STOCK: "sku=qty pairs such as burger=500,fries=500",
   FAULT_TRANSIENT_RATE: "a number from 0 to 1",
   RETRY_DELAYS: "comma-separated durations such as 1s,5s,30s",
+  INBOX_RETENTION: "a duration such as 30m, 24h or 7d",
+  IDEMPOTENCY_KEY_RETENTION: "a duration such as 30m, 24h or 7d",
   LOG_LEVEL: "one of debug, info, warn, error",
   LOG_FORMAT: "json or pretty",
 };

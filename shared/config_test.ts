@@ -147,6 +147,28 @@ Deno.test("parseConfig() rejects an AMQP_URL list with an empty or non-amqp entr
   );
 });
 
+Deno.test("parseConfig() reads retention windows in ms, s, m, h and d", () => {
+  const defaults = parseConfig({}, "order");
+  assert.equal(defaults.inboxRetentionMs, 7 * 86_400_000);
+  assert.equal(defaults.idempotencyKeyRetentionMs, 24 * 3_600_000);
+  const config = parseConfig(
+    { INBOX_RETENTION: "90m", IDEMPOTENCY_KEY_RETENTION: "1500ms" },
+    "order",
+  );
+  assert.equal(config.inboxRetentionMs, 90 * 60_000);
+  assert.equal(config.idempotencyKeyRetentionMs, 1500);
+  assert.deepEqual(parseConfig({ RETRY_DELAYS: "500ms,1s,2m" }, "order").retryDelaysMs, [
+    500,
+    1000,
+    120_000,
+  ]);
+});
+
+Deno.test("parseConfig() rejects a retention window of zero or without a unit", () => {
+  assertConfigError({ INBOX_RETENTION: "0d" }, "INBOX_RETENTION", "0d");
+  assertConfigError({ IDEMPOTENCY_KEY_RETENTION: "24" }, "IDEMPOTENCY_KEY_RETENTION", "24");
+});
+
 Deno.test("parseConfig() rejects an INVENTORY_STOCK pair without a quantity", () => {
   assertConfigError({ INVENTORY_STOCK: "burger" }, "INVENTORY_STOCK", "burger");
 });

@@ -4,6 +4,7 @@
  * @module
  */
 import { jsonArrayTable, type Migration, type Tx } from "./store.ts";
+import type { RetentionRule } from "./retention.ts";
 
 export const INBOX_MIGRATION: Migration = {
   name: "inbox",
@@ -14,6 +15,21 @@ export const INBOX_MIGRATION: Migration = {
     PRIMARY KEY (consumer, event_id)
   )`,
 };
+
+/** What retention needs to find the oldest inbox rows without reading them all. */
+export const INBOX_RECEIVED_AT_MIGRATION: Migration = {
+  name: "inbox_received_at",
+  sql: "CREATE INDEX inbox_received_at ON inbox (received_at)",
+};
+
+/**
+ * The inbox forgets an event `keepMs` after receiving it. A duplicate that comes later is handled
+ * again, so the consumer's effects must still be keyed by what they are about (an order's
+ * reservation, its notification), as they are here.
+ */
+export function inboxRetention(keepMs: number): RetentionRule {
+  return { table: "inbox", key: ["consumer", "event_id"], time: "received_at", keepMs };
+}
 
 /**
  * Records that `consumer` handles the events `eventIds`, all in one statement. Must run in the same

@@ -166,6 +166,11 @@ export const metrics = {
     "Consumers attached again after receiving nothing while their queue held ready messages",
     ["queue"],
   ),
+  retentionDeleted: counter(
+    "retention_deleted_rows_total",
+    "Rows deleted as older than their retention window (inbox, idempotency keys)",
+    ["table"],
+  ),
   httpRequests: counter("http_requests_total", "HTTP requests answered", [
     "method",
     "route",

@@ -26,6 +26,20 @@ export function jsonArrayTable(dialect: Dialect): string {
     : "(SELECT value, key AS position FROM json_each(?)) AS elements";
 }
 
+/**
+ * Takes the lock called `name` until `tx` ends, if no other instance holds it: on PostgreSQL a
+ * transaction-level advisory lock, on SQLite always (one process owns its file).
+ * @returns false when another instance holds it
+ */
+export async function tryLockForTransaction(tx: Tx, name: string): Promise<boolean> {
+  if (tx.dialect === "sqlite") return true;
+  const row = await tx.get<{ locked: boolean }>(
+    "SELECT pg_try_advisory_xact_lock(hashtext(?)) AS locked",
+    name,
+  );
+  return row?.locked === true;
+}
+
 /** The statements one transaction can run; every call is a prepared statement. */
 export interface Tx {
   readonly dialect: Dialect;
