@@ -112,6 +112,7 @@ const configSchema = z.object({
   RETRY_DELAYS: durations.prefault("1s,5s,30s"),
   INBOX_RETENTION: duration.prefault("7d"),
   IDEMPOTENCY_KEY_RETENTION: duration.prefault("24h"),
+  ORDER_DECISION_TIMEOUT: duration.prefault("120s"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
 });
@@ -133,6 +134,8 @@ export interface Config {
   inboxRetentionMs: number;
   /** How long `POST /order` remembers an `Idempotency-Key`, in milliseconds. */
   idempotencyKeyRetentionMs: number;
+  /** How long an order may stay PENDING before it becomes EXPIRED, in milliseconds. */
+  orderDecisionTimeoutMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
   /** `json` outside a terminal, `pretty` in one, unless LOG_FORMAT says otherwise. */
   logFormat?: "json" | "pretty";
@@ -177,6 +180,7 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
     retryDelaysMs: c.RETRY_DELAYS,
     inboxRetentionMs: c.INBOX_RETENTION,
     idempotencyKeyRetentionMs: c.IDEMPOTENCY_KEY_RETENTION,
+    orderDecisionTimeoutMs: c.ORDER_DECISION_TIMEOUT,
     logLevel: c.LOG_LEVEL,
     logFormat: c.LOG_FORMAT,
   };
@@ -196,6 +200,7 @@ const EXPECTED: Record<string, string> = {
   RETRY_DELAYS: "comma-separated durations such as 1s,5s,30s",
   INBOX_RETENTION: "a duration such as 30m, 24h or 7d",
   IDEMPOTENCY_KEY_RETENTION: "a duration such as 30m, 24h or 7d",
+  ORDER_DECISION_TIMEOUT: "a duration such as 30s, 2m or 1h",
   LOG_LEVEL: "one of debug, info, warn, error",
   LOG_FORMAT: "json or pretty",
 };

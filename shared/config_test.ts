@@ -169,6 +169,17 @@ Deno.test("parseConfig() rejects a retention window of zero or without a unit", 
   assertConfigError({ IDEMPOTENCY_KEY_RETENTION: "24" }, "IDEMPOTENCY_KEY_RETENTION", "24");
 });
 
+Deno.test("parseConfig() reads ORDER_DECISION_TIMEOUT, 120 s by default", () => {
+  assert.equal(parseConfig({}, "order").orderDecisionTimeoutMs, 120_000);
+  assert.equal(parseConfig({ ORDER_DECISION_TIMEOUT: "3s" }, "order").orderDecisionTimeoutMs, 3000);
+  assert.equal(
+    parseConfig({ ORDER_DECISION_TIMEOUT: "2m" }, "order").orderDecisionTimeoutMs,
+    120_000,
+  );
+  assertConfigError({ ORDER_DECISION_TIMEOUT: "0s" }, "ORDER_DECISION_TIMEOUT", "0s");
+  assertConfigError({ ORDER_DECISION_TIMEOUT: "soon" }, "ORDER_DECISION_TIMEOUT", "soon");
+});
+
 Deno.test("parseConfig() rejects an INVENTORY_STOCK pair without a quantity", () => {
   assertConfigError({ INVENTORY_STOCK: "burger" }, "INVENTORY_STOCK", "burger");
 });

@@ -66,8 +66,30 @@ export const inventoryOutcomeSchema = z.discriminatedUnion("event_type", [
 ]);
 export type InventoryOutcome = z.infer<typeof inventoryOutcomeSchema>;
 
+/** Why an order was called off: the student cancelled it, or no outcome came in time. */
+export const CancelReason = { cancelled: "cancelled", expired: "expired" } as const;
+export type CancelReason = typeof CancelReason[keyof typeof CancelReason];
+
+/**
+ * The reason of the `InventoryFailed` for an `OrderPlaced` that came after its order's
+ * `OrderCancelled`: no stock was taken, and the cancellation itself is what the student hears of.
+ */
+export const ORDER_CANCELLED_REASON = "order cancelled";
+
+export const orderCancelledSchema = z.object({
+  ...outcomeFields,
+  event_type: z.literal(EventType.OrderCancelled),
+  reason: z.enum([CancelReason.cancelled, CancelReason.expired]),
+  /**
+   * The status the order left: CONFIRMED tells notification that the student was (or must first
+   * be) told of the confirmation, whichever of the two events it receives first.
+   */
+  previous_status: z.enum(["PENDING", "CONFIRMED"]).optional(),
+});
+export type OrderCancelled = z.infer<typeof orderCancelledSchema>;
+
 /** Any event this system publishes. */
-export type Event = OrderPlaced | InventoryOutcome;
+export type Event = OrderPlaced | InventoryOutcome | OrderCancelled;
 
 /** What {@linkcode parseEvent} found: the event, or why the message is poison. */
 export type ParseResult<T> = { ok: true; event: T } | { ok: false; reason: string };
@@ -152,12 +174,15 @@ export function orderPlaced(order: Order): OrderPlaced {
   };
 }
 
-/** Creates the outcome event of a reservation: reserved when `reason` is undefined, else failed. */
-export function inventoryOutcome(
-  order: { order_id: string; user_id: string; items: OrderItem[] },
-  reason?: string,
-): InventoryOutcome {
-  const fields = {
+/** What the events about one order carry of it besides their own fields. */
+interface OrderFacts {
+  order_id: string;
+  user_id: string;
+  items: OrderItem[];
+}
+
+function aboutOrder(order: OrderFacts) {
+  return {
     event_id: newId(),
     created_at: new Date().toISOString(),
     correlation_id: order.order_id,
@@ -165,7 +190,25 @@ export function inventoryOutcome(
     user_id: order.user_id,
     items: order.items,
   };
+}
+
+/** Creates the outcome event of a reservation: reserved when `reason` is undefined, else failed. */
+export function inventoryOutcome(order: OrderFacts, reason?: string): InventoryOutcome {
+  const fields = aboutOrder(order);
   return reason === undefined
     ? { ...fields, event_type: EventType.InventoryReserved }
     : { ...fields, event_type: EventType.InventoryFailed, reason };
+}
+
+/** Creates the `OrderCancelled` event of `order`, which left `previousStatus` for `reason`. */
+export function orderCancelled(
+  order: OrderFacts,
+  change: { reason: CancelReason; previousStatus: "PENDING" | "CONFIRMED" },
+): OrderCancelled {
+  return {
+    ...aboutOrder(order),
+    event_type: EventType.OrderCancelled,
+    reason: change.reason,
+    previous_status: change.previousStatus,
+  };
 }

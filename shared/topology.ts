@@ -20,6 +20,7 @@ export const EventType = {
   OrderPlaced: "OrderPlaced",
   InventoryReserved: "InventoryReserved",
   InventoryFailed: "InventoryFailed",
+  OrderCancelled: "OrderCancelled",
 } as const;
 export type EventType = typeof EventType[keyof typeof EventType];
 
@@ -33,6 +34,10 @@ export const Queue = {
   inventoryFailed: "inventory-failed",
   /** Both inventory outcomes, for the order service to update each order's status. */
   orderStatus: "order-status",
+  /** OrderCancelled, for inventory to release the order's stock (or never take it). */
+  orderCancelled: "order-cancelled",
+  /** OrderCancelled, for notification to tell the student. */
+  orderCancelledNotifications: "order-cancelled-notifications",
 } as const;
 export type Queue = typeof Queue[keyof typeof Queue];
 
@@ -41,6 +46,8 @@ const BINDINGS: Record<Queue, EventType[]> = {
   [Queue.inventoryReserved]: [EventType.InventoryReserved],
   [Queue.inventoryFailed]: [EventType.InventoryFailed],
   [Queue.orderStatus]: [EventType.InventoryReserved, EventType.InventoryFailed],
+  [Queue.orderCancelled]: [EventType.OrderCancelled],
+  [Queue.orderCancelledNotifications]: [EventType.OrderCancelled],
 };
 
 /** The dead-letter queue of `queue`. */
