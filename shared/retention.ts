@@ -9,7 +9,8 @@
  * @module
  */
 import { type Store, tryLockForTransaction } from "./store.ts";
-import { describeError, type Logger } from "./log.ts";
+import type { Logger } from "./log.ts";
+import { type Periodic, startPeriodic } from "./periodic.ts";
 import { metrics } from "./metrics.ts";
 
 /** A table whose old rows are deleted. */
@@ -63,12 +64,6 @@ export async function deleteExpired(
   }
 }
 
-/** A running retention loop. */
-export interface Retention {
-  /** Finishes the batch in hand and stops. */
-  stop(): Promise<void>;
-}
-
 /**
  * Deletes expired rows of every rule now and then, for the life of the service: each rule every
  * tenth of its window, at least every second and at most every minute.
@@ -77,44 +72,25 @@ export function startRetention(
   store: Store,
   rules: readonly RetentionRule[],
   options: { log: Logger },
-): Retention {
+): Periodic {
   const { log } = options;
-  const stopping = new AbortController();
-  async function keep(rule: RetentionRule): Promise<void> {
-    const intervalMs = Math.min(60_000, Math.max(1000, rule.keepMs / 10));
-    let failing = false;
-    while (!stopping.signal.aborted) {
-      try {
-        const deleted = await deleteExpired(store, rule);
-        if (deleted > 0) {
-          metrics.retentionDeleted.inc({ table: rule.table }, deleted);
-          log.debug("deleted expired rows", { table: rule.table, rows: deleted });
-        }
-        failing = false;
-      } catch (error) {
-        // The consumers report a sick database; one line here per streak is enough.
-        if (!failing) {
-          log.warn("cannot delete expired rows, will retry", {
-            table: rule.table,
-            error: describeError(error),
-          });
-        }
-        failing = true;
+  const loops = rules.map((rule) =>
+    startPeriodic(async function deleteExpiredRows() {
+      const deleted = await deleteExpired(store, rule);
+      if (deleted > 0) {
+        metrics.retentionDeleted.inc({ table: rule.table }, deleted);
+        log.debug("deleted expired rows", { table: rule.table, rows: deleted });
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, intervalMs);
-        stopping.signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          resolve();
-        }, { once: true });
-      });
-    }
-  }
-  const running = Promise.all(rules.map(keep));
+    }, {
+      intervalMs: Math.min(60_000, Math.max(1000, rule.keepMs / 10)),
+      log,
+      name: "delete expired rows",
+      fields: { table: rule.table },
+    })
+  );
   return {
     async stop() {
-      stopping.abort();
-      await running;
+      await Promise.all(loops.map((loop) => loop.stop()));
     },
   };
 }
