@@ -1,27 +1,34 @@
 /**
- * The order service's handler of the inventory outcomes: moves each order to CONFIRMED or REJECTED.
+ * The order service's handler of the inventory outcomes: moves each PENDING order to CONFIRMED or
+ * REJECTED. An outcome that comes after the order was cancelled or expired changes nothing: the
+ * `OrderCancelled` already sent makes inventory release what the outcome reserved.
  * @module
  */
 import type { EventHandler } from "../shared/consumer.ts";
 import { EventType } from "../shared/topology.ts";
 import type { InventoryOutcome } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
-import { decideOrder } from "./orders.ts";
+import { metrics } from "../shared/metrics.ts";
+import { changeStatus } from "./orders.ts";
 
 /** Creates the handler of both inventory outcomes. */
 export function handleInventoryOutcome(log: Logger): EventHandler<InventoryOutcome> {
   return async function updateOrderStatus(tx, event, context) {
-    const outcome = event.event_type === EventType.InventoryReserved
-      ? { status: "CONFIRMED" as const }
-      : { status: "REJECTED" as const, reason: event.reason };
+    const change = event.event_type === EventType.InventoryReserved
+      ? { from: "PENDING", to: "CONFIRMED" } as const
+      : { from: "PENDING", to: "REJECTED", reason: event.reason } as const;
     const fields = {
       order_id: event.order_id,
       event_id: event.event_id,
       trace_id: context.traceId,
-      status: outcome.status,
+      status: change.to,
     };
-    return await decideOrder(tx, event.order_id, outcome)
-      ? () => log.info("updated order status", fields)
-      : () => log.info("skipped outcome of an order that is not pending here", fields);
+    if (!await changeStatus(tx, event.order_id, change)) {
+      return () => log.info("skipped outcome of an order that is not pending here", fields);
+    }
+    return () => {
+      metrics.orderStatusChanges.inc({ from: change.from, to: change.to });
+      log.info("updated order status", fields);
+    };
   };
 }

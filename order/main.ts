@@ -1,6 +1,7 @@
 /**
  * The order service: accepts orders over HTTP, stores each with its `OrderPlaced` event in one
- * transaction, publishes through the outbox, and follows each order to CONFIRMED or REJECTED.
+ * transaction, publishes through the outbox, and follows each order to CONFIRMED or REJECTED, or to
+ * CANCELLED (the student asked) or EXPIRED (no outcome within ORDER_DECISION_TIMEOUT).
  * @module
  */
 import { loadConfig } from "../shared/config.ts";
@@ -17,6 +18,7 @@ import { onShutdown } from "../shared/lifecycle.ts";
 import { startRetention } from "../shared/retention.ts";
 import { idempotencyKeyRetention, ORDER_MIGRATIONS } from "./orders.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
+import { startExpiry } from "./expire_orders.ts";
 import { orderRoutes } from "./routes.ts";
 
 if (import.meta.main) {
@@ -39,6 +41,7 @@ if (import.meta.main) {
     log,
     retryDelaysMs: config.retryDelaysMs,
   });
+  const expiry = startExpiry(store, config.orderDecisionTimeoutMs, { log, onExpired: relay.wake });
   const retention = startRetention(store, [
     inboxRetention(config.inboxRetentionMs),
     idempotencyKeyRetention(config.idempotencyKeyRetentionMs),
@@ -48,6 +51,7 @@ if (import.meta.main) {
   onShutdown(log, [
     server.shutdown,
     consumer.stop,
+    expiry.stop,
     relay.stop,
     retention.stop,
     broker.close,

@@ -34,6 +34,30 @@ export const ORDER_MIGRATIONS: Migration[] = [
     name: "idempotency_keys_created_at",
     sql: "CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at)",
   },
+  {
+    // SQLite cannot change a CHECK constraint in place: the table is copied into a new one. The
+    // partial index holds only the PENDING orders, so the expiry sweep reads the few it may expire.
+    name: "orders_cancelled_expired",
+    sql: `CREATE TABLE orders_v2 (
+      order_id TEXT PRIMARY KEY,
+      user_id TEXT NOT NULL,
+      items TEXT NOT NULL,
+      status TEXT NOT NULL
+        CHECK (status IN ('PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED', 'EXPIRED')),
+      reason TEXT,
+      created_at TEXT NOT NULL,
+      updated_at TEXT NOT NULL
+    );
+    INSERT INTO orders_v2 (order_id, user_id, items, status, reason, created_at, updated_at)
+      SELECT order_id, user_id, items, status, reason, created_at, updated_at FROM orders;
+    DROP TABLE orders;
+    ALTER TABLE orders_v2 RENAME TO orders;
+    CREATE INDEX orders_pending_by_created_at ON orders (created_at) WHERE status = 'PENDING'`,
+    postgres: `ALTER TABLE orders DROP CONSTRAINT orders_status_check;
+    ALTER TABLE orders ADD CONSTRAINT orders_status_check
+      CHECK (status IN ('PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED', 'EXPIRED'));
+    CREATE INDEX orders_pending_by_created_at ON orders (created_at) WHERE status = 'PENDING'`,
+  },
 ];
 
 /**
@@ -44,7 +68,12 @@ export function idempotencyKeyRetention(keepMs: number): RetentionRule {
   return { table: "idempotency_keys", key: ["idempotency_key"], time: "created_at", keepMs };
 }
 
-export type OrderStatus = "PENDING" | "CONFIRMED" | "REJECTED";
+/**
+ * PENDING until inventory's outcome makes it CONFIRMED or REJECTED, or the decision timeout makes
+ * it EXPIRED; the student can cancel a PENDING or CONFIRMED order (CANCELLED). Only PENDING and
+ * CONFIRMED ever change again.
+ */
+export type OrderStatus = "PENDING" | "CONFIRMED" | "REJECTED" | "CANCELLED" | "EXPIRED";
 
 /** An order as `GET /orders/{order_id}` shows it. */
 export interface OrderView extends Order {
@@ -66,12 +95,27 @@ export async function insertOrder(tx: Tx, order: Order): Promise<void> {
   );
 }
 
+/** Options for {@linkcode getOrder}. */
+export interface GetOrderOptions {
+  /**
+   * Lock the row until the transaction ends (PostgreSQL; SQLite has one writer at a time), so that
+   * a change decided from its status cannot race another. @default {false}
+   */
+  forUpdate?: boolean;
+}
+
 /** The order `orderId`, if any. */
-export async function getOrder(tx: Tx, orderId: string): Promise<OrderView | undefined> {
+export async function getOrder(
+  tx: Tx,
+  orderId: string,
+  options: GetOrderOptions = {},
+): Promise<OrderView | undefined> {
+  const lock = options.forUpdate && tx.dialect === "postgres" ? " FOR UPDATE" : "";
   const row = await tx.get<
     Omit<OrderView, "items" | "reason"> & { items: string; reason: string | null }
   >(
-    "SELECT order_id, user_id, items, status, reason, created_at, updated_at FROM orders WHERE order_id = ?",
+    `SELECT order_id, user_id, items, status, reason, created_at, updated_at FROM orders
+     WHERE order_id = ?${lock}`,
     orderId,
   );
   if (!row) return undefined;
@@ -87,23 +131,64 @@ export async function getOrder(tx: Tx, orderId: string): Promise<OrderView | und
   };
 }
 
+/** A change of an order's status, made only if the order still has status `from`. */
+export interface StatusChange {
+  from: OrderStatus;
+  to: OrderStatus;
+  /** Kept as the order's `reason`; the one it had is kept when undefined. */
+  reason?: string;
+}
+
 /**
- * Moves a pending order to its final status; an order already decided keeps its status.
- * @returns false when no pending order `orderId` exists
+ * Changes the status of `orderId` if it is still `change.from`: a conditional UPDATE, so that of
+ * two changes racing for one order (an outcome and a cancellation, say) exactly one wins.
+ * @returns false when the order does not exist or no longer has status `change.from`
  */
-export async function decideOrder(
+export async function changeStatus(
   tx: Tx,
   orderId: string,
-  outcome: { status: "CONFIRMED" | "REJECTED"; reason?: string },
+  change: StatusChange,
 ): Promise<boolean> {
   const changed = await tx.run(
-    "UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE order_id = ? AND status = 'PENDING'",
-    outcome.status,
-    outcome.reason ?? null,
+    `UPDATE orders SET status = ?, reason = COALESCE(?, reason), updated_at = ?
+     WHERE order_id = ? AND status = ?`,
+    change.to,
+    change.reason ?? null,
     new Date().toISOString(),
     orderId,
+    change.from,
   );
   return changed === 1;
+}
+
+/** An order the expiry sweep moved to EXPIRED. */
+export type ExpiredOrder = Pick<OrderView, "order_id" | "user_id" | "items">;
+
+/**
+ * Moves up to `limit` orders that are PENDING and were created before `createdBefore` (an ISO
+ * 8601 time) to EXPIRED, oldest first, in one statement. On PostgreSQL, orders another
+ * transaction holds (an instance deciding or expiring them) are skipped: the conditional UPDATE
+ * would not expire them twice anyway, and this way two sweeps never wait for each other.
+ * @returns the orders this call expired
+ */
+export async function expirePendingOrders(
+  tx: Tx,
+  createdBefore: string,
+  options: { limit: number; reason: string },
+): Promise<ExpiredOrder[]> {
+  const rows = await tx.all<{ order_id: string; user_id: string; items: string }>(
+    `UPDATE orders SET status = 'EXPIRED', reason = ?, updated_at = ?
+     WHERE status = 'PENDING' AND order_id IN (
+       SELECT order_id FROM orders WHERE status = 'PENDING' AND created_at < ?
+       ORDER BY created_at LIMIT ?${tx.dialect === "postgres" ? " FOR UPDATE SKIP LOCKED" : ""}
+     )
+     RETURNING order_id, user_id, items`,
+    options.reason,
+    new Date().toISOString(),
+    createdBefore,
+    options.limit,
+  );
+  return rows.map((row) => ({ ...row, items: JSON.parse(row.items) as OrderItem[] }));
 }
 
 /** The order and request hash an idempotency key was first used with, if any. */

@@ -1,5 +1,6 @@
 /**
- * The order API: `POST /order` (and `/orders`) and `GET /orders/{order_id}`. Requests are parsed
+ * The order API: `POST /order` (and `/orders`), `GET /orders/{order_id}` and
+ * `POST /orders/{order_id}/cancel`. Requests are parsed
  * with zod before anything is stored; a bad one gets a JSON error naming the field and why.
  * @module
  */
@@ -11,6 +12,8 @@ import type { Store } from "../shared/store.ts";
 import { listIssues, orderItemSchema } from "../shared/events.ts";
 import { placeOrder } from "./place_order.ts";
 import { getOrder } from "./orders.ts";
+import { cancelOrder } from "./cancel_order.ts";
+import { metrics } from "../shared/metrics.ts";
 import type { Logger } from "../shared/log.ts";
 import { childTraceparent, traceIdOf } from "../shared/trace.ts";
 
@@ -26,7 +29,7 @@ const idempotencyKeySchema = z.string().min(1).max(255).optional();
 
 /** Options for {@linkcode orderRoutes}. */
 export interface OrderRoutesOptions {
-  /** Called after an order was committed, to wake the outbox relay. */
+  /** Called after an order or its cancellation was committed, to wake the outbox relay. */
   onCommit?: () => void;
   /** Logs each accepted order. @default {no log} */
   log?: Logger;
@@ -87,6 +90,26 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
   app.get("/orders/:order_id", async (c) => {
     const order = await store.read((tx) => getOrder(tx, c.req.param("order_id")));
     return order ? c.json(order) : c.json({ error: "order not found" }, 404);
+  });
+  app.post("/orders/:order_id/cancel", async (c) => {
+    const traceparent = childTraceparent(c.req.header("traceparent"));
+    const result = await cancelOrder(store, c.req.param("order_id"), { traceparent });
+    if (result.kind === "not_found") return c.json({ error: "order not found" }, 404);
+    const { order_id, status } = result.order;
+    if (result.kind === "conflict") {
+      return c.json({ error: `Cannot cancel order ${order_id} as it is ${status}`, status }, 409);
+    }
+    if (result.kind === "cancelled") {
+      options.onCommit?.();
+      metrics.orderStatusChanges.inc({ from: result.from, to: "CANCELLED" });
+      options.log?.info("cancelled order", {
+        order_id,
+        previous_status: result.from,
+        trace_id: traceIdOf(traceparent),
+      });
+    }
+    c.header("traceparent", traceparent);
+    return c.json({ order_id, status }, 202);
   });
   return app;
 }

@@ -3,7 +3,9 @@ import type { Hono } from "hono";
 import { openStore, type Store } from "../shared/store.ts";
 import { pendingOutbox } from "../shared/outbox.ts";
 import { orderPlacedSchema, parseEvent } from "../shared/events.ts";
-import { ORDER_MIGRATIONS } from "./orders.ts";
+import { changeStatus, ORDER_MIGRATIONS } from "./orders.ts";
+import { serviceApp } from "../shared/http.ts";
+import type { Broker } from "../shared/broker.ts";
 import { MAX_BODY_BYTES, orderRoutes, type OrderRoutesOptions } from "./routes.ts";
 
 interface Harness {
@@ -533,4 +535,74 @@ Deno.test("orderRoutes() works without options", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+async function placeAndCancel(app: Hono): Promise<{ orderId: string; response: Response }> {
+  const { order_id } = await (await post(app, VALID)).json() as { order_id: string };
+  const response = await app.request(`/orders/${order_id}/cancel`, { method: "POST" });
+  return { orderId: order_id, response };
+}
+
+Deno.test("orderRoutes() POST /orders/{id}/cancel answers 202 CANCELLED, and the same again", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const { orderId, response } = await placeAndCancel(app);
+    assert.equal(response.status, 202);
+    assert.deepEqual(await response.json(), { order_id: orderId, status: "CANCELLED" });
+    assert.deepEqual(await counts(store), { orders: 1, outbox: 2, keys: 0 });
+    assert.equal(commits(), 2, "the relay is woken for the OrderCancelled");
+    const again = await app.request(`/orders/${orderId}/cancel`, { method: "POST" });
+    assert.equal(again.status, 202);
+    assert.deepEqual(await again.json(), { order_id: orderId, status: "CANCELLED" });
+    assert.deepEqual(await counts(store), { orders: 1, outbox: 2, keys: 0 });
+    assert.equal(commits(), 2);
+    const order = await (await app.request(`/orders/${orderId}`)).json();
+    assert.equal(order.status, "CANCELLED");
+  });
+});
+
+for (const status of ["REJECTED", "EXPIRED"] as const) {
+  Deno.test(`orderRoutes() POST /orders/{id}/cancel of a ${status} order is 409 with its status`, async () => {
+    await withApp(async ({ app, store }) => {
+      const { order_id } = await (await post(app, VALID)).json() as { order_id: string };
+      await store.transaction((tx) => changeStatus(tx, order_id, { from: "PENDING", to: status }));
+      const response = await app.request(`/orders/${order_id}/cancel`, { method: "POST" });
+      assert.equal(response.status, 409);
+      const json = await response.json();
+      assert.equal(json.status, status);
+      assert.match(json.error, new RegExp(`as it is ${status}`));
+      assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 0 });
+    });
+  });
+}
+
+Deno.test("orderRoutes() POST /orders/{id}/cancel of an unknown order is a JSON 404", async () => {
+  await withApp(async ({ app, store }) => {
+    const response = await app.request("/orders/01J0000000000000000000NOPE/cancel", {
+      method: "POST",
+    });
+    assert.equal(response.status, 404);
+    assert.equal(typeof (await response.json()).error, "string");
+    assert.deepEqual(await counts(store), { orders: 0, outbox: 0, keys: 0 });
+  });
+});
+
+Deno.test("serviceApp() answers a wrong method with a JSON 405 and Allow, an unknown path with a JSON 404", async () => {
+  await withApp(async ({ app, store }) => {
+    const whole = serviceApp(app, { store, broker: { connected: true } as unknown as Broker });
+    const cases: Array<[string, string, number, string | null]> = [
+      ["GET", "/orders/01J0000000000000000000NOPE/cancel", 405, "POST"],
+      ["DELETE", "/orders/01J0000000000000000000NOPE", 405, "GET, HEAD"],
+      ["PUT", "/order", 405, "POST"],
+      ["POST", "/health", 405, "GET, HEAD"],
+      ["GET", "/nowhere", 404, null],
+      ["POST", "/orders/x/cancel/more", 404, null],
+    ];
+    for (const [method, path, status, allow] of cases) {
+      const response = await whole.request(path, { method });
+      assert.equal(response.status, status, `${method} ${path}`);
+      assert.equal(response.headers.get("allow"), allow, `${method} ${path}`);
+      assert.equal(typeof (await response.json()).error, "string", `${method} ${path}`);
+    }
+    assert.deepEqual(await counts(store), { orders: 0, outbox: 0, keys: 0 });
+  });
 });

@@ -171,6 +171,17 @@ export const metrics = {
     "Rows deleted as older than their retention window (inbox, idempotency keys)",
     ["table"],
   ),
+  orderStatusChanges: counter(
+    "order_status_changes_total",
+    "Orders that changed status (order service): from PENDING to each outcome, and to CANCELLED",
+    ["from", "to"],
+  ),
+  compensations: counter(
+    "compensations_total",
+    "OrderCancelled events inventory handled, by what it did: released (stock put back), " +
+      "remembered (before its OrderPlaced: no stock will be taken), none (no stock was held)",
+    ["action"],
+  ),
   httpRequests: counter("http_requests_total", "HTTP requests answered", [
     "method",
     "route",

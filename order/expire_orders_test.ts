@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import type { Store } from "../shared/store.ts";
+import { STORE_KINDS } from "../shared/_test_stores.ts";
+import { testContext } from "../shared/_test_context.ts";
+import { inventoryOutcome, orderCancelledSchema, parseEvent } from "../shared/events.ts";
+import { pendingOutbox } from "../shared/outbox.ts";
+import { createLogger } from "../shared/log.ts";
+import { changeStatus, getOrder, ORDER_MIGRATIONS } from "./orders.ts";
+import { placeOrder } from "./place_order.ts";
+import { expireOverdueOrders } from "./expire_orders.ts";
+import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
+
+const TIMEOUT_MS = 120_000;
+const LATER = () => Date.now() + TIMEOUT_MS + 1000;
+const handleOutcome = handleInventoryOutcome(createLogger("order", { level: "error" }));
+
+async function place(store: Store, userId = "u1"): Promise<string> {
+  const result = await placeOrder(store, { user_id: userId, items: [{ sku: "burger", qty: 1 }] });
+  assert.equal(result.kind, "created");
+  return result.kind === "created" ? result.order.order_id : "";
+}
+
+async function statusOf(store: Store, orderId: string): Promise<string | undefined> {
+  return (await store.read((tx) => getOrder(tx, orderId)))?.status;
+}
+
+/** The OrderCancelled events in the outbox, by order id. */
+async function cancellations(store: Store): Promise<Map<string, unknown[]>> {
+  const byOrder = new Map<string, unknown[]>();
+  for (const row of await store.read((tx) => pendingOutbox(tx, 10_000))) {
+    if (row.event_type !== "OrderCancelled") continue;
+    const parsed = parseEvent(new TextEncoder().encode(row.body), orderCancelledSchema);
+    assert.ok(parsed.ok, row.body);
+    byOrder.set(parsed.event.order_id, [...byOrder.get(parsed.event.order_id) ?? [], parsed.event]);
+  }
+  return byOrder;
+}
+
+for (const kind of STORE_KINDS) {
+  const withStore = (fn: (store: Store, reopen: () => Promise<Store>) => Promise<void>) =>
+    kind.with("order", ORDER_MIGRATIONS, (store, reopen) => fn(store, () => reopen()));
+
+  Deno.test(`expireOverdueOrders() expires only PENDING orders older than the timeout, each with an OrderCancelled (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const overdue = await place(store);
+      const confirmed = await place(store);
+      await store.transaction((tx) =>
+        changeStatus(tx, confirmed, { from: "PENDING", to: "CONFIRMED" })
+      );
+      assert.deepEqual(await expireOverdueOrders(store, TIMEOUT_MS), [], "nothing is due yet");
+      const expired = await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER() });
+      assert.deepEqual(expired.map((order) => order.order_id), [overdue]);
+      assert.equal(await statusOf(store, overdue), "EXPIRED");
+      assert.equal(await statusOf(store, confirmed), "CONFIRMED");
+      const order = await store.read((tx) => getOrder(tx, overdue));
+      assert.equal(order?.reason, "no inventory outcome within 120 s");
+      const events = await cancellations(store);
+      assert.deepEqual([...events.keys()], [overdue]);
+      assert.deepEqual(
+        events.get(overdue)?.map((e) => {
+          const { reason, previous_status, user_id, items } = e as Record<string, unknown>;
+          return { reason, previous_status, user_id, items };
+        }),
+        [{
+          reason: "expired",
+          previous_status: "PENDING",
+          user_id: "u1",
+          items: [{ sku: "burger", qty: 1 }],
+        }],
+      );
+      assert.deepEqual(await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER() }), []);
+    });
+  });
+
+  Deno.test(`expireOverdueOrders() expires in batches until none is left (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const ids = [];
+      for (let i = 0; i < 7; i++) ids.push(await place(store));
+      const expired = await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER(), batchSize: 3 });
+      assert.deepEqual(expired.map((order) => order.order_id).sort(), ids.sort());
+      assert.equal((await cancellations(store)).size, 7);
+    });
+  });
+
+  Deno.test(`expireOverdueOrders() after a restart expires what became due meanwhile (${kind.name})`, async () => {
+    await withStore(async (store, reopen) => {
+      const orderId = await place(store);
+      await store.close();
+      const restarted = await reopen();
+      const expired = await expireOverdueOrders(restarted, TIMEOUT_MS, { now: LATER() });
+      assert.deepEqual(expired.map((order) => order.order_id), [orderId]);
+      assert.equal(await statusOf(restarted, orderId), "EXPIRED");
+    });
+  });
+
+  Deno.test(`expireOverdueOrders() of two instances at once expires each order once (${kind.name})`, async () => {
+    await withStore(async (store, reopen) => {
+      const other = await reopen();
+      const ids = [];
+      for (let i = 0; i < 150; i++) ids.push(await place(store));
+      const now = LATER();
+      const sweeps = await Promise.all(
+        [store, other, store, other].map((s) =>
+          expireOverdueOrders(s, TIMEOUT_MS, { now, batchSize: 10 })
+        ),
+      );
+      const expired = sweeps.flat().map((order) => order.order_id);
+      assert.equal(expired.length, 150);
+      assert.deepEqual(expired.sort(), ids.sort());
+      const events = await cancellations(store);
+      assert.equal(events.size, 150);
+      assert.ok([...events.values()].every((list) => list.length === 1));
+    });
+  });
+
+  Deno.test(`handleInventoryOutcome() leaves an EXPIRED order EXPIRED (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const orderId = await place(store);
+      await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER() });
+      const late = inventoryOutcome({ order_id: orderId, user_id: "u1", items: [] });
+      await store.transaction((tx) => handleOutcome(tx, late, testContext()));
+      assert.equal(await statusOf(store, orderId), "EXPIRED");
+    });
+  });
+
+  Deno.test(`expireOverdueOrders() racing an outcome either expires or confirms each order (${kind.name})`, async () => {
+    await withStore(async (store, reopen) => {
+      const other = await reopen();
+      const ids = [];
+      for (let i = 0; i < 40; i++) ids.push(await place(store));
+      const now = LATER();
+      await Promise.all([
+        expireOverdueOrders(other, TIMEOUT_MS, { now, batchSize: 5 }),
+        ...ids.map((id) =>
+          store.transaction((tx) =>
+            handleOutcome(
+              tx,
+              inventoryOutcome({ order_id: id, user_id: "u1", items: [] }),
+              testContext(),
+            )
+          )
+        ),
+      ]);
+      const events = await cancellations(store);
+      for (const id of ids) {
+        const status = await statusOf(store, id);
+        assert.ok(status === "CONFIRMED" || status === "EXPIRED", `${id}: ${status}`);
+        assert.equal(events.has(id), status === "EXPIRED", `${id}: ${status}`);
+      }
+    });
+  });
+}

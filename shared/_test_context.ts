@@ -1,0 +1,16 @@
+/**
+ * A message context for calling an event handler in a unit test: the events it publishes are
+ * collected instead of going into the outbox.
+ * @module
+ */
+import type { MessageContext } from "./consumer.ts";
+import type { Event } from "./events.ts";
+
+/** A context whose `publish` appends to `published`. */
+export function testContext(published: Event[] = []): MessageContext {
+  return {
+    traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+    publish: (event) => void published.push(event),
+  };
+}
