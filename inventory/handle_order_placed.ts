@@ -1,10 +1,11 @@
 /**
  * Inventory's handler of `OrderPlaced`: one reservation per order, stock taken all or nothing, and
- * exactly one outcome event, all in the consumer's transaction.
+ * exactly one outcome event, all in the consumer's transaction. An order whose `OrderCancelled`
+ * came first takes nothing and fails with reason {@linkcode ORDER_CANCELLED_REASON}.
  * @module
  */
 import type { EventHandler } from "../shared/consumer.ts";
-import { inventoryOutcome, type OrderPlaced } from "../shared/events.ts";
+import { inventoryOutcome, ORDER_CANCELLED_REASON, type OrderPlaced } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
 import { claimReservation, failReservation, takeStock } from "./stock.ts";
 
@@ -25,11 +26,18 @@ export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<Ord
       event_id: event.event_id,
       trace_id: context.traceId,
     };
-    if (!(await claimReservation(tx, order.order_id, order.items))) {
+    const claim = await claimReservation(tx, order.order_id, order.items);
+    if (claim === "duplicate") {
       return () => log.info("skipped order that already has a reservation", fields);
     }
-    const reason = failAll ? "simulated failure" : await takeStock(tx, order.items);
-    if (reason !== undefined) await failReservation(tx, order.order_id, reason);
+    const reason = claim === "cancelled"
+      ? ORDER_CANCELLED_REASON
+      : failAll
+      ? "simulated failure"
+      : await takeStock(tx, order.items);
+    if (reason !== undefined && claim === "claimed") {
+      await failReservation(tx, order.order_id, reason);
+    }
     context.publish(inventoryOutcome(order, reason));
     return () =>
       reason === undefined

@@ -1,6 +1,7 @@
 /**
  * The inventory service: consumes `OrderPlaced`, reserves stock exactly once per order, and
- * publishes `InventoryReserved` or `InventoryFailed` through its outbox.
+ * publishes `InventoryReserved` or `InventoryFailed` through its outbox; consumes `OrderCancelled`
+ * and gives back what the order holds.
  * @module
  */
 import { loadConfig } from "../shared/config.ts";
@@ -10,13 +11,14 @@ import { connectBroker } from "../shared/broker.ts";
 import { startOutboxRelay } from "../shared/relay.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inboxRetention } from "../shared/inbox.ts";
-import { orderPlacedSchema } from "../shared/events.ts";
+import { orderCancelledSchema, orderPlacedSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
 import { startRetention } from "../shared/retention.ts";
 import { INVENTORY_MIGRATIONS, lockStock, seedStock } from "./stock.ts";
 import { handleOrderPlaced } from "./handle_order_placed.ts";
+import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 import { inventoryRoutes } from "./routes.ts";
 
 if (import.meta.main) {
@@ -33,21 +35,35 @@ if (import.meta.main) {
     topology: { retryDelaysMs: config.retryDelaysMs },
   });
   const relay = startOutboxRelay(store, broker, { log });
-  const consumer = startConsumer(broker, store, {
-    queue: Queue.orderPlaced,
-    schema: orderPlacedSchema,
-    handle: handleOrderPlaced({ log, failAll: config.inventoryFail }),
-    prepare: (tx, events) => lockStock(tx, events.flatMap((e) => e.order.items.map((i) => i.sku))),
+  const common = {
     log,
     onCommit: relay.wake,
     retryDelaysMs: config.retryDelaysMs,
     faultRate: config.faultTransientRate,
-  });
+  };
+  const consumers = [
+    startConsumer(broker, store, {
+      queue: Queue.orderPlaced,
+      schema: orderPlacedSchema,
+      handle: handleOrderPlaced({ log, failAll: config.inventoryFail }),
+      prepare: (tx, events) =>
+        lockStock(tx, events.flatMap((e) => e.order.items.map((i) => i.sku))),
+      ...common,
+    }),
+    startConsumer(broker, store, {
+      queue: Queue.orderCancelled,
+      schema: orderCancelledSchema,
+      handle: handleOrderCancelled(log),
+      prepare: (tx, events) =>
+        lockStock(tx, events.flatMap((e) => e.items ?? []).map((i) => i.sku)),
+      ...common,
+    }),
+  ];
   const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
   const app = serviceApp(inventoryRoutes(store), { store, broker });
   const server = serveHttp(app, config.ports.inventory, log);
   onShutdown(log, [
-    consumer.stop,
+    ...consumers.map((consumer) => consumer.stop),
     relay.stop,
     retention.stop,
     broker.close,

@@ -7,6 +7,7 @@ import {
   getReservation,
   INVENTORY_MIGRATIONS,
   listStock,
+  releaseReservation,
   seedStock,
   takeStock,
 } from "./stock.ts";
@@ -118,12 +119,12 @@ for (const kind of STORE_KINDS) {
     });
   });
 
-  Deno.test(`claimReservation() returns true for the first claim and false after (${kind.name})`, async () => {
+  Deno.test(`claimReservation() claims the first time and finds a duplicate after (${kind.name})`, async () => {
     await withStore(async (store) => {
       const items = [{ sku: "burger", qty: 1 }];
-      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), true);
-      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), false);
-      assert.equal(await store.transaction((tx) => claimReservation(tx, "o2", items)), true);
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), "claimed");
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), "duplicate");
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o2", items)), "claimed");
       const reservation = await store.read((tx) => getReservation(tx, "o1"));
       assert.deepEqual(reservation, { order_id: "o1", status: "RESERVED", items });
     });
@@ -137,7 +138,7 @@ for (const kind of STORE_KINDS) {
         throw new Error("crash before commit");
       }));
       assert.equal(await store.read((tx) => getReservation(tx, "o1")), undefined);
-      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), true);
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), "claimed");
     });
   });
 
@@ -154,6 +155,60 @@ for (const kind of STORE_KINDS) {
         reason: 'unknown sku "tofu"',
         items,
       });
+    });
+  });
+
+  Deno.test(`releaseReservation() puts a RESERVED order's stock back once (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { burger: 5, fries: 5 });
+      const items = [{ sku: "fries", qty: 2 }, { sku: "burger", qty: 1 }, {
+        sku: "burger",
+        qty: 1,
+      }];
+      await store.transaction(async (tx) => {
+        await claimReservation(tx, "o1", items);
+        assert.equal(await takeStock(tx, items), undefined);
+      });
+      assert.deepEqual(await stockOf(store), { burger: 3, fries: 3 });
+      const release = () => store.transaction((tx) => releaseReservation(tx, "o1", items));
+      assert.equal(await release(), "released");
+      assert.deepEqual(await stockOf(store), { burger: 5, fries: 5 });
+      assert.equal((await store.read((tx) => getReservation(tx, "o1")))?.status, "RELEASED");
+      assert.equal(await release(), "none");
+      assert.deepEqual(await stockOf(store), { burger: 5, fries: 5 });
+    });
+  });
+
+  Deno.test(`releaseReservation() of a FAILED reservation gives nothing back (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await seedStock(store, { burger: 1 });
+      const items = [{ sku: "burger", qty: 2 }];
+      await store.transaction(async (tx) => {
+        await claimReservation(tx, "o1", items);
+        await failReservation(tx, "o1", (await takeStock(tx, items))!);
+      });
+      assert.equal(await store.transaction((tx) => releaseReservation(tx, "o1", items)), "none");
+      assert.deepEqual(await stockOf(store), { burger: 1 });
+      assert.equal((await store.read((tx) => getReservation(tx, "o1")))?.status, "FAILED");
+    });
+  });
+
+  Deno.test(`releaseReservation() before the claim makes the claim find the cancellation (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const items = [{ sku: "burger", qty: 1 }];
+      assert.equal(
+        await store.transaction((tx) => releaseReservation(tx, "o1", items)),
+        "remembered",
+      );
+      assert.deepEqual(await store.read((tx) => getReservation(tx, "o1")), {
+        order_id: "o1",
+        status: "FAILED",
+        reason: "order cancelled",
+        items,
+      });
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), "cancelled");
+      assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), "duplicate");
+      assert.equal(await store.transaction((tx) => releaseReservation(tx, "o1", items)), "none");
     });
   });
 

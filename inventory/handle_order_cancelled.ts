@@ -1,0 +1,34 @@
+/**
+ * Inventory's handler of `OrderCancelled`, the compensation of the saga: a RESERVED reservation is
+ * RELEASED and its stock put back, exactly once; an order inventory has not seen yet is remembered
+ * as cancelled, so that its `OrderPlaced`, whenever it comes (still queued, retried, or replayed
+ * from a DLQ), takes no stock.
+ * @module
+ */
+import type { EventHandler } from "../shared/consumer.ts";
+import type { OrderCancelled } from "../shared/events.ts";
+import type { Logger } from "../shared/log.ts";
+import { metrics } from "../shared/metrics.ts";
+import { releaseReservation } from "./stock.ts";
+
+const MESSAGES = {
+  released: "released stock of a cancelled order",
+  remembered: "remembered a cancellation before its order",
+  none: "skipped cancellation of an order that holds no stock",
+} as const;
+
+/** Creates the handler of `OrderCancelled`. */
+export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> {
+  return async function compensateOrder(tx, event, context) {
+    const action = await releaseReservation(tx, event.order_id, event.items ?? []);
+    return () => {
+      metrics.compensations.inc({ action });
+      log.info(MESSAGES[action], {
+        order_id: event.order_id,
+        event_id: event.event_id,
+        trace_id: context.traceId,
+        reason: event.reason,
+      });
+    };
+  };
+}
