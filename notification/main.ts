@@ -1,21 +1,22 @@
 /**
- * The notification service: consumes the inventory outcomes and records and sends exactly one
- * message to the student per order.
+ * The notification service: consumes the inventory outcomes and the cancellations, and records and
+ * sends each message to the student once: confirmed or rejected, then cancelled or expired.
  * @module
  */
 import { loadConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/log.ts";
-import { openStore } from "../shared/store.ts";
+import { openStore, type Tx } from "../shared/store.ts";
 import { connectBroker } from "../shared/broker.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inboxRetention } from "../shared/inbox.ts";
-import { inventoryOutcomeSchema } from "../shared/events.ts";
+import { inventoryOutcomeSchema, orderCancelledSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
 import { startRetention } from "../shared/retention.ts";
-import { NOTIFICATION_MIGRATIONS } from "./notifications.ts";
+import { lockNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
+import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 import { notificationRoutes } from "./routes.ts";
 
 if (import.meta.main) {
@@ -30,16 +31,30 @@ if (import.meta.main) {
     connectionName: "notification",
     topology: { retryDelaysMs: config.retryDelaysMs },
   });
-  const consumers = [Queue.inventoryReserved, Queue.inventoryFailed].map((queue) =>
+  const prepare = (tx: Tx, events: Array<{ order_id: string }>) =>
+    lockNotifications(tx, events.map((event) => event.order_id));
+  const common = {
+    prepare,
+    log,
+    retryDelaysMs: config.retryDelaysMs,
+    faultRate: config.faultTransientRate,
+  };
+  const consumers = [
+    ...[Queue.inventoryReserved, Queue.inventoryFailed].map((queue) =>
+      startConsumer(broker, store, {
+        queue,
+        schema: inventoryOutcomeSchema,
+        handle: handleInventoryOutcome(log),
+        ...common,
+      })
+    ),
     startConsumer(broker, store, {
-      queue,
-      schema: inventoryOutcomeSchema,
-      handle: handleInventoryOutcome(log),
-      log,
-      retryDelaysMs: config.retryDelaysMs,
-      faultRate: config.faultTransientRate,
-    })
-  );
+      queue: Queue.orderCancelledNotifications,
+      schema: orderCancelledSchema,
+      handle: handleOrderCancelled(log),
+      ...common,
+    }),
+  ];
   const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
   const app = serviceApp(notificationRoutes(store), { store, broker });
   const server = serveHttp(app, config.ports.notification, log);

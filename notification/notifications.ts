@@ -1,14 +1,17 @@
 /**
- * Notification's table: one message per order outcome, the primary key on `order_id` making a
- * second outcome event for the same order a no-op.
+ * Notification's table: the messages sent to students, at most one of each kind per order (the
+ * primary key on `order_id` and `kind`), and never one that an earlier one made untrue.
  * @module
  */
-import type { Migration, Tx } from "../shared/store.ts";
+import { jsonArrayTable, lockForTransaction, type Migration, type Tx } from "../shared/store.ts";
+import type { OrderItem } from "../shared/events.ts";
 import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION } from "../shared/inbox.ts";
 
-export const NOTIFICATION_MIGRATIONS: Migration[] = [INBOX_MIGRATION, {
-  name: "notifications",
-  sql: `CREATE TABLE notifications (
+export const NOTIFICATION_MIGRATIONS: Migration[] = [
+  INBOX_MIGRATION,
+  {
+    name: "notifications",
+    sql: `CREATE TABLE notifications (
       order_id TEXT PRIMARY KEY,
       user_id TEXT NOT NULL,
       kind TEXT NOT NULL CHECK (kind IN ('order_confirmed', 'order_rejected')),
@@ -16,36 +19,128 @@ export const NOTIFICATION_MIGRATIONS: Migration[] = [INBOX_MIGRATION, {
       created_at TEXT NOT NULL
     );
     CREATE INDEX notifications_by_user ON notifications (user_id, created_at)`,
-}, INBOX_RECEIVED_AT_MIGRATION];
+  },
+  INBOX_RECEIVED_AT_MIGRATION,
+  {
+    // An order may now be told two things (confirmed, then cancelled): one row per order and kind.
+    // SQLite cannot change a primary key in place: the table is copied into a new one.
+    name: "notifications_per_kind",
+    sql: `CREATE TABLE notifications_v2 (
+      order_id TEXT NOT NULL,
+      user_id TEXT NOT NULL,
+      kind TEXT NOT NULL CHECK (
+        kind IN ('order_confirmed', 'order_rejected', 'order_cancelled', 'order_expired')
+      ),
+      message TEXT NOT NULL,
+      created_at TEXT NOT NULL,
+      PRIMARY KEY (order_id, kind)
+    );
+    INSERT INTO notifications_v2 (order_id, user_id, kind, message, created_at)
+      SELECT order_id, user_id, kind, message, created_at FROM notifications;
+    DROP TABLE notifications;
+    ALTER TABLE notifications_v2 RENAME TO notifications;
+    CREATE INDEX notifications_by_user ON notifications (user_id, created_at)`,
+    postgres: `ALTER TABLE notifications DROP CONSTRAINT notifications_pkey;
+    ALTER TABLE notifications ADD PRIMARY KEY (order_id, kind);
+    ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
+    ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
+      CHECK (kind IN ('order_confirmed', 'order_rejected', 'order_cancelled', 'order_expired'))`,
+  },
+];
+
+/** What a notification tells the student. */
+export type NotificationKind =
+  | "order_confirmed"
+  | "order_rejected"
+  | "order_cancelled"
+  | "order_expired";
 
 /** A notification as `GET /notifications` lists it. */
 export interface Notification {
   order_id: string;
   user_id: string;
-  kind: "order_confirmed" | "order_rejected";
+  kind: NotificationKind;
   message: string;
   created_at: string;
 }
 
 /**
- * Records `notification` unless its order already has one.
- * @returns false when the order was notified before
+ * The kinds that, once an order was told one of them, make a notification of `kind` untrue or
+ * old news: an outcome after another outcome or after the order was called off, a cancellation
+ * after an expiry and the other way round. (The same kind twice the primary key refuses.)
+ */
+const SUPERSEDED_BY: Record<NotificationKind, NotificationKind[]> = {
+  order_confirmed: ["order_rejected", "order_cancelled", "order_expired"],
+  order_rejected: ["order_confirmed", "order_cancelled", "order_expired"],
+  order_cancelled: ["order_expired"],
+  order_expired: ["order_cancelled"],
+};
+
+/**
+ * Takes, until `tx` ends, the lock of each of `orderIds`' notifications: on PostgreSQL an instance
+ * recording a notification for an order waits for another one doing the same, so that each sees
+ * what the other recorded (see {@linkcode recordNotification}). A consumer's `prepare`.
+ */
+export function lockNotifications(tx: Tx, orderIds: string[]): Promise<void> {
+  return lockForTransaction(tx, orderIds.map((orderId) => `notifications ${orderId}`));
+}
+
+/**
+ * Records `notification` unless its order was already told this or something that supersedes it.
+ * On PostgreSQL, two instances recording for one order must hold its lock
+ * ({@linkcode lockNotifications}), or both could find nothing and record.
+ * @returns false when nothing was recorded
  */
 export async function recordNotification(tx: Tx, notification: Notification): Promise<boolean> {
   const { order_id, user_id, kind, message, created_at } = notification;
+  // SQLite needs a WHERE in INSERT … SELECT before ON CONFLICT, which the NOT EXISTS provides.
   const inserted = await tx.run(
-    `INSERT INTO notifications (order_id, user_id, kind, message, created_at) VALUES (?, ?, ?, ?, ?)
+    `INSERT INTO notifications (order_id, user_id, kind, message, created_at)
+     SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (
+       SELECT 1 FROM notifications WHERE order_id = ?
+       AND kind IN (SELECT value FROM ${jsonArrayTable(tx.dialect)})
+     )
      ON CONFLICT DO NOTHING`,
     order_id,
     user_id,
     kind,
     message,
     created_at,
+    order_id,
+    JSON.stringify(SUPERSEDED_BY[kind]),
   );
   return inserted === 1;
 }
 
-/** The notifications of one order or one user, oldest first. */
+/** What a notification message says of an order. */
+export interface OrderSummary {
+  order_id: string;
+  user_id?: string;
+  items?: OrderItem[];
+  /** Why it was rejected. */
+  reason?: string;
+}
+
+/** The message of a notification of `kind` about `order`. */
+export function notificationMessage(kind: NotificationKind, order: OrderSummary): string {
+  const about = `order ${order.order_id} for ${order.user_id ?? "unknown user"}`;
+  const food = order.items?.map((item) => `${item.qty}× ${item.sku}`).join(", ");
+  switch (kind) {
+    case "order_confirmed":
+      return `${about} confirmed${food ? `: ${food}` : ""}`;
+    case "order_rejected":
+      return `${about} rejected: ${order.reason}`;
+    case "order_cancelled":
+      return `${about} cancelled`;
+    case "order_expired":
+      return `${about} expired: the kitchen did not answer in time`;
+  }
+}
+
+/**
+ * The notifications of one order or one user, oldest first; of two recorded at the same instant,
+ * the outcome comes before the cancellation.
+ */
 export function listNotifications(
   tx: Tx,
   filter: { order_id?: string; user_id?: string },
@@ -55,7 +150,30 @@ export function listNotifications(
     : ["user_id", filter.user_id ?? ""];
   return tx.all<Notification>(
     `SELECT order_id, user_id, kind, message, created_at FROM notifications WHERE ${column} = ?
-     ORDER BY created_at, order_id LIMIT 1000`,
+     ORDER BY created_at, order_id,
+       CASE WHEN kind IN ('order_cancelled', 'order_expired') THEN 1 ELSE 0 END
+     LIMIT 1000`,
     value,
   );
+}
+
+/**
+ * Records the notification of `kind` about `order`, dated now, unless superseded (see
+ * {@linkcode recordNotification}).
+ * @returns its message, to send once the transaction commits; undefined when nothing was recorded
+ */
+export async function notifyOrder(
+  tx: Tx,
+  kind: NotificationKind,
+  order: OrderSummary,
+): Promise<string | undefined> {
+  const message = notificationMessage(kind, order);
+  const recorded = await recordNotification(tx, {
+    order_id: order.order_id,
+    user_id: order.user_id ?? "unknown user",
+    kind,
+    message,
+    created_at: new Date().toISOString(),
+  });
+  return recorded ? message : undefined;
 }

@@ -40,6 +40,22 @@ export async function tryLockForTransaction(tx: Tx, name: string): Promise<boole
   return row?.locked === true;
 }
 
+/**
+ * Takes the locks called `names` until `tx` ends, waiting for any another transaction holds: on
+ * PostgreSQL transaction-level advisory locks, taken in sorted order so that two transactions
+ * locking overlapping sets wait for each other instead of deadlocking; on SQLite nothing (one
+ * writer at a time). For a change that must see what another instance is committing about the same
+ * thing, where no row exists yet to lock.
+ */
+export async function lockForTransaction(tx: Tx, names: readonly string[]): Promise<void> {
+  if (tx.dialect === "sqlite" || names.length === 0) return;
+  // A function scan yields the array's elements in order, and each row takes its lock in turn.
+  await tx.all(
+    "SELECT pg_advisory_xact_lock(hashtext(value)) FROM json_array_elements_text(?::json)",
+    JSON.stringify([...new Set(names)].sort()),
+  );
+}
+
 /** The statements one transaction can run; every call is a prepared statement. */
 export interface Tx {
   readonly dialect: Dialect;

@@ -1,0 +1,33 @@
+/**
+ * Notification's handler of `OrderCancelled`: tells the student the order was cancelled or
+ * expired, once. An order cancelled after it was CONFIRMED is told of the confirmation first, if
+ * its `InventoryReserved` has not come yet, so the student hears both, in the order they happened.
+ * @module
+ */
+import type { EventHandler } from "../shared/consumer.ts";
+import { CancelReason, type OrderCancelled } from "../shared/events.ts";
+import type { Logger } from "../shared/log.ts";
+import { notifyOrder } from "./notifications.ts";
+
+/** Creates the handler of `OrderCancelled`. */
+export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> {
+  return async function notifyStudent(tx, event, context) {
+    const fields = {
+      order_id: event.order_id,
+      event_id: event.event_id,
+      trace_id: context.traceId,
+    };
+    const sent: string[] = [];
+    if (event.previous_status === "CONFIRMED") {
+      const confirmed = await notifyOrder(tx, "order_confirmed", event);
+      if (confirmed) sent.push(confirmed);
+    }
+    const kind = event.reason === CancelReason.expired ? "order_expired" : "order_cancelled";
+    const calledOff = await notifyOrder(tx, kind, event);
+    if (calledOff) sent.push(calledOff);
+    return () => {
+      for (const message of sent) log.info(message, fields);
+      if (!calledOff) log.info("skipped order that was already notified", fields);
+    };
+  };
+}

@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import type { Store } from "../shared/store.ts";
+import { STORE_KINDS } from "../shared/_test_stores.ts";
+import { testContext } from "../shared/_test_context.ts";
+import {
+  CancelReason,
+  type InventoryOutcome,
+  inventoryOutcome,
+  type OrderCancelled,
+  orderCancelled,
+} from "../shared/events.ts";
+import { createLogger } from "../shared/log.ts";
+import { listNotifications, lockNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
+import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
+import { handleOrderCancelled } from "./handle_order_cancelled.ts";
+
+const log = createLogger("notification", { level: "error" });
+const onOutcome = handleInventoryOutcome(log);
+const onCancelled = handleOrderCancelled(log);
+const ORDER = { order_id: "o1", user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
+
+const confirmed = () => inventoryOutcome(ORDER);
+const rejected = (reason = "not enough stock") => inventoryOutcome(ORDER, reason);
+const cancelled = (previousStatus: "PENDING" | "CONFIRMED" = "PENDING") =>
+  orderCancelled(ORDER, { reason: CancelReason.cancelled, previousStatus });
+const expired = () =>
+  orderCancelled(ORDER, { reason: CancelReason.expired, previousStatus: "PENDING" });
+
+/** Handles `events` one transaction each, in order, and lists the order's notification kinds. */
+async function notify(store: Store, events: Array<InventoryOutcome | OrderCancelled>) {
+  for (const event of events) {
+    await store.transaction((tx) =>
+      event.event_type === "OrderCancelled"
+        ? onCancelled(tx, event, testContext())
+        : onOutcome(tx, event, testContext())
+    );
+  }
+  const list = await store.read((tx) => listNotifications(tx, { order_id: ORDER.order_id }));
+  return list.map((notification) => notification.kind);
+}
+
+for (const kind of STORE_KINDS) {
+  const withStore = (fn: (store: Store) => Promise<void>) =>
+    kind.with("notification", NOTIFICATION_MIGRATIONS, (store) => fn(store));
+  const cases: Array<[string, () => Array<InventoryOutcome | OrderCancelled>, string[]]> = [
+    ["confirmed, then cancelled: both, in order", () => [confirmed(), cancelled("CONFIRMED")], [
+      "order_confirmed",
+      "order_cancelled",
+    ]],
+    [
+      "the cancellation of a CONFIRMED order before its InventoryReserved: both, in order",
+      () => [cancelled("CONFIRMED"), confirmed()],
+      ["order_confirmed", "order_cancelled"],
+    ],
+    ["expired, then a late InventoryReserved: only expired", () => [expired(), confirmed()], [
+      "order_expired",
+    ]],
+    ["cancelled while PENDING, then a late InventoryFailed", () => [cancelled(), rejected()], [
+      "order_cancelled",
+    ]],
+    [
+      "InventoryFailed 'order cancelled' before the cancellation: only cancelled",
+      () => [rejected("order cancelled"), cancelled()],
+      ["order_cancelled"],
+    ],
+    ["the same kind twice, from two events: once", () => [expired(), expired(), cancelled()], [
+      "order_expired",
+    ]],
+    ["rejected, then confirmed: only the first outcome", () => [rejected(), confirmed()], [
+      "order_rejected",
+    ]],
+  ];
+  for (const [name, events, kinds] of cases) {
+    Deno.test(`handleOrderCancelled() and handleInventoryOutcome(): ${name} (${kind.name})`, async () => {
+      await withStore(async (store) => {
+        assert.deepEqual(await notify(store, events()), kinds);
+      });
+    });
+  }
+
+  Deno.test(`handleOrderCancelled() racing handleInventoryOutcome() on two instances ends with the cancellation (${kind.name})`, async () => {
+    await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store, reopen) => {
+      const other = await reopen();
+      const ids = Array.from({ length: 40 }, (_, i) => `race-${i}`);
+      const handle = (on: Store, event: InventoryOutcome | OrderCancelled) =>
+        on.transaction(async (tx) => {
+          await lockNotifications(tx, [event.order_id]);
+          await (event.event_type === "OrderCancelled"
+            ? onCancelled(tx, event, testContext())
+            : onOutcome(tx, event, testContext()));
+        });
+      await Promise.all(ids.flatMap((id) => {
+        const order = { ...ORDER, order_id: id };
+        return [
+          handle(store, inventoryOutcome(order)),
+          handle(other, orderCancelled(order, { reason: "expired", previousStatus: "PENDING" })),
+        ];
+      }));
+      for (const id of ids) {
+        const kinds = (await store.read((tx) => listNotifications(tx, { order_id: id })))
+          .map((notification) => notification.kind);
+        assert.ok(
+          kinds.join() === "order_expired" || kinds.join() === "order_confirmed,order_expired",
+          `${id}: ${kinds}`,
+        );
+      }
+    });
+  });
+
+  Deno.test(`handleOrderCancelled() says why in the message (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await notify(store, [expired()]);
+      const [notification] = await store.read((tx) => listNotifications(tx, { user_id: "u1" }));
+      assert.equal(
+        notification.message,
+        "order o1 for u1 expired: the kitchen did not answer in time",
+      );
+    });
+  });
+
+  Deno.test(`NOTIFICATION_MIGRATIONS keep existing notifications and allow a second kind (${kind.name})`, async () => {
+    await kind.with(
+      "notification",
+      NOTIFICATION_MIGRATIONS.slice(0, -1),
+      async (old, reopen) => {
+        await old.transaction((tx) =>
+          tx.run(
+            `INSERT INTO notifications (order_id, user_id, kind, message, created_at)
+             VALUES ('o1', 'u1', 'order_confirmed', 'order o1 for u1 confirmed', '2026-01-01T00:00:00.000Z')`,
+          )
+        );
+        await old.close();
+        const store = await reopen(NOTIFICATION_MIGRATIONS);
+        assert.deepEqual(await notify(store, [confirmed(), cancelled("CONFIRMED")]), [
+          "order_confirmed",
+          "order_cancelled",
+        ]);
+      },
+    );
+  });
+}
