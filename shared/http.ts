@@ -43,7 +43,39 @@ export function serviceApp(routes: Hono, probes: Probes): Hono {
     return c.body(await renderMetrics(), 200, { "content-type": METRICS_CONTENT_TYPE });
   });
   app.route("/", routes);
+  app.notFound(function answerUnmatched(c) {
+    const allowed = allowedMethods(app, c.req.path);
+    if (allowed.length === 0) return c.json({ error: `no such path: ${c.req.path}` }, 404);
+    c.header("Allow", allowed.join(", "));
+    return c.json({
+      error: `${c.req.method} is not allowed on ${c.req.path}: use ${allowed.join(" or ")}`,
+    }, 405);
+  });
   return app;
+}
+
+/** The methods of `app`'s routes whose path pattern matches `path`; HEAD wherever GET is. */
+function allowedMethods(app: Hono, path: string): string[] {
+  const methods = new Set<string>();
+  for (const route of app.routes) {
+    // Middleware is registered for ALL methods; it makes no path known.
+    if (route.method === "ALL" || !patternOf(route.path).test(path)) continue;
+    methods.add(route.method);
+    if (route.method === "GET") methods.add("HEAD");
+  }
+  return [...methods];
+}
+
+/** A route path such as `/orders/:order_id/cancel` as a regular expression. */
+function patternOf(routePath: string): RegExp {
+  const source = routePath.split("/").map((segment) =>
+    segment.startsWith(":")
+      ? "[^/]+"
+      : segment === "*"
+      ? ".*"
+      : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+  ).join("/");
+  return new RegExp(`^${source}/?$`);
 }
 
 /** A running HTTP server. */
