@@ -437,6 +437,47 @@ export async function placeUntilAnswered(
   return { attempts, replayed: false, error };
 }
 
+/** What sending one cancellation until it was answered came to. */
+export interface CancelAnswer {
+  /** The answer's status: 202 (cancelled), 409 (rejected or expired first); 0 when none came. */
+  status: number;
+  /** The status the answer gave the order. */
+  orderStatus?: string;
+  attempts: number;
+}
+
+/**
+ * POSTs `/orders/{orderId}/cancel` to the order API at `orderUrl()` until it answers 202, 404 or
+ * 409, as a careful client does: a cancellation answers the same when it is repeated, so one whose
+ * answer was lost is simply sent again. Never rejects: without an answer before the deadline, the
+ * status is 0.
+ */
+export async function cancelUntilAnswered(
+  orderUrl: () => string | undefined,
+  orderId: string,
+  options: { deadlineMs: number },
+): Promise<CancelAnswer> {
+  const deadline = Date.now() + options.deadlineMs;
+  let attempts = 0;
+  while (Date.now() < deadline) {
+    const url = orderUrl();
+    if (url) {
+      attempts++;
+      try {
+        const response = await request(`${url}/orders/${orderId}/cancel`, { method: "POST" });
+        const body = await response.json().catch(() => undefined);
+        if ([202, 404, 409].includes(response.status)) {
+          return { status: response.status, orderStatus: body?.status, attempts };
+        }
+      } catch {
+        // The order service died under the request, or is down: send it again.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { status: 0, attempts };
+}
+
 /** How many notifications the notification service recorded for `orderId`. */
 export async function notificationCount(stack: Stack, orderId: string): Promise<number> {
   const response = await request(`${stack.url("notification")}/notifications?order_id=${orderId}`);
@@ -468,6 +509,13 @@ export interface OrderEffects {
   reservations: number;
   /** Notifications recorded for it. */
   notifications: number;
+  /** Their kinds, oldest first. */
+  notificationKinds: string[];
+  /** Its reservation as inventory shows it, if any. */
+  reservation?: { status: string; items: Array<{ sku: string; qty: number }> };
+  /** When the order was placed and last changed, as the order service shows them. */
+  createdAt?: string;
+  updatedAt?: string;
   /** Notifications sent: the notification service's log lines with the message. */
   sent: number;
   /** Distinct outcome events on the tap, by `event_id`. */
@@ -497,11 +545,18 @@ export async function countEffects(
       getJson(`${stack.url("inventory")}/reservations/${orderId}`),
       getJson(`${stack.url("notification")}/notifications?order_id=${orderId}`),
     ]);
+    const notified: Array<{ kind: string }> = Array.isArray(notifications.body)
+      ? notifications.body
+      : [];
     return {
       order_id: orderId,
       status: order?.status === 200 ? order.body.status : undefined,
+      createdAt: order?.body?.created_at,
+      updatedAt: order?.body?.updated_at,
       reservations: reservation.status === 200 ? 1 : 0,
-      notifications: Array.isArray(notifications.body) ? notifications.body.length : 0,
+      reservation: reservation.status === 200 ? reservation.body : undefined,
+      notifications: notified.length,
+      notificationKinds: notified.map((n) => n.kind),
       sent: sentLog.filter((line) =>
         line.order_id === orderId && typeof line.msg === "string" &&
         line.msg.startsWith(`order ${orderId} `)

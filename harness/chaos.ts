@@ -1,21 +1,29 @@
 /**
  * `deno task test:chaos`: a steady stream of orders while every kind of fault happens at random
  * moments: each service SIGKILLed and restarted, connections force-closed by the broker, transient
- * handler faults (`FAULT_TRANSIENT_RATE=0.2`), a little injected poison, and with
- * `--broker-outage` the services cut off the broker for some seconds by a TCP proxy this scenario
- * controls (the real broker is never stopped). A client that gets no answer (the order service died
- * under its request, or is down) sends the order again with its `Idempotency-Key`. PASS when every
- * order is accepted, and every accepted order ends CONFIRMED or
- * REJECTED with exactly one reservation, one stock change and one notification, and the DLQs hold
- * the injected poison and nothing else.
+ * handler faults (`FAULT_TRANSIENT_RATE=0.2`), a little injected poison, one stretch with
+ * inventory stopped past the decision timeout (`ORDER_DECISION_TIMEOUT=3s`), so that orders expire
+ * and their `OrderPlaced` reaches inventory late, and with `--broker-outage` the services cut off
+ * the broker for some seconds by a TCP proxy this scenario controls (the real broker is never
+ * stopped). A client that gets no answer (the order service died under its request, or is down)
+ * sends the order again with its `Idempotency-Key`; one in five orders is cancelled soon after its
+ * 202. PASS when every order is accepted, no order is left PENDING (each is CONFIRMED, REJECTED,
+ * CANCELLED or EXPIRED, an expired one on time), each has one reservation and one outcome event,
+ * stock is conserved and held only by CONFIRMED orders, the student heard of each status at most
+ * once and last of the final one, every notification recorded was sent once, and the DLQs hold the
+ * injected poison and nothing else.
  * @module
  */
 import type { RunningService, ServiceName, Stack } from "./_stack.ts";
 import { managementApi, SERVICES, waitFor } from "./_stack.ts";
 import { startTcpProxy, type TcpProxy } from "./_tcp_proxy.ts";
+import { checkLifecycle } from "./_lifecycle_checks.ts";
 import {
+  type CancelAnswer,
+  cancelUntilAnswered,
   countEffects,
   getStock,
+  type OrderEffects,
   peekQueue,
   type Placed,
   placeUntilAnswered,
@@ -58,6 +66,15 @@ const STOCK = { burger: 100_000, cookie: 40 };
 /** Poison injected on purpose: exactly these may sit in a DLQ at the end. */
 const POISON = ["not json", "[]", '{"invalid":"json","no":"order field"}'];
 
+/** ORDER_DECISION_TIMEOUT for the services: short, so that orders expire during the run. */
+const DECISION_TIMEOUT_MS = 3000;
+
+/** How long inventory stays stopped in its outage: past the decision timeout. */
+const INVENTORY_OUTAGE_MS = DECISION_TIMEOUT_MS + 2000;
+
+/** The share of accepted orders the client cancels, at a random moment soon after the 202. */
+const CANCEL_SHARE = 0.2;
+
 /** Enough retries that a 0.2 fault rate practically never exhausts them (0.2^9 per message). */
 const RETRY_DELAYS = "100ms,200ms,300ms,500ms,500ms,1s,1s,1s";
 
@@ -67,8 +84,12 @@ interface Fault {
   fault: string;
 }
 
-/** What can go wrong: a service SIGKILLed, or one of the other faults. */
-type FaultKind = ServiceName | "force-close" | "poison" | "outage";
+/**
+ * What can go wrong: a service SIGKILLed, or one of the other faults. `inventory-outage` stops
+ * inventory for longer than the decision timeout, so that orders expire and their OrderPlaced
+ * comes to inventory late, before or after the OrderCancelled.
+ */
+type FaultKind = ServiceName | "force-close" | "poison" | "outage" | "inventory-outage";
 
 /** Runs the chaos scenario on a stack of its own. */
 export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
@@ -80,6 +101,7 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
         servicesAmqpUrl: (url) => viaProxy(url, proxy),
         env: {
           RETRY_DELAYS,
+          ORDER_DECISION_TIMEOUT: `${DECISION_TIMEOUT_MS}ms`,
           INVENTORY_STOCK: Object.entries(STOCK).map(([sku, qty]) => `${sku}=${qty}`).join(","),
         },
         serviceEnv: {
@@ -132,7 +154,11 @@ async function chaos(
   let resent = 0;
   let replayed = 0;
   let unanswered = 0;
+  const cancels: Promise<CancelAnswer>[] = [];
   const stream = streamOrders(stack, { seconds, rate }, (result) => {
+    if (result.orderId && Math.random() < CANCEL_SHARE) {
+      cancels.push(cancelSoon(stack, result.orderId));
+    }
     if (result.orderId) accepted.push({ orderId: result.orderId, cookies: result.cookies });
     else unanswered++;
     if (result.orderId && result.attempts > 1) resent++;
@@ -150,6 +176,12 @@ async function chaos(
     } else if (fault === "force-close") {
       const closed = await forceCloseServiceConnections(stack);
       note(`force-closed ${closed} connections`);
+    } else if (fault === "inventory-outage") {
+      await stack.stop("inventory");
+      note(`inventory stopped for ${INVENTORY_OUTAGE_MS / 1000} s`);
+      await new Promise((resolve) => setTimeout(resolve, INVENTORY_OUTAGE_MS));
+      processes.push(await stack.start("inventory"));
+      note("inventory started again");
     } else if (fault === "outage") {
       proxy.cut();
       note("broker outage begins");
@@ -176,60 +208,49 @@ async function chaos(
   );
 
   await waitReady(stack, 30_000);
+  await Promise.all(cancels);
   const settleBegan = performance.now();
   const orderIds = accepted.map((a) => a.orderId);
-  await waitFor(
-    "every accepted order to be decided",
-    async () => (await pending(stack, orderIds)).length === 0,
-    {
-      timeoutMs: 60_000,
-      intervalMs: 250,
-    },
-  ).catch(() => {});
-  const undecided = await pending(stack, orderIds);
-  report.expect(
-    undecided.length === 0,
-    "every accepted order decided",
-    `${undecided.length} still PENDING`,
-  );
-  // The last notifications may trail the order status by a retry or two.
-  await waitFor("every notification", async () => {
-    const effects = await countEffects(stack, accepted.map((a) => a.orderId), outcomes);
-    return effects.every((e) => e.notifications === 1);
-  }, { timeoutMs: 30_000, intervalMs: 250 }).catch(() => {});
+  const notificationLogs = () =>
+    processes.filter((p) => p.name === "notification").flatMap((p) => p.logs);
+  // Every order decided, every OrderPlaced and OrderCancelled handled, every student told: the
+  // last notifications may trail the status by a retry or two.
+  await waitFor("every accepted order to settle", async () => {
+    const effects = await countEffects(stack, orderIds, outcomes);
+    return effects.every(settled);
+  }, { timeoutMs: 60_000, intervalMs: 250 }).catch(() => {});
   report.figure("settle_s", round((performance.now() - settleBegan) / 1000, 1));
 
-  const effects = await countEffects(stack, accepted.map((a) => a.orderId), outcomes);
-  const sent = (orderId: string) =>
-    processes.filter((p) => p.name === "notification").flatMap((p) => p.logs)
-      .filter((line) =>
-        line.order_id === orderId && String(line.msg).startsWith(`order ${orderId} `)
-      ).length;
+  const effects = await countEffects(stack, orderIds, outcomes);
+  const sent = sentKinds(notificationLogs());
   const bad = effects.filter((e) =>
-    (e.status !== "CONFIRMED" && e.status !== "REJECTED") || e.reservations !== 1 ||
-    e.notifications !== 1 || e.outcomes !== 1 || sent(e.order_id) !== 1
+    e.reservations !== 1 || e.outcomes !== 1 ||
+    (sent.get(e.order_id) ?? []).join() !== e.notificationKinds.join()
   );
   report.expect(
     bad.length === 0,
-    "each accepted order decided with 1 reservation, 1 outcome event, 1 notification recorded and sent",
-    bad.slice(0, 3).map((e) => JSON.stringify({ ...e, sent: sent(e.order_id) })).join(", "),
+    "each accepted order with 1 reservation, 1 outcome event, and each notification recorded sent once",
+    bad.slice(0, 3).map((e) => JSON.stringify({ ...e, sent: sent.get(e.order_id) })).join(", "),
   );
-
-  const confirmed = new Set(effects.filter((e) => e.status === "CONFIRMED").map((e) => e.order_id));
-  const stock = await getStock(stack);
-  const burgers = accepted.filter((a) => confirmed.has(a.orderId)).length;
-  const cookies = accepted.filter((a) => confirmed.has(a.orderId)).reduce(
-    (sum, a) => sum + a.cookies,
-    0,
+  const counts = checkLifecycle(
+    report,
+    effects.map((e) => ({ ...e, orderId: e.order_id, notifications: e.notificationKinds })),
+    {
+      stock: { initial: STOCK, onHand: await getStock(stack) },
+      decisionTimeoutMs: DECISION_TIMEOUT_MS,
+      // An order due while its service was SIGKILLed expires when it is back, a second or two on.
+      expiryLateMs: 5000,
+    },
   );
+  const cancelAnswers = (await Promise.all(cancels)).map((answer) =>
+    `${answer.status}${answer.orderStatus ? ` ${answer.orderStatus}` : ""}`
+  );
+  report.step(`cancellations asked: ${tally(cancelAnswers)}`);
   report.expect(
-    stock.burger === STOCK.burger - burgers && stock.cookie === STOCK.cookie - cookies,
-    `stock burger=${STOCK.burger - burgers} cookie=${
-      STOCK.cookie - cookies
-    } (one change per confirmed order)`,
-    `burger=${stock.burger} cookie=${stock.cookie}`,
+    cancelAnswers.every((answer) => /^(202 CANCELLED|409 (REJECTED|EXPIRED))$/.test(answer)),
+    "every cancellation answered 202 CANCELLED, or 409 for a REJECTED or EXPIRED order",
+    tally(cancelAnswers),
   );
-  report.expect(stock.cookie >= 0, "stock never negative", `cookie=${stock.cookie}`);
 
   const parked = await peekQueue(stack, deadLetterQueue(QUEUES[0]), 100);
   const others = await Promise.all(
@@ -254,8 +275,20 @@ async function chaos(
   report.figure("orders_accepted", accepted.length);
   report.figure("orders_sent_again", resent);
   report.figure("orders_replayed", replayed);
-  report.figure("confirmed", confirmed.size);
-  report.figure("rejected", accepted.length - confirmed.size);
+  for (const status of ["CONFIRMED", "REJECTED", "CANCELLED", "EXPIRED"]) {
+    report.figure(status.toLowerCase(), counts.byStatus[status] ?? 0);
+  }
+  report.figure("cancellations_asked", cancelAnswers.length);
+  report.figure("told_outcome_then_called_off", counts.outcomeThenCalledOff);
+  report.figure("stock_released", count("inventory", "released stock of a cancelled order"));
+  report.figure(
+    "cancellations_before_order",
+    count("inventory", "remembered a cancellation before its order"),
+  );
+  report.figure(
+    "late_outcomes_ignored",
+    count("order", "skipped outcome of an order that is not pending here"),
+  );
   for (const name of SERVICES) {
     report.figure(`kills_${name}`, faults.filter((f) => f.fault === `SIGKILL ${name}`).length);
   }
@@ -276,9 +309,36 @@ async function chaos(
   );
   report.figure("timeline", faults.map((f) => `${f.at_s}s ${f.fault}`).join(" | "));
   report.summary(
-    `${accepted.length} orders through ${faults.length} faults: each decided once, ` +
-      `${confirmed.size} confirmed, ${accepted.length - confirmed.size} rejected`,
+    `${accepted.length} orders through ${faults.length} faults, ${cancelAnswers.length} ` +
+      `cancellations asked: none PENDING (${tally(effects.map((e) => e.status))}), stock ` +
+      "conserved and held only by CONFIRMED orders, each status told at most once and the last " +
+      "notification saying the final one",
   );
+}
+
+/**
+ * Whether inventory and notification are done with an order: it is decided, its OrderPlaced gave
+ * one outcome, the reservation agrees with the status (released once the order was called off),
+ * and the student was last told the final status.
+ */
+function settled(e: OrderEffects): boolean {
+  const holds = e.reservation?.status === "RESERVED";
+  const last = e.notificationKinds.at(-1);
+  return e.status !== undefined && e.status !== "PENDING" && e.outcomes === 1 &&
+    holds === (e.status === "CONFIRMED") && last === `order_${e.status.toLowerCase()}`;
+}
+
+/** The kinds of notification each order was sent, from the lines notification logged. */
+function sentKinds(lines: Array<Record<string, unknown>>): Map<string, string[]> {
+  const sent = new Map<string, string[]>();
+  for (const line of lines) {
+    const match = /^order (\S+) for \S+ (confirmed|rejected|cancelled|expired)/.exec(
+      String(line.msg),
+    );
+    if (!match || match[1] !== line.order_id) continue;
+    sent.set(match[1], [...sent.get(match[1]) ?? [], `order_${match[2]}`]);
+  }
+  return sent;
 }
 
 /** The faults, spread evenly over the stream with some jitter, in a shuffled order. */
@@ -293,6 +353,7 @@ function planFaults(
     "force-close",
     ...POISON.map(() => "poison" as const),
     ...(brokerOutage ? ["outage" as const, "outage" as const] : []),
+    "inventory-outage",
   ];
   for (let i = faults.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
@@ -339,12 +400,12 @@ async function streamOrders(
   await Promise.all(inFlight);
 }
 
-/** The orders among `orderIds` that are still PENDING (or unknown). */
-async function pending(stack: Stack, orderIds: string[]): Promise<string[]> {
-  const effects = await countEffects(stack, orderIds);
-  return effects.filter((e) => e.status !== "CONFIRMED" && e.status !== "REJECTED").map((e) =>
-    e.order_id
-  );
+/** Cancels `orderId` at a random moment in the next 1.5 s, as a student who changed their mind. */
+async function cancelSoon(stack: Stack, orderId: string): Promise<CancelAnswer> {
+  await new Promise((resolve) => setTimeout(resolve, Math.random() * 1500));
+  return await cancelUntilAnswered(() => stack.services.order?.url, orderId, {
+    deadlineMs: ANSWER_DEADLINE_MS,
+  });
 }
 
 /** Closes the services' connections through the management API, not the harness's own. */
