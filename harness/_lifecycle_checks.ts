@@ -5,7 +5,7 @@
  * saying the final status (guarantee 7).
  * @module
  */
-import { type Report, tally } from "./_steps.ts";
+import { type CancelAnswer, type Report, tally } from "./_steps.ts";
 
 /** What the checks need to know of one order. */
 export interface SettledOrder {
@@ -115,6 +115,18 @@ export function checkLifecycle(
 }
 
 /**
+ * Whether inventory and notification are done with `order`: it is decided, its reservation agrees
+ * with its status (released once the order was called off), and the student was last told the
+ * final status.
+ */
+export function hasSettled(order: SettledOrder): boolean {
+  const { status, reservation, notifications } = order;
+  return status !== undefined && status in NOTICE &&
+    (reservation?.status === "RESERVED") === (status === "CONFIRMED") &&
+    notifications.at(-1) === NOTICE[status];
+}
+
+/**
  * A CONFIRMED or REJECTED order was told exactly that; a CANCELLED or EXPIRED one was told that
  * last, and before it at most one outcome: the confirmation of an order cancelled after it, or an
  * outcome that reached notification before the cancellation that made the order service ignore it.
@@ -127,4 +139,20 @@ function toldTheTruth(order: SettledOrder): boolean {
   return notifications.length === 1 ||
     (notifications.length === 2 &&
       ["order_confirmed", "order_rejected"].includes(notifications[0]));
+}
+
+/**
+ * Checks that every cancellation was answered 202 CANCELLED, or 409 for an order that was
+ * REJECTED or EXPIRED first.
+ */
+export function checkCancelAnswers(report: Report, answers: CancelAnswer[]): void {
+  const seen = answers.map((answer) =>
+    `${answer.status}${answer.orderStatus ? ` ${answer.orderStatus}` : ""}`
+  );
+  report.step(`cancellations asked: ${tally(seen)}`);
+  report.expect(
+    seen.every((answer) => /^(202 CANCELLED|409 (REJECTED|EXPIRED))$/.test(answer)),
+    "every cancellation answered 202 CANCELLED, or 409 for a REJECTED or EXPIRED order",
+    tally(seen),
+  );
 }

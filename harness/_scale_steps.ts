@@ -5,6 +5,8 @@
  */
 import { type RunningService, type ServiceName, SERVICES, type Stack, waitFor } from "./_stack.ts";
 import {
+  type CancelAnswer,
+  cancelUntilAnswered,
   mapLimit,
   type OrderRequest,
   type Placed,
@@ -16,6 +18,12 @@ import {
 } from "./_steps.ts";
 import type { Tap } from "../shared/broker.ts";
 import { deadLetterQueue, QUEUES } from "../shared/topology.ts";
+import {
+  checkCancelAnswers,
+  checkLifecycle,
+  hasSettled,
+  type SettledOrder,
+} from "./_lifecycle_checks.ts";
 
 /** The SKU 2 in 5 orders want one of, with too little stock for all of them. */
 export const SCARCE_SKU = "chef-special";
@@ -25,6 +33,9 @@ const PLENTIFUL_STOCK = 100_000;
 
 /** How long one order may take to get its 202, across instances, in milliseconds. */
 const PLACE_DEADLINE_MS = 30_000;
+
+/** ORDER_DECISION_TIMEOUT of the scenario's order instances, in milliseconds. */
+export const DECISION_TIMEOUT_MS = 3000;
 
 /** A republished event must have been written at most this long before a kill, in milliseconds. */
 const REPUBLISH_WINDOW_MS = 5_000;
@@ -61,6 +72,8 @@ export interface PlannedOrder {
   key: string;
   body: OrderRequest;
   wantsScarce: boolean;
+  /** The student cancels it soon after its 202, through any order instance. */
+  cancels: boolean;
 }
 
 /** What placing one order came to. */
@@ -68,6 +81,8 @@ export interface Placement extends Placed {
   planned: PlannedOrder;
   /** The slot that answered 202. */
   via?: string;
+  /** The answer to its cancellation, if it was one of those cancelled. */
+  cancel?: CancelAnswer;
 }
 
 /**
@@ -79,7 +94,12 @@ export function planOrders(count: number): PlannedOrder[] {
     const wantsScarce = i % 5 < 2;
     const items = [{ sku: PLENTIFUL_SKUS[i % PLENTIFUL_SKUS.length], qty: 1 + (i % 3) }];
     if (wantsScarce) items.push({ sku: SCARCE_SKU, qty: 1 });
-    return { key: `scale-${i}`, body: { user_id: `student-${i % 97}`, items }, wantsScarce };
+    return {
+      key: `scale-${i}`,
+      body: { user_id: `student-${i % 97}`, items },
+      wantsScarce,
+      cancels: i % 8 === 3,
+    };
   });
 }
 
@@ -115,7 +135,18 @@ export async function place(
       afterFailure: () => slot = orderSlots.find((s) => s !== target) ?? target!,
     },
   );
-  return { planned, ...placed, ...(placed.orderId ? { via: target?.label } : {}) };
+  const placement = { planned, ...placed, ...(placed.orderId ? { via: target?.label } : {}) };
+  if (!placed.orderId || !planned.cancels) return placement;
+  await new Promise((resolve) => setTimeout(resolve, Math.random() * 1000));
+  const cancel = await cancelUntilAnswered(
+    () => {
+      const running = orderSlots.filter((s) => s.current);
+      return running[Math.floor(Math.random() * running.length)]?.current?.url;
+    },
+    placed.orderId,
+    { deadlineMs: PLACE_DEADLINE_MS },
+  );
+  return { ...placement, cancel };
 }
 
 /** What the scenario collected, for {@linkcode verifyScale}. */
@@ -135,13 +166,15 @@ export interface ScaleRun {
   streamS: number;
 }
 
-interface Effects {
+interface Effects extends SettledOrder {
   orderId: string;
   placement: Placement;
   status?: string;
   reason?: string;
-  reservation?: string;
+  reservation?: { status: string; items: Array<{ sku: string; qty: number }> };
   notifications: string[];
+  createdAt?: string;
+  updatedAt?: string;
 }
 
 /** Events that came more than once on the wire (same `event_id`). */
@@ -190,14 +223,13 @@ export async function verifyScale(run: ScaleRun): Promise<void> {
   report.step(
     `every order decided ${decidedS} s after the stream: ${tally([...decided.values()])}`,
   );
-  await waitFor("a notification and both events on the taps for every order", async () => {
+  await waitFor("every order settled, and both its events on the taps", async () => {
     const outcomes = readTap(run.taps.outcomes);
     const placed = readTap(run.taps.placed);
     if (![outcomes, placed].every((tapped) => ids.every((id) => tapped.byOrder.has(id)))) {
       return false;
     }
-    const counts = await mapLimit(ids, 16, async (id) => (await notificationsOf(slots, id)).length);
-    return counts.every((n) => n > 0);
+    return (await mapLimit(accepted, 16, (p) => effectsOf(slots, p))).every(hasSettled);
   }, { timeoutMs: 30_000, intervalMs: 200 });
   // A copy still on its way would be counted after the check: let the queues run empty first.
   await waitFor("the queues to be empty", async () => {
@@ -206,8 +238,8 @@ export async function verifyScale(run: ScaleRun): Promise<void> {
   });
 
   const effects = await mapLimit(accepted, 16, (p) => effectsOf(slots, p));
-  checkEffects(run, effects);
-  checkStock(run, effects, await getJson(`${slots.inventory[0].current!.url}/stock`));
+  checkEffects(run, effects, (await getJson(`${slots.inventory[0].current!.url}/stock`)).body);
+  checkCancelAnswers(report, accepted.flatMap((p) => p.cancel ? [p.cancel] : []));
   const republished = checkWire(run, ids);
   await checkQueues(run);
   recordFigures(run, effects, {
@@ -250,7 +282,9 @@ async function effectsOf(
     placement,
     status: order.body?.status,
     reason: order.body?.reason,
-    reservation: reservation.status === 200 ? reservation.body.status : undefined,
+    createdAt: order.body?.created_at,
+    updatedAt: order.body?.updated_at,
+    reservation: reservation.status === 200 ? reservation.body : undefined,
     notifications: notifications.map((n: { kind: string }) => n.kind),
   };
 }
@@ -263,27 +297,28 @@ async function notificationsOf(
   return Array.isArray(body) ? body : [];
 }
 
-function checkEffects(run: ScaleRun, effects: Effects[]): void {
-  const { report } = run;
-  const expectAll = (what: string, values: string[], ok: (value: string) => boolean) => {
-    report.step(`${what}: ${tally(values)}`);
-    report.expect(values.every(ok), what, tally(values));
-  };
-  expectAll(
-    "order status / reservation per order",
-    effects.map((e) => `${e.status}/${e.reservation ?? "none"}`),
-    (v) => v === "CONFIRMED/RESERVED" || v === "REJECTED/FAILED",
+function checkEffects(run: ScaleRun, effects: Effects[], onHand: Record<string, number>): void {
+  const { report, scarceStock, lowestStock } = run;
+  const initial: Record<string, number> = { [SCARCE_SKU]: scarceStock };
+  for (const sku of PLENTIFUL_SKUS) initial[sku] = PLENTIFUL_STOCK;
+  const counts = checkLifecycle(report, effects, {
+    stock: { initial, onHand },
+    decisionTimeoutMs: DECISION_TIMEOUT_MS,
+    expiryLateMs: 5000,
+  });
+  report.figure("told_outcome_then_called_off", counts.outcomeThenCalledOff);
+  report.step(
+    `lowest stock over ${run.stockSamples} samples: ${
+      Object.keys(initial).map((sku) => `${sku} ${lowestStock[sku]}`).join(", ")
+    }`,
   );
-  expectAll(
-    "notifications per order",
-    effects.map((e) => e.notifications.join("+") || "none"),
-    (v) => v === "order_confirmed" || v === "order_rejected",
-  );
-  report.expect(
-    effects.every((e) => (e.status === "CONFIRMED") === (e.notifications[0] === "order_confirmed")),
-    "each notification to say what happened to its order",
-    "a notification that disagrees with its order",
-  );
+  for (const sku of Object.keys(initial)) {
+    report.expect(
+      (lowestStock[sku] ?? 0) >= 0,
+      `${sku} never below 0`,
+      `${lowestStock[sku]} at one sample`,
+    );
+  }
   const rejected = effects.filter((e) => e.status === "REJECTED");
   report.expect(
     rejected.every((e) => e.placement.planned.wantsScarce && e.reason?.includes(SCARCE_SKU)),
@@ -293,48 +328,10 @@ function checkEffects(run: ScaleRun, effects: Effects[]): void {
   const sent = notificationLines(run.slots.notification);
   const sentPerOrder = effects.map((e) => sent.get(e.orderId) ?? 0);
   report.expect(
-    sentPerOrder.every((n) => n <= 1),
-    "at most one notification sent (logged) per order",
+    effects.every((e) => (sent.get(e.orderId) ?? 0) <= e.notifications.length),
+    "at most one notification sent (logged) per order and kind",
     tally(sentPerOrder),
   );
-}
-
-/** Each SKU must have moved by exactly what the confirmed orders took: once per order, or never. */
-function checkStock(
-  run: ScaleRun,
-  effects: Effects[],
-  final: { status: number; body: Record<string, number> },
-): void {
-  const { report, scarceStock, lowestStock } = run;
-  const initial: Record<string, number> = { [SCARCE_SKU]: scarceStock };
-  for (const sku of PLENTIFUL_SKUS) initial[sku] = PLENTIFUL_STOCK;
-  const taken: Record<string, number> = {};
-  for (const e of effects.filter((e) => e.status === "CONFIRMED")) {
-    for (const { sku, qty } of e.placement.planned.body.items) taken[sku] = (taken[sku] ?? 0) + qty;
-  }
-  const lines = Object.keys(initial).map((sku) => {
-    const expected = initial[sku] - (taken[sku] ?? 0);
-    report.expect(
-      final.body?.[sku] === expected,
-      `${sku} at ${initial[sku]} - ${taken[sku] ?? 0} confirmed = ${expected}`,
-      String(final.body?.[sku]),
-    );
-    report.expect(
-      (lowestStock[sku] ?? 0) >= 0,
-      `${sku} never below 0`,
-      `${lowestStock[sku]} at one sample`,
-    );
-    return `${sku} ${initial[sku]} → ${final.body?.[sku]} (lowest seen ${lowestStock[sku]})`;
-  });
-  report.step(`stock over ${run.stockSamples} samples: ${lines.join(", ")}`);
-  const wanted = effects.filter((e) => e.placement.planned.wantsScarce).length;
-  if (wanted >= scarceStock) {
-    report.expect(
-      final.body?.[SCARCE_SKU] === 0,
-      `the last ${SCARCE_SKU} sold, as ${wanted} orders wanted ${scarceStock}`,
-      `${final.body?.[SCARCE_SKU]} left`,
-    );
-  }
 }
 
 /**
@@ -404,8 +401,13 @@ function recordFigures(
   const sent = notificationLines(slots.notification);
   report.figure("orders", run.placements.length);
   report.figure("accepted", effects.length);
-  report.figure("confirmed", count("CONFIRMED"));
-  report.figure("rejected", count("REJECTED"));
+  for (const status of ["CONFIRMED", "REJECTED", "CANCELLED", "EXPIRED"]) {
+    report.figure(status.toLowerCase(), count(status));
+  }
+  report.figure("cancellations_asked", effects.filter((e) => e.placement.cancel).length);
+  report.figure("stock_released", lines("released stock of a cancelled order"));
+  report.figure("cancellations_before_order", lines("remembered a cancellation before its order"));
+  report.figure("orders_expired_by_sweeps", lines("expired order"));
   report.figure("scarce_stock", run.scarceStock);
   report.figure("scarce_wanted", effects.filter((e) => e.placement.planned.wantsScarce).length);
   report.figure("instances", SERVICES.map((s) => `${slots[s].length} ${s}`).join(", "));
@@ -453,10 +455,10 @@ function recordFigures(
   report.figure("decided_after_stream_s", extra.decidedS);
   report.summary(
     `${effects.length} orders over ${slots.order.length} order APIs (${
-      count("CONFIRMED")
-    } CONFIRMED, ` +
-      `${count("REJECTED")} REJECTED), each with exactly 1 reservation, 1 outcome event and ` +
-      `1 notification; stock exact and never negative; ${kills.length} SIGKILLs ` +
+      tally(effects.map((e) => e.status))
+    }), none PENDING, each with exactly 1 reservation and 1 outcome event; stock conserved, ` +
+      "held only by CONFIRMED orders and never negative; each status told at most once, the " +
+      `last the final one; ${kills.length} SIGKILLs ` +
       `(${tally(kills.map((k) => k.service))}); ${extra.leftInOutbox} orders left in the outbox ` +
       `by a killed order instance published by the other; DLQs empty`,
   );

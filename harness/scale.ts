@@ -33,6 +33,7 @@ import {
   withStack,
 } from "./_steps.ts";
 import {
+  DECISION_TIMEOUT_MS,
   type Kill,
   place,
   type Placement,
@@ -124,7 +125,7 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
           `${INSTANCES.order} order, ${INSTANCES.inventory} inventory and ${INSTANCES.notification} notification instances`,
       );
       await withStack({
-        env: { DATABASE_URL: database.url },
+        env: { DATABASE_URL: database.url, ORDER_DECISION_TIMEOUT: `${DECISION_TIMEOUT_MS}ms` },
         serviceEnv: { inventory: { INVENTORY_STOCK: stockEnv(scarceStock) } },
       }, async (stack) => {
         const slots = await startSlots(stack);
@@ -151,20 +152,33 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
         const streamBegan = performance.now();
         let halted = false;
         const kills: Kill[] = [];
-        const [streamed, killed] = await Promise.allSettled([
+        const chaos: Chaos = {
+          stack,
+          report,
+          slots,
+          feed,
+          db,
+          kills,
+          began,
+          killIntervalMs,
+          inventoryOutage: false,
+        };
+        const stopOnError = (error: unknown) => {
+          halted = true;
+          throw error;
+        };
+        const [streamed, killed, outage] = await Promise.allSettled([
           streamOrders(feed, seconds * 1000, () => halted),
-          killAndRestartLoop({ stack, report, slots, feed, db, kills, began, killIntervalMs })
-            .catch((error) => {
-              halted = true;
-              throw error;
-            }),
+          killAndRestartLoop(chaos).catch(stopOnError),
+          // A third of the way into the stream, so that orders come in while it lasts.
+          sleep(seconds * 1000 / 3).then(() => stopInventoryPastTimeout(chaos)).catch(stopOnError),
         ]);
         halted = true;
         // Every placement settles on its own (a 202, or a reason), so this never hangs or throws.
         const placements = await Promise.all(feed.placements);
         const streamS = round((performance.now() - streamBegan) / 1000, 1);
         await stock.stop();
-        for (const settled of [streamed, killed]) {
+        for (const settled of [streamed, killed, outage]) {
           if (settled.status === "rejected") throw settled.reason;
         }
         await verifyScale({
@@ -257,6 +271,8 @@ interface Chaos {
   /** When the scenario began, from `performance.now()`. */
   began: number;
   killIntervalMs: number;
+  /** Set while every inventory instance is stopped on purpose: then no inventory is killed. */
+  inventoryOutage: boolean;
 }
 
 /**
@@ -273,9 +289,43 @@ async function killAndRestartLoop(chaos: Chaos): Promise<void> {
     );
     if (feed.sent >= feed.total) return;
     lastKillAt = performance.now();
-    const service = first[kills.length] ?? pick(SERVICES);
+    let service = first[kills.length] ?? pick(SERVICES);
+    if (service === "inventory" && chaos.inventoryOutage) service = pick(["order", "notification"]);
     kills.push(await killAndRestart(chaos, pick(slots[service])));
   }
+}
+
+/**
+ * Stops every inventory instance for longer than the decision timeout, then starts them again:
+ * the orders placed meanwhile expire on whichever order instance sweeps first, and their
+ * `OrderPlaced` and `OrderCancelled` meet at inventory in either order.
+ */
+async function stopInventoryPastTimeout(chaos: Chaos): Promise<void> {
+  const { stack, report, slots } = chaos;
+  const downMs = DECISION_TIMEOUT_MS + 2000;
+  chaos.inventoryOutage = true;
+  // An inventory instance being killed and restarted just now comes back first.
+  await waitFor(
+    "every inventory instance to run",
+    () => slots.inventory.every((slot) => slot.current),
+    { timeoutMs: 30_000 },
+  );
+  await Promise.all(slots.inventory.map(async (slot) => {
+    const victim = slot.current!;
+    slot.current = undefined;
+    await (slot.primary ? stack.stop("inventory") : victim.stop());
+  }));
+  report.step(`stopped all ${slots.inventory.length} inventory instances for ${downMs / 1000} s`);
+  await sleep(downMs);
+  await Promise.all(slots.inventory.map(async (slot) => {
+    const restarted = slot.primary
+      ? await stack.start("inventory")
+      : await stack.startInstance("inventory");
+    slot.current = restarted;
+    slot.runs.push(restarted);
+  }));
+  chaos.inventoryOutage = false;
+  report.step("started the inventory instances again");
 }
 
 async function killAndRestart(chaos: Chaos, slot: Slot): Promise<Kill> {

@@ -88,6 +88,8 @@ Deno.test(
     ]);
     assert.equal(result.figures.outages, 2);
     assert.equal(result.figures.kills_inventory, 2);
+    assert.ok(Number(result.figures.expired) > 0, "orders expired while inventory was stopped");
+    assert.ok(Number(result.figures.cancelled) > 0, "orders were cancelled");
     assert.ok(Number(result.figures.retries) > 0, "transient faults were injected and retried");
   },
 );
@@ -110,5 +112,6 @@ Deno.test(
     // The first kill is always an order instance's, in the middle of a burst of orders.
     assert.ok(Number(result.figures.kills) >= 2, `kills: ${result.figures.kill_timeline}`);
     assert.match(String(result.figures.kill_timeline), /^[\d.]+s order-\d/);
+    assert.ok(Number(result.figures.expired) > 0, "orders expired while inventory was stopped");
   },
 );
