@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { notificationCount, placeOrder, withStack } from "./_steps.ts";
-import { managementApi, type Stack, waitFor } from "./_stack.ts";
+import { managementApi, type Stack, startService, waitFor } from "./_stack.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../shared/topology.ts";
 import { inventoryOutcome } from "../shared/events.ts";
 import { newId } from "../shared/ids.ts";
@@ -242,5 +242,39 @@ Deno.test(
       assert.match((await ready.json()).failed.broker, /Cannot declare queue "order-placed"/);
       assert.equal((await fetch(`${inventory.url}/health`)).status, 200);
     });
+  },
+);
+
+Deno.test(
+  "a service stops at once on SIGTERM while its broker accepts the connection and never answers",
+  integration,
+  async () => {
+    // A listener that accepts and stays silent: the AMQP handshake would wait for its deadline.
+    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const held: Deno.Conn[] = [];
+    (async () => {
+      for await (const conn of silent) held.push(conn);
+    })().catch(() => {});
+    const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
+    try {
+      const order = await startService("order", {
+        env: {
+          AMQP_URL: `amqp://guest:guest@127.0.0.1:${(silent.addr as Deno.NetAddr).port}/`,
+          DATA_DIR: dataDir,
+          ORDER_PORT: "0",
+        },
+      });
+      await waitFor("the connection attempt", () => held.length > 0);
+      const began = performance.now();
+      assert.equal(await order.stop("SIGTERM"), 0);
+      // The broker's reply deadline is 10 s: a stop that waited for it would take that long.
+      const tookMs = performance.now() - began;
+      assert.ok(tookMs < 5000, `stopped after ${Math.round(tookMs)} ms`);
+      assert.ok(order.logs.some((line) => line.msg === "stopped"));
+    } finally {
+      silent.close();
+      for (const conn of held) conn.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
   },
 );

@@ -184,6 +184,9 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
   const consumers: ConsumerState[] = [];
   const connectListeners: Array<() => void> = [];
   const stopping = new AbortController();
+  const stopped = new Promise<undefined>((resolve) =>
+    stopping.signal.addEventListener("abort", () => resolve(undefined), { once: true })
+  );
   let session: Session | undefined;
   let lastError: string | undefined;
   watchBrokerNode(nodes.map(nodeOf), () => session?.node);
@@ -252,7 +255,14 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
     for (let attempt = 0; !stopping.signal.aborted; attempt++) {
       const url = nodes[attempt % nodes.length];
       try {
-        const { ended } = await openSession(url);
+        // A stop must not wait for a connection attempt that may take until its deadline.
+        const opening = openSession(url);
+        const opened = await Promise.race([opening, stopped]);
+        if (!opened) {
+          opening.then(() => session?.abandon(), () => {});
+          return;
+        }
+        const { ended } = opened;
         log.info(
           connectedBefore ? "reconnected to broker" : "connected to broker",
           { node: nodeOf(url), ...(failures ? { failed_attempts: failures } : {}) },
