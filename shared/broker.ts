@@ -160,6 +160,8 @@ interface Session {
   node: string;
   /** True while the broker holds back publishes (a resource alarm): confirms are late, not lost. */
   blocked: boolean;
+  /** Set while a nacked publisher channel is being replaced. */
+  replacing?: Promise<void>;
   /** Gives the connection up (closing it in the background) so that the service reconnects. */
   abandon(): void;
 }
@@ -229,8 +231,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       log.info("broker unblocked publishing");
     });
     async function setUp(): Promise<void> {
-      current.publisher = await connection.createConfirmChannel();
-      closeConnectionWith(current.publisher, connection, log);
+      await openPublisher(current);
       await declareTopology(current.publisher, topology);
       // Consumers may need to publish (poison to a DLQ) from their first delivery on.
       session = current;
@@ -247,6 +248,25 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       current.abandon();
       throw error;
     }
+  }
+
+  /** Opens `current`'s confirm channel; the one it replaces may close without closing the rest. */
+  async function openPublisher(current: Session): Promise<void> {
+    const publisher = await current.connection.createConfirmChannel();
+    closeConnectionWith(publisher, current.connection, log, () => publisher !== current.publisher);
+    current.publisher = publisher;
+  }
+
+  /**
+   * Replaces `current`'s publisher channel after it was nacked. A channel that publishes to a
+   * quorum queue in the moment its leader's node dies can be nacked, and then nacked again for
+   * every publish for as long as that node is down, while a new channel is confirmed at once.
+   */
+  function replacePublisher(current: Session, nacked: ConfirmChannel): void {
+    if (current.publisher !== nacked || current.replacing) return;
+    current.replacing = withDeadline(openPublisher(current), replyTimeoutMs, "open a channel")
+      .then(() => nacked.close().catch(() => {}), () => current.abandon())
+      .finally(() => current.replacing = undefined);
   }
 
   async function keepConnected(): Promise<void> {
@@ -310,10 +330,11 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
             type: message.type,
             timestamp: Math.floor((message.timestamp ?? Date.now()) / 1000),
             headers: message.headers,
-          }, (error) =>
-            error
-              ? reject(new Error("Broker did not confirm the publish", { cause: error }))
-              : resolve());
+          }, (error) => {
+            if (!error) return resolve();
+            replacePublisher(current, channel);
+            reject(new Error("Broker did not confirm the publish", { cause: error }));
+          });
         } catch (error) {
           reject(new Error("Cannot publish as the channel is closed", { cause: error }));
         }
