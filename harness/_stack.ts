@@ -99,10 +99,24 @@ export async function createVhost(
   };
 }
 
-/** Calls the RabbitMQ management API at `managementUrl` (credentials in the URL). */
+/** A call to the RabbitMQ management API: the parsed JSON answer, or undefined for an empty one. */
+export type ManagementApi = (method: string, path: string, body?: unknown) => Promise<unknown>;
+
+/** Options for {@linkcode managementApi}. */
+export interface ManagementApiOptions {
+  /** How long one call may take, in milliseconds: a node that hangs fails the call. @default {10000} */
+  timeoutMs?: number;
+}
+
+/**
+ * Calls the RabbitMQ management API at `managementUrl` (credentials in the URL).
+ * @throws {Error} naming the call when the API answers an error status or not in time
+ */
 export function managementApi(
   managementUrl = Deno.env.get("RABBITMQ_MANAGEMENT_URL") || DEFAULT_MANAGEMENT_URL,
-): (method: string, path: string, body?: unknown) => Promise<unknown> {
+  options: ManagementApiOptions = {},
+): ManagementApi {
+  const { timeoutMs = 10_000 } = options;
   const url = new URL(managementUrl);
   const auth = "Basic " +
     btoa(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`);
@@ -113,6 +127,7 @@ export function managementApi(
       method,
       headers: { authorization: auth, "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await response.text();
     if (!response.ok) {
