@@ -230,17 +230,43 @@ function formatFigures(figures: Record<string, number | string>): string {
 /** Set once a signal arrived: the scenario's own failure that follows is not worth a FAIL line. */
 let interrupting = false;
 
-/** What interrupted scenarios still clean up after their stack; see {@linkcode cleanUpOnInterrupt}. */
-const interruptCleanups = new Set<() => Promise<void>>();
+/** What an interrupted scenario still cleans up, newest first; see {@linkcode cleanUpOnInterrupt}. */
+const interruptCleanups: Array<() => Promise<void>> = [];
+
+const INTERRUPT_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
+  ? ["SIGINT"]
+  : ["SIGINT", "SIGTERM"];
+
+/** Runs every registered cleanup, newest first, as `finally` blocks would unwind, then exits 130. */
+async function onInterrupt(): Promise<void> {
+  if (interrupting) return;
+  interrupting = true;
+  for (const cleanup of [...interruptCleanups].reverse()) {
+    await cleanup().catch((error) => console.error(`Cannot clean up: ${describeError(error)}`));
+  }
+  Deno.exit(130);
+}
 
 /**
- * Runs `cleanup` when the process is interrupted inside {@linkcode withStack}, after the stack is
- * closed and before the exit: for what a scenario made outside its stack, such as a database.
+ * Runs `cleanup` when the process gets SIGINT (Ctrl-C) or SIGTERM, before it exits 130: for what a
+ * scenario made that would outlive it, such as a stack, a database or broker nodes. Cleanups run
+ * newest first, so a stack made inside a cluster is closed before the cluster. The signals are
+ * listened to only while a cleanup is registered.
  * @returns a function that unregisters it, for when the scenario has cleaned up itself
  */
 export function cleanUpOnInterrupt(cleanup: () => Promise<void>): () => void {
-  interruptCleanups.add(cleanup);
-  return () => void interruptCleanups.delete(cleanup);
+  if (interruptCleanups.length === 0) {
+    for (const signal of INTERRUPT_SIGNALS) Deno.addSignalListener(signal, onInterrupt);
+  }
+  interruptCleanups.push(cleanup);
+  return function forget() {
+    const index = interruptCleanups.indexOf(cleanup);
+    if (index < 0) return;
+    interruptCleanups.splice(index, 1);
+    if (interruptCleanups.length === 0) {
+      for (const signal of INTERRUPT_SIGNALS) Deno.removeSignalListener(signal, onInterrupt);
+    }
+  };
 }
 
 /**
@@ -256,8 +282,7 @@ export async function withStack<T>(
   const starting = startStack({ ...options, services: [] });
   let started: Promise<unknown> = Promise.resolve();
   // A signal can come while the stack is still starting; wait for it so that nothing is left behind.
-  async function interrupted(): Promise<void> {
-    interrupting = true;
+  const forget = cleanUpOnInterrupt(async function closeInterruptedStack() {
     console.error("Interrupted: stopping the services and deleting the vhost");
     try {
       const stack = await starting;
@@ -266,13 +291,7 @@ export async function withStack<T>(
     } catch {
       // Nothing was started, or it is already closed.
     }
-    for (const cleanup of interruptCleanups) {
-      await cleanup().catch((error) => console.error(`Cannot clean up: ${describeError(error)}`));
-    }
-    Deno.exit(130);
-  }
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, interrupted);
+  });
   try {
     const stack = await starting;
     try {
@@ -287,7 +306,7 @@ export async function withStack<T>(
       await stack.close();
     }
   } finally {
-    for (const signal of signals) Deno.removeSignalListener(signal, interrupted);
+    forget();
   }
 }
 
