@@ -72,29 +72,39 @@ export async function waitFor<T>(
 /** A vhost of its own on the broker. */
 export interface Vhost {
   name: string;
+  /** Its URL, or the comma-separated URLs of a cluster's nodes: what a service gets as `AMQP_URL`. */
   amqpUrl: string;
   delete(): Promise<void>;
 }
 
-/** Creates a uniquely named vhost that `guest` (the management URL's user) may use. */
-export async function createVhost(
-  options: { amqpUrl?: string; managementUrl?: string } = {},
-): Promise<Vhost> {
+/** Where a stack makes its vhost, when not on the broker of `AMQP_URL`. */
+export interface BrokerAddress {
+  /** One node's AMQP URL or the comma-separated URLs of a cluster's nodes; the path is replaced. */
+  amqpUrl: string;
+  /** The management API of that broker, credentials included. */
+  managementUrl: string;
+}
+
+/**
+ * Creates a uniquely named vhost that `guest` (the management URL's user) may use, on the broker of
+ * `AMQP_URL` or at `options`.
+ */
+export async function createVhost(options: Partial<BrokerAddress> = {}): Promise<Vhost> {
   const { amqpUrl = Deno.env.get("AMQP_URL") || DEFAULT_AMQP_URL } = options;
   const api = managementApi(options.managementUrl);
   const name = `campus-food-test-${crypto.randomUUID().slice(0, 8)}`;
-  const user = new URL(amqpUrl).username || "guest";
+  const nodes = amqpUrl.split(",").map((url) => new URL(url.trim()));
+  const user = nodes[0].username || "guest";
   await api("PUT", `/api/vhosts/${name}`);
   await api("PUT", `/api/permissions/${name}/${encodeURIComponent(user)}`, {
     configure: ".*",
     write: ".*",
     read: ".*",
   });
-  const url = new URL(amqpUrl);
-  url.pathname = `/${name}`;
+  for (const url of nodes) url.pathname = `/${name}`;
   return {
     name,
-    amqpUrl: url.toString(),
+    amqpUrl: nodes.map((url) => url.toString()).join(","),
     delete: () => api("DELETE", `/api/vhosts/${name}`).then(() => {}),
   };
 }
@@ -113,7 +123,7 @@ export interface ManagementApiOptions {
  * @throws {Error} naming the call when the API answers an error status or not in time
  */
 export function managementApi(
-  managementUrl = Deno.env.get("RABBITMQ_MANAGEMENT_URL") || DEFAULT_MANAGEMENT_URL,
+  managementUrl = defaultManagementUrl(),
   options: ManagementApiOptions = {},
 ): ManagementApi {
   const { timeoutMs = 10_000 } = options;
@@ -137,6 +147,10 @@ export function managementApi(
     }
     return text ? JSON.parse(text) : undefined;
   };
+}
+
+function defaultManagementUrl(): string {
+  return Deno.env.get("RABBITMQ_MANAGEMENT_URL") || DEFAULT_MANAGEMENT_URL;
 }
 
 /** One service running as a child process. */
@@ -271,11 +285,18 @@ export interface StackOptions {
    * through a TCP proxy, say. @default {the URL as it is}
    */
   servicesAmqpUrl?: (vhostAmqpUrl: string) => string;
+  /**
+   * The broker to make the vhost on, e.g. a private cluster's nodes.
+   * @default {the broker of AMQP_URL and RABBITMQ_MANAGEMENT_URL}
+   */
+  broker?: BrokerAddress;
 }
 
 /** An isolated running system. */
 export interface Stack {
   vhost: Vhost;
+  /** The management API's URL of the broker the vhost is on. */
+  managementUrl: string;
   dataDir: string;
   services: Partial<Record<ServiceName, RunningService>>;
   /** A connection of the stack's own to its vhost, for publishing, taps and queue depths. */
@@ -297,7 +318,7 @@ export interface Stack {
 
 /** Starts an isolated stack; always `close()` it, also on failure. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
-  const vhost = await createVhost();
+  const vhost = await createVhost(options.broker);
   const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
   const services: Stack["services"] = {};
   const instances = new Set<RunningService>();
@@ -314,12 +335,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       echo: options.echo,
     });
   }
-  const broker = connectBroker(vhost.amqpUrl, {
+  const broker = connectBroker(vhost.amqpUrl.split(","), {
     log: createLogger("harness", { level: "warn" }),
     connectionName: "harness",
   });
   const stack: Stack = {
     vhost,
+    managementUrl: options.broker?.managementUrl ?? defaultManagementUrl(),
     dataDir,
     services,
     broker,

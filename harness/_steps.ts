@@ -616,7 +616,7 @@ export async function peekQueue(
   count: number,
 ): Promise<PeekedMessage[]> {
   const vhost = encodeURIComponent(stack.vhost.name);
-  return await managementApi()(
+  return await managementApi(stack.managementUrl)(
     "POST",
     `/api/queues/${vhost}/${encodeURIComponent(queue)}/get`,
     { count, ackmode: "ack_requeue_true", encoding: "auto" },
