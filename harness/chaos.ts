@@ -30,8 +30,6 @@ import {
   getStock,
   type OrderEffects,
   peekQueue,
-  type Placed,
-  placeUntilAnswered,
   publishOrderPlaced,
   type Report,
   round,
@@ -43,10 +41,13 @@ import {
   waitReady,
   withStack,
 } from "./_steps.ts";
+import {
+  ANSWER_DEADLINE_MS,
+  STREAM_STOCK,
+  STREAM_STOCK_ENV,
+  streamOrders,
+} from "./_order_stream.ts";
 import { deadLetterQueue, EventType, QUEUES } from "../shared/topology.ts";
-
-/** How long a client keeps sending an order that got no answer, in milliseconds. */
-const ANSWER_DEADLINE_MS = 20_000;
 
 /** Options for {@linkcode runChaos}. */
 export interface ChaosOptions extends ScenarioOptions {
@@ -64,9 +65,6 @@ const USAGE = `Usage: deno task test:chaos [--seconds S] [--rate R] [--broker-ou
   --rate R           orders per second (default 20)
   --broker-outage    also cut the services off the broker for a few seconds, twice
   --json             print one JSON object instead of the steps`;
-
-/** Plenty of burgers; few cookies, so that some orders are rejected for want of stock. */
-const STOCK = { burger: 100_000, cookie: 40 };
 
 /** Poison injected on purpose: exactly these may sit in a DLQ at the end. */
 const POISON = ["not json", "[]", '{"invalid":"json","no":"order field"}'];
@@ -107,7 +105,7 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
         env: {
           RETRY_DELAYS,
           ORDER_DECISION_TIMEOUT: `${DECISION_TIMEOUT_MS}ms`,
-          INVENTORY_STOCK: Object.entries(STOCK).map(([sku, qty]) => `${sku}=${qty}`).join(","),
+          INVENTORY_STOCK: STREAM_STOCK_ENV,
         },
         serviceEnv: {
           inventory: { FAULT_TRANSIENT_RATE: "0.2" },
@@ -160,7 +158,7 @@ async function chaos(
   let replayed = 0;
   let unanswered = 0;
   const cancels: Promise<CancelAnswer>[] = [];
-  const stream = streamOrders(stack, { seconds, rate }, (result) => {
+  const stream = streamOrders(stack, { seconds, rate, label: "chaos" }, (result) => {
     if (result.orderId && Math.random() < CANCEL_SHARE) {
       cancels.push(cancelSoon(stack, result.orderId));
     }
@@ -241,7 +239,7 @@ async function chaos(
     report,
     effects.map(settledOrder),
     {
-      stock: { initial: STOCK, onHand: await getStock(stack) },
+      stock: { initial: STREAM_STOCK, onHand: await getStock(stack) },
       decisionTimeoutMs: DECISION_TIMEOUT_MS,
       // An order due while its service was SIGKILLed expires when it is back, a second or two on.
       expiryLateMs: 5000,
@@ -360,40 +358,6 @@ function planFaults(
   // At a fixed point, so that orders keep coming in all through the inventory outage.
   planned.push({ atMs: seconds * 1000 / 4, fault: "inventory-outage" });
   return planned.sort((a, b) => a.atMs - b.atMs);
-}
-
-/**
- * Posts `rate` orders a second for `seconds`, open loop: a slow or dead order service does not slow
- * the stream down. Each order buys a burger, and every third one a cookie too.
- */
-async function streamOrders(
-  stack: Stack,
-  options: { seconds: number; rate: number },
-  onResult: (result: Placed & { cookies: number }) => void,
-): Promise<void> {
-  const total = Math.round(options.seconds * options.rate);
-  const began = performance.now();
-  const inFlight: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const wait = began + (i * 1000) / options.rate - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    const cookies = i % 3 === 0 ? 1 : 0;
-    const items = [
-      { sku: "burger", qty: 1 },
-      ...(cookies ? [{ sku: "cookie", qty: cookies }] : []),
-    ];
-    inFlight.push((async () => {
-      // The order service may have committed an order just before it died under the request: the
-      // client sends it again with its Idempotency-Key, which must not make it twice.
-      const placed = await placeUntilAnswered(
-        () => stack.services.order?.url,
-        { user_id: `chaos-${i}`, items },
-        { key: `chaos-${i}-${crypto.randomUUID()}`, deadlineMs: ANSWER_DEADLINE_MS },
-      );
-      onResult({ ...placed, cookies });
-    })());
-  }
-  await Promise.all(inFlight);
 }
 
 /** Cancels `orderId` at a random moment in the next 1.5 s, as a student who changed their mind. */
