@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { type Broker, connectBroker } from "../shared/broker.ts";
-import { createLogger } from "../shared/log.ts";
+import { createLogger, type LogLevel } from "../shared/log.ts";
 // @ts-types="@types/pg"
 import pg from "pg";
 
@@ -290,6 +290,11 @@ export interface StackOptions {
    * @default {the broker of AMQP_URL and RABBITMQ_MANAGEMENT_URL}
    */
   broker?: BrokerAddress;
+  /**
+   * What the stack's own broker connection logs (to stdout): `error` for a scenario that takes
+   * broker nodes down on purpose, whose reconnects are expected. @default {"warn"}
+   */
+  brokerLogLevel?: LogLevel;
 }
 
 /** An isolated running system. */
@@ -336,7 +341,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
   }
   const broker = connectBroker(vhost.amqpUrl.split(","), {
-    log: createLogger("harness", { level: "warn" }),
+    log: createLogger("harness", { level: options.brokerLogLevel ?? "warn" }),
     connectionName: "harness",
   });
   const stack: Stack = {
