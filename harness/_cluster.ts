@@ -16,9 +16,10 @@ import {
   type NodeSetup,
   type RabbitMqNode,
   RabbitMqNotInstalledError,
+  requireRabbitMqSbin,
 } from "./_rabbitmq_node.ts";
 
-export { type RabbitMqNode, RabbitMqNotInstalledError };
+export { findRabbitMqSbin, type RabbitMqNode, RabbitMqNotInstalledError, requireRabbitMqSbin };
 
 /** Options for {@linkcode startCluster}. */
 export interface ClusterOptions {
@@ -89,13 +90,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       `Cannot start a cluster as size must be a positive integer: current value is ${size}`,
     );
   }
-  const sbin = findRabbitMqSbin();
-  if (!sbin) {
-    throw new RabbitMqNotInstalledError(
-      "Cannot start a RabbitMQ cluster as RabbitMQ is not installed here: " +
-        "dpkg -L rabbitmq-server lists no sbin/rabbitmq-server",
-    );
-  }
+  const sbin = requireRabbitMqSbin();
   const deadline = Date.now() + startTimeoutMs;
   const clusterDir = await Deno.makeTempDir({ prefix: "campus-food-cluster-" });
   const setup: NodeSetup = { sbin, clusterDir };

@@ -29,8 +29,8 @@ export interface StreamedOrder extends Placed {
 
 /** Options for {@linkcode streamOrders}. */
 export interface StreamOptions {
-  /** How long to send orders, in seconds. */
-  seconds: number;
+  /** How long to send orders, in seconds. @default {until `signal` aborts} */
+  seconds?: number;
   /** Orders per second. */
   rate: number;
   /** Prefix of each order's `user_id` and `Idempotency-Key`. */
@@ -50,7 +50,7 @@ export async function streamOrders(
   options: StreamOptions,
   onResult: (result: StreamedOrder) => void,
 ): Promise<void> {
-  const { seconds, rate, label, signal } = options;
+  const { seconds = Infinity, rate, label, signal } = options;
   const total = Math.round(seconds * rate);
   const began = performance.now();
   const inFlight: Promise<void>[] = [];

@@ -38,6 +38,21 @@ export function findRabbitMqSbin(): string | undefined {
   }
 }
 
+/**
+ * The `sbin` folder of the installed RabbitMQ package.
+ * @throws {RabbitMqNotInstalledError} where it is not installed
+ */
+export function requireRabbitMqSbin(): string {
+  const sbin = findRabbitMqSbin();
+  if (!sbin) {
+    throw new RabbitMqNotInstalledError(
+      "Cannot start a private RabbitMQ cluster as RabbitMQ is not installed here: " +
+        "dpkg -L rabbitmq-server lists no sbin/rabbitmq-server",
+    );
+  }
+  return sbin;
+}
+
 /** Where a node is, as far as this process knows. */
 export type NodeState = "running" | "stopping" | "stopped" | "killed";
 

@@ -7,6 +7,7 @@ import { type RunningService, type ServiceName, SERVICES, type Stack, waitFor } 
 import {
   type CancelAnswer,
   cancelUntilAnswered,
+  expectDeadLettersEmpty,
   mapLimit,
   type OrderRequest,
   type Placed,
@@ -17,7 +18,7 @@ import {
   tally,
 } from "./_steps.ts";
 import type { Tap } from "../shared/broker.ts";
-import { deadLetterQueue, QUEUES } from "../shared/topology.ts";
+import { QUEUES } from "../shared/topology.ts";
 import {
   checkCancelAnswers,
   checkLifecycle,
@@ -241,7 +242,7 @@ export async function verifyScale(run: ScaleRun): Promise<void> {
   checkEffects(run, effects, (await getJson(`${slots.inventory[0].current!.url}/stock`)).body);
   checkCancelAnswers(report, accepted.flatMap((p) => p.cancel ? [p.cancel] : []));
   const republished = checkWire(run, ids);
-  await checkQueues(run);
+  await expectDeadLettersEmpty(run.stack, run.report);
   recordFigures(run, effects, {
     decidedS,
     retried,
@@ -372,20 +373,6 @@ function checkWire(run: ScaleRun, ids: string[]): Republished {
     republished[publisher === "order" ? "orderPlaced" : "outcomes"] = copies.length;
   }
   return republished;
-}
-
-async function checkQueues(run: ScaleRun): Promise<void> {
-  const depths = await Promise.all(
-    QUEUES.map(async (q) =>
-      [deadLetterQueue(q), await run.stack.broker.queueDepth(deadLetterQueue(q))] as const
-    ),
-  );
-  run.report.step(`dead-letter queues: ${depths.map(([q, d]) => `${q} ${d}`).join(", ")}`);
-  run.report.expect(
-    depths.every(([, d]) => d === 0),
-    "every DLQ empty",
-    depths.filter(([, d]) => d > 0).map(([q, d]) => `${q} ${d}`).join(", "),
-  );
 }
 
 function recordFigures(

@@ -13,7 +13,7 @@ import {
   startStack,
   waitFor,
 } from "./_stack.ts";
-import { EventType, EXCHANGE } from "../shared/topology.ts";
+import { deadLetterQueue, EventType, EXCHANGE, QUEUES } from "../shared/topology.ts";
 import type { Tap } from "../shared/broker.ts";
 import { describeError } from "../shared/log.ts";
 
@@ -595,6 +595,21 @@ export async function getStock(stack: Stack): Promise<Record<string, number>> {
 async function getJson(url: string): Promise<{ status: number; body: any }> {
   const response = await request(url);
   return { status: response.status, body: await response.json() };
+}
+
+/** Reports a step with the depth of every dead-letter queue, and a failure unless all are empty. */
+export async function expectDeadLettersEmpty(stack: Stack, report: Report): Promise<void> {
+  const depths = await Promise.all(
+    QUEUES.map(async (q) =>
+      [deadLetterQueue(q), await stack.broker.queueDepth(deadLetterQueue(q))] as const
+    ),
+  );
+  report.step(`dead-letter queues: ${depths.map(([q, d]) => `${q} ${d}`).join(", ")}`);
+  report.expect(
+    depths.every(([, d]) => d === 0),
+    "every DLQ empty",
+    depths.filter(([, d]) => d > 0).map(([q, d]) => `${q} ${d}`).join(", "),
+  );
 }
 
 /** A message as the management API's "get messages" returns it. */
