@@ -11,7 +11,7 @@ import { cleanUpOnInterrupt } from "./_steps.ts";
 import {
   createNode,
   findRabbitMqSbin,
-  isAlive,
+  isClusterProcess,
   type NodeControl,
   type NodeSetup,
   type RabbitMqNode,
@@ -295,19 +295,10 @@ function freePorts(count: number): number[] {
 
 /** The processes whose Erlang `-home` is this cluster's: its nodes, whatever their state. */
 function processesOf(clusterDir: string): number[] {
-  const home = join(clusterDir, "home");
   const pids: number[] = [];
   for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const args = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
-      const at = args.indexOf("-home");
-      if (at >= 0 && args[at + 1] === home && isAlive(Number(entry.name))) {
-        pids.push(Number(entry.name));
-      }
-    } catch {
-      // Ended meanwhile.
-    }
+    const pid = Number(entry.name);
+    if (Number.isInteger(pid) && isClusterProcess({ clusterDir }, pid)) pids.push(pid);
   }
   return pids;
 }

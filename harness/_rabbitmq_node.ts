@@ -218,7 +218,11 @@ export async function createNode(
       }
     },
     async kill() {
-      const target = pid ?? await readPid(pidFile);
+      // A stale pid file's number may belong to another process by now: only a node of ours dies.
+      const candidate = pid ?? await readPid(pidFile);
+      const target = candidate !== undefined && isClusterProcess(setup, candidate)
+        ? candidate
+        : undefined;
       if (target !== undefined) signalKill(target);
       state = "killed";
       if (target !== undefined) await waitGone(target, 10_000);
@@ -285,6 +289,16 @@ async function readPid(pidFile: string): Promise<number | undefined> {
   const text = await Deno.readTextFile(pidFile).catch(() => "");
   const pid = Number(text.trim());
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** True when `pid` is a beam process whose Erlang `-home` is this cluster's (unique to the run). */
+export function isClusterProcess(setup: Pick<NodeSetup, "clusterDir">, pid: number): boolean {
+  try {
+    const args = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+    return args[args.indexOf("-home") + 1] === join(setup.clusterDir, "home") && isAlive(pid);
+  } catch {
+    return false;
+  }
 }
 
 /** True while `pid` runs: a zombie (killed, not yet reaped by whoever adopted it) counts as gone. */
