@@ -5,7 +5,7 @@
  * saying the final status (guarantee 7).
  * @module
  */
-import { type CancelAnswer, type Report, tally } from "./_steps.ts";
+import { type CancelAnswer, type OrderEffects, type Report, tally } from "./_steps.ts";
 
 /** What the checks need to know of one order. */
 export interface SettledOrder {
@@ -18,6 +18,11 @@ export interface SettledOrder {
   notifications: string[];
   createdAt?: string;
   updatedAt?: string;
+}
+
+/** What the checks need of what `countEffects()` found for one order. */
+export function toSettledOrder(effects: OrderEffects): SettledOrder {
+  return { ...effects, orderId: effects.order_id, notifications: effects.notificationKinds };
 }
 
 /** The notification of each final status. */

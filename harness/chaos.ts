@@ -21,14 +21,13 @@ import {
   checkCancelAnswers,
   checkLifecycle,
   hasSettled,
-  type SettledOrder,
+  toSettledOrder,
 } from "./_lifecycle_checks.ts";
 import {
   type CancelAnswer,
   cancelUntilAnswered,
   countEffects,
   getStock,
-  type OrderEffects,
   peekQueue,
   publishOrderPlaced,
   type Report,
@@ -220,7 +219,7 @@ async function chaos(
   // last notifications may trail the status by a retry or two.
   await waitFor("every accepted order to settle", async () => {
     const effects = await countEffects(stack, orderIds, outcomes);
-    return effects.every((e) => e.outcomes === 1 && hasSettled(settledOrder(e)));
+    return effects.every((e) => e.outcomes === 1 && hasSettled(toSettledOrder(e)));
   }, { timeoutMs: 60_000, intervalMs: 250 }).catch(() => {});
   report.figure("settle_s", round((performance.now() - settleBegan) / 1000, 1));
 
@@ -237,7 +236,7 @@ async function chaos(
   );
   const counts = checkLifecycle(
     report,
-    effects.map(settledOrder),
+    effects.map(toSettledOrder),
     {
       stock: { initial: STREAM_STOCK, onHand: await getStock(stack) },
       decisionTimeoutMs: DECISION_TIMEOUT_MS,
@@ -310,11 +309,6 @@ async function chaos(
       "conserved and held only by CONFIRMED orders, each status told at most once and the last " +
       "notification saying the final one",
   );
-}
-
-/** What the lifecycle checks need of `effects`. */
-function settledOrder(effects: OrderEffects): SettledOrder {
-  return { ...effects, orderId: effects.order_id, notifications: effects.notificationKinds };
 }
 
 /** The kinds of notification each order was sent, from the lines notification logged. */

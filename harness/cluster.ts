@@ -23,7 +23,10 @@
  */
 import { SERVICES, type Stack, waitFor } from "./_stack.ts";
 import {
+  countEffects,
   expectDeadLettersEmpty,
+  getStock,
+  type OrderEffects,
   type Report,
   request,
   round,
@@ -37,11 +40,12 @@ import {
 } from "./_steps.ts";
 import {
   ANSWER_DEADLINE_MS,
-  checkStreamedOrders,
+  STREAM_STOCK,
   STREAM_STOCK_ENV,
   type StreamedOrder,
   streamOrders,
 } from "./_order_stream.ts";
+import { checkLifecycle, hasSettled, toSettledOrder } from "./_lifecycle_checks.ts";
 import {
   type Cluster,
   type RabbitMqNode,
@@ -186,13 +190,14 @@ async function underFaults(
     `${unanswered} orders without a 202 after ${ANSWER_DEADLINE_MS / 1000} s`,
   );
 
-  const { effects, confirmed } = await checkStreamedOrders(stack, report, accepted);
+  const effects = await checkOrders(stack, report, accepted);
+  const confirmed = effects.filter((e) => e.status === "CONFIRMED");
   await expectDeadLettersEmpty(stack, report);
   await expectReplicated(cluster, report, vhost);
 
   const sentAt = new Map(accepted.map((a) => [a.orderId!, a.sentAtMs]));
-  const confirmations = effects.filter((e) => e.status === "CONFIRMED" && e.decided_at)
-    .map((e) => ({ sentAtMs: sentAt.get(e.order_id)!, confirmedAtMs: Date.parse(e.decided_at!) }));
+  const confirmations = confirmed.filter((e) => e.updatedAt)
+    .map((e) => ({ sentAtMs: sentAt.get(e.order_id)!, confirmedAtMs: Date.parse(e.updatedAt!) }));
   const recoveries = records.map((record) => {
     const after = confirmations.filter((c) => c.sentAtMs >= record.atMs)
       .map((c) => c.confirmedAtMs - record.atMs);
@@ -236,7 +241,7 @@ async function underFaults(
   const lines = (msg: string) => logs.filter((l) => l.msg === msg).length;
   report.figure("orders_accepted", accepted.length);
   report.figure("orders_sent_again", resent);
-  report.figure("confirmed", confirmed.size);
+  report.figure("confirmed", confirmed.length);
   report.figure("rejected", effects.filter((e) => e.status === "REJECTED").length);
   report.figure("lost", lost);
   report.figure("doubled", doubled);
@@ -262,9 +267,47 @@ async function underFaults(
   );
   report.summary(
     `${accepted.length} orders through ${records.length} node faults, none lost or doubled ` +
-      `(${confirmed.size} confirmed); worst recovery ${inSeconds(worst)} s, worst stall ` +
+      `(${confirmed.length} confirmed); worst recovery ${inSeconds(worst)} s, worst stall ` +
       `${inSeconds(worstStall)} s`,
   );
+}
+
+/** The decision timeout the services run with (their default): no order should come near it. */
+const DECISION_TIMEOUT_MS = 120_000;
+
+/**
+ * Waits (with a deadline) until every accepted order has settled, then checks them as chaos does:
+ * each CONFIRMED or REJECTED with exactly one reservation, stock conserved and held only by
+ * CONFIRMED orders, each student told once and truly (`checkLifecycle()`).
+ */
+async function checkOrders(
+  stack: Stack,
+  report: Report,
+  accepted: StreamedOrder[],
+): Promise<OrderEffects[]> {
+  await waitReady(stack, 30_000);
+  const settleBegan = performance.now();
+  const orderIds = accepted.map((a) => a.orderId!);
+  await waitFor("every accepted order to settle", async () => {
+    const effects = await countEffects(stack, orderIds);
+    return effects.every((e) => hasSettled(toSettledOrder(e)));
+  }, { timeoutMs: 60_000, intervalMs: 250 }).catch(() => {});
+  report.figure("settle_s", round((performance.now() - settleBegan) / 1000, 1));
+  const effects = await countEffects(stack, orderIds);
+  const outcomes = effects.map((e) => `${e.status}/${e.reservations} reservation`);
+  report.expect(
+    effects.every((e) =>
+      (e.status === "CONFIRMED" || e.status === "REJECTED") && e.reservations === 1
+    ),
+    "each accepted order CONFIRMED or REJECTED with 1 reservation",
+    tally(outcomes),
+  );
+  checkLifecycle(report, effects.map(toSettledOrder), {
+    stock: { initial: STREAM_STOCK, onHand: await getStock(stack) },
+    decisionTimeoutMs: DECISION_TIMEOUT_MS,
+    expiryLateMs: 5_000,
+  });
+  return effects;
 }
 
 /** SIGKILLs the node most services are on, or the leader of `order-placed`, then starts it again. */
