@@ -17,6 +17,8 @@ import type { PeakRss, StoreKind } from "./_bench_stack.ts";
 export interface ScaleRow {
   store: StoreKind;
   instances: number;
+  /** The broker it ran on, when not the single node at AMQP_URL: `3-node cluster`. */
+  broker?: string;
   drain?: DrainResult;
   /** `drain.msgPerSec` as a share of the ceiling. */
   drainRatio?: number;
@@ -199,9 +201,10 @@ export function formatReport(report: BenchReport): string {
   if (report.scale.length > 1 || report.primary.store === "postgres") {
     lines.push(
       "",
-      "drain and end to end per store and inventory instances (deadlocks: drain / end to end):",
+      "drain and end to end per broker, store and inventory instances (deadlocks: drain / end to end):",
     );
     const scale: string[][] = [[
+      "broker",
       "store",
       "inventories",
       "drain msg/s",
@@ -213,6 +216,7 @@ export function formatReport(report: BenchReport): string {
     ]];
     for (const row of report.scale) {
       scale.push([
+        row.broker ?? "1 node",
         row.store,
         String(row.instances),
         row.drain ? count(row.drain.msgPerSec) : "–",
@@ -241,12 +245,13 @@ export function formatReport(report: BenchReport): string {
 
 function primaryRow(report: Pick<BenchReport, "primary" | "scale">): ScaleRow | undefined {
   return report.scale.find((row) =>
-    row.store === report.primary.store && row.instances === report.primary.instances
+    row.broker === undefined && row.store === report.primary.store &&
+    row.instances === report.primary.instances
   );
 }
 
 function label(row: ScaleRow): string {
-  return `${row.store}, inventory ×${row.instances}`;
+  return `${row.broker ? `${row.broker}, ` : ""}${row.store}, inventory ×${row.instances}`;
 }
 
 function spread(p: Percentiles, which: Array<"p50" | "p95" | "p99">): string {

@@ -6,7 +6,13 @@
  */
 // @ts-types="@types/pg"
 import pg from "pg";
-import { createDatabase, type RunningService, type ServiceName, type Stack } from "./_stack.ts";
+import {
+  type BrokerAddress,
+  createDatabase,
+  type RunningService,
+  type ServiceName,
+  type Stack,
+} from "./_stack.ts";
 import { mapLimit, type OrderRequest, within, withStack } from "./_steps.ts";
 import { brokerPid, cpuSeconds, peakRssMb, privateRssMb } from "./_bench_stats.ts";
 import type { OutgoingMessage } from "../shared/broker.ts";
@@ -23,6 +29,8 @@ export interface BenchConfig {
   store: StoreKind;
   /** Inventory instances, competing consumers of `order-placed`; more than 1 needs PostgreSQL. */
   instances: number;
+  /** Another broker to run on, such as a private cluster. @default {the broker at AMQP_URL} */
+  broker?: BrokerAddress;
 }
 
 /** Memory per service in MB, the largest of its instances and stacks. */
@@ -117,7 +125,7 @@ export async function withBenchStack<T>(
     // LOG_LEVEL stays info, a line per message as in production: the harness needs the lines.
     const env: Record<string, string> = { INVENTORY_STOCK: STOCK };
     if (database) env.DATABASE_URL = database.url;
-    return await withStack({ env, services }, async (stack) => {
+    return await withStack({ env, services, broker: config.broker }, async (stack) => {
       const extra: RunningService[] = [];
       const bench: BenchStack = {
         stack,

@@ -19,6 +19,7 @@ import type { BenchConfig, MemoryPeaks, StoreKind } from "./_bench_stack.ts";
 import { describeMachine, loadAverage } from "./_bench_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_bench_report.ts";
 import { round } from "./_steps.ts";
+import { type Cluster, RabbitMqNotInstalledError, startCluster } from "./_cluster.ts";
 import { describeError } from "../shared/log.ts";
 
 /** The measurements `--only` can pick. */
@@ -44,6 +45,11 @@ export interface BenchOptions {
   store?: StoreKind;
   /** Inventory instances; each count is a configuration of its own. @default {[1]} */
   instances?: number[];
+  /**
+   * Also measure drain and end to end on a private three-node RabbitMQ cluster started for the
+   * run, beside the single node: the price of replicating every quorum queue. @default {false}
+   */
+  cluster?: boolean;
   /** The measurements to run. @default {all} */
   only?: readonly Section[];
   /** Receives a line per step. @default {no output} */
@@ -66,6 +72,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     store = "sqlite",
     instances = [1],
     only = SECTIONS,
+    cluster = false,
     log = () => {},
     command = "deno task bench",
   } = options;
@@ -119,6 +126,10 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     }
     scale.push(row);
   }
+  if (cluster && (wanted.has("drain") || wanted.has("e2e"))) {
+    const row = await measureOnCluster(primary, { backlog, orders, concurrency, wanted, measure });
+    if (row) scale.push(row);
+  }
   const latency = wanted.has("latency")
     ? await measureLatency(rate, seconds, primary, measure)
     : undefined;
@@ -154,6 +165,51 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   return report;
 }
 
+/**
+ * Drain and end to end of `config` on a private three-node cluster (the services given all three
+ * nodes), or undefined after a line saying why when RabbitMQ is not installed here.
+ */
+async function measureOnCluster(
+  config: BenchConfig,
+  options: {
+    backlog: number;
+    orders: number;
+    concurrency: number;
+    wanted: Set<Section>;
+    measure: { log: (line: string) => void; memory: MemoryPeaks };
+  },
+): Promise<ScaleRow | undefined> {
+  const { backlog, orders, concurrency, wanted, measure } = options;
+  const { log } = measure;
+  let cluster: Cluster;
+  try {
+    log("starting a private three-node cluster");
+    cluster = await startCluster({ log });
+  } catch (error) {
+    if (!(error instanceof RabbitMqNotInstalledError)) throw error;
+    log(`cluster skipped: ${error.message}`);
+    return undefined;
+  }
+  try {
+    const onCluster: BenchConfig = {
+      ...config,
+      broker: { amqpUrl: cluster.amqpUrls("/"), managementUrl: cluster.managementUrl() },
+    };
+    const row: ScaleRow = { ...config, broker: `${cluster.nodes.length}-node cluster` };
+    if (wanted.has("drain")) {
+      row.drain = await measureDrain(backlog, onCluster, measure);
+      log(`drain (cluster): ${row.drain.msgPerSec} msg/s`);
+    }
+    if (wanted.has("e2e")) {
+      row.endToEnd = await measureEndToEnd(orders, { ...onCluster, concurrency }, measure);
+      log(`end to end (cluster): ${row.endToEnd.ordersPerSec} orders/s`);
+    }
+    return row;
+  } finally {
+    await cluster.close();
+  }
+}
+
 const USAGE = `Usage: deno task bench [options]
 
   --backlog N         messages in the ceiling's and the drain's backlog (default 20000)
@@ -166,6 +222,8 @@ const USAGE = `Usage: deno task bench [options]
   --instances N[,N…]  inventory instances, e.g. 1,2,3 for one configuration each
                       (default 1; more than 1 needs --store postgres)
   --only LIST         some of ceiling,drain,e2e,latency (default all)
+  --cluster           also drain and end to end on a private three-node RabbitMQ
+                      cluster started for the run, beside the single node
   --quick             small numbers for a smoke run (backlog 2000, orders 500, 100/s for 3 s)
   --json              print one JSON object (the steps go to stderr)`;
 
@@ -189,6 +247,7 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
         instances: { type: "string" },
         only: { type: "string" },
         quick: { type: "boolean" },
+        cluster: { type: "boolean" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -252,6 +311,7 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
     store: oneOf("store", ["sqlite", "postgres"] as const),
     instances,
     only,
+    cluster: values.cluster === true,
     json: values.json === true,
     help: values.help === true,
   };

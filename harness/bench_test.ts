@@ -48,6 +48,8 @@ Deno.test("parseBenchArgs() reads lists and --quick, and names a bad option", ()
   assert.equal(options.store, "postgres");
   assert.deepEqual(options.instances, [1, 2, 3]);
   assert.equal(options.backlog, 2000);
+  assert.equal(options.cluster, false);
+  assert.equal(parseBenchArgs(["--cluster"]).cluster, true);
   assert.equal(parseBenchArgs(["--only", "ceiling,e2e"]).only?.join(), "ceiling,e2e");
   assert.throws(() => parseBenchArgs(["--store", "mysql"]), /--store must be one of/);
   assert.throws(() => parseBenchArgs(["--instances", "0"]), /--instances must be integers/);

@@ -264,6 +264,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
    */
   function replacePublisher(current: Session, nacked: ConfirmChannel): void {
     if (current.publisher !== nacked || current.replacing) return;
+    log.warn("broker nacked a publish, publishing on a new channel", { node: current.node });
     current.replacing = withDeadline(openPublisher(current), replyTimeoutMs, "open a channel")
       .then(() => nacked.close().catch(() => {}), () => current.abandon())
       .finally(() => current.replacing = undefined);
