@@ -67,15 +67,21 @@ const postgres: StoreKind = {
     const unique = `${name}_${crypto.randomUUID().slice(0, 8)}`;
     await withStores((m) => openStore("", unique, { migrations: m, databaseUrl: DATABASE_URL }), {
       migrations,
-      async remove() {
-        const admin = new pg.Client({ connectionString: DATABASE_URL });
-        await admin.connect();
-        await admin.query(`DROP SCHEMA IF EXISTS ${unique}_service CASCADE`);
-        await admin.end();
-      },
+      remove: () => queryAdmin(`DROP SCHEMA IF EXISTS ${unique}_service CASCADE`),
     }, fn);
   },
 };
+
+/** Runs `sql` on a connection of its own to the PostgreSQL of the tests, beside any store. */
+export async function queryAdmin(sql: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  try {
+    await admin.query(sql);
+  } finally {
+    await admin.end();
+  }
+}
 
 async function postgresAnswers(): Promise<string | undefined> {
   const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 2000 });

@@ -87,12 +87,17 @@ export function renderPretty(record: Record<string, unknown>): string {
 
 /** Describes an error for a log line: its message and, after a colon, its causes. */
 export function describeError(error: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = error; e !== undefined && parts.length < 5; e = (e as Error).cause) {
-    parts.push(e instanceof Error ? e.message : String(e));
+  return errorChain(error).map((e) => e instanceof Error ? e.message : String(e)).join(": ");
+}
+
+/** `error` and its causes (up to five), outermost first. */
+export function errorChain(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e: unknown = error; e !== undefined && chain.length < 5; e = (e as Error).cause) {
+    chain.push(e);
     if (!(e instanceof Error)) break;
   }
-  return parts.join(": ");
+  return chain;
 }
 
 function errorReplacer(_key: string, value: unknown): unknown {

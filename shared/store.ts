@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { setImmediate } from "node:timers";
 // @ts-types="@types/pg"
 import type pg from "pg";
+import { errorChain } from "./log.ts";
 
 /** A value bound to a `?` placeholder. */
 export type SqlValue = string | number | null | Uint8Array;
@@ -92,6 +93,18 @@ export interface Store {
   read<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** Resolves when the database answers; for `/ready`. */
   ping(): Promise<void>;
+  /**
+   * Resolves when the database takes a write and commits it: what the end of an outage is, as a
+   * full disk still answers reads.
+   */
+  probe(): Promise<void>;
+  /**
+   * True when `error` (or one of its causes) says the database cannot be reached or written (it is
+   * unreachable, lost the connection, is shutting down, out of connections, disk or memory, or
+   * read-only), rather than that a statement failed for its data: an outage, which pauses
+   * consumers instead of failing their messages.
+   */
+  isOutage(error: unknown): boolean;
   close(): Promise<void>;
 }
 
@@ -209,7 +222,7 @@ function sqliteStore(db: DatabaseSync): Store {
     }
     for (const settle of settled) settle();
   }
-  return {
+  const store: Store = {
     dialect: "sqlite",
     transaction: <T>(fn: (tx: Tx) => Promise<T>, options: TransactionOptions = {}) =>
       new Promise<T>((resolve, reject) => {
@@ -226,12 +239,15 @@ function sqliteStore(db: DatabaseSync): Store {
       }),
     read: (fn) => exclusive(() => fn(tx)),
     ping: () => exclusive(() => Promise.resolve(void prepare("SELECT 1").get())),
+    probe: () => probe(store),
+    isOutage: (error) => errorChain(error).some(isSqliteOutage),
     close: () =>
       exclusive(() => {
         if (db.isOpen) db.close();
         return Promise.resolve();
       }),
   };
+  return store;
 }
 
 /**
@@ -254,6 +270,8 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
     connectionString: url,
     max: 10,
     options: `-c search_path=${schema}`,
+    // Without it, a connection to a host that drops packets waits for the kernel's TCP timeout.
+    connectionTimeoutMillis: 5000,
   });
   // An idle client that loses its connection emits this; the next checkout gets a fresh one.
   pool.on("error", () => {});
@@ -279,6 +297,9 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
   }
   async function withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect();
+    // A connection lost between two queries is emitted as an event that nobody hears while the
+    // client is checked out, which would crash the process; the next query fails with it instead.
+    client.on("error", ignoreError);
     let broken: Error | undefined;
     try {
       return await fn(client);
@@ -286,6 +307,7 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
       broken = error as Error;
       throw error;
     } finally {
+      client.off("error", ignoreError);
       // A client whose transaction failed oddly is discarded rather than reused.
       client.release(broken && !(broken instanceof pg.DatabaseError) ? broken : undefined);
     }
@@ -319,6 +341,11 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
     },
     read: (fn) => withClient((client) => fn(txOf(client))),
     ping: () => withClient(async (client) => void await client.query("SELECT 1")),
+    probe: () => probe(store),
+    isOutage: (error) =>
+      errorChain(error).some((e) =>
+        e instanceof pg.DatabaseError ? isPostgresOutage(e.code) : isConnectionLost(e)
+      ),
     close: () => closing ??= pool.end(),
   };
   await withClient(async (client) => {
@@ -355,6 +382,9 @@ async function migrate(
   await tx.run(
     "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
   );
+  await tx.run(
+    "CREATE TABLE IF NOT EXISTS store_probe (probe_id INTEGER PRIMARY KEY, probed_at TEXT NOT NULL)",
+  );
   for (const migration of migrations) {
     if (await tx.get("SELECT 1 FROM schema_migrations WHERE name = ?", migration.name)) continue;
     await runScript(migration);
@@ -364,4 +394,60 @@ async function migrate(
       new Date().toISOString(),
     );
   }
+}
+
+/** Writes one row of the store's own and commits: see {@linkcode Store.probe}. */
+async function probe(store: Store): Promise<void> {
+  await store.transaction((tx) =>
+    tx.run(
+      `INSERT INTO store_probe (probe_id, probed_at) VALUES (1, ?)
+       ON CONFLICT (probe_id) DO UPDATE SET probed_at = excluded.probed_at`,
+      new Date().toISOString(),
+    )
+  );
+}
+
+function ignoreError(): void {}
+
+/**
+ * SQLite's messages (`sqlite3_errstr`, as `node:sqlite` reports them) for a file it cannot write:
+ * SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN, and SQLITE_BUSY once the busy
+ * timeout has passed (another process holds the lock). A constraint or a syntax error is not here.
+ */
+const SQLITE_OUTAGE =
+  /database or disk is full|disk I\/O error|readonly database|unable to open database file|database is locked/;
+
+function isSqliteOutage(error: unknown): boolean {
+  return error instanceof Error && SQLITE_OUTAGE.test(error.message);
+}
+
+/**
+ * SQLSTATEs of a server that cannot serve, whatever the statement: class 08 (connection
+ * exception), 53 (insufficient resources: disk full, out of memory, too many connections), 57P01–
+ * 57P05 (administrator or crash shutdown, cannot connect now, idle session timeout), 58 (system or
+ * I/O error), and 25006 (read-only: connected to a standby after a failover).
+ */
+function isPostgresOutage(code: string | undefined): boolean {
+  return code !== undefined &&
+    (/^(08|53|58)/.test(code) || /^57P0[1-5]$/.test(code) || code === "25006");
+}
+
+/** The driver's own errors, and the socket's, for a server it cannot reach or lost. */
+const CONNECTION_LOST =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/;
+const SOCKET_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+function isConnectionLost(error: unknown): boolean {
+  return error instanceof Error &&
+    (SOCKET_ERRORS.has((error as { code?: string }).code ?? "") ||
+      CONNECTION_LOST.test(error.message));
 }

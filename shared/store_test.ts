@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Migration, openStore, type Store } from "./store.ts";
-import { STORE_KINDS } from "./_test_stores.ts";
+import { queryAdmin, STORE_KINDS } from "./_test_stores.ts";
+import { mountTmpfs, TMPFS_UNAVAILABLE } from "./_test_tmpfs.ts";
+import { describeError } from "./log.ts";
 
 const MIGRATIONS: Migration[] = [
   { name: "counter", sql: "CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)" },
@@ -167,6 +169,22 @@ for (const kind of STORE_KINDS) {
     });
   });
 
+  Deno.test(`probe() commits a write, and isOutage() is false for a failed statement (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      await store.probe();
+      const probed = await store.read((tx) =>
+        tx.get<{ count: number }>("SELECT count(*) AS count FROM store_probe")
+      );
+      assert.equal(probed?.count, 1);
+      const failure = await store.transaction((tx) =>
+        tx.run("INSERT INTO notes (text) VALUES (?)", null)
+      ).catch((error) => error);
+      assert.ok(failure instanceof Error);
+      assert.equal(store.isOutage(failure), false, describeError(failure));
+      assert.equal(store.isOutage(new Error("boom")), false);
+    });
+  });
+
   Deno.test(`close() can be called twice (${kind.name})`, async () => {
     await withStore(async (store) => {
       await store.close();
@@ -206,6 +224,59 @@ Deno.test({
       );
       assert.deepEqual(rows, [{ id: 1, n: 2 }, { id: 2, n: 2 }]);
     });
+  },
+});
+
+Deno.test({
+  name:
+    "isOutage() is true for a connection PostgreSQL terminates mid-transaction, and for one it refuses (postgres)",
+  ignore: !postgres,
+  fn: async () => {
+    await postgres!.with("test", MIGRATIONS, async (store) => {
+      const terminated = await store.transaction(async (tx) => {
+        const { pid } = (await tx.get<{ pid: number }>("SELECT pg_backend_pid() AS pid"))!;
+        await queryAdmin(`SELECT pg_terminate_backend(${Number(pid)})`);
+        await tx.get("SELECT 1");
+      }).then(() => undefined, (error) => error);
+      assert.ok(terminated, "the transaction failed");
+      assert.ok(store.isOutage(terminated), describeError(terminated));
+      // The pool replaces the lost connection: the store serves again.
+      await store.probe();
+      const refused = await openStore("", "test", {
+        migrations: [],
+        databaseUrl: "postgres://postgres@127.0.0.1:1/postgres",
+      }).then(() => undefined, (error) => error);
+      assert.ok(store.isOutage(refused), describeError(refused));
+    });
+  },
+});
+
+Deno.test({
+  name: "isOutage() is true for a full disk, and probe() passes once it has room again (sqlite)",
+  ignore: TMPFS_UNAVAILABLE !== undefined,
+  fn: async () => {
+    const disk = await mountTmpfs(4);
+    try {
+      const store = await openStore(disk.path, "test", { migrations: MIGRATIONS });
+      try {
+        await disk.fill();
+        const full = await store.transaction((tx) =>
+          tx.run("INSERT INTO notes (text) VALUES (?)", "x".repeat(64 * 1024))
+        ).then(() => undefined, (error) => error);
+        assert.ok(full, "the write failed");
+        assert.ok(store.isOutage(full), describeError(full));
+        await assert.rejects(store.probe());
+        await store.ping();
+        await disk.free();
+        await store.probe();
+        await store.transaction((tx) => tx.run("INSERT INTO notes (text) VALUES (?)", "after"));
+        assert.deepEqual(await notes(store), ["after"]);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await disk.unmount();
+    }
   },
 });
 

@@ -1,0 +1,87 @@
+/**
+ * A small tmpfs mounted for one test, where a full disk can be made and freed: how tests put
+ * SQLite on a disk that fills up. Mounting needs root (or CAP_SYS_ADMIN); where it is not allowed,
+ * {@linkcode TMPFS_UNAVAILABLE} says why and the tests that need it are skipped.
+ * @module
+ */
+import { join } from "node:path";
+
+/** A mounted tmpfs; always `unmount()` it. */
+export interface Tmpfs {
+  path: string;
+  /** Writes a file until the file system has no space left. */
+  fill(): Promise<void>;
+  /** Removes what `fill()` wrote. */
+  free(): Promise<void>;
+  /** Unmounts it and removes its mount point. */
+  unmount(): Promise<void>;
+}
+
+async function run(command: string, args: string[]): Promise<void> {
+  const { code, stderr } = await new Deno.Command(command, {
+    args,
+    stdout: "null",
+    stderr: "piped",
+  })
+    .output();
+  if (code !== 0) {
+    throw new Error(
+      `${command} ${args.join(" ")} exited ${code}: ${new TextDecoder().decode(stderr).trim()}`,
+    );
+  }
+}
+
+/** Mounts a tmpfs of `sizeMb` megabytes on a new temporary directory. */
+export async function mountTmpfs(sizeMb: number): Promise<Tmpfs> {
+  const path = await Deno.makeTempDir({ prefix: "campus-food-tmpfs-" });
+  try {
+    await run("mount", ["-t", "tmpfs", "-o", `size=${sizeMb}m`, "tmpfs", path]);
+  } catch (error) {
+    await Deno.remove(path);
+    throw error;
+  }
+  const filler = join(path, "filler");
+  return {
+    path,
+    async fill() {
+      const file = await Deno.open(filler, { write: true, create: true, append: true });
+      const chunk = new Uint8Array(64 * 1024);
+      try {
+        while (true) await file.write(chunk);
+      } catch (error) {
+        if (!/No space left on device/.test((error as Error).message)) throw error;
+      } finally {
+        file.close();
+      }
+    },
+    async free() {
+      await Deno.remove(filler).catch(() => {});
+    },
+    async unmount() {
+      // A process that still has a file open there keeps it busy: then detach it lazily.
+      await run("umount", [path]).catch(() => run("umount", ["-l", path]));
+      await Deno.remove(path, { recursive: true });
+    },
+  };
+}
+
+async function mountFails(): Promise<string | undefined> {
+  try {
+    await (await mountTmpfs(1)).unmount();
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+const failure = Deno.build.os === "linux" ? await mountFails() : "not Linux";
+
+/** Why tests that need a tmpfs are skipped, or undefined where one can be mounted. */
+export const TMPFS_UNAVAILABLE: string | undefined = failure &&
+  `cannot mount a tmpfs (${failure})`;
+
+if (TMPFS_UNAVAILABLE) {
+  console.log(
+    `full-disk tests: ${TMPFS_UNAVAILABLE}; they are skipped (run them as root on Linux)`,
+  );
+}
