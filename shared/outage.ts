@@ -1,0 +1,185 @@
+/**
+ * Outages of the database, told apart from failures of a message: while the database cannot be
+ * reached or written, a service's consumers and outbox relay pause instead of spending the retry
+ * budget of messages that did nothing wrong (MassTransit's kill switch, NServiceBus's critical
+ * error). One watch per store: the first failure that is an outage starts a pause, a probe with
+ * capped exponential backoff ends it, and everything waiting in {@linkcode OutageWatch.recovered}
+ * goes on.
+ * @module
+ */
+import type { Store } from "./store.ts";
+import { describeError, type Logger } from "./log.ts";
+import { metrics } from "./metrics.ts";
+import { delay as wait } from "./delay.ts";
+
+/** Options for {@linkcode watchOutages}. */
+export interface OutageOptions {
+  log: Logger;
+  /** The wait before the first probe of an outage, in milliseconds. @default {100} */
+  initialDelayMs?: number;
+  /** The longest wait between two probes, in milliseconds. @default {2000} */
+  maxDelayMs?: number;
+  /**
+   * Waits `ms` milliseconds, or less if `signal` aborts: tests pass a fake clock here.
+   * @default {a timer}
+   */
+  delay?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/** A store's outages, as a running service sees them. */
+export interface OutageWatch {
+  /** Why the service is paused, while it is; undefined while the database works. */
+  readonly reason: string | undefined;
+  /** How long a client should wait before it asks again, in seconds: the current probe interval. */
+  readonly retryAfterSeconds: number;
+  /**
+   * Says whether `failure` is an outage, and if so starts a pause (one per outage, however many
+   * failures report it). A failure the store does not recognise counts as an outage only if the
+   * database then fails a probe too: a handler that fails while the database answers is the
+   * message's fault.
+   */
+  report(failure: unknown): Promise<boolean>;
+  /** Resolves at once while there is no outage, else when it ends; rejects when `signal` aborts. */
+  recovered(signal?: AbortSignal): Promise<void>;
+  /**
+   * Runs `fn`, and while it fails for an outage, waits for the end of the outage and runs it again;
+   * any other failure is thrown. `fn` must be safe to repeat, as a transaction is.
+   */
+  retryThrough<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+  /** Calls `listener(true)` when a pause begins, `listener(false)` when it ends; returns an off switch. */
+  onChange(listener: (paused: boolean) => void): () => void;
+  /** Stops probing; resolves once a probe under way has finished. */
+  stop(): Promise<void>;
+}
+
+interface Outage {
+  reason: string;
+  /** `performance.now()` when it began, and up to when its time was counted in the metrics. */
+  began: number;
+  counted: number;
+  ended: Promise<void>;
+  end: () => void;
+}
+
+const LABELS = { cause: "database" } as const;
+
+/** Watches `store` for outages; see the module doc. */
+export function watchOutages(store: Store, options: OutageOptions): OutageWatch {
+  const { log, initialDelayMs = 100, maxDelayMs = 2000, delay = wait } = options;
+  if (!(initialDelayMs > 0) || !(maxDelayMs >= initialDelayMs)) {
+    throw new RangeError(
+      `Cannot watch outages as the delays must satisfy 0 < initialDelayMs <= maxDelayMs: current values are ${initialDelayMs} and ${maxDelayMs}`,
+    );
+  }
+  const listeners = new Set<(paused: boolean) => void>();
+  const stopping = new AbortController();
+  let outage: Outage | undefined;
+  let nextDelayMs = initialDelayMs;
+  let lastEnded = -Infinity;
+  let probing: Promise<void> = Promise.resolve();
+
+  function begin(failure: unknown): void {
+    const reason = describeError(failure);
+    if (outage) {
+      outage.reason = reason;
+      return;
+    }
+    // A database that fails again right after a probe succeeded keeps the backoff it had reached,
+    // so a probe that passes while real work fails cannot make a tight pause-resume loop.
+    if (performance.now() - lastEnded > maxDelayMs) nextDelayMs = initialDelayMs;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const now = performance.now();
+    outage = { reason, began: now, counted: now, ended: promise, end: resolve };
+    metrics.pauses.inc(LABELS);
+    log.warn("database unavailable, pausing consumers and outbox relay", { error: reason });
+    for (const listener of listeners) listener(true);
+    probing = probeUntilAnswered(outage);
+  }
+
+  async function probeUntilAnswered(current: Outage): Promise<void> {
+    while (true) {
+      await delay(nextDelayMs, stopping.signal);
+      nextDelayMs = Math.min(maxDelayMs, nextDelayMs * 2);
+      countPausedTime(current);
+      if (stopping.signal.aborted) return;
+      try {
+        await store.probe();
+        break;
+      } catch (error) {
+        // Not logged: the pause's first line said why, and its last will say it ended.
+        current.reason = describeError(error);
+      }
+    }
+    outage = undefined;
+    lastEnded = performance.now();
+    log.info("database answers again, resuming", {
+      paused_ms: Math.round(lastEnded - current.began),
+    });
+    for (const listener of listeners) listener(false);
+    current.end();
+  }
+
+  /** Adds the time since the last count, so that a long pause shows in the metric as it goes. */
+  function countPausedTime(current: Outage): void {
+    const now = performance.now();
+    metrics.pausedSeconds.inc(LABELS, (now - current.counted) / 1000);
+    current.counted = now;
+  }
+
+  async function report(failure: unknown): Promise<boolean> {
+    if (!outage && !store.isOutage(failure)) {
+      try {
+        await store.probe();
+        return false;
+      } catch (probeFailure) {
+        failure = probeFailure;
+      }
+    }
+    begin(failure);
+    return true;
+  }
+
+  function recovered(signal?: AbortSignal): Promise<void> {
+    const current = outage;
+    if (!current) return Promise.resolve();
+    if (!signal) return current.ended;
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const abort = () => reject(signal.reason);
+      signal.addEventListener("abort", abort, { once: true });
+      current.ended.then(() => {
+        signal.removeEventListener("abort", abort);
+        resolve();
+      });
+    });
+  }
+
+  return {
+    get reason() {
+      return outage?.reason;
+    },
+    get retryAfterSeconds() {
+      return outage ? Math.max(1, Math.ceil(nextDelayMs / 1000)) : 1;
+    },
+    report,
+    recovered,
+    async retryThrough(fn, signal) {
+      while (true) {
+        await recovered(signal);
+        try {
+          return await fn();
+        } catch (error) {
+          if (!(await report(error))) throw error;
+        }
+      }
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
+    async stop() {
+      stopping.abort();
+      await probing;
+    },
+  };
+}
