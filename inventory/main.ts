@@ -11,6 +11,7 @@ import { connectBroker } from "../shared/broker.ts";
 import { startOutboxRelay } from "../shared/relay.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inboxRetention } from "../shared/inbox.ts";
+import { watchOutages } from "../shared/outage.ts";
 import { orderCancelledSchema, orderPlacedSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
@@ -34,9 +35,11 @@ if (import.meta.main) {
     connectionName: "inventory",
     topology: { retryDelaysMs: config.retryDelaysMs },
   });
-  const relay = startOutboxRelay(store, broker, { log });
+  const outages = watchOutages(store, { log });
+  const relay = startOutboxRelay(store, broker, { log, outages });
   const common = {
     log,
+    outages,
     onCommit: relay.wake,
     retryDelaysMs: config.retryDelaysMs,
     faultRate: config.faultTransientRate,
@@ -60,12 +63,13 @@ if (import.meta.main) {
     }),
   ];
   const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
-  const app = serviceApp(inventoryRoutes(store), { store, broker });
+  const app = serviceApp(inventoryRoutes(store), { store, broker, outages, log });
   const server = serveHttp(app, config.ports.inventory, log);
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),
     relay.stop,
     retention.stop,
+    outages.stop,
     broker.close,
     server.shutdown,
     store.close,

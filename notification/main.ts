@@ -9,6 +9,7 @@ import { openStore, type Tx } from "../shared/store.ts";
 import { connectBroker } from "../shared/broker.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inboxRetention } from "../shared/inbox.ts";
+import { watchOutages } from "../shared/outage.ts";
 import { inventoryOutcomeSchema, orderCancelledSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
@@ -31,11 +32,13 @@ if (import.meta.main) {
     connectionName: "notification",
     topology: { retryDelaysMs: config.retryDelaysMs },
   });
+  const outages = watchOutages(store, { log });
   const prepare = (tx: Tx, events: Array<{ order_id: string }>) =>
     lockNotifications(tx, events.map((event) => event.order_id));
   const common = {
     prepare,
     log,
+    outages,
     retryDelaysMs: config.retryDelaysMs,
     faultRate: config.faultTransientRate,
   };
@@ -56,11 +59,12 @@ if (import.meta.main) {
     }),
   ];
   const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
-  const app = serviceApp(notificationRoutes(store), { store, broker });
+  const app = serviceApp(notificationRoutes(store), { store, broker, outages, log });
   const server = serveHttp(app, config.ports.notification, log);
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),
     retention.stop,
+    outages.stop,
     broker.close,
     server.shutdown,
     store.close,

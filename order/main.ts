@@ -11,6 +11,7 @@ import { connectBroker } from "../shared/broker.ts";
 import { startOutboxRelay } from "../shared/relay.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inboxRetention } from "../shared/inbox.ts";
+import { watchOutages } from "../shared/outage.ts";
 import { inventoryOutcomeSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
@@ -33,12 +34,14 @@ if (import.meta.main) {
     connectionName: "order",
     topology: { retryDelaysMs: config.retryDelaysMs },
   });
-  const relay = startOutboxRelay(store, broker, { log });
+  const outages = watchOutages(store, { log });
+  const relay = startOutboxRelay(store, broker, { log, outages });
   const consumer = startConsumer(broker, store, {
     queue: Queue.orderStatus,
     schema: inventoryOutcomeSchema,
     handle: handleInventoryOutcome(log),
     log,
+    outages,
     retryDelaysMs: config.retryDelaysMs,
   });
   const expiry = startExpiry(store, config.orderDecisionTimeoutMs, { log, onExpired: relay.wake });
@@ -46,7 +49,8 @@ if (import.meta.main) {
     inboxRetention(config.inboxRetentionMs),
     idempotencyKeyRetention(config.idempotencyKeyRetentionMs),
   ], { log });
-  const app = serviceApp(orderRoutes(store, { onCommit: relay.wake, log }), { store, broker });
+  const routes = orderRoutes(store, { onCommit: relay.wake, log });
+  const app = serviceApp(routes, { store, broker, outages, log });
   const server = serveHttp(app, config.ports.order, log);
   onShutdown(log, [
     server.shutdown,
@@ -54,6 +58,7 @@ if (import.meta.main) {
     expiry.stop,
     relay.stop,
     retention.stop,
+    outages.stop,
     broker.close,
     store.close,
   ]);

@@ -4,9 +4,12 @@ import { openStore, type Store } from "../shared/store.ts";
 import { pendingOutbox } from "../shared/outbox.ts";
 import { orderPlacedSchema, parseEvent } from "../shared/events.ts";
 import { changeStatus, ORDER_MIGRATIONS } from "./orders.ts";
-import { serviceApp } from "../shared/http.ts";
-import type { Broker } from "../shared/broker.ts";
 import { MAX_BODY_BYTES, orderRoutes, type OrderRoutesOptions } from "./routes.ts";
+import { serviceApp } from "../shared/http.ts";
+import { watchOutages } from "../shared/outage.ts";
+import type { Broker } from "../shared/broker.ts";
+import { createLogger, type Logger } from "../shared/log.ts";
+import { mountTmpfs, TMPFS_UNAVAILABLE } from "../shared/_test_tmpfs.ts";
 
 interface Harness {
   app: Hono;
@@ -588,7 +591,10 @@ Deno.test("orderRoutes() POST /orders/{id}/cancel of an unknown order is a JSON 
 
 Deno.test("serviceApp() answers a wrong method with a JSON 405 and Allow, an unknown path with a JSON 404", async () => {
   await withApp(async ({ app, store }) => {
-    const whole = serviceApp(app, { store, broker: { connected: true } as unknown as Broker });
+    const log = createLogger("order", { level: "error" });
+    const outages = watchOutages(store, { log });
+    const broker = { connected: true } as unknown as Broker;
+    const whole = serviceApp(app, { store, broker, outages, log });
     const cases: Array<[string, string, number, string | null]> = [
       ["GET", "/orders/01J0000000000000000000NOPE/cancel", 405, "POST"],
       ["DELETE", "/orders/01J0000000000000000000NOPE", 405, "GET, HEAD"],
@@ -605,4 +611,52 @@ Deno.test("serviceApp() answers a wrong method with a JSON 405 and Allow, an unk
     }
     assert.deepEqual(await counts(store), { orders: 0, outbox: 0, keys: 0 });
   });
+});
+
+Deno.test({
+  name:
+    "serviceApp(orderRoutes()) answers POST /order with 503, Retry-After and a JSON error while the disk is full, keeps nothing of it, and accepts orders again once there is room (sqlite)",
+  ignore: TMPFS_UNAVAILABLE !== undefined,
+  fn: async () => {
+    const disk = await mountTmpfs(4);
+    const store = await openStore(disk.path, "order", { migrations: ORDER_MIGRATIONS });
+    const lines: string[] = [];
+    const log: Logger = {
+      debug: () => {},
+      info: (msg) => void lines.push(msg),
+      warn: (msg) => void lines.push(msg),
+      error: (msg) => void lines.push(msg),
+    };
+    const outages = watchOutages(store, { log, initialDelayMs: 10, maxDelayMs: 50 });
+    // /ready is not asked here; the broker is only needed to build the app.
+    const broker = { connected: true } as Broker;
+    const app = serviceApp(orderRoutes(store), { store, broker, outages, log });
+    try {
+      await disk.fill();
+      const refused = await post(app, VALID, { headers: { "idempotency-key": "k1" } });
+      assert.equal(refused.status, 503);
+      assert.match(refused.headers.get("content-type") ?? "", /application\/json/);
+      assert.match(refused.headers.get("retry-after") ?? "", /^[1-9]\d*$/);
+      assert.equal(typeof (await refused.json()).error, "string");
+      const ready = await app.request("/ready");
+      assert.equal(ready.status, 503);
+      assert.match((await ready.json()).failed.database, /^paused: database or disk is full/);
+      await assertNothingStored(store);
+
+      await disk.free();
+      await outages.recovered();
+      const accepted = await post(app, VALID, { headers: { "idempotency-key": "k1" } });
+      assert.equal(accepted.status, 202);
+      assert.equal(accepted.headers.get("idempotent-replayed"), null, "a new order, not a replay");
+      assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 1 });
+      assert.deepEqual(lines, [
+        "database unavailable, pausing consumers and outbox relay",
+        "database answers again, resuming",
+      ]);
+    } finally {
+      await outages.stop();
+      await store.close();
+      await disk.unmount();
+    }
+  },
 });

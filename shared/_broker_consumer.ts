@@ -42,6 +42,10 @@ export class ConsumerState {
   #waiting: Delivery[] = [];
   #working?: Promise<void>;
   #stopped = false;
+  #paused = false;
+  #connection?: ChannelModel;
+  /** The last consume or cancel sent, so that pause() and resume() take effect one at a time. */
+  #subscribing: Promise<void> = Promise.resolve();
   #watchdog?: ReturnType<typeof setInterval>;
   #lastDeliveryAt = 0;
   /** When the last look saw ready messages after a quiet spell: the time of the delivery before. */
@@ -74,20 +78,10 @@ export class ConsumerState {
       () => this.#stopped || channel !== this.#channel,
     );
     await channel.prefetch(this.prefetch);
-    const { consumerTag } = await channel.consume(this.queue, (message) => {
-      if (message === null) {
-        // The broker cancelled us (the queue was deleted): start over on a new connection.
-        this.#log.warn("broker cancelled consumer, reconnecting", { queue: this.queue });
-        connection.close().catch(() => {});
-        return;
-      }
-      this.#lastDeliveryAt = Date.now();
-      this.#waiting.push(toDelivery(message, channel));
-      this.#work();
-    });
-    this.#consumerTag = consumerTag;
-    this.#lastDeliveryAt = Date.now();
-    this.#suspectedAt = undefined;
+    this.#connection = connection;
+    // A new channel has no subscription yet, whatever the old one had.
+    this.#consumerTag = undefined;
+    await this.#subscribe();
     clearInterval(this.#watchdog);
     this.#watchdog = setInterval(() => this.#lookForStall(connection), STALL_CHECK_INTERVAL_MS);
   }
@@ -96,28 +90,87 @@ export class ConsumerState {
   detach(): void {
     clearInterval(this.#watchdog);
     this.#channel = undefined;
+    this.#consumerTag = undefined;
     this.#waiting = [];
+  }
+
+  /**
+   * Cancels the subscription, so that the broker delivers nothing more, and keeps the deliveries
+   * already received, unacked: the handler settles them once it goes on. Safe to call twice.
+   */
+  pause(): void {
+    this.#paused = true;
+    this.#subscribe().catch((error) =>
+      this.#log.debug("cannot cancel consumer, its channel is gone", {
+        error: describeError(error),
+      })
+    );
+  }
+
+  /** Subscribes again after {@linkcode pause}. */
+  resume(): void {
+    this.#paused = false;
+    const connection = this.#connection;
+    this.#subscribe().catch((error) => {
+      // A channel lost meanwhile is not worth a line: attach() subscribes on the next one.
+      if (this.#connection !== connection) return;
+      this.#log.warn("cannot resume consumer, reconnecting", { error: describeError(error) });
+      connection?.close().catch(() => {});
+    });
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#watchdog);
     const channel = this.#channel;
-    const { replyTimeoutMs } = this.#options;
-    if (channel && this.#consumerTag) {
-      await withDeadline(channel.cancel(this.#consumerTag), replyTimeoutMs, "cancel a consumer")
-        .catch(() => {});
-    }
+    await this.#subscribe().catch(() => {});
     await this.#working;
     this.detach();
     await channel?.close().catch(() => {});
+  }
+
+  /** Consumes or cancels, so that the channel's subscription matches the wanted state. */
+  #subscribe(): Promise<void> {
+    const next = this.#subscribing.then(async () => {
+      const channel = this.#channel;
+      const connection = this.#connection;
+      if (!channel || !connection) return;
+      const { replyTimeoutMs } = this.#options;
+      const wanted = !this.#paused && !this.#stopped;
+      if (!wanted && this.#consumerTag) {
+        const consumerTag = this.#consumerTag;
+        this.#consumerTag = undefined;
+        await withDeadline(channel.cancel(consumerTag), replyTimeoutMs, "cancel a consumer");
+      } else if (wanted && !this.#consumerTag) {
+        const { consumerTag } = await channel.consume(this.queue, (message) => {
+          if (message === null) {
+            // The broker cancelled us (the queue was deleted): start over on a new connection.
+            this.#log.warn("broker cancelled consumer, reconnecting", { queue: this.queue });
+            connection.close().catch(() => {});
+            return;
+          }
+          this.#lastDeliveryAt = Date.now();
+          this.#waiting.push(toDelivery(message, channel));
+          this.#work();
+        });
+        if (this.#channel !== channel) return;
+        this.#consumerTag = consumerTag;
+        this.#lastDeliveryAt = Date.now();
+        this.#suspectedAt = undefined;
+      }
+    });
+    this.#subscribing = next.catch(() => {});
+    return next;
   }
 
   async #lookForStall(connection: ChannelModel): Promise<void> {
     const channel = this.#channel;
     const idle = !this.#working && this.#waiting.length === 0;
     const quietMs = Date.now() - this.#lastDeliveryAt;
-    if (!channel || !idle || this.#looking || quietMs < this.#options.stallMs) return;
+    // A paused consumer receives nothing on purpose.
+    if (!channel || !idle || this.#paused || this.#looking || quietMs < this.#options.stallMs) {
+      return;
+    }
     this.#looking = true;
     const { replyTimeoutMs } = this.#options;
     try {

@@ -22,6 +22,7 @@ import {
 } from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
 import { watchBrokerNode } from "./metrics.ts";
+import { delay } from "./delay.ts";
 
 /** A message to publish, persistent and as JSON. */
 export interface OutgoingMessage {
@@ -76,6 +77,12 @@ export interface ConsumeOptions {
 export interface Consumer {
   /** Stops taking deliveries, finishes the batch in hand, and settles it. Safe to call twice. */
   stop(): Promise<void>;
+  /**
+   * Stops taking deliveries and holds the unsettled ones, until `resume()`; also across a
+   * reconnect, which subscribes again only once resumed.
+   */
+  pause(): void;
+  resume(): void;
 }
 
 /** The connection to RabbitMQ, kept open in the background. */
@@ -311,7 +318,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       if (failures % nodes.length !== 0) continue;
       const rounds = failures / nodes.length;
       const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(rounds, 16));
-      await sleep(ceiling / 2 + Math.random() * ceiling / 2, stopping.signal);
+      await delay(ceiling / 2 + Math.random() * ceiling / 2, stopping.signal);
     }
   }
   const running = keepConnected();
@@ -423,6 +430,8 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
           await consumer.stop();
           consumers.splice(consumers.indexOf(consumer) >>> 0, 1);
         },
+        pause: () => consumer.pause(),
+        resume: () => consumer.resume(),
       };
     },
     queueDepth,
@@ -507,14 +516,4 @@ function withHeartbeat(url: string, seconds: number): string {
   const parsed = new URL(url);
   if (!parsed.searchParams.has("heartbeat")) parsed.searchParams.set("heartbeat", String(seconds));
   return parsed.toString();
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
-  });
 }

@@ -3,6 +3,8 @@
  * the rest of a batch in one transaction with the inbox and the outbox (the events the handlers
  * publish), commit, and only then ack. A transient
  * failure is retried through the broker's retry queues with growing delays, then dead-lettered.
+ * An outage of the database is no failure of the message: the consumer pauses until it ends and
+ * then handles the same batch, without spending its retry budget (see `outage.ts`).
  * @module
  */
 import type { z } from "zod";
@@ -18,6 +20,7 @@ import { type Event, parseEvent } from "./events.ts";
 import { enqueueOutbox, type OutboxEntry } from "./outbox.ts";
 import { recordInbox } from "./inbox.ts";
 import { describeError, type Logger } from "./log.ts";
+import type { OutageWatch } from "./outage.ts";
 import { metrics } from "./metrics.ts";
 import { childTraceparent, traceIdOf } from "./trace.ts";
 
@@ -69,6 +72,8 @@ export interface ConsumerOptions<T extends { event_id: string }> {
    */
   prepare?: (tx: Tx, events: T[]) => Promise<void>;
   log: Logger;
+  /** The store's outages, which pause this consumer. */
+  outages: OutageWatch;
   /** Called after each commit, to wake the outbox relay. */
   onCommit?: () => void;
   /** @default {200: DEFAULT_PREFETCH of broker.ts} */
@@ -113,11 +118,13 @@ export function startConsumer<T extends { event_id: string }>(
     handle,
     prepare,
     log,
+    outages,
     onCommit,
     prefetch,
     retryDelaysMs = DEFAULT_RETRY_DELAYS_MS,
     faultRate = 0,
   } = options;
+  const stopping = new AbortController();
 
   async function handleAll(tx: Tx, batch: ValidDelivery<T>[]): Promise<Array<() => void>> {
     const afterCommit: Array<() => void> = [];
@@ -215,6 +222,14 @@ export function startConsumer<T extends { event_id: string }>(
     }
   }
 
+  /**
+   * Commits `batch`, pausing through any outage of the database meanwhile. Rejects with the
+   * failure of the batch, or with the abort of a stop that came during an outage.
+   */
+  function commitThroughOutages(batch: ValidDelivery<T>[]): Promise<void> {
+    return outages.retryThrough(() => commit(batch), stopping.signal);
+  }
+
   /** When a batch fails, each event gets its own transaction so one bad event fails alone. */
   async function handleOneByOne(
     valid: ValidDelivery<T>[],
@@ -223,16 +238,18 @@ export function startConsumer<T extends { event_id: string }>(
     for (const one of valid) {
       const { index, delivery } = one;
       try {
-        await commit([one]);
+        await commitThroughOutages([one]);
       } catch (error) {
-        settlements[index] = error instanceof PoisonMessageError
+        settlements[index] = stopping.signal.aborted
+          ? { action: "requeue", error: "stopped during a database outage" }
+          : error instanceof PoisonMessageError
           ? await deadLetter(delivery, { "x-rejected-reason": error.message })
           : await retryLater(delivery, error);
       }
     }
   }
 
-  return broker.consume(queue, async (batch) => {
+  const consumer = broker.consume(queue, async (batch) => {
     const settlements: Settlement[] = batch.map(() => ({ action: "ack" }));
     const valid: ValidDelivery<T>[] = [];
     for (const [index, delivery] of batch.entries()) {
@@ -246,7 +263,7 @@ export function startConsumer<T extends { event_id: string }>(
     }
     if (valid.length > 0) {
       try {
-        await commit(valid);
+        await commitThroughOutages(valid);
       } catch {
         await handleOneByOne(valid, settlements);
       }
@@ -258,6 +275,23 @@ export function startConsumer<T extends { event_id: string }>(
     }
     return settlements;
   }, { prefetch });
+
+  // During an outage the consumer holds what it has, unacked, rather than returning it: on
+  // RabbitMQ before 4.0 a quorum queue counts every return (a nack, a closed channel) toward
+  // x-delivery-limit, so returning would cost each held message one of its ten deliveries per
+  // outage, and a consumer that took them again would spend them all in a loop. Held, they cost
+  // nothing and are handled the moment the database answers; they are at most one prefetch, and an
+  // outage longer than the broker's consumer_timeout (30 min) closes the channel, which returns them
+  // once while the paused consumer stays unsubscribed.
+  const stopWatching = outages.onChange((paused) => paused ? consumer.pause() : consumer.resume());
+  return {
+    ...consumer,
+    async stop() {
+      stopWatching();
+      stopping.abort();
+      await consumer.stop();
+    },
+  };
 }
 
 /** Where a message was first published: kept across retries so that a replay can go back there. */

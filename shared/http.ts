@@ -7,21 +7,28 @@ import { Hono } from "hono";
 import type { Broker } from "./broker.ts";
 import type { Store } from "./store.ts";
 import { routePath } from "hono/route";
+import { HTTPException } from "hono/http-exception";
 import { describeError, type Logger } from "./log.ts";
+import type { OutageWatch } from "./outage.ts";
 import { metrics, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 
-/** What `/ready` checks. */
-export interface Probes {
+/** What `/ready` checks, and what answers a request that failed. */
+export interface ServiceAppOptions {
   store: Store;
   broker: Broker;
+  /** The store's outages: `/ready` reports a pause, and a request that meets one gets a 503. */
+  outages: OutageWatch;
+  log: Logger;
 }
 
 /**
  * The service's whole app: `GET /health` (the process answers), `GET /ready` (database and broker
  * work), `GET /metrics` (Prometheus text), and the service's own `routes`, every request counted
- * and timed.
+ * and timed. A request that fails for an outage of the database is answered 503 with
+ * `Retry-After`; any other failure 500; both as JSON.
  */
-export function serviceApp(routes: Hono, probes: Probes): Hono {
+export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
+  const { store, broker, outages, log } = options;
   const app = new Hono();
   app.use(async function recordHttpMetrics(c, next) {
     const started = performance.now();
@@ -34,8 +41,10 @@ export function serviceApp(routes: Hono, probes: Probes): Hono {
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get("/ready", async (c) => {
     const failed: Record<string, string> = {};
-    await probes.store.ping().catch((error) => failed.database = describeError(error));
-    if (!probes.broker.connected) failed.broker = probes.broker.lastError ?? "not connected";
+    // A full disk still answers the ping: a pause is what says the database cannot take writes.
+    if (outages.reason) failed.database = `paused: ${outages.reason}`;
+    else await store.ping().catch((error) => failed.database = describeError(error));
+    if (!broker.connected) failed.broker = broker.lastError ?? "not connected";
     const ok = Object.keys(failed).length === 0;
     return c.json({ status: ok ? "ready" : "not ready", failed }, ok ? 200 : 503);
   });
@@ -50,6 +59,21 @@ export function serviceApp(routes: Hono, probes: Probes): Hono {
     return c.json({
       error: `${c.req.method} is not allowed on ${c.req.path}: use ${allowed.join(" or ")}`,
     }, 405);
+  });
+  app.onError(async function answerFailure(error, c) {
+    if (error instanceof HTTPException) return error.getResponse();
+    if (await outages.report(error)) {
+      // Its transaction rolled back whole, so nothing of the request was kept; a connection lost
+      // during the COMMIT itself leaves that unknown, which a retry with an Idempotency-Key settles.
+      c.header("Retry-After", String(outages.retryAfterSeconds));
+      return c.json({ error: "the database is unavailable, try again later" }, 503);
+    }
+    log.error("request failed", {
+      method: c.req.method,
+      path: c.req.path,
+      error: describeError(error),
+    });
+    return c.json({ error: "internal error" }, 500);
   });
   return app;
 }

@@ -1,7 +1,8 @@
 /**
  * The outbox relay: publishes committed outbox rows with publisher confirms, oldest first, and
  * deletes each row only after the broker confirmed it. A crash between the confirm and the delete
- * publishes the row again; consumers' inboxes absorb that duplicate.
+ * publishes the row again; consumers' inboxes absorb that duplicate. During an outage of the
+ * database the relay pauses, as the consumers do, until it answers again.
  * @module
  */
 import type { Broker } from "./broker.ts";
@@ -10,10 +11,13 @@ import { EXCHANGE } from "./topology.ts";
 import { outboxBacklog, relayOutbox } from "./outbox.ts";
 import { metrics, watchOutbox } from "./metrics.ts";
 import { describeError, type Logger } from "./log.ts";
+import type { OutageWatch } from "./outage.ts";
 
 /** Options for {@linkcode startOutboxRelay}. */
 export interface RelayOptions {
   log: Logger;
+  /** The store's outages, which pause the relay. */
+  outages: OutageWatch;
   /** Rows published per round, all in flight at once. @default {500} */
   batchSize?: number;
   /** How often to look for rows when nobody called `wake()`, in milliseconds. @default {1000} */
@@ -30,8 +34,9 @@ export interface OutboxRelay {
 
 /** Starts publishing `store`'s outbox through `broker`. */
 export function startOutboxRelay(store: Store, broker: Broker, options: RelayOptions): OutboxRelay {
-  const { log, batchSize = 500, pollIntervalMs = 1000 } = options;
-  let stopping = false;
+  const { log, outages, batchSize = 500, pollIntervalMs = 1000 } = options;
+  // Aborts only a wait for the end of an outage: with the database up, the last round still runs.
+  const stopping = new AbortController();
   let wakeUp: (() => void) | undefined;
   // A wake during a round must not be lost, or a new row would wait a whole poll interval.
   let woken = false;
@@ -67,17 +72,19 @@ export function startOutboxRelay(store: Store, broker: Broker, options: RelayOpt
       woken = false;
       if (broker.connected) {
         try {
-          published = await publishBatch();
+          published = await outages.retryThrough(publishBatch, stopping.signal);
           if (failing) log.info("outbox relay recovered");
           failing = false;
         } catch (error) {
+          // Stopped while paused by an outage: what is pending stays in the outbox.
+          if (error === stopping.signal.reason) return;
           if (!failing) {
             log.warn("cannot publish outbox, will retry", { error: describeError(error) });
           }
           failing = true;
         }
       }
-      if (stopping) return;
+      if (stopping.signal.aborted) return;
       if (published === batchSize || (woken && !failing)) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pollIntervalMs);
@@ -94,7 +101,7 @@ export function startOutboxRelay(store: Store, broker: Broker, options: RelayOpt
   return {
     wake,
     async stop() {
-      stopping = true;
+      stopping.abort();
       wake();
       await running;
     },
