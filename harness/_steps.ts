@@ -415,9 +415,10 @@ export interface PlaceOptions {
 
 /**
  * POSTs `order` to the order API at `orderUrl()` until it answers 202, as a careful client does:
- * after a failure (no instance runs, it died under the request, or it answered 5xx), again with the
- * same `Idempotency-Key` to wherever `orderUrl()` then points, so that an order committed just
- * before its answer was lost comes back rather than being made twice. Never rejects: without a 202
+ * after a failure (no instance runs, it died under the request, or it answered 5xx), after its
+ * `Retry-After` if it gave one, again with the same `Idempotency-Key` to wherever `orderUrl()` then
+ * points, so that an order committed just before its answer was lost comes back rather than being
+ * made twice. Never rejects: without a 202
  * before the deadline, or after a 4xx, the result says why.
  */
 export async function placeUntilAnswered(
@@ -430,6 +431,7 @@ export async function placeUntilAnswered(
   let attempts = 0;
   let error = "no order instance was running";
   while (Date.now() < deadline) {
+    let pauseMs = 50;
     const url = orderUrl();
     if (url) {
       attempts++;
@@ -446,12 +448,15 @@ export async function placeUntilAnswered(
         }
         error = `POST /order answered ${response.status}: ${text.slice(0, 200)}`;
         if (FINAL_STATUSES.has(response.status)) break;
+        // A 503 of a service whose database is out says when to ask again.
+        const retryAfterS = Number(response.headers.get("retry-after"));
+        if (retryAfterS > 0) pauseMs = Math.min(retryAfterS * 1000, deadline - Date.now());
       } catch (cause) {
         error = describeError(cause);
       }
       afterFailure();
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
   }
   return { attempts, replayed: false, error };
 }

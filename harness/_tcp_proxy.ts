@@ -1,6 +1,7 @@
 /**
- * A TCP proxy in front of the broker that a scenario controls: `cut()` drops every connection and
- * refuses new ones, as a network partition would, while the real broker keeps running for others.
+ * A TCP proxy in front of the broker or the database that a scenario controls: `cut()` drops every
+ * connection and refuses new ones, as a network partition would, while the real server keeps
+ * running for others.
  * @module
  */
 
@@ -64,4 +65,12 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
       listener.close();
     },
   };
+}
+
+/** `url` (an `amqp://` or `postgres://` URL) with its host and port changed to those of `proxy`. */
+export function viaProxy(url: string, proxy: TcpProxy): string {
+  const proxied = new URL(url);
+  proxied.hostname = "127.0.0.1";
+  proxied.port = String(proxy.port);
+  return proxied.toString();
 }

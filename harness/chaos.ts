@@ -16,7 +16,7 @@
  */
 import type { RunningService, ServiceName, Stack } from "./_stack.ts";
 import { managementApi, SERVICES, waitFor } from "./_stack.ts";
-import { startTcpProxy, type TcpProxy } from "./_tcp_proxy.ts";
+import { startTcpProxy, type TcpProxy, viaProxy } from "./_tcp_proxy.ts";
 import {
   checkCancelAnswers,
   checkLifecycle,
@@ -120,13 +120,6 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
 function brokerPort(): number {
   const url = new URL(Deno.env.get("AMQP_URL") || "amqp://guest:guest@127.0.0.1:5672/");
   return Number(url.port) || 5672;
-}
-
-function viaProxy(amqpUrl: string, proxy: TcpProxy): string {
-  const url = new URL(amqpUrl);
-  url.hostname = "127.0.0.1";
-  url.port = String(proxy.port);
-  return url.toString();
 }
 
 async function chaos(

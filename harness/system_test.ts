@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { withStack } from "./_steps.ts";
 import { managementApi, type RunningService, type Stack, startService, waitFor } from "./_stack.ts";
-import { startTcpProxy } from "./_tcp_proxy.ts";
+import { startTcpProxy, viaProxy } from "./_tcp_proxy.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../shared/topology.ts";
 import { type OrderPlaced, orderPlaced } from "../shared/events.ts";
 import { newId } from "../shared/ids.ts";
@@ -332,10 +332,7 @@ Deno.test(
     proxy.cut();
     try {
       await withStack({ services: ["inventory", "notification"] }, async (stack) => {
-        const viaProxy = new URL(stack.vhost.amqpUrl);
-        viaProxy.hostname = "127.0.0.1";
-        viaProxy.port = String(proxy.port);
-        const order = await startOrderService(stack, viaProxy.toString());
+        const order = await startOrderService(stack, viaProxy(stack.vhost.amqpUrl, proxy));
         assert.equal((await fetch(`${order.url}/ready`)).status, 503);
         const orderIds: string[] = [];
         for (let i = 0; i < 5; i++) {
