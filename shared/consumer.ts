@@ -126,13 +126,30 @@ export function startConsumer<T extends { event_id: string }>(
   } = options;
   const stopping = new AbortController();
 
-  async function handleAll(tx: Tx, batch: ValidDelivery<T>[]): Promise<Array<() => void>> {
+  /**
+   * Handles `batch` in `tx`, recording in `work.attempted` what each event leaves to do after the
+   * commit. A COMMIT can be lost with its connection after the database applied it: then
+   * `work.unconfirmed` holds what the failed attempt left to do, and an event that this attempt
+   * finds in the inbox gets it done now rather than never (once, though the batch holds it twice).
+   */
+  async function handleAll(
+    tx: Tx,
+    batch: ValidDelivery<T>[],
+    work: { unconfirmed: ReadonlyMap<string, () => void>; attempted: Map<string, () => void> },
+  ): Promise<Array<() => void>> {
     const afterCommit: Array<() => void> = [];
+    const caughtUp = new Set<string>();
     await prepare?.(tx, batch.map((valid) => valid.event));
     const fresh = await recordInbox(tx, queue, batch.map((valid) => valid.event.event_id));
     const outbox: OutboxEntry[] = [];
     for (const [index, { event, delivery, context }] of batch.entries()) {
       if (!fresh[index]) {
+        const committedBefore = work.unconfirmed.get(event.event_id);
+        if (committedBefore && !caughtUp.has(event.event_id)) {
+          caughtUp.add(event.event_id);
+          afterCommit.push(committedBefore);
+          continue;
+        }
         afterCommit.push(() => {
           metrics.duplicates.inc({ queue, event_type: eventTypeOf(delivery) });
           log.info("skipped duplicate", {
@@ -152,6 +169,7 @@ export function startConsumer<T extends { event_id: string }>(
           }),
       });
       if (after) afterCommit.push(after);
+      work.attempted.set(event.event_id, after ?? (() => {}));
       if (faultRate > 0 && Math.random() < faultRate) {
         throw new Error("Injected transient fault (FAULT_TRANSIENT_RATE)");
       }
@@ -160,9 +178,22 @@ export function startConsumer<T extends { event_id: string }>(
     return afterCommit;
   }
 
-  async function commit(batch: ValidDelivery<T>[]): Promise<void> {
+  async function commit(
+    batch: ValidDelivery<T>[],
+    unconfirmed: Map<string, () => void>,
+  ): Promise<void> {
     const stopTimer = metrics.handlerDuration.startTimer({ queue });
-    const afterCommit = await store.transaction((tx) => handleAll(tx, batch));
+    const attempted = new Map<string, () => void>();
+    let afterCommit: Array<() => void>;
+    try {
+      afterCommit = await store.transaction((tx) =>
+        handleAll(tx, batch, { unconfirmed, attempted })
+      );
+    } catch (error) {
+      // Only a lost connection can hide a COMMIT that was applied: any other failure rolled back.
+      if (store.isOutage(error)) { for (const [id, run] of attempted) unconfirmed.set(id, run); }
+      throw error;
+    }
     stopTimer();
     afterCommit.forEach((run) => run());
     onCommit?.();
@@ -226,19 +257,23 @@ export function startConsumer<T extends { event_id: string }>(
    * Commits `batch`, pausing through any outage of the database meanwhile. Rejects with the
    * failure of the batch, or with the abort of a stop that came during an outage.
    */
-  function commitThroughOutages(batch: ValidDelivery<T>[]): Promise<void> {
-    return outages.retryThrough(() => commit(batch), stopping.signal);
+  function commitThroughOutages(
+    batch: ValidDelivery<T>[],
+    unconfirmed: Map<string, () => void>,
+  ): Promise<void> {
+    return outages.retryThrough(() => commit(batch, unconfirmed), stopping.signal);
   }
 
   /** When a batch fails, each event gets its own transaction so one bad event fails alone. */
   async function handleOneByOne(
     valid: ValidDelivery<T>[],
     settlements: Settlement[],
+    unconfirmed: Map<string, () => void>,
   ): Promise<void> {
     for (const one of valid) {
       const { index, delivery } = one;
       try {
-        await commitThroughOutages([one]);
+        await commitThroughOutages([one], unconfirmed);
       } catch (error) {
         settlements[index] = stopping.signal.aborted
           ? { action: "requeue", error: "stopped during a database outage" }
@@ -252,21 +287,27 @@ export function startConsumer<T extends { event_id: string }>(
   const consumer = broker.consume(queue, async (batch) => {
     const settlements: Settlement[] = batch.map(() => ({ action: "ack" }));
     const valid: ValidDelivery<T>[] = [];
+    const poison: Array<{ index: number; reason: string }> = [];
     for (const [index, delivery] of batch.entries()) {
       metrics.consumed.inc({ queue, event_type: eventTypeOf(delivery) });
       const parsed = parseEvent(delivery.body, schema);
       if (parsed.ok) {
         valid.push({ index, event: parsed.event, delivery, context: contextOf(delivery) });
-      } else {settlements[index] = await deadLetter(delivery, {
-          "x-rejected-reason": parsed.reason,
-        });}
+      } else poison.push({ index, reason: parsed.reason });
     }
     if (valid.length > 0) {
+      const unconfirmed = new Map<string, () => void>();
       try {
-        await commitThroughOutages(valid);
+        await commitThroughOutages(valid, unconfirmed);
       } catch {
-        await handleOneByOne(valid, settlements);
+        await handleOneByOne(valid, settlements, unconfirmed);
       }
+    }
+    // Poison is parked only now, just before the batch is settled: the commit can take a while (one
+    // by one, or paused by an outage), and a crash between the copy to the DLQ and the ack would
+    // park a second copy.
+    for (const { index, reason } of poison) {
+      settlements[index] = await deadLetter(batch[index], { "x-rejected-reason": reason });
     }
     for (const [index, settlement] of settlements.entries()) {
       if (settlement.action === "ack") {

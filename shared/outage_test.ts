@@ -73,6 +73,16 @@ Deno.test("watchOutages() report() is false for a failure while the database tak
   assert.deepEqual([lines, changes], [[], []]);
 });
 
+Deno.test("watchOutages() report() probes once for the failures of the same second", async () => {
+  const { watch: outages, probes } = watch(0);
+  assert.deepEqual(
+    await Promise.all([outages.report(MESSAGE_FAILURE), outages.report(MESSAGE_FAILURE)]),
+    [false, false],
+  );
+  assert.equal(await outages.report(MESSAGE_FAILURE), false);
+  assert.equal(probes(), 1);
+});
+
 Deno.test("watchOutages() report() counts a failure of an unknown kind as an outage when the probe fails too", async () => {
   const { watch: outages, changes } = watch(1);
   assert.equal(await outages.report(new Error("something odd")), true);
