@@ -53,13 +53,20 @@ export interface ScenarioArgs {
   rate?: number;
   /** `--broker-outage`: cut the services off the broker for a while. */
   brokerOutage?: boolean;
+  /** `--db-outage`: cut the services off their database for a while. */
+  databaseOutage?: boolean;
 }
 
 /** Options for {@linkcode parseScenarioArgs}. */
 export interface ParseArgsOptions {
   /** The options this scenario takes besides `--json` and `--help`. @default {[]} */
-  accepts?: ReadonlyArray<"down" | "orders" | "chart" | "seconds" | "rate" | "broker-outage">;
+  accepts?: ReadonlyArray<
+    "down" | "orders" | "chart" | "seconds" | "rate" | "broker-outage" | "db-outage"
+  >;
 }
+
+/** The options that take no value. */
+const FLAGS = new Set(["broker-outage", "db-outage"]);
 
 /**
  * Parses `args` (usually `Deno.args`).
@@ -78,7 +85,7 @@ export function parseScenarioArgs(args: string[], options: ParseArgsOptions = {}
         ...Object.fromEntries(
           accepts.map((
             name,
-          ) => [name, { type: name === "broker-outage" ? "boolean" as const : "string" as const }]),
+          ) => [name, { type: FLAGS.has(name) ? "boolean" as const : "string" as const }]),
         ),
       },
     }).values;
@@ -97,6 +104,7 @@ export function parseScenarioArgs(args: string[], options: ParseArgsOptions = {}
   }
   if (typeof values.rate === "string") result.rate = positiveNumber("--rate", values.rate);
   if (values["broker-outage"] === true) result.brokerOutage = true;
+  if (values["db-outage"] === true) result.databaseOutage = true;
   if (typeof values.chart === "string") {
     if (!values.chart.endsWith(".svg")) {
       throw new RangeError(

@@ -5,7 +5,8 @@
  * inventory stopped past the decision timeout (`ORDER_DECISION_TIMEOUT=3s`), so that orders expire
  * and their `OrderPlaced` reaches inventory late, and with `--broker-outage` the services cut off
  * the broker for some seconds by a TCP proxy this scenario controls (the real broker is never
- * stopped). A client that gets no answer (the order service died under its request, or is down)
+ * stopped), and with `--db-outage` the services run on PostgreSQL through another such proxy and
+ * are cut off their database for longer than all retry delays together. A client that gets no answer (the order service died under its request, or is down)
  * sends the order again with its `Idempotency-Key`; one in five orders is cancelled soon after its
  * 202. PASS when every order is accepted, no order is left PENDING (each is CONFIRMED, REJECTED,
  * CANCELLED or EXPIRED, an expired one on time), each has one reservation and one outcome event,
@@ -15,7 +16,7 @@
  * @module
  */
 import type { RunningService, ServiceName, Stack } from "./_stack.ts";
-import { managementApi, SERVICES, waitFor } from "./_stack.ts";
+import { createDatabase, managementApi, SERVICES, type TestDatabase, waitFor } from "./_stack.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "./_tcp_proxy.ts";
 import {
   checkCancelAnswers,
@@ -26,6 +27,7 @@ import {
 import {
   type CancelAnswer,
   cancelUntilAnswered,
+  cleanUpOnInterrupt,
   countEffects,
   getStock,
   peekQueue,
@@ -47,6 +49,7 @@ import {
   streamOrders,
 } from "./_order_stream.ts";
 import { deadLetterQueue, EventType, QUEUES } from "../shared/topology.ts";
+import { PAUSED_MSG, RESUMED_MSG } from "../shared/outage.ts";
 
 /** Options for {@linkcode runChaos}. */
 export interface ChaosOptions extends ScenarioOptions {
@@ -56,13 +59,21 @@ export interface ChaosOptions extends ScenarioOptions {
   rate?: number;
   /** Cut the services off the broker for a few seconds, twice. @default {false} */
   brokerOutage?: boolean;
+  /**
+   * Run on PostgreSQL (a database of its own on the server of `TEST_DATABASE_URL`) and cut the
+   * services off it for {@linkcode DATABASE_OUTAGE_MS}, twice. @default {false}
+   */
+  databaseOutage?: boolean;
 }
 
-const USAGE = `Usage: deno task test:chaos [--seconds S] [--rate R] [--broker-outage] [--json]
+const USAGE =
+  `Usage: deno task test:chaos [--seconds S] [--rate R] [--broker-outage] [--db-outage] [--json]
 
   --seconds S        how long orders stream in while faults happen (default 30)
   --rate R           orders per second (default 20)
   --broker-outage    also cut the services off the broker for a few seconds, twice
+  --db-outage        run on PostgreSQL (TEST_DATABASE_URL, default the local server) and also cut
+                     the services off it for longer than all retry delays together, twice
   --json             print one JSON object instead of the steps`;
 
 /** Poison injected on purpose: exactly these may sit in a DLQ at the end. */
@@ -78,7 +89,13 @@ const INVENTORY_OUTAGE_MS = DECISION_TIMEOUT_MS + 2000;
 const CANCEL_SHARE = 0.2;
 
 /** Enough retries that a 0.2 fault rate practically never exhausts them (0.2^9 per message). */
-const RETRY_DELAYS = "100ms,200ms,300ms,500ms,500ms,1s,1s,1s";
+const RETRY_DELAYS_MS = [100, 200, 300, 500, 500, 1000, 1000, 1000];
+
+/**
+ * Longer than all retry delays together (4.6 s): a message that spent a retry on each failure
+ * during the outage would reach its `.dlq`.
+ */
+const DATABASE_OUTAGE_MS = RETRY_DELAYS_MS.reduce((sum, ms) => sum + ms) + 1500;
 
 /** One fault and when it happened, for the timeline. */
 interface Fault {
@@ -91,28 +108,59 @@ interface Fault {
  * inventory for longer than the decision timeout, so that orders expire and their OrderPlaced
  * comes to inventory late, before or after the OrderCancelled.
  */
-type FaultKind = ServiceName | "force-close" | "poison" | "outage" | "inventory-outage";
+type FaultKind =
+  | ServiceName
+  | "force-close"
+  | "poison"
+  | "outage"
+  | "inventory-outage"
+  | "database outage";
+
+/** The proxies between the services and what they depend on. */
+interface Proxies {
+  broker: TcpProxy;
+  /** Only with `databaseOutage`. */
+  database?: TcpProxy;
+}
 
 /** Runs the chaos scenario on a stack of its own. */
 export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
-  const { seconds = 30, rate = 20, brokerOutage = false } = options;
+  const { seconds = 30, rate = 20, brokerOutage = false, databaseOutage = false } = options;
   return runScenario("test:chaos", options, async (report) => {
-    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: brokerPort() });
+    const proxies: Proxies = {
+      broker: startTcpProxy({ hostname: "127.0.0.1", port: brokerPort() }),
+    };
+    let database: TestDatabase | undefined;
+    let forgetDatabase = () => {};
     try {
+      const env: Record<string, string> = {
+        RETRY_DELAYS: RETRY_DELAYS_MS.map((ms) => `${ms}ms`).join(","),
+        ORDER_DECISION_TIMEOUT: `${DECISION_TIMEOUT_MS}ms`,
+        INVENTORY_STOCK: STREAM_STOCK_ENV,
+      };
+      if (databaseOutage) {
+        database = await createDatabase();
+        forgetDatabase = cleanUpOnInterrupt(database.drop);
+        const url = new URL(database.url);
+        proxies.database = startTcpProxy({
+          hostname: url.hostname,
+          port: Number(url.port) || 5432,
+        });
+        env.DATABASE_URL = viaProxy(database.url, proxies.database);
+      }
       await withStack({
-        servicesAmqpUrl: (url) => viaProxy(url, proxy),
-        env: {
-          RETRY_DELAYS,
-          ORDER_DECISION_TIMEOUT: `${DECISION_TIMEOUT_MS}ms`,
-          INVENTORY_STOCK: STREAM_STOCK_ENV,
-        },
+        servicesAmqpUrl: (url) => viaProxy(url, proxies.broker),
+        env,
         serviceEnv: {
           inventory: { FAULT_TRANSIENT_RATE: "0.2" },
           notification: { FAULT_TRANSIENT_RATE: "0.2" },
         },
-      }, (stack) => chaos(stack, proxy, report, { seconds, rate, brokerOutage }));
+      }, (stack) => chaos(stack, report, { seconds, rate, brokerOutage, proxies }));
     } finally {
-      proxy.close();
+      proxies.broker.close();
+      proxies.database?.close();
+      forgetDatabase();
+      await database?.drop();
     }
   });
 }
@@ -124,11 +172,10 @@ function brokerPort(): number {
 
 async function chaos(
   stack: Stack,
-  proxy: TcpProxy,
   report: Report,
-  options: Required<Omit<ChaosOptions, "log">>,
+  options: { seconds: number; rate: number; brokerOutage: boolean; proxies: Proxies },
 ): Promise<void> {
-  const { seconds, rate, brokerOutage } = options;
+  const { seconds, rate, brokerOutage, proxies } = options;
   // The stack's own connection bypasses the proxy, so the tap sees every event, outages included.
   const outcomes = await stack.broker.tap([EventType.InventoryReserved, EventType.InventoryFailed]);
   // Every process ever started, so that log lines survive the restarts.
@@ -143,7 +190,8 @@ async function chaos(
 
   report.step(
     `streaming ${rate} orders/s for ${seconds} s in vhost ${stack.vhost.name}, with faults` +
-      (brokerOutage ? " and broker outages" : ""),
+      (brokerOutage ? " and broker outages" : "") +
+      (proxies.database ? " and database outages, on PostgreSQL" : ""),
   );
   const accepted: Array<{ orderId: string; cookies: number }> = [];
   let resent = 0;
@@ -160,7 +208,11 @@ async function chaos(
     if (result.replayed) replayed++;
   });
 
-  const plan = planFaults(seconds, brokerOutage);
+  const plan = planFaults(seconds, {
+    brokerOutage,
+    databaseOutage: proxies.database !== undefined,
+  });
+  const databaseOutagesEnded: number[] = [];
   for (const { atMs, fault } of plan) {
     const wait = began + atMs - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -178,11 +230,20 @@ async function chaos(
       processes.push(await stack.start("inventory"));
       note("inventory started again");
     } else if (fault === "outage") {
-      proxy.cut();
+      proxies.broker.cut();
       note("broker outage begins");
       await new Promise((resolve) => setTimeout(resolve, 3000));
-      proxy.restore();
+      proxies.broker.restore();
       note("broker outage ends");
+    } else if (fault === "database outage") {
+      proxies.database!.cut();
+      note("database outage begins");
+      await new Promise((resolve) => setTimeout(resolve, DATABASE_OUTAGE_MS));
+      proxies.database!.restore();
+      databaseOutagesEnded.push(Date.now());
+      note("database outage ends");
+      // The next fault waits for the services to resume: two outages back to back are one.
+      await waitReady(stack, 15_000);
     } else {
       await stack.stop(fault, "SIGKILL");
       note(`SIGKILL ${fault}`);
@@ -282,6 +343,16 @@ async function chaos(
   }
   report.figure("forced_closes", faults.filter((f) => f.fault.startsWith("force-closed")).length);
   report.figure("outages", faults.filter((f) => f.fault === "broker outage begins").length);
+  report.figure("database_outages", databaseOutagesEnded.length);
+  report.figure("pauses", logs.filter((l) => l.msg === PAUSED_MSG).length);
+  // How long after the database came back each pause ended, in seconds: the largest of them.
+  const resumedAfter = logs.filter((l) => l.msg === RESUMED_MSG).flatMap((l) => {
+    const resumed = Date.parse(String(l.time));
+    const ended = databaseOutagesEnded.filter((time) => time <= resumed).at(-1);
+    return ended === undefined ? [] : [(resumed - ended) / 1000];
+  });
+  report.figure("resumed_after_s_max", round(Math.max(0, ...resumedAfter)));
+
   report.figure("retries", logs.filter((l) => l.msg === "handling failed, retrying later").length);
   report.figure("duplicates_skipped", logs.filter((l) => l.msg === "skipped duplicate").length);
   report.figure(
@@ -323,8 +394,9 @@ function sentKinds(lines: Array<Record<string, unknown>>): Map<string, string[]>
  */
 function planFaults(
   seconds: number,
-  brokerOutage: boolean,
+  options: { brokerOutage: boolean; databaseOutage: boolean },
 ): Array<{ atMs: number; fault: FaultKind }> {
+  const { brokerOutage, databaseOutage } = options;
   const faults: FaultKind[] = [
     ...SERVICES,
     ...SERVICES,
@@ -332,6 +404,7 @@ function planFaults(
     "force-close",
     ...POISON.map(() => "poison" as const),
     ...(brokerOutage ? ["outage" as const, "outage" as const] : []),
+    ...(databaseOutage ? ["database outage" as const, "database outage" as const] : []),
   ];
   for (let i = faults.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
@@ -378,7 +451,13 @@ if (import.meta.main) {
   await runFromCommandLine(
     "test:chaos",
     (args, log) =>
-      runChaos({ seconds: args.seconds, rate: args.rate, brokerOutage: args.brokerOutage, log }),
-    { usage: USAGE, accepts: ["seconds", "rate", "broker-outage"] },
+      runChaos({
+        seconds: args.seconds,
+        rate: args.rate,
+        brokerOutage: args.brokerOutage,
+        databaseOutage: args.databaseOutage,
+        log,
+      }),
+    { usage: USAGE, accepts: ["seconds", "rate", "broker-outage", "db-outage"] },
   );
 }

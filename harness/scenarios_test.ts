@@ -106,6 +106,18 @@ Deno.test(
 );
 
 Deno.test(
+  "runChaos() passes through two database outages on PostgreSQL beside the other faults, with no valid message dead-lettered, against the broker",
+  { ...integration, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  async () => {
+    const { lines, log } = collect();
+    const result = await runChaos({ seconds: 12, rate: 15, databaseOutage: true, log });
+    assertPass(result, lines, ["database_outages", "pauses", "resumed_after_s_max", "retries"]);
+    assert.equal(result.figures.database_outages, 2);
+    assert.ok(Number(result.figures.pauses) >= 2, `pauses: ${result.figures.pauses}`);
+  },
+);
+
+Deno.test(
   "runScale() passes with 2 order, 3 inventory and 2 notification instances on PostgreSQL under SIGKILLs, against the broker",
   { ...integration, ignore: POSTGRES_UNAVAILABLE !== undefined },
   async () => {
