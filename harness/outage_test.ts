@@ -5,22 +5,36 @@
  * message may have spent a retry: the services paused and resumed by themselves.
  */
 import assert from "node:assert/strict";
-import { createDatabase, type ServiceName, SERVICES, type Stack, waitFor } from "./_stack.ts";
+import {
+  createDatabase,
+  createVhost,
+  type ServiceName,
+  SERVICES,
+  type Stack,
+  waitFor,
+} from "./_stack.ts";
 import { streamOrders, waitReady, withStack } from "./_steps.ts";
 import { startTcpProxy, viaProxy } from "./_tcp_proxy.ts";
 import { POSTGRES_UNAVAILABLE } from "../shared/_test_stores.ts";
 import { mountTmpfs, TMPFS_UNAVAILABLE } from "../shared/_test_tmpfs.ts";
 import { deadLetterQueue, QUEUES } from "../shared/topology.ts";
+import { PAUSED_MSG, RESUMED_MSG } from "../shared/outage.ts";
 import { newId } from "../shared/ids.ts";
+import { connectBroker } from "../shared/broker.ts";
+import { startConsumer } from "../shared/consumer.ts";
+import { inventoryOutcome, inventoryOutcomeSchema } from "../shared/events.ts";
+import { openStore, type Store } from "../shared/store.ts";
+import { watchOutages } from "../shared/outage.ts";
+import type { Logger } from "../shared/log.ts";
+import { EventType, EXCHANGE, Queue } from "../shared/topology.ts";
+import { handleInventoryOutcome } from "../notification/handle_inventory_outcome.ts";
+import { NOTIFICATION_MIGRATIONS } from "../notification/notifications.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
 /** Short retries: the outage lasts five times as long as all of them together (600 ms). */
 const RETRY_DELAYS = "100ms,200ms,300ms";
 const OUTAGE_MS = 3000;
-
-const PAUSED = "database unavailable, pausing consumers and outbox relay";
-const RESUMED = "database answers again, resuming";
 
 /** An outage a test causes and ends. */
 interface Outage {
@@ -89,11 +103,11 @@ async function throughOutage(stack: Stack, outage: Outage): Promise<void> {
     const logs = stack.services[name]!.logs;
     const count = (msg: string) => logs.filter((line) => line.msg === msg).length;
     assert.equal(count("handling failed, retrying later"), 0, `${name} spent no retry`);
-    const pauses = [count(PAUSED), count(RESUMED)];
+    const pauses = [count(PAUSED_MSG), count(RESUMED_MSG)];
     if (outage.affected.includes(name)) assert.deepEqual(pauses, [1, 1], `${name}'s pauses`);
     else if (outage.othersMayPause) assert.ok(pauses[0] <= 1 && pauses[0] === pauses[1], name);
     else assert.deepEqual(pauses, [0, 0], `${name}'s pauses`);
-    const resumed = logs.find((line) => line.msg === RESUMED);
+    const resumed = logs.find((line) => line.msg === RESUMED_MSG);
     if (resumed) resumedAfterMs.push(Date.parse(String(resumed.time)) - ended);
   }
   for (const name of outage.affected) {
@@ -186,6 +200,70 @@ Deno.test(
       );
     } finally {
       await disk.unmount();
+    }
+  },
+);
+
+Deno.test(
+  "startConsumer() sends the notification of a COMMIT that was applied but lost with its connection, once, against the broker",
+  integration,
+  async () => {
+    const vhost = await createVhost();
+    const dir = await Deno.makeTempDir({ prefix: "lost_commit_test_" });
+    const lines: string[] = [];
+    const log: Logger = {
+      debug: () => {},
+      info: (msg) => void lines.push(msg),
+      warn: (msg) => void lines.push(msg),
+      error: (msg) => void lines.push(msg),
+    };
+    const broker = connectBroker(vhost.amqpUrl, { log, connectionName: "lost-commit-test" });
+    const real = await openStore(dir, "notification", { migrations: NOTIFICATION_MIGRATIONS });
+    // The first transaction commits, then fails as one whose COMMIT was lost with its connection
+    // to PostgreSQL would; on SQLite, an I/O error is the outage that stands for it.
+    let lost = false;
+    const store: Store = {
+      ...real,
+      async transaction(fn, options) {
+        const result = await real.transaction(fn, options);
+        if (lost) return result;
+        lost = true;
+        throw new Error("disk I/O error");
+      },
+    };
+    const outages = watchOutages(store, { log, initialDelayMs: 10, maxDelayMs: 50 });
+    try {
+      await waitFor("the broker connection", () => broker.connected);
+      const consumer = startConsumer(broker, store, {
+        queue: Queue.inventoryReserved,
+        schema: inventoryOutcomeSchema,
+        handle: handleInventoryOutcome(log),
+        log,
+        outages,
+      });
+      const items = [{ sku: "burger", qty: 1 }];
+      const event = inventoryOutcome({ order_id: newId(), user_id: "u1", items });
+      await broker.publish([{
+        exchange: EXCHANGE,
+        routingKey: EventType.InventoryReserved,
+        body: JSON.stringify(event),
+        messageId: event.event_id,
+        type: EventType.InventoryReserved,
+      }]);
+      const sent = (line: string) => line.startsWith(`order ${event.order_id} `);
+      await waitFor("the notification to be sent", () => lines.some(sent));
+      await consumer.stop();
+      assert.equal(lost, true, "the COMMIT was lost");
+      assert.deepEqual(lines.filter((line) => line === PAUSED_MSG || sent(line)).length, 2);
+      assert.equal(lines.filter(sent).length, 1);
+      assert.ok(!lines.includes("skipped duplicate"), lines.join("\n"));
+      assert.equal(await broker.queueDepth(Queue.inventoryReserved), 0);
+    } finally {
+      await outages.stop();
+      await broker.close();
+      await real.close();
+      await Deno.remove(dir, { recursive: true });
+      await vhost.delete();
     }
   },
 );
