@@ -5,6 +5,7 @@
  * @module
  */
 import { describeError, type Logger } from "./log.ts";
+import { delay } from "./delay.ts";
 
 /** A running background task. */
 export interface Periodic {
@@ -49,13 +50,7 @@ export function startPeriodic(task: () => Promise<void>, options: PeriodicOption
         }
         failing = true;
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, intervalMs);
-        stopping.signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          resolve();
-        }, { once: true });
-      });
+      await delay(intervalMs, stopping.signal);
     }
   }
   const running = run();
