@@ -6,9 +6,9 @@ import { orderPlacedSchema, parseEvent } from "../shared/events.ts";
 import { changeStatus, ORDER_MIGRATIONS } from "./orders.ts";
 import { MAX_BODY_BYTES, orderRoutes, type OrderRoutesOptions } from "./routes.ts";
 import { serviceApp } from "../shared/http.ts";
-import { watchOutages } from "../shared/outage.ts";
+import { PAUSED_MSG, RESUMED_MSG, watchOutages } from "../shared/outage.ts";
 import type { Broker } from "../shared/broker.ts";
-import { createLogger, type Logger } from "../shared/log.ts";
+import { recordingLogger } from "../shared/_test_log.ts";
 import { mountTmpfs, TMPFS_UNAVAILABLE } from "../shared/_test_tmpfs.ts";
 
 interface Harness {
@@ -591,7 +591,7 @@ Deno.test("orderRoutes() POST /orders/{id}/cancel of an unknown order is a JSON 
 
 Deno.test("serviceApp() answers a wrong method with a JSON 405 and Allow, an unknown path with a JSON 404", async () => {
   await withApp(async ({ app, store }) => {
-    const log = createLogger("order", { level: "error" });
+    const { log } = recordingLogger();
     const outages = watchOutages(store, { log });
     const broker = { connected: true } as unknown as Broker;
     const whole = serviceApp(app, { store, broker, outages, log });
@@ -620,13 +620,7 @@ Deno.test({
   fn: async () => {
     const disk = await mountTmpfs(4);
     const store = await openStore(disk.path, "order", { migrations: ORDER_MIGRATIONS });
-    const lines: string[] = [];
-    const log: Logger = {
-      debug: () => {},
-      info: (msg) => void lines.push(msg),
-      warn: (msg) => void lines.push(msg),
-      error: (msg) => void lines.push(msg),
-    };
+    const { log, lines } = recordingLogger();
     const outages = watchOutages(store, { log, initialDelayMs: 10, maxDelayMs: 50 });
     // /ready is not asked here; the broker is only needed to build the app.
     const broker = { connected: true } as Broker;
@@ -650,8 +644,8 @@ Deno.test({
       assert.equal(accepted.headers.get("idempotent-replayed"), null, "a new order, not a replay");
       assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 1 });
       assert.deepEqual(lines, [
-        "database unavailable, pausing consumers and outbox relay",
-        "database answers again, resuming",
+        `warn ${PAUSED_MSG}`,
+        `info ${RESUMED_MSG}`,
       ]);
     } finally {
       await outages.stop();

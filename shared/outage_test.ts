@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Store } from "./store.ts";
-import type { Logger } from "./log.ts";
+import { recordingLogger } from "./_test_log.ts";
 import { type OutageOptions, type OutageWatch, watchOutages } from "./outage.ts";
 import { renderMetrics } from "./metrics.ts";
 
@@ -29,7 +29,7 @@ interface Fixture {
  */
 function watch(failingProbes: number, options: Partial<OutageOptions> = {}): Fixture {
   const delays: number[] = [];
-  const lines: string[] = [];
+  const { log, lines } = recordingLogger();
   const changes: boolean[] = [];
   let probes = 0;
   const store = {
@@ -39,13 +39,6 @@ function watch(failingProbes: number, options: Partial<OutageOptions> = {}): Fix
       return probes <= failingProbes ? Promise.reject(OUTAGE) : Promise.resolve();
     },
   } as unknown as Store;
-  const record = (level: string) => (msg: string) => void lines.push(`${level} ${msg}`);
-  const log: Logger = {
-    debug: record("debug"),
-    info: record("info"),
-    warn: record("warn"),
-    error: record("error"),
-  };
   const outages = watchOutages(store, {
     log,
     delay: (ms) => {
