@@ -294,8 +294,9 @@ async function chaos(
     {
       stock: { initial: STREAM_STOCK, onHand: await getStock(stack) },
       decisionTimeoutMs: DECISION_TIMEOUT_MS,
-      // An order due while its service was SIGKILLed expires when it is back, a second or two on.
-      expiryLateMs: 5000,
+      // An order due while its service was SIGKILLed expires when it is back, a second or two on;
+      // one due while the order database was out, when the database is back.
+      expiryLateMs: 5000 + (proxies.database ? DATABASE_OUTAGE_MS : 0),
     },
   );
   const cancelAnswers = await Promise.all(cancels);
