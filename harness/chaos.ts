@@ -6,13 +6,13 @@
  * and their `OrderPlaced` reaches inventory late, and with `--broker-outage` the services cut off
  * the broker for some seconds by a TCP proxy this scenario controls (the real broker is never
  * stopped), and with `--db-outage` the services run on PostgreSQL through another such proxy and
- * are cut off their database for longer than all retry delays together. A client that gets no answer (the order service died under its request, or is down)
- * sends the order again with its `Idempotency-Key`; one in five orders is cancelled soon after its
- * 202. PASS when every order is accepted, no order is left PENDING (each is CONFIRMED, REJECTED,
- * CANCELLED or EXPIRED, an expired one on time), each has one reservation and one outcome event,
- * stock is conserved and held only by CONFIRMED orders, the student heard of each status at most
- * once and last of the final one, every notification recorded was sent once, and the DLQs hold the
- * injected poison and nothing else.
+ * are cut off their database for longer than all retry delays together. A client that gets no
+ * answer (the order service died under its request, or is down) sends the order again with its
+ * `Idempotency-Key`; one in five orders is cancelled soon after its 202. PASS when every order is
+ * accepted, no order is left PENDING (each is CONFIRMED, REJECTED, CANCELLED or EXPIRED, an expired
+ * one on time), each has one reservation and one outcome event, stock is conserved and held only by
+ * CONFIRMED orders, the student heard of each status at most once and last of the final one, every
+ * notification recorded was sent once, and the DLQs hold the injected poison and nothing else.
  * @module
  */
 import type { RunningService, ServiceName, Stack } from "./_stack.ts";
