@@ -43,6 +43,12 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
         continue;
       }
       Deno.connect(target).then((upstream) => {
+        // A cut that came while this connection was being made ends it too.
+        if (isCut) {
+          closeQuietly(client);
+          closeQuietly(upstream);
+          return;
+        }
         open.add(client).add(upstream);
         pipe(client, upstream);
         pipe(upstream, client);
