@@ -14,13 +14,13 @@ import {
   waitFor,
 } from "./_stack.ts";
 import { streamOrders, waitReady, withStack } from "./_steps.ts";
-import { startTcpProxy, viaProxy } from "./_tcp_proxy.ts";
+import { startTcpProxy, type TcpProxy, viaProxy } from "./_tcp_proxy.ts";
 import { POSTGRES_UNAVAILABLE } from "../shared/_test_stores.ts";
 import { mountTmpfs, TMPFS_UNAVAILABLE } from "../shared/_test_tmpfs.ts";
 import { deadLetterQueue, QUEUES } from "../shared/topology.ts";
 import { PAUSED_MSG, RESUMED_MSG } from "../shared/outage.ts";
 import { newId } from "../shared/ids.ts";
-import { connectBroker } from "../shared/broker.ts";
+import { type Broker, connectBroker, type Consumer } from "../shared/broker.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inventoryOutcome, inventoryOutcomeSchema } from "../shared/events.ts";
 import { openStore, type Store } from "../shared/store.ts";
@@ -204,47 +204,89 @@ Deno.test(
   },
 );
 
+/** A notification consumer of its own against the broker, over a store `wrap` makes unreliable. */
+interface ConsumerRig {
+  broker: Broker;
+  lines: string[];
+  consumer: Consumer;
+  /** Publishes `body` to the consumed queue as it is. */
+  publish(body: string, messageId: string): Promise<void>;
+}
+
+/**
+ * Runs `fn` with notification's consumer of `inventory-reserved` in a vhost of its own, reaching the
+ * broker through `proxy` if given, over a SQLite store that `wrap` turns into the store it uses.
+ */
+async function withConsumer(
+  options: { wrap: (real: Store) => Store; proxy?: TcpProxy },
+  fn: (rig: ConsumerRig) => Promise<void>,
+): Promise<void> {
+  const vhost = await createVhost();
+  const dir = await Deno.makeTempDir({ prefix: "outage_consumer_test_" });
+  const { log, lines } = recordingLogger();
+  const amqpUrl = options.proxy ? viaProxy(vhost.amqpUrl, options.proxy) : vhost.amqpUrl;
+  const broker = connectBroker(amqpUrl, { log, connectionName: "outage-consumer-test" });
+  const real = await openStore(dir, "notification", { migrations: NOTIFICATION_MIGRATIONS });
+  const store = options.wrap(real);
+  const outages = watchOutages(store, { log, initialDelayMs: 10, maxDelayMs: 50 });
+  try {
+    await waitFor("the broker connection", () => broker.connected);
+    const consumer = startConsumer(broker, store, {
+      queue: Queue.inventoryReserved,
+      schema: inventoryOutcomeSchema,
+      handle: handleInventoryOutcome(log),
+      log,
+      outages,
+    });
+    const publish = (body: string, messageId: string) =>
+      broker.publish([{
+        exchange: EXCHANGE,
+        routingKey: EventType.InventoryReserved,
+        body,
+        messageId,
+        type: EventType.InventoryReserved,
+      }]);
+    await fn({ broker, lines, consumer, publish });
+  } finally {
+    await outages.stop();
+    await broker.close();
+    await real.close();
+    await Deno.remove(dir, { recursive: true });
+    await vhost.delete();
+  }
+}
+
+function reserved(): { body: string; eventId: string; orderId: string } {
+  const event = inventoryOutcome({
+    order_id: newId(),
+    user_id: "u1",
+    items: [{ sku: "burger", qty: 1 }],
+  });
+  return { body: JSON.stringify(event), eventId: event.event_id, orderId: event.order_id };
+}
+
+/** On SQLite, an I/O error is the outage that stands for a connection lost to PostgreSQL. */
+const LOST = "disk I/O error";
+
 Deno.test(
   "startConsumer() sends the notification of a COMMIT that was applied but lost with its connection, once, against the broker",
   integration,
   async () => {
-    const vhost = await createVhost();
-    const dir = await Deno.makeTempDir({ prefix: "lost_commit_test_" });
-    const { log, lines } = recordingLogger();
-    const broker = connectBroker(vhost.amqpUrl, { log, connectionName: "lost-commit-test" });
-    const real = await openStore(dir, "notification", { migrations: NOTIFICATION_MIGRATIONS });
-    // The first transaction commits, then fails as one whose COMMIT was lost with its connection
-    // to PostgreSQL would; on SQLite, an I/O error is the outage that stands for it.
+    // The first transaction commits, then fails as one whose COMMIT was lost would.
     let lost = false;
-    const store: Store = {
+    const wrap = (real: Store): Store => ({
       ...real,
       async transaction(fn, options) {
         const result = await real.transaction(fn, options);
         if (lost) return result;
         lost = true;
-        throw new Error("disk I/O error");
+        throw new Error(LOST);
       },
-    };
-    const outages = watchOutages(store, { log, initialDelayMs: 10, maxDelayMs: 50 });
-    try {
-      await waitFor("the broker connection", () => broker.connected);
-      const consumer = startConsumer(broker, store, {
-        queue: Queue.inventoryReserved,
-        schema: inventoryOutcomeSchema,
-        handle: handleInventoryOutcome(log),
-        log,
-        outages,
-      });
-      const items = [{ sku: "burger", qty: 1 }];
-      const event = inventoryOutcome({ order_id: newId(), user_id: "u1", items });
-      await broker.publish([{
-        exchange: EXCHANGE,
-        routingKey: EventType.InventoryReserved,
-        body: JSON.stringify(event),
-        messageId: event.event_id,
-        type: EventType.InventoryReserved,
-      }]);
-      const sent = (line: string) => line.startsWith(`info order ${event.order_id} `);
+    });
+    await withConsumer({ wrap }, async ({ broker, lines, consumer, publish }) => {
+      const event = reserved();
+      await publish(event.body, event.eventId);
+      const sent = (line: string) => line.startsWith(`info order ${event.orderId} `);
       await waitFor("the notification to be sent", () => lines.some(sent));
       await consumer.stop();
       assert.equal(lost, true, "the COMMIT was lost");
@@ -252,12 +294,59 @@ Deno.test(
       assert.equal(lines.filter(sent).length, 1);
       assert.ok(!lines.includes("info skipped duplicate"), lines.join("\n"));
       assert.equal(await broker.queueDepth(Queue.inventoryReserved), 0);
+    });
+  },
+);
+
+Deno.test(
+  "startConsumer() parks a poison message held through an outage once, though its channel was lost meanwhile, against the broker",
+  integration,
+  async () => {
+    // The first transaction takes a while, so that the next deliveries make one batch; every one
+    // after it fails as a database that is out does, until `failing` is cleared.
+    let calls = 0;
+    let failing = false;
+    const wrap = (real: Store): Store => ({
+      ...real,
+      async transaction(fn, options) {
+        if (calls++ === 0) {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          const result = await real.transaction(fn, options);
+          failing = true;
+          return result;
+        }
+        if (failing) throw new Error(LOST);
+        return await real.transaction(fn, options);
+      },
+      probe: () => failing ? Promise.reject(new Error(LOST)) : real.probe(),
+    });
+    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: 5672 });
+    try {
+      await withConsumer({ wrap, proxy }, async ({ broker, lines, consumer, publish }) => {
+        const [first, held] = [reserved(), reserved()];
+        await publish(first.body, first.eventId);
+        await publish(held.body, held.eventId);
+        await publish("not json", "poison-held");
+        await waitFor("the consumer to pause", () => lines.includes(`warn ${PAUSED_MSG}`));
+        // The broker connection drops while the batch of `held` and the poison is held.
+        proxy.cut();
+        await waitFor("the connection to drop", () => !broker.connected);
+        proxy.restore();
+        await waitFor("the connection to return", () => broker.connected);
+        failing = false;
+        await waitFor(
+          "the redelivered copy of the held event",
+          () => lines.includes("info skipped duplicate"),
+        );
+        await consumer.stop();
+        const parked = lines.filter((line) => line === "warn dead-lettered message");
+        assert.equal(parked.length, 1, lines.join("\n"));
+        assert.equal(await broker.queueDepth(deadLetterQueue(Queue.inventoryReserved)), 1);
+        const sent = (line: string) => line.startsWith(`info order ${held.orderId} `);
+        assert.equal(lines.filter(sent).length, 1);
+      });
     } finally {
-      await outages.stop();
-      await broker.close();
-      await real.close();
-      await Deno.remove(dir, { recursive: true });
-      await vhost.delete();
+      proxy.close();
     }
   },
 );

@@ -44,6 +44,8 @@ export class ConsumerState {
   #stopped = false;
   #paused = false;
   #connection?: ChannelModel;
+  /** Aborts when the current channel is replaced or lost; see {@linkcode BatchHandler}. */
+  #channelLost = new AbortController();
   /** The last consume or cancel sent, so that pause() and resume() take effect one at a time. */
   #subscribing: Promise<void> = Promise.resolve();
   #watchdog?: ReturnType<typeof setInterval>;
@@ -68,6 +70,8 @@ export class ConsumerState {
   async attach(connection: ChannelModel): Promise<void> {
     if (this.#stopped) return;
     const channel = await connection.createChannel();
+    this.#channelLost.abort();
+    this.#channelLost = new AbortController();
     this.#channel = channel;
     // A consumer that stops or attaches again closes its old channel; that must not take the
     // connection with it.
@@ -89,6 +93,7 @@ export class ConsumerState {
   /** Drops what the lost channel delivered: the broker redelivers it. */
   detach(): void {
     clearInterval(this.#watchdog);
+    this.#channelLost.abort();
     this.#channel = undefined;
     this.#consumerTag = undefined;
     this.#waiting = [];
@@ -215,9 +220,10 @@ export class ConsumerState {
       while (this.#waiting.length > 0) {
         // Half the prefetch: the other half streams in meanwhile instead of waiting for the ack.
         const batch = this.#waiting.splice(0, Math.ceil(this.prefetch / 2));
+        const channelLost = this.#channelLost.signal;
         let settlements: Settlement[];
         try {
-          settlements = await this.handler(batch);
+          settlements = await this.handler(batch, channelLost);
         } catch (error) {
           this.#log.error("batch handler failed, requeueing", {
             queue: this.queue,

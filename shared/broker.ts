@@ -58,8 +58,12 @@ export type Settlement =
   | { action: "dead-letter"; reason: string }
   | { action: "requeue"; error: string };
 
-/** Handles a batch of deliveries and says, for each in order, how to settle it. */
-export type BatchHandler = (batch: Delivery[]) => Promise<Settlement[]>;
+/**
+ * Handles a batch of deliveries and says, for each in order, how to settle it. `channelLost`
+ * aborts once the channel the batch came on is gone: the broker then gives the batch to the next
+ * consumer, so a copy of it published from here on (to a DLQ, a retry queue) would be a second one.
+ */
+export type BatchHandler = (batch: Delivery[], channelLost: AbortSignal) => Promise<Settlement[]>;
 
 /** The prefetch of a consumer that sets none: batches of up to 100 deliveries. */
 export const DEFAULT_PREFETCH = 200;

@@ -87,6 +87,20 @@ export interface ConsumerOptions<T extends { event_id: string }> {
   faultRate?: number;
 }
 
+/** What one batch's handling keeps track of. */
+interface BatchState {
+  settlements: Settlement[];
+  /** What attempts whose COMMIT was lost left to do; see `handleAll`. */
+  unconfirmed: Map<string, () => void>;
+  channelLost: AbortSignal;
+}
+
+/**
+ * The settlement of a delivery whose channel is gone: the broker delivers it again, to whoever
+ * consumes next, so it is neither parked nor retried from here.
+ */
+const REDELIVERED: Settlement = { action: "requeue", error: "its channel was lost" };
+
 interface ValidDelivery<T> {
   index: number;
   event: T;
@@ -265,11 +279,8 @@ export function startConsumer<T extends { event_id: string }>(
   }
 
   /** When a batch fails, each event gets its own transaction so one bad event fails alone. */
-  async function handleOneByOne(
-    valid: ValidDelivery<T>[],
-    settlements: Settlement[],
-    unconfirmed: Map<string, () => void>,
-  ): Promise<void> {
+  async function handleOneByOne(valid: ValidDelivery<T>[], state: BatchState): Promise<void> {
+    const { settlements, unconfirmed, channelLost } = state;
     for (const one of valid) {
       const { index, delivery } = one;
       try {
@@ -277,6 +288,8 @@ export function startConsumer<T extends { event_id: string }>(
       } catch (error) {
         settlements[index] = stopping.signal.aborted
           ? { action: "requeue", error: "stopped during a database outage" }
+          : channelLost.aborted
+          ? REDELIVERED
           : error instanceof PoisonMessageError
           ? await deadLetter(delivery, { "x-rejected-reason": error.message })
           : await retryLater(delivery, error);
@@ -284,7 +297,7 @@ export function startConsumer<T extends { event_id: string }>(
     }
   }
 
-  const consumer = broker.consume(queue, async (batch) => {
+  const consumer = broker.consume(queue, async (batch, channelLost) => {
     const settlements: Settlement[] = batch.map(() => ({ action: "ack" }));
     const valid: ValidDelivery<T>[] = [];
     const poison: Array<{ index: number; reason: string }> = [];
@@ -300,14 +313,16 @@ export function startConsumer<T extends { event_id: string }>(
       try {
         await commitThroughOutages(valid, unconfirmed);
       } catch {
-        await handleOneByOne(valid, settlements, unconfirmed);
+        await handleOneByOne(valid, { settlements, unconfirmed, channelLost });
       }
     }
     // Poison is parked only now, just before the batch is settled: the commit can take a while (one
     // by one, or paused by an outage), and a crash between the copy to the DLQ and the ack would
-    // park a second copy.
+    // park a second copy; so would a copy of a delivery whose channel was lost meanwhile.
     for (const { index, reason } of poison) {
-      settlements[index] = await deadLetter(batch[index], { "x-rejected-reason": reason });
+      settlements[index] = channelLost.aborted
+        ? REDELIVERED
+        : await deadLetter(batch[index], { "x-rejected-reason": reason });
     }
     for (const [index, settlement] of settlements.entries()) {
       if (settlement.action === "ack") {
