@@ -13,7 +13,8 @@ import {
   type Stack,
   waitFor,
 } from "./_stack.ts";
-import { streamOrders, waitReady, withStack } from "./_steps.ts";
+import { waitReady, withStack } from "./_steps.ts";
+import { streamOrders } from "./_order_stream.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "./_tcp_proxy.ts";
 import { POSTGRES_UNAVAILABLE } from "../shared/_test_stores.ts";
 import { mountTmpfs, TMPFS_UNAVAILABLE } from "../shared/_test_tmpfs.ts";
@@ -58,13 +59,12 @@ interface Outage {
 async function throughOutage(stack: Stack, outage: Outage): Promise<void> {
   const accepted: string[] = [];
   const unanswered: string[] = [];
-  const stream = streamOrders(stack, {
-    seconds: 6,
-    rate: 10,
-    order: (i) => ({ user_id: `outage-${i}`, items: [{ sku: "burger", qty: 1 }] }),
-    onResult: (placed) =>
+  const stream = streamOrders(
+    stack,
+    { seconds: 6, rate: 10, label: "outage" },
+    (placed) =>
       placed.orderId ? accepted.push(placed.orderId) : unanswered.push(placed.error ?? ""),
-  });
+  );
   await waitFor("orders to flow", () => accepted.length >= 5);
   const acceptedBefore = accepted.length;
   await outage.begin();
