@@ -12,7 +12,8 @@
  * accepted, no order is left PENDING (each is CONFIRMED, REJECTED, CANCELLED or EXPIRED, an expired
  * one on time), each has one reservation and one outcome event, stock is conserved and held only by
  * CONFIRMED orders, the student heard of each status at most once and last of the final one, every
- * notification recorded was sent once, and the DLQs hold the injected poison and nothing else.
+ * notification recorded was sent at most once (a SIGKILL after the commit can lose the send, never
+ * double it), and the DLQs hold the injected poison and nothing else.
  * @module
  */
 import type { RunningService, ServiceName, Stack } from "./_stack.ts";
@@ -279,14 +280,23 @@ async function chaos(
 
   const effects = await countEffects(stack, orderIds, outcomes);
   const sent = sentKinds(notificationLogs());
+  // A notification is the row the service records; its log line is the send. A SIGKILL between
+  // the commit and the line's write loses the send, never doubles it: at most once, as promised.
   const bad = effects.filter((e) =>
     e.reservations !== 1 || e.outcomes !== 1 ||
-    (sent.get(e.order_id) ?? []).join() !== e.notificationKinds.join()
+    !inOrderOnce(sent.get(e.order_id) ?? [], e.notificationKinds)
   );
   report.expect(
     bad.length === 0,
-    "each accepted order with 1 reservation, 1 outcome event, and each notification recorded sent once",
+    "each accepted order with 1 reservation, 1 outcome event, and each notification sent at most once, in the order recorded",
     bad.slice(0, 3).map((e) => JSON.stringify({ ...e, sent: sent.get(e.order_id) })).join(", "),
+  );
+  report.figure(
+    "notifications_recorded_not_sent",
+    effects.reduce(
+      (n, e) => n + e.notificationKinds.length - (sent.get(e.order_id)?.length ?? 0),
+      0,
+    ),
   );
   const counts = checkLifecycle(
     report,
@@ -307,11 +317,14 @@ async function chaos(
     QUEUES.slice(1).map((q) => stack.broker.queueDepth(deadLetterQueue(q))),
   );
   const injected = faults.filter((f) => f.fault.startsWith("poison")).length;
+  // Parking is at-least-once: a kill between a copy's confirm and the ack parks it again.
+  const parkedIds = new Set(parked.map((m) => m.properties.message_id));
+  report.figure("poison_parked_twice", parked.length - parkedIds.size);
   report.expect(
-    parked.length === injected &&
+    parkedIds.size === injected &&
       parked.every((m) => m.properties.message_id?.startsWith("poison-")) &&
       others.every((depth) => depth === 0),
-    `the ${injected} injected poison messages in order-placed.dlq and nothing in any other DLQ`,
+    `the ${injected} injected poison messages in order-placed.dlq (each at least once) and nothing in any other DLQ`,
     `order-placed.dlq ${parked.length} (${
       tally(parked.map((m) => m.properties.message_id))
     }), others ${others}`,
@@ -377,6 +390,16 @@ async function chaos(
 }
 
 /** The kinds of notification each order was sent, from the lines notification logged. */
+/** True when `sent` holds each of its kinds once, each one `recorded`, in the recorded order. */
+function inOrderOnce(sent: readonly string[], recorded: readonly string[]): boolean {
+  let next = 0;
+  for (const kind of sent) {
+    next = recorded.indexOf(kind, next) + 1;
+    if (next === 0) return false;
+  }
+  return true;
+}
+
 function sentKinds(lines: Array<Record<string, unknown>>): Map<string, string[]> {
   const sent = new Map<string, string[]>();
   for (const line of lines) {
