@@ -287,6 +287,18 @@ async function postOrder(orderUrl: string, i: number): Promise<{ orderId: string
   return { orderId: JSON.parse(text).order_id, ms };
 }
 
+/**
+ * The order a notification service's JSON log line told its student about, and when (epoch ms,
+ * written after the commit), or undefined for any other line.
+ */
+export function notifiedOrder(
+  line: Record<string, unknown>,
+): { orderId: string; atMs: number } | undefined {
+  const orderId = String(line.order_id);
+  if (!String(line.msg).startsWith(`order ${orderId} `)) return undefined;
+  return { orderId, atMs: Date.parse(String(line.time)) };
+}
+
 /** Latency at a steady rate: see {@linkcode measureLatency}. */
 export interface LatencyResult {
   /** Orders per second asked for. */
@@ -353,9 +365,9 @@ export async function measureLatency(
         }
       }
       for (const line of notification.logs) {
-        const id = String(line.order_id);
-        if (sentAt.has(id) && String(line.msg).startsWith(`order ${id} `)) {
-          notifiedAt.set(id, Date.parse(String(line.time)));
+        const notified = notifiedOrder(line);
+        if (notified && sentAt.has(notified.orderId)) {
+          notifiedAt.set(notified.orderId, notified.atMs);
         }
       }
       return confirmedAt.size === sentAt.size && notifiedAt.size === sentAt.size;

@@ -59,6 +59,8 @@ export interface BenchStack {
    * costs a `deadlock_timeout` (1 s by default) and a batch handled again one event at a time.
    */
   deadlocks(): Promise<number | undefined>;
+  /** The stack's own PostgreSQL database, or undefined on SQLite. */
+  databaseUrl?: string;
 }
 
 /** The menu the workload orders from, each SKU with more stock than any run can take. */
@@ -110,10 +112,10 @@ export async function publishAll(
  */
 export async function withBenchStack<T>(
   config: BenchConfig,
-  options: { services: ServiceName[]; memory: MemoryPeaks },
+  options: { services: ServiceName[]; memory: MemoryPeaks; env?: Record<string, string> },
   fn: (bench: BenchStack) => Promise<T>,
 ): Promise<T> {
-  const { services, memory } = options;
+  const { services, memory, env: extraEnv = {} } = options;
   const database = config.store === "postgres" ? await createDatabase() : undefined;
   // withStack() closes the stack on Ctrl-C and exits; the database must not outlive it either.
   const dropOnSignal = () => void database?.drop().catch(() => {});
@@ -123,7 +125,7 @@ export async function withBenchStack<T>(
   for (const signal of signals) Deno.addSignalListener(signal, dropOnSignal);
   try {
     // LOG_LEVEL stays info, a line per message as in production: the harness needs the lines.
-    const env: Record<string, string> = { INVENTORY_STOCK: STOCK };
+    const env: Record<string, string> = { INVENTORY_STOCK: STOCK, ...extraEnv };
     if (database) env.DATABASE_URL = database.url;
     return await withStack({ env, services, broker: config.broker }, async (stack) => {
       const extra: RunningService[] = [];
@@ -139,6 +141,7 @@ export async function withBenchStack<T>(
           return started;
         },
         deadlocks: () => database ? countDeadlocks(database.url) : Promise.resolve(undefined),
+        databaseUrl: database?.url,
       };
       if (services.includes("inventory")) {
         extra.push(

@@ -76,8 +76,19 @@ export function privateRssMb(pid: number): Promise<number | undefined> {
   return statusMb(pid, "RssAnon");
 }
 
+/**
+ * The resident memory (`VmRSS`) of process `pid` now, in MB, or undefined when it is gone: what a
+ * soak follows over time, where the high-water mark would hide a fall.
+ */
+export function rssMb(pid: number): Promise<number | undefined> {
+  return statusMb(pid, "VmRSS");
+}
+
 /** A memory field of `/proc/<pid>/status` in MB, or undefined when the process or field is gone. */
-async function statusMb(pid: number, field: "VmHWM" | "RssAnon"): Promise<number | undefined> {
+async function statusMb(
+  pid: number,
+  field: "VmHWM" | "VmRSS" | "RssAnon",
+): Promise<number | undefined> {
   try {
     const status = await Deno.readTextFile(`/proc/${pid}/status`);
     // The kernel's "kB" are KiB.

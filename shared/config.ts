@@ -45,7 +45,7 @@ const MS_PER_UNIT: Record<string, number> = {
 };
 
 /** A duration such as `100ms`, `30s`, `5m`, `24h` or `7d`, in milliseconds; undefined if it is not. */
-function parseDuration(text: string): number | undefined {
+export function parseDuration(text: string): number | undefined {
   const match = /^\s*(\d{1,7})(ms|s|m|h|d)\s*$/.exec(text);
   return match ? Number(match[1]) * MS_PER_UNIT[match[2]] : undefined;
 }
