@@ -230,9 +230,9 @@ export function formatSoakFigures(figures: SoakFigures): string {
     } ms`,
     "",
     ...figures.verdicts.map((v) =>
-      `${v.met ? "met    " : "NOT MET"}  ${v.target}: ${
-        v.value ?? "run too short"
-      } (target ≤ ${v.limit})`
+      v.value === undefined
+        ? `not judged  ${v.target}: the run was too short (target ≤ ${v.limit})`
+        : `${v.met ? "met    " : "NOT MET"}  ${v.target}: ${v.value} (target ≤ ${v.limit})`
     ),
   ];
   return lines.join("\n");
