@@ -13,7 +13,7 @@
  * test: a slow machine gets slow figures, not a failure.
  * @module
  */
-import { parseArgs } from "node:util";
+import { readCommandLine } from "./_command_line.ts";
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_bench_measure.ts";
 import type { BenchConfig, MemoryPeaks, StoreKind } from "./_bench_stack.ts";
 import { describeMachine, loadAverage } from "./_bench_stats.ts";
@@ -232,43 +232,24 @@ const USAGE = `Usage: deno task bench [options]
  * @throws {RangeError} naming the option and what it must be
  */
 export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; help: boolean } {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args,
-      strict: true,
-      options: {
-        backlog: { type: "string" },
-        orders: { type: "string" },
-        concurrency: { type: "string" },
-        rate: { type: "string" },
-        seconds: { type: "string" },
-        store: { type: "string" },
-        instances: { type: "string" },
-        only: { type: "string" },
-        quick: { type: "boolean" },
-        cluster: { type: "boolean" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (error) {
-    throw new RangeError(
-      `Cannot run the benchmark as its arguments are invalid: ${describeError(error)}`,
-    );
-  }
+  const { values, positive } = readCommandLine(args, {
+    tool: "the benchmark",
+    options: {
+      backlog: { type: "string" },
+      orders: { type: "string" },
+      concurrency: { type: "string" },
+      rate: { type: "string" },
+      seconds: { type: "string" },
+      store: { type: "string" },
+      instances: { type: "string" },
+      only: { type: "string" },
+      quick: { type: "boolean" },
+      cluster: { type: "boolean" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   const quick = values.quick === true;
-  const number = (name: string, fallback?: number) => {
-    const text = values[name];
-    if (typeof text !== "string") return fallback;
-    const value = Number(text);
-    if (text.trim() === "" || !(value > 0)) {
-      throw new RangeError(
-        `Cannot run the benchmark as --${name} must be a positive number: current value is "${text}"`,
-      );
-    }
-    return value;
-  };
   const oneOf = <T extends string>(name: string, allowed: readonly T[]): T | undefined => {
     const text = values[name];
     if (typeof text !== "string") return undefined;
@@ -303,11 +284,11 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
     }
   }
   return {
-    backlog: number("backlog", quick ? 2_000 : undefined),
-    orders: number("orders", quick ? 500 : undefined),
-    concurrency: number("concurrency"),
-    rate: number("rate", quick ? 100 : undefined),
-    seconds: number("seconds", quick ? 3 : undefined),
+    backlog: positive("backlog", quick ? 2_000 : undefined),
+    orders: positive("orders", quick ? 500 : undefined),
+    concurrency: positive("concurrency"),
+    rate: positive("rate", quick ? 100 : undefined),
+    seconds: positive("seconds", quick ? 3 : undefined),
     store: oneOf("store", ["sqlite", "postgres"] as const),
     instances,
     only,

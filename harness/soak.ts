@@ -10,7 +10,7 @@
  */
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { parseArgs } from "node:util";
+import { readCommandLine } from "./_command_line.ts";
 // @ts-types="@types/pg"
 import pg from "pg";
 import { type MemoryPeaks, type StoreKind, withBenchStack } from "./_bench_stack.ts";
@@ -280,38 +280,19 @@ const USAGE = `Usage: deno task soak [options]
  * @throws {RangeError} naming the option and what it must be
  */
 export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; help: boolean } {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args,
-      strict: true,
-      options: {
-        minutes: { type: "string" },
-        rate: { type: "string" },
-        store: { type: "string" },
-        retention: { type: "string" },
-        interval: { type: "string" },
-        chart: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (error) {
-    throw new RangeError(
-      `Cannot run the soak as its arguments are invalid: ${describeError(error)}`,
-    );
-  }
-  const number = (name: string) => {
-    const text = values[name];
-    if (typeof text !== "string") return undefined;
-    const value = Number(text);
-    if (text.trim() === "" || !(value > 0)) {
-      throw new RangeError(
-        `Cannot run the soak as --${name} must be a positive number: current value is "${text}"`,
-      );
-    }
-    return value;
-  };
+  const { values, positive } = readCommandLine(args, {
+    tool: "the soak",
+    options: {
+      minutes: { type: "string" },
+      rate: { type: "string" },
+      store: { type: "string" },
+      retention: { type: "string" },
+      interval: { type: "string" },
+      chart: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   const store = values.store;
   if (store !== undefined && store !== "sqlite" && store !== "postgres") {
     throw new RangeError(
@@ -319,11 +300,11 @@ export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; he
     );
   }
   return {
-    minutes: number("minutes"),
-    rate: number("rate"),
+    minutes: positive("minutes"),
+    rate: positive("rate"),
     store,
     retention: typeof values.retention === "string" ? values.retention : undefined,
-    intervalSeconds: number("interval"),
+    intervalSeconds: positive("interval"),
     chart: typeof values.chart === "string" ? values.chart : undefined,
     json: values.json === true,
     help: values.help === true,
