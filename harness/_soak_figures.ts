@@ -17,6 +17,12 @@ export interface ServiceSample {
   heapMb: number;
   /** Its database on disk: the SQLite file and its WAL, or its PostgreSQL tables and indexes. */
   storageMb: number;
+  /**
+   * The part of `storageMb` that retention and the relay keep bounded: the inbox, the idempotency
+   * keys and the outbox with their indexes, plus (SQLite) the free pages and the WAL. The rest is
+   * the business rows (orders, reservations, notifications), which are kept.
+   */
+  bookkeepingMb: number;
   /** Rows in its inbox. */
   inboxRows: number;
 }
@@ -57,6 +63,10 @@ export interface SoakFigures {
   storageGrowthMbPer10Min: Partial<Record<ServiceName, number>>;
   /** Storage per service at the first and the last sample after the retention window. */
   storageMbAfterRetention: Partial<Record<ServiceName, { first: number; last: number }>>;
+  /** Growth of the bookkeeping part of storage, MB per 10 minutes, after the retention window. */
+  bookkeepingGrowthMbPer10Min: Partial<Record<ServiceName, number>>;
+  /** What the business rows grew by per order placed after the retention window, in bytes. */
+  businessBytesPerOrder: Partial<Record<ServiceName, number>>;
   /** p99 POST → notification of the first and the last window that had orders, in ms. */
   firstP99Ms?: number;
   lastP99Ms?: number;
@@ -74,6 +84,8 @@ export interface SummaryOptions {
 /** The issue's targets: private memory per service, and RSS and heap growth after warm-up. */
 export const PRIVATE_MB_TARGET = 60;
 export const GROWTH_MB_PER_10_MIN_TARGET = 2;
+/** Flat storage: what bookkeeping may grow by after the retention window, MB per 10 minutes. */
+export const FLAT_STORAGE_MB_PER_10_MIN = 1;
 
 /**
  * The least-squares slope of `points`, in value units per second of `t`.
@@ -127,8 +139,11 @@ export function summarizeSoak(
     peakPrivateMb: {},
     storageGrowthMbPer10Min: {},
     storageMbAfterRetention: {},
+    bookkeepingGrowthMbPer10Min: {},
+    businessBytesPerOrder: {},
     verdicts: [],
   };
+  const afterRetention = samples.filter((s) => s.t >= settled);
   for (const name of SERVICES) {
     const set = <K extends keyof SoakFigures>(key: K, value: number | undefined) => {
       if (value !== undefined) (figures[key] as Record<string, number>)[name] = value;
@@ -146,6 +161,9 @@ export function summarizeSoak(
         last: storage.at(-1)!.value,
       };
     }
+    const bookkeeping = seriesOf(afterRetention, name, "bookkeepingMb");
+    set("bookkeepingGrowthMbPer10Min", growthPer10Min(bookkeeping, settled));
+    set("businessBytesPerOrder", businessBytesPerOrder(afterRetention, name));
   }
   const withLatency = samples.filter((s) => s.p99Ms !== undefined);
   figures.firstP99Ms = withLatency[0]?.p99Ms;
@@ -162,8 +180,24 @@ export function summarizeSoak(
       figures.heapGrowthMbPer10Min,
       GROWTH_MB_PER_10_MIN_TARGET,
     ),
+    judge(
+      "bookkeeping storage growth after retention (MB per 10 min)",
+      figures.bookkeepingGrowthMbPer10Min,
+      FLAT_STORAGE_MB_PER_10_MIN,
+    ),
   ];
   return figures;
+}
+
+/** Growth of the business rows of `name` from the first to the last of `samples`, per order. */
+function businessBytesPerOrder(
+  samples: readonly SoakSample[],
+  name: ServiceName,
+): number | undefined {
+  const orders = samples.slice(1).reduce((sum, s) => sum + s.orders, 0);
+  if (orders === 0) return undefined;
+  const business = (s: SoakSample) => s.services[name].storageMb - s.services[name].bookkeepingMb;
+  return Math.round((business(samples.at(-1)!) - business(samples[0])) * 1e6 / orders);
 }
 
 /** The worst of `values` against `limit`; a run too short to measure meets nothing. */
@@ -178,7 +212,7 @@ function judge(
   return { target, value, limit, met: value <= limit };
 }
 
-const COLUMNS = ["rss", "priv", "heap", "db", "inbox"] as const;
+const COLUMNS = ["rss", "priv", "heap", "db", "bookkpg", "inbox"] as const;
 
 /** The table's two header lines, a group of columns per service. */
 export function formatSoakHeader(): string {
@@ -202,6 +236,7 @@ export function formatSoakRow(sample: SoakSample): string {
       cell(s.privateMb),
       cell(s.heapMb),
       cell(s.storageMb),
+      cell(s.bookkeepingMb),
       cell(s.inboxRows, 0),
     ]
       .join(" ");
@@ -225,6 +260,8 @@ export function formatSoakFigures(figures: SoakFigures): string {
     `peak private memory:          ${per(figures.peakPrivateMb, " MB")}`,
     `storage after retention:      ${storage}`,
     `storage growth after it:      ${per(figures.storageGrowthMbPer10Min, " MB/10 min")}`,
+    `  of it, bookkeeping:         ${per(figures.bookkeepingGrowthMbPer10Min, " MB/10 min")}`,
+    `  business rows per order:    ${per(figures.businessBytesPerOrder, " bytes")}`,
     `p99 POST → notification:      first window ${figures.firstP99Ms ?? "-"} ms, last ${
       figures.lastP99Ms ?? "-"
     } ms`,
@@ -251,6 +288,7 @@ export function renderSoakChart(samples: readonly SoakSample[], title: string): 
     ["privateMb", "private MB"],
     ["heapMb", "V8 heap MB"],
     ["storageMb", "storage MB"],
+    ["bookkeepingMb", "bookkeeping storage MB"],
     ["inboxRows", "inbox rows"],
   ];
   const options = { width, height, xLabel: "seconds" };

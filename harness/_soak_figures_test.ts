@@ -14,7 +14,15 @@ import {
 
 /** A sample at `t` seconds where every service has `service` and latency is 10/50 ms. */
 function sampleAt(t: number, service: Partial<ServiceSample> = {}): SoakSample {
-  const s = { rssMb: 80, privateMb: 40, heapMb: 15, storageMb: 5, inboxRows: 1000, ...service };
+  const s = {
+    rssMb: 80,
+    privateMb: 40,
+    heapMb: 15,
+    storageMb: 5,
+    bookkeepingMb: 2,
+    inboxRows: 1000,
+    ...service,
+  };
   return {
     t,
     services: { order: s, inventory: s, notification: s },
@@ -42,7 +50,7 @@ Deno.test("summarizeSoak() leaves the warm-up out of the growth and judges the t
   const samples = Array.from({ length: 181 }, (_, i) => {
     const t = i * 10;
     const rssMb = t < 120 ? 70 + t / 12 : 80 + (t - 120) / 600;
-    return sampleAt(t, { rssMb, storageMb: t < 360 ? t / 60 : 6 });
+    return sampleAt(t, { rssMb, storageMb: t < 360 ? t / 60 : 6, bookkeepingMb: 2 });
   });
   samples.at(-1)!.p99Ms = 70;
   const figures = summarizeSoak(samples, { retentionSeconds: 300 });
@@ -53,8 +61,23 @@ Deno.test("summarizeSoak() leaves the warm-up out of the growth and judges the t
   assert.deepEqual(figures.storageMbAfterRetention.order, { first: 6, last: 6 });
   assert.equal(figures.firstP99Ms, 50);
   assert.equal(figures.lastP99Ms, 70);
-  assert.deepEqual(figures.verdicts.map((v) => v.met), [true, true, true]);
+  assert.deepEqual(figures.verdicts.map((v) => v.met), [true, true, true, true]);
   assert.match(formatSoakFigures(figures), /^met {4} {2}RSS growth/m);
+});
+
+Deno.test("summarizeSoak() tells bookkeeping growth from business rows per order", () => {
+  // After the window, bookkeeping holds at 2 MB while 3,000 orders per sample add 0.3 MB.
+  const samples = Array.from({ length: 100 }, (_, i) => {
+    const t = i * 10;
+    const bookkeepingMb = t < 360 ? t / 180 : 2;
+    return sampleAt(t, { bookkeepingMb, storageMb: bookkeepingMb + 10 + i * 0.3 });
+  });
+  const figures = summarizeSoak(samples, { retentionSeconds: 300 });
+  assert.equal(figures.bookkeepingGrowthMbPer10Min.order, 0);
+  assert.equal(figures.businessBytesPerOrder.inventory, 100);
+  assert.equal(figures.storageGrowthMbPer10Min.notification, 18);
+  assert.equal(figures.verdicts[3].met, true);
+  assert.match(formatSoakFigures(figures), /business rows per order: +order 100 bytes/);
 });
 
 Deno.test("summarizeSoak() judges nothing it could not measure", () => {
@@ -70,6 +93,6 @@ Deno.test("summarizeSoak() judges nothing it could not measure", () => {
 Deno.test("renderSoakChart() draws one well-formed SVG with a panel per series", () => {
   const svg = renderSoakChart([sampleAt(10), sampleAt(20)], "soak <test>");
   assert.ok(svg.startsWith("<svg") && svg.trimEnd().endsWith("</svg>"));
-  assert.equal(svg.match(/<g transform/g)?.length, 18);
+  assert.equal(svg.match(/<g transform/g)?.length, 21);
   assert.ok(svg.includes("soak &#60;test&#62;"));
 });

@@ -197,11 +197,16 @@ function windowLatency(
   return { p50Ms: p50, p99Ms: p99, late };
 }
 
-/** Reads each service's database size and inbox rows, on SQLite or PostgreSQL. */
+/** Reads each service's database size, its bookkeeping part and inbox rows, on either store. */
 interface StorageMeter {
-  read(name: ServiceName): Promise<{ storageMb: number; inboxRows: number }>;
+  read(
+    name: ServiceName,
+  ): Promise<Pick<ServiceSample, "storageMb" | "bookkeepingMb" | "inboxRows">>;
   close(): Promise<void>;
 }
+
+/** The tables whose rows retention deletes or the relay empties: bounded whatever the age. */
+const BOOKKEEPING_TABLES = ["inbox", "idempotency_keys", "outbox"];
 
 async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<StorageMeter> {
   const mb = (bytes: number) => round(bytes / 1e6, 2);
@@ -212,13 +217,19 @@ async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<Sto
       async read(name) {
         const schema = `${name}_service`;
         const size = await client.query(
-          `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS bytes
+          `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS bytes,
+                  coalesce(sum(pg_total_relation_size(c.oid))
+                    FILTER (WHERE c.relname = ANY($2)), 0) AS bookkeeping
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relkind = 'r'`,
-          [schema],
+          [schema, BOOKKEEPING_TABLES],
         );
         const rows = await client.query(`SELECT count(*) AS n FROM ${schema}.inbox`);
-        return { storageMb: mb(Number(size.rows[0].bytes)), inboxRows: Number(rows.rows[0].n) };
+        return {
+          storageMb: mb(Number(size.rows[0].bytes)),
+          bookkeepingMb: mb(Number(size.rows[0].bookkeeping)),
+          inboxRows: Number(rows.rows[0].n),
+        };
       },
       close: () => client.end(),
     };
@@ -226,15 +237,33 @@ async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<Sto
   return {
     async read(name) {
       const file = join(stack.dataDir, `${name}.db`);
-      let bytes = 0;
-      for (const path of [file, `${file}-wal`]) {
-        bytes += await Deno.stat(path).then((s) => s.size, () => 0);
-      }
-      // A reader of its own for one count: WAL lets it read beside the service's writer.
+      const sizeOf = (path: string) => Deno.stat(path).then((s) => s.size, () => 0);
+      const walBytes = await sizeOf(`${file}-wal`);
+      const bytes = await sizeOf(file) + walBytes;
+      // A reader of its own: WAL lets it read beside the service's writer. dbstat reads only the
+      // b-trees it is asked for, so a sample costs the bookkeeping tables, not the whole file.
       const db = new DatabaseSync(file, { readOnly: true });
       try {
-        const row = db.prepare("SELECT count(*) AS n FROM inbox").get() as { n: number };
-        return { storageMb: mb(bytes), inboxRows: Number(row.n) };
+        const count = (sql: string, ...params: string[]) =>
+          Number(Object.values(db.prepare(sql).get(...params) ?? {})[0] ?? 0);
+        const trees = db.prepare(
+          `SELECT name FROM sqlite_schema
+            WHERE tbl_name IN (${BOOKKEEPING_TABLES.map(() => "?").join(", ")})
+              AND type IN ('table', 'index')`,
+        ).all(...BOOKKEEPING_TABLES) as Array<{ name: string }>;
+        let bookkeeping = walBytes +
+          count("PRAGMA freelist_count") * count("PRAGMA page_size");
+        for (const { name: tree } of trees) {
+          bookkeeping += count(
+            "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ? AND aggregate = TRUE",
+            tree,
+          );
+        }
+        return {
+          storageMb: mb(bytes),
+          bookkeepingMb: mb(bookkeeping),
+          inboxRows: count("SELECT count(*) FROM inbox"),
+        };
       } finally {
         db.close();
       }

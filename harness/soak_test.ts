@@ -26,13 +26,14 @@ Deno.test(
       for (const sample of report.samples) {
         for (const name of SERVICES) {
           const s = sample.services[name];
-          assert.ok(s.rssMb > 0 && s.privateMb > 0 && s.heapMb > 0 && s.storageMb > 0, name);
+          assert.ok(s.rssMb > 0 && s.privateMb > 0 && s.heapMb > 0, name);
+          assert.ok(s.storageMb > s.bookkeepingMb && s.bookkeepingMb > 0, name);
           assert.ok(Number.isInteger(s.inboxRows), name);
         }
       }
       assert.ok(report.samples.some((s) => s.p99Ms !== undefined && s.p99Ms > 0));
       for (const name of SERVICES) assert.ok(report.figures.peakPrivateMb[name]! > 0, name);
-      assert.equal(report.figures.verdicts.length, 3);
+      assert.equal(report.figures.verdicts.length, 4);
       assert.ok((await Deno.readTextFile(chart)).includes("</svg>"));
     } finally {
       await Deno.remove(chart).catch(() => {});
