@@ -48,6 +48,11 @@ export interface LifecycleCounts {
   byStatus: Record<string, number>;
   /** CANCELLED or EXPIRED orders whose student heard an outcome first. */
   outcomeThenCalledOff: number;
+  /**
+   * Of those, the EXPIRED ones: an outcome that reached notification while the order service
+   * expired the order (the race that remains when an outcome is in flight at the deadline).
+   */
+  outcomeThenExpired: number;
 }
 
 /** Checks `orders` as the module doc says, recording each failure in `report`. */
@@ -116,6 +121,8 @@ export function checkLifecycle(
   return {
     byStatus,
     outcomeThenCalledOff: orders.filter((o) => o.notifications.length === 2).length,
+    outcomeThenExpired:
+      orders.filter((o) => o.status === "EXPIRED" && o.notifications.length === 2).length,
   };
 }
 

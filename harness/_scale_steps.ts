@@ -308,6 +308,7 @@ function checkEffects(run: ScaleRun, effects: Effects[], onHand: Record<string, 
     expiryLateMs: 5000,
   });
   report.figure("told_outcome_then_called_off", counts.outcomeThenCalledOff);
+  report.figure("told_outcome_then_expired", counts.outcomeThenExpired);
   report.step(
     `lowest stock over ${run.stockSamples} samples: ${
       Object.keys(initial).map((sku) => `${sku} ${lowestStock[sku]}`).join(", ")

@@ -343,6 +343,7 @@ async function chaos(
   }
   report.figure("cancellations_asked", cancelAnswers.length);
   report.figure("told_outcome_then_called_off", counts.outcomeThenCalledOff);
+  report.figure("told_outcome_then_expired", counts.outcomeThenExpired);
   report.figure("stock_released", count("inventory", "released stock of a cancelled order"));
   report.figure(
     "cancellations_before_order",

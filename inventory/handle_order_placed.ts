@@ -1,11 +1,18 @@
 /**
  * Inventory's handler of `OrderPlaced`: one reservation per order, stock taken all or nothing, and
  * exactly one outcome event, all in the consumer's transaction. An order whose `OrderCancelled`
- * came first takes nothing and fails with reason {@linkcode ORDER_CANCELLED_REASON}.
+ * came first takes nothing and fails with reason {@linkcode ORDER_CANCELLED_REASON}; one that
+ * arrives after its `decide_by`, when the order service has expired it or is about to, takes
+ * nothing and fails with reason {@linkcode ORDER_EXPIRED_REASON}.
  * @module
  */
 import type { EventHandler } from "../shared/consumer.ts";
-import { inventoryOutcome, ORDER_CANCELLED_REASON, type OrderPlaced } from "../shared/events.ts";
+import {
+  inventoryOutcome,
+  ORDER_CANCELLED_REASON,
+  ORDER_EXPIRED_REASON,
+  type OrderPlaced,
+} from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
 import { claimReservation, failReservation, takeStock } from "./stock.ts";
 
@@ -14,11 +21,13 @@ export interface OrderPlacedOptions {
   log: Logger;
   /** Fail every reservation with reason `simulated failure` (INVENTORY_FAIL). @default {false} */
   failAll?: boolean;
+  /** The current time in milliseconds since the epoch. @default {Date.now} */
+  now?: () => number;
 }
 
 /** Creates the handler of `OrderPlaced`. */
 export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<OrderPlaced> {
-  const { log, failAll = false } = options;
+  const { log, failAll = false, now = Date.now } = options;
   return async function reserveOrder(tx, event, context) {
     const { order } = event;
     const fields = {
@@ -32,6 +41,8 @@ export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<Ord
     }
     const reason = claim === "cancelled"
       ? ORDER_CANCELLED_REASON
+      : order.decide_by !== undefined && now() > Date.parse(order.decide_by)
+      ? ORDER_EXPIRED_REASON
       : failAll
       ? "simulated failure"
       : await takeStock(tx, order.items);

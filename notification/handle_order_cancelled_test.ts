@@ -63,6 +63,11 @@ for (const kind of STORE_KINDS) {
       () => [rejected("order cancelled"), cancelled()],
       ["order_cancelled"],
     ],
+    [
+      "InventoryFailed 'order expired' before the expiry: only expired",
+      () => [rejected("order expired"), expired()],
+      ["order_expired"],
+    ],
     ["the same kind twice, from two events: once", () => [expired(), expired(), cancelled()], [
       "order_expired",
     ]],

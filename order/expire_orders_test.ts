@@ -123,6 +123,20 @@ for (const kind of STORE_KINDS) {
     });
   });
 
+  Deno.test(`handleInventoryOutcome() leaves a PENDING order to the sweep on 'order expired' (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const orderId = await place(store);
+      const refused = inventoryOutcome(
+        { order_id: orderId, user_id: "u1", items: [] },
+        "order expired",
+      );
+      await store.transaction((tx) => handleOutcome(tx, refused, testContext()));
+      assert.equal(await statusOf(store, orderId), "PENDING");
+      await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER() });
+      assert.equal(await statusOf(store, orderId), "EXPIRED");
+    });
+  });
+
   Deno.test(`expireOverdueOrders() racing an outcome either expires or confirms each order (${kind.name})`, async () => {
     await withStore(async (store, reopen) => {
       const other = await reopen();

@@ -34,6 +34,8 @@ export interface PlaceOrderOptions {
   idempotencyKey?: string;
   /** The trace the `OrderPlaced` message carries. @default {a new trace} */
   traceparent?: string;
+  /** `ORDER_DECISION_TIMEOUT` in milliseconds, which sets the order's `decide_by`. @default {120000} */
+  decisionTimeoutMs?: number;
 }
 
 /** Places `request`; see {@linkcode PlaceOrderOptions}. */
@@ -42,10 +44,11 @@ export async function placeOrder(
   request: OrderRequest,
   options: PlaceOrderOptions = {},
 ): Promise<PlaceResult> {
-  const { idempotencyKey, traceparent = childTraceparent() } = options;
+  const { idempotencyKey, traceparent = childTraceparent(), decisionTimeoutMs = 120_000 } = options;
   const requestHash = idempotencyKey === undefined ? "" : await hashRequest(request);
   return store.transaction(async (tx) => {
-    const now = new Date().toISOString();
+    const placedAt = Date.now();
+    const now = new Date(placedAt).toISOString();
     const order = {
       order_id: newId(),
       user_id: request.user_id,
@@ -66,7 +69,9 @@ export async function placeOrder(
       return { kind: "replayed", order: existing };
     }
     await insertOrder(tx, order);
-    await enqueueOutbox(tx, [{ event: orderPlaced(order), headers: { traceparent } }]);
+    const decideBy = new Date(placedAt + decisionTimeoutMs).toISOString();
+    const event = orderPlaced({ ...order, decide_by: decideBy });
+    await enqueueOutbox(tx, [{ event, headers: { traceparent } }]);
     return { kind: "created", order: { ...order, status: "PENDING", updated_at: now } };
   });
 }

@@ -33,6 +33,8 @@ export interface OrderRoutesOptions {
   onCommit?: () => void;
   /** Logs each accepted order. @default {no log} */
   log?: Logger;
+  /** `ORDER_DECISION_TIMEOUT` in milliseconds, carried by each `OrderPlaced`. @default {120000} */
+  decisionTimeoutMs?: number;
 }
 
 /** Creates the order API's app. */
@@ -61,7 +63,11 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
 
     // The order's trace starts here, or continues the caller's.
     const traceparent = childTraceparent(c.req.header("traceparent"));
-    const result = await placeOrder(store, request.data, { idempotencyKey: key.data, traceparent });
+    const result = await placeOrder(store, request.data, {
+      idempotencyKey: key.data,
+      traceparent,
+      decisionTimeoutMs: options.decisionTimeoutMs,
+    });
     if (result.kind === "conflict") {
       return c.json({
         error: "Idempotency-Key was already used with a different request",

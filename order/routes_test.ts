@@ -129,6 +129,8 @@ Deno.test("orderRoutes() POST /order stores the order's OrderPlaced event in the
     assert.equal(parsed.event.order.order_id, order_id);
     assert.equal(parsed.event.order.user_id, "u9");
     assert.deepEqual(parsed.event.order.items, items);
+    const { created_at, decide_by } = parsed.event.order;
+    assert.equal(Date.parse(decide_by!) - Date.parse(created_at!), 120_000);
   });
 });
 

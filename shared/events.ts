@@ -33,6 +33,11 @@ export const orderPlacedSchema = z.object({
     user_id: z.string().min(1).max(128),
     items: orderItemsSchema,
     created_at: timestamp.optional(),
+    /**
+     * When the order service stops waiting for an outcome and expires the order (`created_at` plus
+     * `ORDER_DECISION_TIMEOUT`): inventory takes no stock for an order it sees after this.
+     */
+    decide_by: timestamp.optional(),
   }),
 });
 export type OrderPlaced = z.infer<typeof orderPlacedSchema>;
@@ -75,6 +80,13 @@ export type CancelReason = typeof CancelReason[keyof typeof CancelReason];
  * `OrderCancelled`: no stock was taken, and the cancellation itself is what the student hears of.
  */
 export const ORDER_CANCELLED_REASON = "order cancelled";
+
+/**
+ * The reason of the `InventoryFailed` for an `OrderPlaced` that reached inventory after its
+ * `decide_by`: the order service expires such an order whatever inventory does, so inventory takes
+ * no stock for it, and the expiry is what the student hears of.
+ */
+export const ORDER_EXPIRED_REASON = "order expired";
 
 export const orderCancelledSchema = z.object({
   ...outcomeFields,
@@ -161,6 +173,7 @@ export interface Order {
   user_id: string;
   items: OrderItem[];
   created_at: string;
+  decide_by?: string;
 }
 
 /** Creates the `OrderPlaced` event of `order`. */

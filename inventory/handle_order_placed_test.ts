@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { STORE_KINDS } from "../shared/_test_stores.ts";
+import { testContext } from "../shared/_test_context.ts";
+import { type Event, orderPlaced } from "../shared/events.ts";
+import { createLogger } from "../shared/log.ts";
+import { EventType } from "../shared/topology.ts";
+import { getReservation, INVENTORY_MIGRATIONS, listStock, lockStock, seedStock } from "./stock.ts";
+import { handleOrderPlaced } from "./handle_order_placed.ts";
+
+const log = createLogger("inventory", { level: "error" });
+const decideBy = "2026-01-01T12:02:00.000Z";
+const items = [{ sku: "burger", qty: 2 }];
+const event = orderPlaced({
+  order_id: "o1",
+  user_id: "u1",
+  items,
+  created_at: "2026-01-01T12:00:00.000Z",
+  decide_by: decideBy,
+});
+
+for (const kind of STORE_KINDS) {
+  for (
+    const [when, now, outcome, stock] of [
+      ["before", Date.parse(decideBy) - 1, EventType.InventoryReserved, 1],
+      ["after", Date.parse(decideBy) + 1, EventType.InventoryFailed, 3],
+    ] as const
+  ) {
+    Deno.test(`handleOrderPlaced() ${when} the order's decide_by gives ${outcome} (${kind.name})`, async () => {
+      await kind.with("inventory", INVENTORY_MIGRATIONS, async (store) => {
+        await seedStock(store, { burger: 3 });
+        const handler = handleOrderPlaced({ log, now: () => now });
+        const published: Event[] = [];
+        await store.transaction(async (tx) => {
+          await lockStock(tx, ["burger"]);
+          await handler(tx, event, testContext(published));
+        });
+        assert.deepEqual(published.map((e) => [e.event_type, "reason" in e ? e.reason : ""]), [
+          [outcome, outcome === EventType.InventoryFailed ? "order expired" : ""],
+        ]);
+        assert.deepEqual(await store.read(listStock), { burger: stock });
+        const reservation = await store.read((tx) => getReservation(tx, "o1"));
+        assert.equal(reservation?.status, when === "before" ? "RESERVED" : "FAILED");
+      });
+    });
+  }
+}
