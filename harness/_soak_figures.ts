@@ -18,9 +18,9 @@ export interface ServiceSample {
   /** Its database on disk: the SQLite file and its WAL, or its PostgreSQL tables and indexes. */
   storageMb: number;
   /**
-   * The part of `storageMb` that retention and the relay keep bounded: the inbox, the idempotency
-   * keys and the outbox with their indexes, plus (SQLite) the free pages and the WAL. The rest is
-   * the business rows (orders, reservations, notifications), which are kept.
+   * The part of `storageMb` that is not the business rows (orders, stock, reservations,
+   * notifications, which are kept): the inbox, the idempotency keys and the outbox with their
+   * indexes, the free pages and (SQLite) the WAL. Retention and the relay keep it bounded.
    */
   bookkeepingMb: number;
   /** Rows in its inbox. */

@@ -182,7 +182,8 @@ Deno.test(
       await stack.start("inventory");
       await waitFor("inventory to handle both events", async () => {
         const reservation = await reservationOf(stack, orderId);
-        return reservation.status === "RELEASED" || reservation.reason === "order cancelled";
+        return reservation.status === "RELEASED" ||
+          ["order cancelled", "order expired"].includes(reservation.reason);
       });
       assert.deepEqual(await getStock(stack), { burger: 10 });
       assert.equal(await statusOf(stack, orderId), "EXPIRED");

@@ -205,8 +205,11 @@ interface StorageMeter {
   close(): Promise<void>;
 }
 
-/** The tables whose rows retention deletes or the relay empties: bounded whatever the age. */
-const BOOKKEEPING_TABLES = ["inbox", "idempotency_keys", "outbox"];
+/**
+ * The tables of what the services record and keep: orders, stock, reservations, notifications.
+ * Everything else on disk is bookkeeping (inbox, idempotency keys, outbox, free pages, WAL).
+ */
+const BUSINESS_TABLES = ["orders", "stock", "reservations", "notifications"];
 
 async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<StorageMeter> {
   const mb = (bytes: number) => round(bytes / 1e6, 2);
@@ -219,15 +222,16 @@ async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<Sto
         const size = await client.query(
           `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS bytes,
                   coalesce(sum(pg_total_relation_size(c.oid))
-                    FILTER (WHERE c.relname = ANY($2)), 0) AS bookkeeping
+                    FILTER (WHERE c.relname = ANY($2)), 0) AS business
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relkind = 'r'`,
-          [schema, BOOKKEEPING_TABLES],
+          [schema, BUSINESS_TABLES],
         );
         const rows = await client.query(`SELECT count(*) AS n FROM ${schema}.inbox`);
+        const { bytes, business } = size.rows[0];
         return {
-          storageMb: mb(Number(size.rows[0].bytes)),
-          bookkeepingMb: mb(Number(size.rows[0].bookkeeping)),
+          storageMb: mb(Number(bytes)),
+          bookkeepingMb: mb(Number(bytes) - Number(business)),
           inboxRows: Number(rows.rows[0].n),
         };
       },
@@ -237,31 +241,31 @@ async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<Sto
   return {
     async read(name) {
       const file = join(stack.dataDir, `${name}.db`);
-      const sizeOf = (path: string) => Deno.stat(path).then((s) => s.size, () => 0);
-      const walBytes = await sizeOf(`${file}-wal`);
-      const bytes = await sizeOf(file) + walBytes;
+      let bytes = 0;
+      for (const path of [file, `${file}-wal`]) {
+        bytes += await Deno.stat(path).then((s) => s.size, () => 0);
+      }
       // A reader of its own: WAL lets it read beside the service's writer. dbstat reads only the
-      // b-trees it is asked for, so a sample costs the bookkeeping tables, not the whole file.
+      // b-trees it is asked for, so a sample costs the business tables, not the whole file.
       const db = new DatabaseSync(file, { readOnly: true });
       try {
         const count = (sql: string, ...params: string[]) =>
           Number(Object.values(db.prepare(sql).get(...params) ?? {})[0] ?? 0);
         const trees = db.prepare(
           `SELECT name FROM sqlite_schema
-            WHERE tbl_name IN (${BOOKKEEPING_TABLES.map(() => "?").join(", ")})
+            WHERE tbl_name IN (${BUSINESS_TABLES.map(() => "?").join(", ")})
               AND type IN ('table', 'index')`,
-        ).all(...BOOKKEEPING_TABLES) as Array<{ name: string }>;
-        let bookkeeping = walBytes +
-          count("PRAGMA freelist_count") * count("PRAGMA page_size");
+        ).all(...BUSINESS_TABLES) as Array<{ name: string }>;
+        let business = 0;
         for (const { name: tree } of trees) {
-          bookkeeping += count(
+          business += count(
             "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ? AND aggregate = TRUE",
             tree,
           );
         }
         return {
           storageMb: mb(bytes),
-          bookkeepingMb: mb(bookkeeping),
+          bookkeepingMb: mb(bytes - business),
           inboxRows: count("SELECT count(*) FROM inbox"),
         };
       } finally {
