@@ -19,7 +19,8 @@ import {
   startCpuMeter,
   withBenchStack,
 } from "./_bench_stack.ts";
-import { DEFAULT_PREFETCH, type Settlement } from "../shared/broker.ts";
+import { DEFAULT_PREFETCH } from "../shared/broker.ts";
+import type { Settlement } from "../shared/delivery.ts";
 import { EventType, EXCHANGE, Queue } from "../shared/topology.ts";
 
 /** Options every measurement takes. */

@@ -15,7 +15,8 @@
  */
 import { parseArgs } from "node:util";
 import { loadConfig } from "../shared/config.ts";
-import { type Broker, connectBroker, type Delivery } from "../shared/broker.ts";
+import { type Broker, connectBroker } from "../shared/broker.ts";
+import type { Delivery } from "../shared/delivery.ts";
 import { createLogger } from "../shared/log.ts";
 import { deadLetterQueue, EXCHANGE, type Queue, QUEUES } from "../shared/topology.ts";
 import { RETRY_ATTEMPT_HEADER } from "../shared/consumer.ts";

@@ -108,8 +108,8 @@ Deno.test(
       const [outcome] = tap.messages;
       assert.equal(outcome.type, EventType.InventoryReserved);
       assert.equal(outcome.correlationId, order_id);
-      assert.equal(outcome.raw.properties.contentType, "application/json");
-      assert.equal(outcome.raw.properties.deliveryMode, 2);
+      assert.equal(outcome.contentType, "application/json");
+      assert.equal(outcome.persistent, true);
       assert.equal(outcome.messageId, JSON.parse(new TextDecoder().decode(outcome.body)).event_id);
     });
   },

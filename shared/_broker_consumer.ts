@@ -4,7 +4,7 @@
  * @module
  */
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
-import type { BatchHandler, Delivery, Settlement } from "./broker.ts";
+import type { BatchHandler, Delivery, Settlement } from "./delivery.ts";
 import type { Queue } from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
 import { metrics } from "./metrics.ts";
@@ -39,7 +39,7 @@ export class ConsumerState {
   #options: Required<ConsumerStateOptions>;
   #channel?: Channel;
   #consumerTag?: string;
-  #waiting: Delivery[] = [];
+  #waiting: Received[] = [];
   #working?: Promise<void>;
   #stopped = false;
   #paused = false;
@@ -155,7 +155,7 @@ export class ConsumerState {
             return;
           }
           this.#lastDeliveryAt = Date.now();
-          this.#waiting.push(toDelivery(message, channel));
+          this.#waiting.push({ delivery: toDelivery(message), message, channel });
           this.#work();
         });
         if (this.#channel !== channel) return;
@@ -223,7 +223,7 @@ export class ConsumerState {
         const channelLost = this.#channelLost.signal;
         let settlements: Settlement[];
         try {
-          settlements = await this.handler(batch, channelLost);
+          settlements = await this.handler(batch.map((received) => received.delivery), channelLost);
         } catch (error) {
           this.#log.error("batch handler failed, requeueing", {
             queue: this.queue,
@@ -238,23 +238,30 @@ export class ConsumerState {
   }
 }
 
+/** A delivery and where it came from: what settling it needs. */
+interface Received {
+  delivery: Delivery;
+  message: ConsumeMessage;
+  channel: Channel;
+}
+
 /**
  * Acks or requeues each delivery on the channel it came from. A whole-ack batch is one `multiple`
  * ack. Dead-lettered deliveries were already republished to their DLQ, so they are acked here.
  */
-function settle(batch: Delivery[], settlements: Settlement[], log: Logger): void {
+function settle(batch: Received[], settlements: Settlement[], log: Logger): void {
   try {
     const last = batch[batch.length - 1];
     if (
       settlements.every((s) => s.action !== "requeue") &&
-      batch.every((d) => d.channel === last.channel)
+      batch.every((received) => received.channel === last.channel)
     ) {
-      last.channel.ack(last.raw, true);
+      last.channel.ack(last.message, true);
       return;
     }
-    batch.forEach((delivery, i) => {
-      if (settlements[i].action === "requeue") delivery.channel.nack(delivery.raw, false, true);
-      else delivery.channel.ack(delivery.raw);
+    batch.forEach(({ message, channel }, i) => {
+      if (settlements[i].action === "requeue") channel.nack(message, false, true);
+      else channel.ack(message);
     });
   } catch (error) {
     // The channel died with the batch in hand: the broker redelivers it and the inbox absorbs it.
@@ -262,23 +269,21 @@ function settle(batch: Delivery[], settlements: Settlement[], log: Logger): void
   }
 }
 
-export function toDelivery(message: ConsumeMessage, channel: Channel): Delivery {
-  const { properties, fields } = message;
+/** The plain fields of `message`: what handlers see of it. */
+export function toDelivery(message: ConsumeMessage): Delivery {
+  const { properties, fields, content } = message;
   return {
-    body: new Uint8Array(
-      message.content.buffer,
-      message.content.byteOffset,
-      message.content.byteLength,
-    ),
+    body: new Uint8Array(content.buffer, content.byteOffset, content.byteLength),
     exchange: fields.exchange,
     routingKey: fields.routingKey,
     messageId: properties.messageId,
     correlationId: properties.correlationId,
     type: properties.type,
+    contentType: properties.contentType,
+    persistent: properties.deliveryMode === 2,
+    timestamp: properties.timestamp ? properties.timestamp * 1000 : undefined,
     headers: properties.headers ?? {},
     redelivered: fields.redelivered,
-    raw: message,
-    channel,
   };
 }
 

@@ -11,6 +11,7 @@
 import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { closeConnectionWith, ConsumerState, toDelivery } from "./_broker_consumer.ts";
+import type { BatchHandler, Delivery } from "./delivery.ts";
 import { BrokerTimeoutError, withDeadline } from "./_broker_deadline.ts";
 import { Buffer } from "node:buffer";
 import {
@@ -36,34 +37,6 @@ export interface OutgoingMessage {
   timestamp?: number;
   headers?: Record<string, unknown>;
 }
-
-/** A message received from a queue, not yet settled. */
-export interface Delivery {
-  body: Uint8Array;
-  exchange: string;
-  routingKey: string;
-  messageId?: string;
-  correlationId?: string;
-  type?: string;
-  headers: Record<string, unknown>;
-  redelivered: boolean;
-  /** Where it came from; settlements go back to the same channel or nowhere. */
-  readonly raw: ConsumeMessage;
-  readonly channel: Channel;
-}
-
-/** What to do with one delivery once its batch is handled. */
-export type Settlement =
-  | { action: "ack" }
-  | { action: "dead-letter"; reason: string }
-  | { action: "requeue"; error: string };
-
-/**
- * Handles a batch of deliveries and says, for each in order, how to settle it. `channelLost`
- * aborts once the channel the batch came on is gone: the broker then gives the batch to the next
- * consumer, so a copy of it published from here on (to a DLQ, a retry queue) would be a second one.
- */
-export type BatchHandler = (batch: Delivery[], channelLost: AbortSignal) => Promise<Settlement[]>;
 
 /** The prefetch of a consumer that sets none: batches of up to 100 deliveries. */
 export const DEFAULT_PREFETCH = 200;
@@ -395,7 +368,6 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       return session ? undefined : lastError;
     },
     forward(delivery, to, headers, forwardOptions = {}) {
-      const { properties } = delivery.raw;
       const kept = { ...delivery.headers };
       // The queue sets x-delivery-count itself on every delivery: a copy starts afresh.
       for (const name of ["x-delivery-count", ...forwardOptions.dropHeaders ?? []]) {
@@ -407,7 +379,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
         messageId: delivery.messageId ?? "",
         correlationId: delivery.correlationId,
         type: delivery.type,
-        timestamp: properties.timestamp ? properties.timestamp * 1000 : undefined,
+        timestamp: delivery.timestamp,
         headers: { ...kept, ...headers },
       }]);
     },
@@ -445,7 +417,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       for (const key of routingKeys) await channel.bindQueue(queue, EXCHANGE, key);
       const messages: Delivery[] = [];
       await channel.consume(queue, (message) => {
-        if (message) messages.push(toDelivery(message, channel));
+        if (message) messages.push(toDelivery(message));
       }, { noAck: true });
       return { messages, close: () => channel.close().catch(() => {}) };
     },
@@ -453,13 +425,18 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       const channel = await toolChannel("browse a queue");
       const expected = Math.min(limit, (await channel.checkQueue(queue)).messageCount);
       const messages: Delivery[] = [];
+      const received = new Map<Delivery, ConsumeMessage>();
       await channel.prefetch(Math.max(1, expected));
-      let received: () => void;
-      const all = new Promise<void>((resolve) => received = resolve);
+      let allReceived: () => void;
+      const all = new Promise<void>((resolve) => allReceived = resolve);
       if (expected > 0) {
         await channel.consume(queue, (message) => {
-          if (message) messages.push(toDelivery(message, channel));
-          if (messages.length >= expected) received();
+          if (message) {
+            const delivery = toDelivery(message);
+            received.set(delivery, message);
+            messages.push(delivery);
+          }
+          if (messages.length >= expected) allReceived();
         });
         // Someone else may take messages meanwhile: wait for what arrives, not forever.
         await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 5000))]);
@@ -469,7 +446,9 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       return {
         messages,
         ack(delivery) {
-          channel.ack(delivery.raw);
+          const message = received.get(delivery);
+          if (!message) throw new Error("Cannot ack a delivery this browse did not take");
+          channel.ack(message);
           acked++;
         },
         async close() {

@@ -8,7 +8,8 @@
  * @module
  */
 import type { z } from "zod";
-import type { Broker, Consumer, Delivery, Settlement } from "./broker.ts";
+import type { Broker, Consumer } from "./broker.ts";
+import type { Delivery, Settlement } from "./delivery.ts";
 import type { Store, Tx } from "./store.ts";
 import {
   DEAD_LETTER_EXCHANGE,
