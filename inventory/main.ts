@@ -40,7 +40,6 @@ if (import.meta.main) {
   const common = {
     log,
     outages,
-    onCommit: relay.wake,
     retryDelaysMs: config.retryDelaysMs,
     faultRate: config.faultTransientRate,
   };

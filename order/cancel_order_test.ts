@@ -3,7 +3,7 @@ import type { Store } from "../shared/store.ts";
 import { STORE_KINDS } from "../shared/_test_stores.ts";
 import { testContext } from "../shared/_test_context.ts";
 import { inventoryOutcome, orderCancelledSchema, parseEvent } from "../shared/events.ts";
-import { pendingOutbox } from "../shared/outbox.ts";
+import { claimOutbox } from "../shared/outbox.ts";
 import { createLogger } from "../shared/log.ts";
 import { changeStatus, getOrder, ORDER_MIGRATIONS, type OrderStatus } from "./orders.ts";
 import { placeOrder } from "./place_order.ts";
@@ -19,7 +19,7 @@ async function place(store: Store): Promise<string> {
 
 /** The `previous_status` of each OrderCancelled in the outbox for `orderId`. */
 async function cancelledFrom(store: Store, orderId: string): Promise<Array<string | undefined>> {
-  const rows = await store.read((tx) => pendingOutbox(tx, 1000));
+  const rows = await store.read((tx) => claimOutbox(tx, 1000));
   return rows.filter((row) => row.event_type === "OrderCancelled").flatMap((row) => {
     const parsed = parseEvent(new TextEncoder().encode(row.body), orderCancelledSchema);
     assert.ok(parsed.ok, row.body);

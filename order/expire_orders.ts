@@ -65,8 +65,6 @@ export async function expireOverdueOrders(
 /** Options for {@linkcode startExpiry}. */
 export interface ExpiryOptions {
   log: Logger;
-  /** Called after a sweep expired orders, to wake the outbox relay. @default {nothing} */
-  onExpired?: () => void;
 }
 
 /**
@@ -74,11 +72,10 @@ export interface ExpiryOptions {
  * `timeoutMs` (between 100 ms and a second), so an order expires at most that late.
  */
 export function startExpiry(store: Store, timeoutMs: number, options: ExpiryOptions): Periodic {
-  const { log, onExpired } = options;
+  const { log } = options;
   return startPeriodic(async function expireOrders() {
     const expired = await expireOverdueOrders(store, timeoutMs);
     if (expired.length === 0) return;
-    onExpired?.();
     metrics.orderStatusChanges.inc({ from: "PENDING", to: "EXPIRED" }, expired.length);
     for (const order of expired) {
       log.info("expired order", { order_id: order.order_id, timeout_ms: timeoutMs });

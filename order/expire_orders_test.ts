@@ -3,7 +3,7 @@ import type { Store } from "../shared/store.ts";
 import { STORE_KINDS } from "../shared/_test_stores.ts";
 import { testContext } from "../shared/_test_context.ts";
 import { inventoryOutcome, orderCancelledSchema, parseEvent } from "../shared/events.ts";
-import { pendingOutbox } from "../shared/outbox.ts";
+import { claimOutbox } from "../shared/outbox.ts";
 import { createLogger } from "../shared/log.ts";
 import { changeStatus, getOrder, ORDER_MIGRATIONS } from "./orders.ts";
 import { placeOrder } from "./place_order.ts";
@@ -27,7 +27,7 @@ async function statusOf(store: Store, orderId: string): Promise<string | undefin
 /** The OrderCancelled events in the outbox, by order id. */
 async function cancellations(store: Store): Promise<Map<string, unknown[]>> {
   const byOrder = new Map<string, unknown[]>();
-  for (const row of await store.read((tx) => pendingOutbox(tx, 10_000))) {
+  for (const row of await store.read((tx) => claimOutbox(tx, 10_000))) {
     if (row.event_type !== "OrderCancelled") continue;
     const parsed = parseEvent(new TextEncoder().encode(row.body), orderCancelledSchema);
     assert.ok(parsed.ok, row.body);

@@ -44,16 +44,12 @@ if (import.meta.main) {
     outages,
     retryDelaysMs: config.retryDelaysMs,
   });
-  const expiry = startExpiry(store, config.orderDecisionTimeoutMs, { log, onExpired: relay.wake });
+  const expiry = startExpiry(store, config.orderDecisionTimeoutMs, { log });
   const retention = startRetention(store, [
     inboxRetention(config.inboxRetentionMs),
     idempotencyKeyRetention(config.idempotencyKeyRetentionMs),
   ], { log });
-  const routes = orderRoutes(store, {
-    onCommit: relay.wake,
-    log,
-    decisionTimeoutMs: config.orderDecisionTimeoutMs,
-  });
+  const routes = orderRoutes(store, { log, decisionTimeoutMs: config.orderDecisionTimeoutMs });
   const app = serviceApp(routes, { store, broker, outages, log });
   const server = serveHttp(app, config.ports.order, log);
   onShutdown(log, [

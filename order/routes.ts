@@ -29,8 +29,6 @@ const idempotencyKeySchema = z.string().min(1).max(255).optional();
 
 /** Options for {@linkcode orderRoutes}. */
 export interface OrderRoutesOptions {
-  /** Called after an order or its cancellation was committed, to wake the outbox relay. */
-  onCommit?: () => void;
   /** Logs each accepted order. @default {no log} */
   log?: Logger;
   /** `ORDER_DECISION_TIMEOUT` in milliseconds, carried by each `OrderPlaced`. @default {120000} */
@@ -76,7 +74,6 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     }
     const { order_id, status } = result.order;
     if (result.kind === "created") {
-      options.onCommit?.();
       options.log?.info("accepted order", {
         order_id,
         user_id: request.data.user_id,
@@ -106,7 +103,6 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
       return c.json({ error: `Cannot cancel order ${order_id} as it is ${status}`, status }, 409);
     }
     if (result.kind === "cancelled") {
-      options.onCommit?.();
       metrics.orderStatusChanges.inc({ from: result.from, to: "CANCELLED" });
       options.log?.info("cancelled order", {
         order_id,

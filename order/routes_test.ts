@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import type { Hono } from "hono";
 import { openStore, type Store } from "../shared/store.ts";
-import { pendingOutbox } from "../shared/outbox.ts";
+import { claimOutbox, listenOutbox } from "../shared/outbox.ts";
 import { orderPlacedSchema, parseEvent } from "../shared/events.ts";
 import { changeStatus, ORDER_MIGRATIONS } from "./orders.ts";
-import { MAX_BODY_BYTES, orderRoutes, type OrderRoutesOptions } from "./routes.ts";
+import { MAX_BODY_BYTES, orderRoutes } from "./routes.ts";
 import { serviceApp } from "../shared/http.ts";
 import { PAUSED_MSG, RESUMED_MSG, watchOutages } from "../shared/outage.ts";
 import type { Broker } from "../shared/broker.ts";
@@ -14,27 +14,25 @@ import { mountTmpfs, TMPFS_UNAVAILABLE } from "../shared/_test_tmpfs.ts";
 interface Harness {
   app: Hono;
   store: Store;
-  /** How many times `onCommit` was called. */
+  /** How many commits woke the outbox's listeners (the relay). */
   commits: () => number;
 }
 
 /** Runs `fn` with the order routes over a store in a fresh temp dir, removed after. */
 async function withApp(
   fn: (harness: Harness) => Promise<void>,
-  options: OrderRoutesOptions = {},
+  options: { onCommit?: () => void } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "order_routes_test_" });
   try {
     const store = await openStore(dir, "order", { migrations: ORDER_MIGRATIONS });
     try {
       let commits = 0;
-      const app = orderRoutes(store, {
-        onCommit: () => {
-          commits++;
-          options.onCommit?.();
-        },
+      listenOutbox(store, () => {
+        commits++;
+        options.onCommit?.();
       });
-      await fn({ app, store, commits: () => commits });
+      await fn({ app: orderRoutes(store), store, commits: () => commits });
     } finally {
       await store.close();
     }
@@ -120,7 +118,7 @@ Deno.test("orderRoutes() POST /order stores the order's OrderPlaced event in the
     const items = [{ sku: "burger", qty: 2 }, { sku: "soda", qty: 1 }];
     const response = await post(app, { user_id: "u9", items });
     const { order_id } = await response.json() as { order_id: string };
-    const [row] = await store.read((tx) => pendingOutbox(tx, 10));
+    const [row] = await store.read((tx) => claimOutbox(tx, 10));
     assert.equal(row.event_type, "OrderPlaced");
     assert.equal(row.correlation_id, order_id);
     const parsed = parseEvent(new TextEncoder().encode(row.body), orderPlacedSchema);
@@ -499,7 +497,7 @@ Deno.test("orderRoutes() POST /order without Idempotency-Key creates a new order
   });
 });
 
-Deno.test("orderRoutes() calls onCommit once per created order only", async () => {
+Deno.test("orderRoutes() wakes the outbox's listeners once per created order only, after its commit", async () => {
   const seen: Array<{ orders: number; outbox: number; keys: number }> = [];
   let store: Store | undefined;
   const observed: Promise<void>[] = [];

@@ -75,8 +75,6 @@ export interface ConsumerOptions<T extends { event_id: string }> {
   log: Logger;
   /** The store's outages, which pause this consumer. */
   outages: OutageWatch;
-  /** Called after each commit, to wake the outbox relay. */
-  onCommit?: () => void;
   /** @default {200: DEFAULT_PREFETCH of broker.ts} */
   prefetch?: number;
   /** The delay before each retry, in milliseconds; as declared in the topology. @default {[1000, 5000, 30000]} */
@@ -134,7 +132,6 @@ export function startConsumer<T extends { event_id: string }>(
     prepare,
     log,
     outages,
-    onCommit,
     prefetch,
     retryDelaysMs = DEFAULT_RETRY_DELAYS_MS,
     faultRate = 0,
@@ -211,7 +208,6 @@ export function startConsumer<T extends { event_id: string }>(
     }
     stopTimer();
     afterCommit.forEach((run) => run());
-    onCommit?.();
   }
 
   /** Parks `delivery` in the DLQ (with `headers` saying why) or, if that fails, requeues it. */

@@ -1,6 +1,7 @@
 /**
  * The transactional outbox: events written in the same transaction as the change that caused them,
- * and deleted only after the broker confirmed them (see `relay.ts`).
+ * and deleted only after the broker confirmed them. These are the operations on its rows; the
+ * relay that publishes them is `relay.ts`.
  * @module
  */
 import { jsonArrayTable, type Migration, type Store, type Tx } from "./store.ts";
@@ -45,12 +46,23 @@ export interface OutboxEntry {
   headers?: Record<string, string>;
 }
 
+/** The store topic a transaction that enqueued rows notifies on commit. */
+const OUTBOX_TOPIC = "outbox";
+
+/**
+ * Calls `listener` after each commit of a transaction that enqueued outbox rows in this process,
+ * however it did; returns an off switch. How the relay learns of new rows without a poll.
+ */
+export function listenOutbox(store: Store, listener: () => void): () => void {
+  return store.listen(OUTBOX_TOPIC, listener);
+}
+
 /** The most rows one INSERT of {@linkcode enqueueOutbox} takes. */
 const MAX_ROWS_PER_INSERT = 64;
 
 /**
  * Adds `entries` to the outbox, in their order. Must run in the transaction of the change that
- * caused them.
+ * caused them; its commit calls the listeners of {@linkcode listenOutbox}.
  *
  * The rows go as VALUES lists of 64, 32, …, 1 rows (a batch of 100 is three INSERTs), so that a
  * batch of any size takes a few statements of at most seven shapes, each prepared once. Not as one
@@ -58,6 +70,7 @@ const MAX_ROWS_PER_INSERT = 64;
  * SQLite reads such text back out of a JSON array four times slower than it binds it.
  */
 export async function enqueueOutbox(tx: Tx, entries: OutboxEntry[]): Promise<void> {
+  if (entries.length > 0) tx.notify(OUTBOX_TOPIC);
   for (let start = 0; start < entries.length;) {
     const size = Math.min(MAX_ROWS_PER_INSERT, 2 ** Math.floor(Math.log2(entries.length - start)));
     const chunk = entries.slice(start, start + size);
@@ -78,49 +91,17 @@ export async function enqueueOutbox(tx: Tx, entries: OutboxEntry[]): Promise<voi
 }
 
 /**
- * The oldest `limit` rows not yet confirmed by the broker, oldest first. On PostgreSQL they are
- * locked until the transaction ends, and rows another relay holds are skipped.
+ * Claims the oldest `limit` rows not yet confirmed by the broker, oldest first. On PostgreSQL they
+ * are locked until the transaction ends, and rows another relay holds are skipped; on SQLite, where
+ * one process owns the file, they are only read.
  */
-export function pendingOutbox(tx: Tx, limit: number): Promise<OutboxMessage[]> {
+export function claimOutbox(tx: Tx, limit: number): Promise<OutboxMessage[]> {
   return tx.all<OutboxMessage>(
     `SELECT * FROM outbox ORDER BY sequence_number LIMIT ?${
       tx.dialect === "postgres" ? " FOR UPDATE SKIP LOCKED" : ""
     }`,
     limit,
   );
-}
-
-/**
- * Hands the oldest pending rows to `publish` and deletes them once it resolved.
- *
- * On PostgreSQL the rows stay locked through the publish, so the relays of several instances take
- * different rows. On SQLite one process owns the file: the rows are read without holding the write
- * lock through the publish, which would stall every consumer for a broker round trip.
- * @returns how many rows were published
- */
-export async function relayOutbox(
-  store: Store,
-  limit: number,
-  publish: (rows: OutboxMessage[]) => Promise<void>,
-): Promise<number> {
-  // A delete lost to a power cut publishes its event again, and the inboxes absorb it.
-  const deleting = { durable: false };
-  if (store.dialect === "postgres") {
-    return await store.transaction(async (tx) => {
-      const rows = await pendingOutbox(tx, limit);
-      if (rows.length > 0) await publish(rows);
-      await markPublished(tx, rows.map((row) => row.sequence_number));
-      return rows.length;
-    }, deleting);
-  }
-  const rows = await store.read((tx) => pendingOutbox(tx, limit));
-  if (rows.length === 0) return 0;
-  await publish(rows);
-  await store.transaction(
-    (tx) => markPublished(tx, rows.map((row) => row.sequence_number)),
-    deleting,
-  );
-  return rows.length;
 }
 
 /** Removes rows the broker has confirmed, in one statement: the numbers go as one JSON array. */
@@ -133,8 +114,8 @@ export async function markPublished(tx: Tx, sequenceNumbers: number[]): Promise<
   );
 }
 
-/** How many rows wait to be published, and when the oldest was written. */
-export async function outboxBacklog(
+/** Reads how many rows wait to be published, and when the oldest was written. */
+export async function readOutboxBacklog(
   tx: Tx,
 ): Promise<{ count: number; oldestCreatedAt: string | null }> {
   const row = await tx.get<{ count: number; oldest: string | null }>(

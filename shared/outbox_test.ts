@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import type { Store } from "./store.ts";
 import { STORE_KINDS } from "./_test_stores.ts";
-import { enqueueOutbox, markPublished, OUTBOX_MIGRATION, pendingOutbox } from "./outbox.ts";
+import {
+  claimOutbox,
+  enqueueOutbox,
+  listenOutbox,
+  markPublished,
+  OUTBOX_MIGRATION,
+} from "./outbox.ts";
 import { inventoryOutcome, orderPlaced } from "./events.ts";
 
 function placed(orderId: string) {
@@ -23,7 +29,7 @@ for (const kind of STORE_KINDS) {
       await store.transaction((tx) =>
         enqueueOutbox(tx, [{ event, headers: { "x-trace-id": "t1" } }])
       );
-      const [row] = await store.read((tx) => pendingOutbox(tx, 10));
+      const [row] = await store.read((tx) => claimOutbox(tx, 10));
       assert.equal(row.event_id, event.event_id);
       assert.equal(row.event_type, "OrderPlaced");
       assert.equal(row.correlation_id, "o1");
@@ -34,7 +40,7 @@ for (const kind of STORE_KINDS) {
     });
   });
 
-  Deno.test(`pendingOutbox() returns rows in sequence_number order (${kind.name})`, async () => {
+  Deno.test(`claimOutbox() returns rows in sequence_number order (${kind.name})`, async () => {
     await withStore(async (store) => {
       const events = [
         placed("o1"),
@@ -44,7 +50,7 @@ for (const kind of STORE_KINDS) {
       await store.transaction(async (tx) => {
         await enqueueOutbox(tx, events.map((event) => ({ event })));
       });
-      const rows = await store.read((tx) => pendingOutbox(tx, 10));
+      const rows = await store.read((tx) => claimOutbox(tx, 10));
       assert.deepEqual(rows.map((row) => row.event_id), events.map((event) => event.event_id));
       const sequence = rows.map((row) => row.sequence_number);
       assert.deepEqual(sequence, [...sequence].sort((a, b) => a - b));
@@ -59,7 +65,7 @@ for (const kind of STORE_KINDS) {
       await store.transaction((tx) =>
         enqueueOutbox(tx, events.map((event, i) => ({ event, headers: { n: String(i) } })))
       );
-      const rows = await store.read((tx) => pendingOutbox(tx, 300));
+      const rows = await store.read((tx) => claimOutbox(tx, 300));
       assert.deepEqual(rows.map((row) => row.event_id), events.map((event) => event.event_id));
       assert.deepEqual(rows.map((row) => JSON.parse(row.headers).n), events.map((_, i) => `${i}`));
       assert.deepEqual(JSON.parse(rows[7].body), events[7]);
@@ -67,18 +73,18 @@ for (const kind of STORE_KINDS) {
     });
   });
 
-  Deno.test(`pendingOutbox() returns at most limit rows, oldest first (${kind.name})`, async () => {
+  Deno.test(`claimOutbox() returns at most limit rows, oldest first (${kind.name})`, async () => {
     await withStore(async (store) => {
       const events = Array.from({ length: 5 }, (_, i) => placed(`o${i}`));
       for (const event of events) await store.transaction((tx) => enqueueOutbox(tx, [{ event }]));
-      const rows = await store.read((tx) => pendingOutbox(tx, 2));
+      const rows = await store.read((tx) => claimOutbox(tx, 2));
       assert.deepEqual(rows.map((row) => row.correlation_id), ["o0", "o1"]);
     });
   });
 
-  Deno.test(`pendingOutbox() returns nothing for an empty outbox (${kind.name})`, async () => {
+  Deno.test(`claimOutbox() returns nothing for an empty outbox (${kind.name})`, async () => {
     await withStore(async (store) => {
-      assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+      assert.deepEqual(await store.read((tx) => claimOutbox(tx, 10)), []);
     });
   });
 
@@ -88,25 +94,25 @@ for (const kind of STORE_KINDS) {
       await store.transaction(async (tx) => {
         await enqueueOutbox(tx, events.map((event) => ({ event })));
       });
-      const rows = await store.read((tx) => pendingOutbox(tx, 10));
+      const rows = await store.read((tx) => claimOutbox(tx, 10));
       await store.transaction((tx) =>
         markPublished(tx, [rows[0].sequence_number, rows[2].sequence_number])
       );
-      const left = await store.read((tx) => pendingOutbox(tx, 10));
+      const left = await store.read((tx) => claimOutbox(tx, 10));
       assert.deepEqual(left.map((row) => row.correlation_id), ["o1", "o3"]);
       await store.transaction((tx) => markPublished(tx, left.map((row) => row.sequence_number)));
-      assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+      assert.deepEqual(await store.read((tx) => claimOutbox(tx, 10)), []);
     });
   });
 
   Deno.test(`markPublished() ignores rows that are already gone (${kind.name})`, async () => {
     await withStore(async (store) => {
       await store.transaction((tx) => enqueueOutbox(tx, [{ event: placed("o1") }]));
-      const rows = await store.read((tx) => pendingOutbox(tx, 10));
+      const rows = await store.read((tx) => claimOutbox(tx, 10));
       const ids = rows.map((row) => row.sequence_number);
       await store.transaction((tx) => markPublished(tx, ids));
       await store.transaction((tx) => markPublished(tx, ids));
-      assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+      assert.deepEqual(await store.read((tx) => claimOutbox(tx, 10)), []);
     });
   });
 
@@ -120,9 +126,24 @@ for (const kind of STORE_KINDS) {
         ),
         /UNIQUE|unique constraint/,
       );
-      const rows = await store.read((tx) => pendingOutbox(tx, 10));
+      const rows = await store.read((tx) => claimOutbox(tx, 10));
       assert.equal(rows.length, 1);
       assert.equal(rows[0].correlation_id, "o1");
+    });
+  });
+
+  Deno.test(`enqueueOutbox() wakes listenOutbox()'s listeners when its transaction commits rows, only then (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      let heard = 0;
+      listenOutbox(store, () => heard++);
+      await store.transaction((tx) => enqueueOutbox(tx, [{ event: placed("o1") }]));
+      assert.equal(heard, 1);
+      await store.transaction((tx) => enqueueOutbox(tx, []));
+      await assert.rejects(store.transaction(async (tx) => {
+        await enqueueOutbox(tx, [{ event: placed("o2") }]);
+        throw new Error("order insert failed");
+      }));
+      assert.equal(heard, 1);
     });
   });
 
@@ -132,7 +153,7 @@ for (const kind of STORE_KINDS) {
         await enqueueOutbox(tx, [{ event: placed("o1") }]);
         throw new Error("order insert failed");
       }));
-      assert.deepEqual(await store.read((tx) => pendingOutbox(tx, 10)), []);
+      assert.deepEqual(await store.read((tx) => claimOutbox(tx, 10)), []);
     });
   });
 }

@@ -65,6 +65,11 @@ export interface Tx {
   /** The first row, or undefined. */
   get<T>(sql: string, ...params: SqlValue[]): Promise<T | undefined>;
   all<T>(sql: string, ...params: SqlValue[]): Promise<T[]>;
+  /**
+   * Calls the store's listeners of `topic` (see {@linkcode Store.listen}) once this transaction
+   * has committed; never if it rolls back. As PostgreSQL's NOTIFY, but within this process.
+   */
+  notify(topic: string): void;
 }
 
 /** Options for {@linkcode Store.transaction}. */
@@ -89,8 +94,14 @@ export interface Store {
    * must be safe to repeat.
    */
   transaction<T>(fn: (tx: Tx) => Promise<T>, options?: TransactionOptions): Promise<T>;
-  /** Runs reads that need no transaction. */
+  /** Runs reads that need no transaction; a `notify` there is dropped. */
   read<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /**
+   * Calls `listener` after each commit of transactions that called `tx.notify(topic)`, once per
+   * commit however many did (on SQLite a commit serves a group), and before the committing calls
+   * resume; returns an off switch.
+   */
+  listen(topic: string, listener: () => void): () => void;
   /** Resolves when the database answers; for `/ready`. */
   ping(): Promise<void>;
   /**
@@ -163,6 +174,9 @@ interface GroupMember {
 }
 
 function sqliteStore(db: DatabaseSync): Store {
+  const topics = topicListeners();
+  /** What the group member running now notified; undefined outside a transaction. */
+  let notified: Set<string> | undefined;
   const statements = new Map<string, StatementSync>();
   function prepare(sql: string): StatementSync {
     let statement = statements.get(sql);
@@ -176,6 +190,7 @@ function sqliteStore(db: DatabaseSync): Store {
       Promise.resolve(prepare(sql).get(...params) as T | undefined),
     all: <T>(sql: string, ...params: SqlValue[]) =>
       Promise.resolve(prepare(sql).all(...params) as T[]),
+    notify: (topic) => void notified?.add(topic),
   };
   // One connection serves the whole process: work takes turns, so the awaits inside one
   // transaction never interleave with another's statements.
@@ -193,6 +208,7 @@ function sqliteStore(db: DatabaseSync): Store {
   let waiting: GroupMember[] = [];
   async function commitGroup(group: GroupMember[]): Promise<void> {
     const settled: Array<() => void> = [];
+    const committed = new Set<string>();
     // In WAL mode, NORMAL skips the fsync of this commit only; the next FULL commit covers it too.
     const durable = group.some((member) => member.durable);
     if (!durable) db.exec("PRAGMA synchronous = NORMAL");
@@ -200,9 +216,11 @@ function sqliteStore(db: DatabaseSync): Store {
       db.exec("BEGIN IMMEDIATE");
       for (const member of group) {
         db.exec("SAVEPOINT group_member");
+        notified = new Set();
         try {
           const result = await member.fn(tx);
           db.exec("RELEASE group_member");
+          for (const topic of notified) committed.add(topic);
           settled.push(() => member.resolve(result));
         } catch (error) {
           // Some errors (disk full, I/O) end the whole transaction: then the group fails below.
@@ -218,8 +236,10 @@ function sqliteStore(db: DatabaseSync): Store {
       for (const member of group) member.reject(error);
       return;
     } finally {
+      notified = undefined;
       if (!durable && db.isOpen) db.exec("PRAGMA synchronous = FULL");
     }
+    topics.announce(committed);
     for (const settle of settled) settle();
   }
   const store: Store = {
@@ -238,6 +258,7 @@ function sqliteStore(db: DatabaseSync): Store {
         );
       }),
     read: (fn) => exclusive(() => fn(tx)),
+    listen: topics.listen,
     ping: () => exclusive(() => Promise.resolve(void prepare("SELECT 1").get())),
     probe: () => probe(store),
     isOutage: (error) => errorChain(error).some(isSqliteOutage),
@@ -285,7 +306,9 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
     }
     return { ...query, values };
   }
-  function txOf(client: pg.PoolClient): Tx {
+  const topics = topicListeners();
+  /** A transaction on `client`; `notified` collects its topics, or drops them if undefined. */
+  function txOf(client: pg.PoolClient, notified?: Set<string>): Tx {
     return {
       dialect: "postgres",
       run: async (sql, ...params) => (await client.query(prepared(sql, params))).rowCount ?? 0,
@@ -293,6 +316,7 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
         (await client.query(prepared(sql, params))).rows[0] as T | undefined,
       all: async <T>(sql: string, ...params: SqlValue[]) =>
         (await client.query(prepared(sql, params))).rows as T[],
+      notify: (topic) => void notified?.add(topic),
     };
   }
   async function withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -318,13 +342,15 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
     async transaction(fn, options = {}) {
       const { durable = true } = options;
       for (let run = 1;; run++) {
+        const notified = new Set<string>();
         try {
           return await withClient(async (client) => {
             await client.query("BEGIN");
             if (!durable) await client.query("SET LOCAL synchronous_commit = off");
             try {
-              const result = await fn(txOf(client));
+              const result = await fn(txOf(client, notified));
               await client.query("COMMIT");
+              topics.announce(notified);
               return result;
             } catch (error) {
               await client.query("ROLLBACK").catch(() => {});
@@ -340,6 +366,7 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
       }
     },
     read: (fn) => withClient((client) => fn(txOf(client))),
+    listen: topics.listen,
     ping: () => withClient(async (client) => void await client.query("SELECT 1")),
     probe: () => probe(store),
     isOutage: (error) =>
@@ -405,6 +432,27 @@ async function probe(store: Store): Promise<void> {
       new Date().toISOString(),
     )
   );
+}
+
+/** The listeners of each topic of a store; see {@linkcode Store.listen}. */
+function topicListeners(): {
+  listen: Store["listen"];
+  announce(topics: ReadonlySet<string>): void;
+} {
+  const listeners = new Map<string, Set<() => void>>();
+  return {
+    listen(topic, listener) {
+      const set = listeners.get(topic) ?? new Set();
+      listeners.set(topic, set.add(listener));
+      return () => void set.delete(listener);
+    },
+    announce(topics) {
+      for (const topic of topics) {
+        // Queued, not called: a listener that throws must not turn a commit into a failure.
+        for (const listener of listeners.get(topic) ?? []) queueMicrotask(listener);
+      }
+    },
+  };
 }
 
 function ignoreError(): void {}

@@ -185,6 +185,30 @@ for (const kind of STORE_KINDS) {
     });
   });
 
+  Deno.test(`listen() hears each commit of a transaction that notified its topic, and nothing else (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const heard: string[] = [];
+      const stopNotes = store.listen("notes", () => heard.push("notes"));
+      store.listen("other", () => heard.push("other"));
+      await store.transaction(async (tx) => {
+        tx.notify("notes");
+        tx.notify("notes");
+        await tx.run("INSERT INTO notes (text) VALUES ('a')");
+      });
+      assert.deepEqual(heard, ["notes"], "once per commit, before transaction() resolves");
+      await assert.rejects(store.transaction((tx) => {
+        tx.notify("other");
+        throw new Error("Cannot write the note");
+      }));
+      await store.transaction(async (tx) => void await tx.run("UPDATE counter SET n = n + 1"));
+      await store.read((tx) => Promise.resolve(tx.notify("notes")));
+      assert.deepEqual(heard, ["notes"], "not for a rollback, a silent commit or a read");
+      stopNotes();
+      await store.transaction((tx) => Promise.resolve(tx.notify("notes")));
+      assert.deepEqual(heard, ["notes"], "not after the off switch");
+    });
+  });
+
   Deno.test(`close() can be called twice (${kind.name})`, async () => {
     await withStore(async (store) => {
       await store.close();
@@ -364,6 +388,33 @@ Deno.test("transaction() commits transactions that wait together as one group (s
       // The member that failed rolled back alone.
       assert.equal(results.filter((r) => r.status === "rejected").length, 1);
       assert.equal((await notes(store)).filter((text) => text.startsWith("group")).length, 19);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("listen() hears a group's commit once, and not the topic of a member that rolled back alone (sqlite)", async () => {
+  await withSqliteDir(async (dir) => {
+    const store = await openStore(dir, "test", { migrations: MIGRATIONS });
+    try {
+      const heard: string[] = [];
+      store.listen("notes", () => heard.push("notes"));
+      store.listen("failed", () => heard.push("failed"));
+      const results = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) =>
+          store.transaction(async (tx) => {
+            if (i === 3) {
+              tx.notify("failed");
+              throw new Error("Cannot write the note");
+            }
+            tx.notify("notes");
+            await tx.run("INSERT INTO notes (text) VALUES (?)", `group ${i}`);
+          })),
+      );
+      assert.equal(results.filter((r) => r.status === "rejected").length, 1);
+      assert.equal((await notes(store)).length, 9);
+      assert.deepEqual(heard, ["notes"]);
     } finally {
       await store.close();
     }
