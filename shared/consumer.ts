@@ -60,6 +60,9 @@ export type EventHandler<T> = (
   context: MessageContext,
 ) => Promise<(() => void) | void>;
 
+/** What the consumer needs of the broker. */
+export type ConsumerBroker = Pick<Broker, "consume" | "forward">;
+
 /** Options for {@linkcode startConsumer}. */
 export interface ConsumerOptions<T extends { event_id: string }> {
   /** The queue, which also names this consumer in the inbox. */
@@ -121,7 +124,7 @@ function eventTypeOf(delivery: Delivery): string {
 
 /** Consumes `options.queue` with exactly-once effects; see the module doc. */
 export function startConsumer<T extends { event_id: string }>(
-  broker: Broker,
+  broker: ConsumerBroker,
   store: Store,
   options: ConsumerOptions<T>,
 ): Consumer {
