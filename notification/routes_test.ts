@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import type { Hono } from "hono";
+import type { Store } from "../shared/store.ts";
+import { STORE_KINDS } from "../shared/_test_stores.ts";
+import { type Notification, NOTIFICATION_MIGRATIONS, recordNotification } from "./notifications.ts";
+import { notificationRoutes } from "./routes.ts";
+
+const sqlite = STORE_KINDS.find((kind) => kind.name === "sqlite")!;
+
+const NOTIFICATIONS: Notification[] = [
+  notification("o2", "u1", "order_confirmed", "2026-01-01T00:00:02.000Z"),
+  notification("o1", "u1", "order_confirmed", "2026-01-01T00:00:01.000Z"),
+  notification("o1", "u1", "order_cancelled", "2026-01-01T00:00:03.000Z"),
+  notification("o3", "u2", "order_rejected", "2026-01-01T00:00:04.000Z"),
+];
+
+function notification(
+  orderId: string,
+  userId: string,
+  kind: Notification["kind"],
+  createdAt: string,
+): Notification {
+  return {
+    order_id: orderId,
+    user_id: userId,
+    kind,
+    message: `${kind} ${orderId}`,
+    created_at: createdAt,
+  };
+}
+
+/** Runs `fn` with the routes over a store that holds {@linkcode NOTIFICATIONS}. */
+function withRoutes(fn: (app: Hono, store: Store) => Promise<void>): Promise<void> {
+  return sqlite.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+    await store.transaction(async (tx) => {
+      for (const n of NOTIFICATIONS) assert.ok(await recordNotification(tx, n));
+    });
+    await fn(notificationRoutes(store), store);
+  });
+}
+
+async function getJson(app: Hono, path: string): Promise<{ status: number; body: unknown }> {
+  const response = await app.request(path);
+  assert.match(response.headers.get("content-type") ?? "", /application\/json/);
+  return { status: response.status, body: await response.json() };
+}
+
+Deno.test("notificationRoutes() GET /notifications?order_id= lists the order's notifications, oldest first", async () => {
+  await withRoutes(async (app) => {
+    assert.deepEqual(await getJson(app, "/notifications?order_id=o1"), {
+      status: 200,
+      body: [NOTIFICATIONS[1], NOTIFICATIONS[2]],
+    });
+  });
+});
+
+Deno.test("notificationRoutes() GET /notifications?user_id= lists the user's notifications over every order, oldest first", async () => {
+  await withRoutes(async (app) => {
+    assert.deepEqual(await getJson(app, "/notifications?user_id=u1"), {
+      status: 200,
+      body: [NOTIFICATIONS[1], NOTIFICATIONS[0], NOTIFICATIONS[2]],
+    });
+  });
+});
+
+Deno.test("notificationRoutes() GET /notifications answers an empty list for an order or user it never told", async () => {
+  await withRoutes(async (app) => {
+    for (const query of ["order_id=nope", "user_id=nobody", "order_id="]) {
+      assert.deepEqual(await getJson(app, `/notifications?${query}`), { status: 200, body: [] });
+    }
+  });
+});
+
+Deno.test("notificationRoutes() GET /notifications without order_id or user_id is a JSON 400 naming the field", async () => {
+  await withRoutes(async (app) => {
+    const { status, body } = await getJson(app, "/notifications");
+    assert.equal(status, 400);
+    assert.equal((body as { field: string }).field, "order_id");
+    assert.match((body as { error: string }).error, /order_id or user_id is required/);
+  });
+});
