@@ -1,5 +1,6 @@
 /**
- * Service configuration: every environment variable SPEC.md names, parsed once at start with zod.
+ * Service configuration: every environment variable of the README's configuration table, parsed
+ * once at start with zod.
  * A bad value stops the service with one line naming the variable, the value and what was expected.
  * @module
  */

@@ -20,8 +20,9 @@ const eventId = z.string().min(1).max(128);
 const timestamp = z.string().min(1).max(64);
 
 /**
- * `created_at` and `correlation_id` are optional here so that the seed's scripts, which publish
- * this event by hand, are still understood; everything this project publishes carries both.
+ * `created_at` and `correlation_id` are optional here so that the scripts of the original Python
+ * system this project replaces, which publish this event by hand without them, are still
+ * understood; everything this project publishes carries both.
  */
 export const orderPlacedSchema = z.object({
   event_id: eventId,

@@ -55,13 +55,13 @@ Deno.test("parseEvent() accepts a valid OrderPlaced and ignores extra fields", (
   assert.equal("note" in result.event.order, false);
 });
 
-Deno.test("parseEvent() accepts the seed's OrderPlaced without created_at or correlation_id", () => {
-  const seed = {
-    event_id: "seed-1",
+Deno.test("parseEvent() accepts the original Python system's OrderPlaced without created_at or correlation_id", () => {
+  const python = {
+    event_id: "python-1",
     event_type: "OrderPlaced",
     order: { order_id: "o1", user_id: "u1", items: [{ sku: "fries", qty: 1 }] },
   };
-  const result = parseEvent(bytes(seed), orderPlacedSchema);
+  const result = parseEvent(bytes(python), orderPlacedSchema);
   assert.ok(result.ok);
   assert.equal(result.event.created_at, undefined);
   assert.equal(result.event.correlation_id, undefined);
