@@ -73,15 +73,12 @@ export function fakeBroker(): FakeBroker {
         changed();
       }
     },
-    async forward(delivery, to, headers) {
-      try {
-        if (fake.failure) {
-          throw new Error("Broker did not confirm the publish", { cause: fake.failure });
-        }
-        fake.forwarded.push({ delivery, ...to, headers });
-      } finally {
-        changed();
-      }
+    forward(delivery, to, headers) {
+      if (!fake.failure) fake.forwarded.push({ delivery, ...to, headers });
+      changed();
+      return fake.failure
+        ? Promise.reject(new Error("Broker did not confirm the publish", { cause: fake.failure }))
+        : Promise.resolve();
     },
     onConnect(listener) {
       connectListeners.push(listener);

@@ -5,6 +5,7 @@
  * @module
  */
 import { join } from "node:path";
+import { type Migration, openStore, type Store } from "./store.ts";
 
 /** A mounted tmpfs; always `unmount()` it. */
 export interface Tmpfs {
@@ -63,6 +64,28 @@ export async function mountTmpfs(sizeMb: number): Promise<Tmpfs> {
       await Deno.remove(path, { recursive: true });
     },
   };
+}
+
+/**
+ * Runs `fn` with the SQLite store of the service `name` on a tmpfs of 4 MB, and the tmpfs to fill;
+ * closes the store and unmounts the tmpfs after.
+ */
+export async function withStoreOnTmpfs(
+  name: string,
+  migrations: Migration[],
+  fn: (store: Store, disk: Tmpfs) => Promise<void>,
+): Promise<void> {
+  const disk = await mountTmpfs(4);
+  try {
+    const store = await openStore(disk.path, name, { migrations });
+    try {
+      await fn(store, disk);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await disk.unmount();
+  }
 }
 
 async function mountFails(): Promise<string | undefined> {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { type Migration, openStore, type Store } from "./store.ts";
+import type { Migration, Store } from "./store.ts";
 import { STORE_KINDS } from "./_test_stores.ts";
 import { type FakeBroker, fakeBroker, testDelivery } from "./_test_broker.ts";
 import { recordingLogger } from "./_test_log.ts";
-import { mountTmpfs, TMPFS_UNAVAILABLE } from "./_test_tmpfs.ts";
+import { TMPFS_UNAVAILABLE, withStoreOnTmpfs } from "./_test_tmpfs.ts";
 import { INBOX_MIGRATION } from "./inbox.ts";
 import { listenOutbox, OUTBOX_MIGRATION } from "./outbox.ts";
 import {
@@ -240,10 +240,8 @@ Deno.test({
   name:
     "startConsumer() pauses while the disk is full, holds its batch, and handles it once there is room, spending no retry (sqlite)",
   ignore: TMPFS_UNAVAILABLE !== undefined,
-  fn: async () => {
-    const disk = await mountTmpfs(4);
-    const store = await openStore(disk.path, "consumer", { migrations: MIGRATIONS });
-    try {
+  fn: () =>
+    withStoreOnTmpfs("consumer", MIGRATIONS, async (store, disk) => {
       await withConsumer(store, async ({ deliver, committed, broker, outages }) => {
         await disk.fill();
         const handling = deliver([delivery(cancelled("o1")), delivery(cancelled("o2"))]);
@@ -255,9 +253,5 @@ Deno.test({
         assert.deepEqual(await committed(), { effects: ["o1", "o2"], outbox: ["o1", "o2"] });
         assert.deepEqual(broker.forwarded, [], "nothing was retried or parked");
       });
-    } finally {
-      await store.close();
-      await disk.unmount();
-    }
-  },
+    }),
 });
