@@ -8,6 +8,7 @@ import {
   type InventoryOutcome,
   inventoryOutcome,
   ORDER_CANCELLED_REASON,
+  ORDER_EXPIRED_REASON,
 } from "../shared/events.ts";
 import { listNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
@@ -65,15 +66,19 @@ for (const kind of STORE_KINDS) {
     });
   });
 
-  Deno.test(`handleInventoryOutcome() records nothing for the failure of an order cancelled before it was reserved (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      const { lines } = await handle(store, inventoryOutcome(ORDER, ORDER_CANCELLED_REASON));
-      assert.deepEqual(await notificationsOf(store), []);
-      assert.deepEqual(lines, [
-        "info skipped failure of an order cancelled before it was reserved",
-      ]);
+  const calledOff: Array<[string, string]> = [
+    [ORDER_CANCELLED_REASON, "skipped failure of an order cancelled before it was reserved"],
+    [ORDER_EXPIRED_REASON, "skipped failure of an order that expired before it was reserved"],
+  ];
+  for (const [reason, line] of calledOff) {
+    Deno.test(`handleInventoryOutcome() records nothing for an InventoryFailed '${reason}': its OrderCancelled tells the student (${kind.name})`, async () => {
+      await withStore(async (store) => {
+        const { lines } = await handle(store, inventoryOutcome(ORDER, reason));
+        assert.deepEqual(await notificationsOf(store), []);
+        assert.deepEqual(lines, [`info ${line}`]);
+      });
     });
-  });
+  }
 
   Deno.test(`handleInventoryOutcome() records one outcome per order, whatever comes next (${kind.name})`, async () => {
     await withStore(async (store) => {
