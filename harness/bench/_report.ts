@@ -1,0 +1,274 @@
+/**
+ * The benchmark's report: the figures beside their targets (met or not), the drain and end-to-end
+ * figures per store and number of inventory instances, and the machine, as a table or one JSON
+ * object.
+ * @module
+ */
+import type { Machine, Percentiles } from "./_stats.ts";
+import type { CeilingResult, DrainResult, EndToEndResult, LatencyResult } from "./_measure.ts";
+import type { PeakRss, StoreKind } from "./_stack.ts";
+
+/** Drain and end to end for one store and number of inventory instances. */
+export interface ScaleRow {
+  store: StoreKind;
+  instances: number;
+  /** The broker it ran on, when not the single node at AMQP_URL: `3-node cluster`. */
+  broker?: string;
+  drain?: DrainResult;
+  /** `drain.msgPerSec` as a share of the ceiling. */
+  drainRatio?: number;
+  endToEnd?: EndToEndResult;
+}
+
+/** One target of the issue and whether this run met it. */
+export interface TargetCheck {
+  name: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+/** Everything one run measured; `--json` prints it as it is. */
+export interface BenchReport {
+  command: string;
+  machine: Machine;
+  /** The one-minute load average before the run: other work on the machine skews the figures. */
+  loadAverageBefore: number;
+  settings: Record<string, string | number | boolean>;
+  ceiling?: CeilingResult;
+  /** The configuration the targets are checked on: the requested store, the first count. */
+  primary: { store: StoreKind; instances: number };
+  scale: ScaleRow[];
+  latency?: LatencyResult;
+  /** MB (10^6 bytes), the largest of each service's instances over every stack of the run. */
+  peakRssMb: PeakRss;
+  /**
+   * MB, the peak of each service's private memory (`RssAnon`, sampled): its RSS without the ~40 MB
+   * of the Deno executable's code, which every service maps from the same file.
+   */
+  peakPrivateMb: PeakRss;
+  targets: TargetCheck[];
+  durationSeconds: number;
+}
+
+/** The issue's targets, on the 2-core build machine with every durability setting on. */
+export const TARGETS = {
+  drainRatio: 0.7,
+  ordersPerSec: 1000,
+  notifiedP99Ms: 50,
+  rssMb: 80,
+};
+
+/** Checks the figures of `report` that were measured against {@linkcode TARGETS}. */
+export function checkTargets(
+  report: Pick<BenchReport, "primary" | "scale" | "latency" | "peakRssMb">,
+): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const primary = primaryRow(report);
+  if (primary?.drainRatio !== undefined) {
+    checks.push({
+      name: "backlog drain",
+      target: `≥ ${TARGETS.drainRatio}× ceiling`,
+      measured: `${primary.drainRatio}× ceiling`,
+      met: primary.drainRatio >= TARGETS.drainRatio,
+    });
+  }
+  if (primary?.endToEnd) {
+    checks.push({
+      name: "end to end",
+      target: `≥ ${TARGETS.ordersPerSec} orders/s`,
+      measured: `${primary.endToEnd.ordersPerSec} orders/s`,
+      met: primary.endToEnd.ordersPerSec >= TARGETS.ordersPerSec,
+    });
+  }
+  if (report.latency) {
+    checks.push({
+      name: `p99 POST → notification at ${report.latency.rate}/s`,
+      target: `< ${TARGETS.notifiedP99Ms} ms`,
+      measured: `${report.latency.notified.p99} ms`,
+      met: report.latency.notified.p99 < TARGETS.notifiedP99Ms,
+    });
+  }
+  for (const [service, mb] of Object.entries(report.peakRssMb)) {
+    checks.push({
+      name: `peak RSS ${service}`,
+      target: `≤ ${TARGETS.rssMb} MB`,
+      measured: `${mb} MB`,
+      met: mb <= TARGETS.rssMb,
+    });
+  }
+  return checks;
+}
+
+/** The report as text: the machine, the figures with their targets, and the scale table. */
+export function formatReport(report: BenchReport): string {
+  const { machine, ceiling, latency } = report;
+  const lines = [
+    `machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGib} GiB, ${machine.os}; ` +
+    `Deno ${machine.deno}, RabbitMQ ${machine.rabbitmq}; load average ${
+      report.loadAverageBefore.toFixed(2)
+    } before the run`,
+    `command: ${report.command}`,
+    "",
+  ];
+  const rows: string[][] = [["figure", "measured", "target", ""]];
+  const target = (name: string) => report.targets.find((t) => t.name === name);
+  const verdict = (check?: TargetCheck) => check ? (check.met ? "met" : "NOT MET") : "";
+  if (ceiling) {
+    rows.push([
+      `broker ceiling: consume → publish (confirm) → ack, ${count(ceiling.messages)} msgs`,
+      `${count(ceiling.msgPerSec)} msg/s`,
+      "(the limit)",
+      "",
+    ]);
+    rows.push(["  CPU (cores)", cores(ceiling.cpuCores), "", ""]);
+    rows.push([
+      "  publishing the backlog with confirms",
+      `${count(ceiling.publishMsgPerSec)} msg/s`,
+      "",
+      "",
+    ]);
+  }
+  const primary = primaryRow(report);
+  if (primary?.drain) {
+    const { drain } = primary;
+    const check = target("backlog drain");
+    rows.push([
+      `backlog drain: ${count(drain.messages)} OrderPlaced, ${label(primary)}`,
+      `${count(drain.msgPerSec)} msg/s` +
+      (primary.drainRatio === undefined ? "" : ` = ${primary.drainRatio}× ceiling`),
+      check?.target ?? "",
+      verdict(check),
+    ]);
+    rows.push([
+      `  start-up counted (${drain.startupSeconds} s of ${
+        round(drain.startupSeconds + drain.seconds)
+      } s)`,
+      `${count(drain.msgPerSecWithStartup)} msg/s`,
+      "",
+      "",
+    ]);
+    rows.push(["  CPU (cores)", cores(drain.cpuCores), "", ""]);
+  }
+  if (primary?.endToEnd) {
+    const e2e = primary.endToEnd;
+    const check = target("end to end");
+    rows.push([
+      `end to end: ${count(e2e.orders)} orders over HTTP, ${e2e.concurrency} at once, ${
+        label(primary)
+      }`,
+      `${count(e2e.ordersPerSec)} orders/s`,
+      check?.target ?? "",
+      verdict(check),
+    ]);
+    rows.push(["  POST /order latency", spread(e2e.http, ["p50", "p99"]), "", ""]);
+    rows.push(["  CPU (cores)", cores(e2e.cpuCores), "", ""]);
+  }
+  if (latency) {
+    const check = report.targets.find((t) => t.name.startsWith("p99 POST → notification"));
+    rows.push([
+      `steady rate: ${latency.rate}/s for ${latency.seconds} s (${
+        count(latency.orders)
+      } orders, sent at ${latency.sentPerSec}/s)`,
+      "",
+      "",
+      "",
+    ]);
+    rows.push(["  POST /order latency", spread(latency.http, ["p50", "p95", "p99"]), "", ""]);
+    rows.push(["  POST → CONFIRMED", spread(latency.confirmed, ["p50", "p95", "p99"]), "", ""]);
+    rows.push([
+      "  POST → notification",
+      spread(latency.notified, ["p50", "p95", "p99"]),
+      check ? `p99 ${check.target}` : "",
+      verdict(check),
+    ]);
+  }
+  for (const [service, mb] of Object.entries(report.peakRssMb)) {
+    const check = target(`peak RSS ${service}`);
+    rows.push([
+      `peak RSS ${service} (private part)`,
+      `${mb} MB (${report.peakPrivateMb[service as keyof PeakRss] ?? "–"} MB)`,
+      check?.target ?? "",
+      verdict(check),
+    ]);
+  }
+  lines.push(...table(rows));
+  if (report.scale.length > 1 || report.primary.store === "postgres") {
+    lines.push(
+      "",
+      "drain and end to end per broker, store and inventory instances (deadlocks: drain / end to end):",
+    );
+    const scale: string[][] = [[
+      "broker",
+      "store",
+      "inventories",
+      "drain msg/s",
+      "× ceiling",
+      "end to end orders/s",
+      "POST p50",
+      "POST p99",
+      "deadlocks",
+    ]];
+    for (const row of report.scale) {
+      scale.push([
+        row.broker ?? "1 node",
+        row.store,
+        String(row.instances),
+        row.drain ? count(row.drain.msgPerSec) : "–",
+        row.drainRatio === undefined ? "–" : String(row.drainRatio),
+        row.endToEnd ? count(row.endToEnd.ordersPerSec) : "–",
+        row.endToEnd ? `${row.endToEnd.http.p50} ms` : "–",
+        row.endToEnd ? `${row.endToEnd.http.p99} ms` : "–",
+        row.store === "postgres"
+          ? `${row.drain?.deadlocks ?? "–"} / ${row.endToEnd?.deadlocks ?? "–"}`
+          : "–",
+      ]);
+    }
+    lines.push(...table(scale));
+  }
+  const missed = report.targets.filter((t) => !t.met);
+  lines.push(
+    "",
+    missed.length === 0
+      ? `every target met (${report.targets.length}); took ${report.durationSeconds} s`
+      : `${missed.length} of ${report.targets.length} targets not met: ${
+        missed.map((t) => `${t.name} ${t.measured} (target ${t.target})`).join("; ")
+      }; took ${report.durationSeconds} s`,
+  );
+  return lines.join("\n");
+}
+
+function primaryRow(report: Pick<BenchReport, "primary" | "scale">): ScaleRow | undefined {
+  return report.scale.find((row) =>
+    row.broker === undefined && row.store === report.primary.store &&
+    row.instances === report.primary.instances
+  );
+}
+
+function label(row: ScaleRow): string {
+  return `${row.broker ? `${row.broker}, ` : ""}${row.store}, inventory ×${row.instances}`;
+}
+
+function spread(p: Percentiles, which: Array<"p50" | "p95" | "p99">): string {
+  return which.map((name) => `${name} ${p[name]}`).join(" · ") + " ms";
+}
+
+function cores(cpu: Record<string, number>): string {
+  return Object.entries(cpu).map(([name, n]) => `${name} ${n.toFixed(2)}`).join(" · ");
+}
+
+function count(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+/** Pads `rows` into columns, the first row as the header with a rule under it. */
+function table(rows: string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => [...row[i]].length)));
+  const format = (row: string[]) =>
+    row.map((cell, i) => cell + " ".repeat(widths[i] - [...cell].length)).join("  ").trimEnd();
+  return [format(rows[0]), format(widths.map((w) => "─".repeat(w))), ...rows.slice(1).map(format)];
+}

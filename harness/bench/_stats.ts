@@ -1,0 +1,175 @@
+/**
+ * What the benchmark reads besides its own clocks: percentiles, the services' Prometheus counters,
+ * their peak memory from `/proc`, and the machine it ran on.
+ * @module
+ */
+import { request } from "../lib/steps.ts";
+import { managementApi } from "../lib/stack.ts";
+
+/** Latency percentiles, in milliseconds. */
+export interface Percentiles {
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  /** How many samples they summarise. */
+  count: number;
+}
+
+/**
+ * The nearest-rank percentiles of `samples` (milliseconds), rounded to 0.1 ms.
+ * @throws {RangeError} when there are no samples: a percentile of nothing is not 0
+ */
+export function percentiles(samples: readonly number[]): Percentiles {
+  if (samples.length === 0) {
+    throw new RangeError("Cannot compute percentiles as there are no samples");
+  }
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+  const tenth = (value: number) => Math.round(value * 10) / 10;
+  return {
+    p50: tenth(rank(50)),
+    p95: tenth(rank(95)),
+    p99: tenth(rank(99)),
+    max: tenth(sorted[sorted.length - 1]),
+    count: sorted.length,
+  };
+}
+
+/**
+ * Sums the samples of the counter `name` in the Prometheus text at `url` whose labels include every
+ * pair of `labels`; 0 when there are none yet (a counter is written once it moved).
+ */
+export async function readCounter(
+  url: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const response = await request(url);
+  const text = await response.text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const wanted = Object.entries(labels).every(([key, value]) =>
+      line.includes(`${key}="${value}"`)
+    );
+    if (wanted) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
+
+/**
+ * The peak resident memory (`VmHWM`) of process `pid` in MB (10^6 bytes, the unit of the target),
+ * or undefined when it is gone or the system has no `/proc`. The kernel keeps the high-water mark,
+ * so one read before the process stops is enough.
+ */
+export function peakRssMb(pid: number): Promise<number | undefined> {
+  return statusMb(pid, "VmHWM");
+}
+
+/**
+ * The private resident memory (`RssAnon`: heap, stacks, V8's spaces) of process `pid` now, in MB,
+ * or undefined when it is gone. Unlike `VmHWM` it leaves out the executable's code pages, which
+ * every Deno process maps from the same file and the kernel keeps once.
+ */
+export function privateRssMb(pid: number): Promise<number | undefined> {
+  return statusMb(pid, "RssAnon");
+}
+
+/**
+ * The resident memory (`VmRSS`) of process `pid` now, in MB, or undefined when it is gone: what a
+ * soak follows over time, where the high-water mark would hide a fall.
+ */
+export function rssMb(pid: number): Promise<number | undefined> {
+  return statusMb(pid, "VmRSS");
+}
+
+/** A memory field of `/proc/<pid>/status` in MB, or undefined when the process or field is gone. */
+async function statusMb(
+  pid: number,
+  field: "VmHWM" | "VmRSS" | "RssAnon",
+): Promise<number | undefined> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    // The kernel's "kB" are KiB.
+    const kib = Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1]);
+    return Number.isFinite(kib) ? Math.round(kib * 1024 / 1e5) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the figures were measured. */
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  memoryGib: number;
+  os: string;
+  deno: string;
+  rabbitmq: string;
+}
+
+/** Describes this machine and the broker the stack runs on. */
+export async function describeMachine(): Promise<Machine> {
+  let cpuModel = "unknown";
+  try {
+    const cpuinfo = await Deno.readTextFile("/proc/cpuinfo");
+    cpuModel = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ?? cpuModel;
+  } catch {
+    // Not Linux: the model stays unknown.
+  }
+  let rabbitmq = "unknown";
+  try {
+    const overview = await managementApi()("GET", "/api/overview") as {
+      rabbitmq_version?: string;
+      product_version?: string;
+    };
+    rabbitmq = overview.rabbitmq_version ?? overview.product_version ?? rabbitmq;
+  } catch {
+    // The management API is needed for the stack anyway; its failure shows there.
+  }
+  return {
+    cpus: navigator.hardwareConcurrency,
+    cpuModel,
+    memoryGib: Math.round(Deno.systemMemoryInfo().total / 2 ** 30 * 10) / 10,
+    os: `${Deno.build.os} ${Deno.osRelease()}`,
+    deno: Deno.version.deno,
+    rabbitmq,
+  };
+}
+
+/** The one-minute load average before the run: other work on the machine skews every figure. */
+export function loadAverage(): number {
+  return Deno.loadavg()[0];
+}
+
+/** CPU seconds used so far by each process of `pids`, by name; missing processes are left out. */
+export async function cpuSeconds(pids: Record<string, number>): Promise<Record<string, number>> {
+  const result: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    try {
+      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+      // The command may hold spaces and parentheses: the fields start after the last ")".
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 per second).
+      result[name] = (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // Gone, or no /proc.
+    }
+  }
+  return result;
+}
+
+/** The broker's process id when it runs on this machine (RabbitMQ's Erlang VM), else undefined. */
+export async function brokerPid(): Promise<number | undefined> {
+  try {
+    for await (const entry of Deno.readDir("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      const comm = await Deno.readTextFile(`/proc/${entry.name}/comm`).catch(() => "");
+      if (comm.trim() === "beam.smp") return Number(entry.name);
+    }
+  } catch {
+    // No /proc.
+  }
+  return undefined;
+}

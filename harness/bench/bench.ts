@@ -1,0 +1,329 @@
+/**
+ * `deno task bench`: what this machine can do with every durability setting on. Each measurement
+ * runs on an isolated stack of its own (fresh vhost, temporary data directory or PostgreSQL
+ * database, the services as child processes):
+ *
+ * 1. the broker's ceiling for one consume → publish-with-confirm → ack hop, no database;
+ * 2. the drain of a backlog of `OrderPlaced` by inventory, and its ratio to (1);
+ * 3. orders end to end over HTTP at a given concurrency;
+ * 4. the latency of each order at a steady rate;
+ * 5. the peak memory of each service.
+ *
+ * It prints the figures beside the issue's targets, or one JSON object with `--json`. It is not a
+ * test: a slow machine gets slow figures, not a failure.
+ * @module
+ */
+import { readCommandLine } from "../lib/command_line.ts";
+import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
+import type { BenchConfig, MemoryPeaks, StoreKind } from "./_stack.ts";
+import { describeMachine, loadAverage } from "./_stats.ts";
+import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
+import { round } from "../lib/steps.ts";
+import { type Cluster, RabbitMqNotInstalledError, startCluster } from "../lib/rabbitmq_cluster.ts";
+import { describeError } from "../../shared/log.ts";
+
+/** The measurements `--only` can pick. */
+export const SECTIONS = ["ceiling", "drain", "e2e", "latency"] as const;
+export type Section = typeof SECTIONS[number];
+
+/** Options for {@linkcode runBench}. */
+export interface BenchOptions {
+  /** Messages in the ceiling's and the drain's backlog. @default {20000} */
+  backlog?: number;
+  /** Orders placed end to end. @default {5000} */
+  orders?: number;
+  /** Requests in flight end to end. @default {50} */
+  concurrency?: number;
+  /** Orders per second of the latency run. @default {200} */
+  rate?: number;
+  /** Length of the latency run, in seconds. @default {20} */
+  seconds?: number;
+  /**
+   * The store of the measured configurations. With `postgres`, SQLite with one inventory is
+   * measured too, first, so that the two print side by side. @default {"sqlite"}
+   */
+  store?: StoreKind;
+  /** Inventory instances; each count is a configuration of its own. @default {[1]} */
+  instances?: number[];
+  /**
+   * Also measure drain and end to end on a private three-node RabbitMQ cluster started for the
+   * run, beside the single node: the price of replicating every quorum queue. @default {false}
+   */
+  cluster?: boolean;
+  /** The measurements to run. @default {all} */
+  only?: readonly Section[];
+  /** Receives a line per step. @default {no output} */
+  log?: (line: string) => void;
+  /** The command line shown in the report. @default {"deno task bench"} */
+  command?: string;
+}
+
+/**
+ * Runs the measurements and checks them against the issue's targets.
+ * @throws {RangeError} before anything runs when an option is out of range
+ */
+export async function runBench(options: BenchOptions = {}): Promise<BenchReport> {
+  const {
+    backlog = 20_000,
+    orders = 5_000,
+    concurrency = 50,
+    rate = 200,
+    seconds = 20,
+    store = "sqlite",
+    instances = [1],
+    only = SECTIONS,
+    cluster = false,
+    log = () => {},
+    command = "deno task bench",
+  } = options;
+  for (const [name, value] of Object.entries({ backlog, orders, concurrency, rate, seconds })) {
+    if (!(value > 0) || (name !== "rate" && name !== "seconds" && !Number.isInteger(value))) {
+      throw new RangeError(
+        `Cannot run the benchmark as ${name} must be a positive number: current value is ${value}`,
+      );
+    }
+  }
+  if (instances.length === 0 || instances.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) {
+    throw new RangeError(
+      `Cannot run the benchmark as instances must be integers 1-16: current value is ${instances}`,
+    );
+  }
+  if (store === "sqlite" && instances.some((n) => n > 1)) {
+    throw new RangeError(
+      `Cannot run the benchmark as several inventory instances need --store postgres (each SQLite file belongs to one process): current value is ${instances}`,
+    );
+  }
+  const began = performance.now();
+  const machine = await describeMachine();
+  const loadAverageBefore = loadAverage();
+  const memory: MemoryPeaks = { rssMb: {}, privateMb: {} };
+  const wanted = new Set(only);
+  const measure = { log, memory };
+
+  const ceiling = wanted.has("ceiling") ? await measureCeiling(backlog, measure) : undefined;
+  if (ceiling) log(`ceiling: ${ceiling.msgPerSec} msg/s`);
+
+  // SQLite first when PostgreSQL is measured, so that the table reads from the default onwards.
+  const configs: BenchConfig[] = [
+    ...(store === "postgres" ? [{ store: "sqlite" as const, instances: 1 }] : []),
+    ...instances.map((n) => ({ store, instances: n })),
+  ];
+  // The targets are checked on the requested store with the first instance count.
+  const primary = configs.find((c) => c.store === store)!;
+  const scale: ScaleRow[] = [];
+  for (const config of configs) {
+    const row: ScaleRow = { store: config.store, instances: config.instances };
+    if (wanted.has("drain")) {
+      row.drain = await measureDrain(backlog, config, measure);
+      if (ceiling) row.drainRatio = round(row.drain.msgPerSec / ceiling.msgPerSec, 2);
+      log(`drain (${config.store} ×${config.instances}): ${row.drain.msgPerSec} msg/s`);
+    }
+    if (wanted.has("e2e")) {
+      row.endToEnd = await measureEndToEnd(orders, { ...config, concurrency }, measure);
+      log(
+        `end to end (${config.store} ×${config.instances}): ${row.endToEnd.ordersPerSec} orders/s`,
+      );
+    }
+    scale.push(row);
+  }
+  if (cluster && (wanted.has("drain") || wanted.has("e2e"))) {
+    const row = await measureOnCluster(primary, { backlog, orders, concurrency, wanted, measure });
+    if (row) scale.push(row);
+  }
+  const latency = wanted.has("latency")
+    ? await measureLatency(rate, seconds, primary, measure)
+    : undefined;
+  if (latency) log(`latency: p99 POST → notification ${latency.notified.p99} ms`);
+
+  const measured = scale.filter((row) => row.drain || row.endToEnd);
+  const partial = {
+    primary: { store: primary.store, instances: primary.instances },
+    scale: measured,
+    latency,
+  };
+  const report: BenchReport = {
+    command,
+    machine,
+    loadAverageBefore: round(loadAverageBefore, 2),
+    settings: {
+      backlog,
+      orders,
+      concurrency,
+      rate,
+      seconds,
+      store,
+      instances: instances.join(","),
+      only: [...wanted].join(","),
+    },
+    ceiling,
+    ...partial,
+    peakRssMb: memory.rssMb,
+    peakPrivateMb: memory.privateMb,
+    targets: checkTargets({ ...partial, peakRssMb: memory.rssMb }),
+    durationSeconds: round((performance.now() - began) / 1000, 1),
+  };
+  return report;
+}
+
+/**
+ * Drain and end to end of `config` on a private three-node cluster (the services given all three
+ * nodes), or undefined after a line saying why when RabbitMQ is not installed here.
+ */
+async function measureOnCluster(
+  config: BenchConfig,
+  options: {
+    backlog: number;
+    orders: number;
+    concurrency: number;
+    wanted: Set<Section>;
+    measure: { log: (line: string) => void; memory: MemoryPeaks };
+  },
+): Promise<ScaleRow | undefined> {
+  const { backlog, orders, concurrency, wanted, measure } = options;
+  const { log } = measure;
+  let cluster: Cluster;
+  try {
+    log("starting a private three-node cluster");
+    cluster = await startCluster({ log });
+  } catch (error) {
+    if (!(error instanceof RabbitMqNotInstalledError)) throw error;
+    log(`cluster skipped: ${error.message}`);
+    return undefined;
+  }
+  try {
+    const onCluster: BenchConfig = {
+      ...config,
+      broker: { amqpUrl: cluster.amqpUrls("/"), managementUrl: cluster.managementUrl() },
+    };
+    const row: ScaleRow = { ...config, broker: `${cluster.nodes.length}-node cluster` };
+    if (wanted.has("drain")) {
+      row.drain = await measureDrain(backlog, onCluster, measure);
+      log(`drain (cluster): ${row.drain.msgPerSec} msg/s`);
+    }
+    if (wanted.has("e2e")) {
+      row.endToEnd = await measureEndToEnd(orders, { ...onCluster, concurrency }, measure);
+      log(`end to end (cluster): ${row.endToEnd.ordersPerSec} orders/s`);
+    }
+    return row;
+  } finally {
+    await cluster.close();
+  }
+}
+
+const USAGE = `Usage: deno task bench [options]
+
+  --backlog N         messages in the ceiling's and the drain's backlog (default 20000)
+  --orders N          orders placed end to end over HTTP (default 5000)
+  --concurrency N     requests in flight end to end (default 50)
+  --rate N            orders per second of the latency run (default 200)
+  --seconds N         length of the latency run (default 20)
+  --store S           sqlite or postgres (default sqlite); postgres also measures
+                      SQLite with one inventory, to print them side by side
+  --instances N[,N…]  inventory instances, e.g. 1,2,3 for one configuration each
+                      (default 1; more than 1 needs --store postgres)
+  --only LIST         some of ceiling,drain,e2e,latency (default all)
+  --cluster           also drain and end to end on a private three-node RabbitMQ
+                      cluster started for the run, beside the single node
+  --quick             small numbers for a smoke run (backlog 2000, orders 500, 100/s for 3 s)
+  --json              print one JSON object (the steps go to stderr)`;
+
+/**
+ * Parses the command line into {@linkcode BenchOptions}.
+ * @throws {RangeError} naming the option and what it must be
+ */
+export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; help: boolean } {
+  const { values, positive } = readCommandLine(args, {
+    tool: "the benchmark",
+    options: {
+      backlog: { type: "string" },
+      orders: { type: "string" },
+      concurrency: { type: "string" },
+      rate: { type: "string" },
+      seconds: { type: "string" },
+      store: { type: "string" },
+      instances: { type: "string" },
+      only: { type: "string" },
+      quick: { type: "boolean" },
+      cluster: { type: "boolean" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const quick = values.quick === true;
+  const oneOf = <T extends string>(name: string, allowed: readonly T[]): T | undefined => {
+    const text = values[name];
+    if (typeof text !== "string") return undefined;
+    if (!allowed.includes(text as T)) {
+      throw new RangeError(
+        `Cannot run the benchmark as --${name} must be one of ${
+          allowed.join(", ")
+        }: current value is "${text}"`,
+      );
+    }
+    return text as T;
+  };
+  let only: Section[] | undefined;
+  if (typeof values.only === "string") {
+    only = values.only.split(",").map((part) => part.trim()) as Section[];
+    const unknown = only.filter((part) => !SECTIONS.includes(part));
+    if (unknown.length > 0 || only.length === 0) {
+      throw new RangeError(
+        `Cannot run the benchmark as --only must list some of ${
+          SECTIONS.join(",")
+        }: current value is "${values.only}"`,
+      );
+    }
+  }
+  let instances: number[] | undefined;
+  if (typeof values.instances === "string") {
+    instances = values.instances.split(",").map(Number);
+    if (instances.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) {
+      throw new RangeError(
+        `Cannot run the benchmark as --instances must be integers 1-16 separated by commas: current value is "${values.instances}"`,
+      );
+    }
+  }
+  return {
+    backlog: positive("backlog", quick ? 2_000 : undefined),
+    orders: positive("orders", quick ? 500 : undefined),
+    concurrency: positive("concurrency"),
+    rate: positive("rate", quick ? 100 : undefined),
+    seconds: positive("seconds", quick ? 3 : undefined),
+    store: oneOf("store", ["sqlite", "postgres"] as const),
+    instances,
+    only,
+    cluster: values.cluster === true,
+    json: values.json === true,
+    help: values.help === true,
+  };
+}
+
+if (import.meta.main) {
+  let options: ReturnType<typeof parseBenchArgs>;
+  try {
+    options = parseBenchArgs(Deno.args);
+  } catch (error) {
+    console.error(`${describeError(error)}\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+  if (options.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const stamp = () => `[${new Date().toISOString().slice(11, 19)}]`;
+  const log = options.json
+    ? (line: string) => console.error(`${stamp()} ${line}`)
+    : (line: string) => console.log(`${stamp()} ${line}`);
+  try {
+    const report = await runBench({
+      ...options,
+      log,
+      command: ["deno task bench", ...Deno.args].join(" "),
+    });
+    console.log(options.json ? JSON.stringify(report) : `\n${formatReport(report)}`);
+    Deno.exit(0);
+  } catch (error) {
+    console.error(`Cannot finish the benchmark: ${describeError(error)}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,375 @@
+/**
+ * `deno task soak`: the three services under a steady open-loop order stream for a long time, on
+ * an isolated stack (the bench's), with short retention windows so that retention cycles several
+ * times within the run. Every `--interval` seconds it samples each service's RSS, private memory
+ * and V8 heap, each database's size on disk, the inbox rows, the queue depths, and the p50/p99 of
+ * POST → notification for the orders placed in that window. It prints a row per sample, writes an
+ * SVG chart, and ends with the growth of memory and storage and issue 15's targets judged. It is
+ * not a test: a target not met is printed, not failed.
+ * @module
+ */
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { readCommandLine } from "../lib/command_line.ts";
+// @ts-types="@types/pg"
+import pg from "pg";
+import { type MemoryPeaks, type StoreKind, withBenchStack } from "./_stack.ts";
+import { notifiedOrder } from "./_measure.ts";
+import { percentiles, privateRssMb, rssMb } from "./_stats.ts";
+import { streamOrders } from "../lib/order_stream.ts";
+import { type ServiceName, SERVICES, type Stack, waitFor } from "../lib/stack.ts";
+import { request, round } from "../lib/steps.ts";
+import {
+  formatSoakFigures,
+  formatSoakHeader,
+  formatSoakRow,
+  renderSoakChart,
+  type ServiceSample,
+  type SoakFigures,
+  type SoakSample,
+  summarizeSoak,
+} from "./_soak_figures.ts";
+import { parseDuration } from "../../shared/config.ts";
+import { describeError } from "../../shared/log.ts";
+import { QUEUES } from "../../shared/topology.ts";
+
+/** Options for {@linkcode runSoak}. */
+export interface SoakOptions {
+  /** How long to send orders, in minutes. @default {30} */
+  minutes?: number;
+  /** Orders per second, open loop. @default {300} */
+  rate?: number;
+  /** @default {"sqlite"} */
+  store?: StoreKind;
+  /** `INBOX_RETENTION` and `IDEMPOTENCY_KEY_RETENTION` of the services. @default {"5m"} */
+  retention?: string;
+  /** Seconds between samples. @default {10} */
+  intervalSeconds?: number;
+  /** Where to write the SVG chart. @default {soak-<time>.svg in the temp directory} */
+  chart?: string;
+  /** Receives the table's lines as they come. @default {no output} */
+  log?: (line: string) => void;
+}
+
+/** A soak's settings, samples and figures. */
+export interface SoakReport {
+  settings: Required<Omit<SoakOptions, "log">>;
+  samples: SoakSample[];
+  figures: SoakFigures;
+  /** Peak RSS (`VmHWM`) and private memory (sampled every 100 ms) per service over the run. */
+  peaks: MemoryPeaks;
+  /** Orders answered 202, and those that got no 202 in the stream's deadline. */
+  placed: number;
+  failed: number;
+}
+
+/**
+ * Runs the soak and summarises it.
+ * @throws {RangeError} before anything runs when an option is out of range
+ */
+export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
+  const {
+    minutes = 30,
+    rate = 300,
+    store = "sqlite",
+    retention = "5m",
+    intervalSeconds = 10,
+    chart = join(Deno.env.get("TMPDIR") ?? "/tmp", `soak-${Date.now()}.svg`),
+    log = () => {},
+  } = options;
+  for (const [name, value] of Object.entries({ minutes, rate, intervalSeconds })) {
+    if (!(value > 0)) {
+      throw new RangeError(
+        `Cannot run the soak as ${name} must be a positive number: current value is ${value}`,
+      );
+    }
+  }
+  const retentionMs = parseDuration(retention);
+  if (!retentionMs) {
+    throw new RangeError(
+      `Cannot run the soak as retention must be a duration such as 5m: current value is "${retention}"`,
+    );
+  }
+  const settings = { minutes, rate, store, retention, intervalSeconds, chart };
+  const peaks: MemoryPeaks = { rssMb: {}, privateMb: {} };
+  const env = { INBOX_RETENTION: retention, IDEMPOTENCY_KEY_RETENTION: retention };
+  const config = { store, instances: 1 };
+  return await withBenchStack(
+    config,
+    { services: [...SERVICES], memory: peaks, env },
+    async (bench) => {
+      const { stack } = bench;
+      const meter = await openStorageMeter(stack, bench.databaseUrl);
+      try {
+        const intervalMs = intervalSeconds * 1000;
+        const sentAt = new Map<string, number>();
+        const notifiedAt = new Map<string, number>();
+        const ordersIn: number[] = [];
+        let placed = 0;
+        let failed = 0;
+        const began = Date.now();
+        const windowOf = (ms: number) => Math.floor((ms - began) / intervalMs);
+        const streaming = streamOrders(
+          stack,
+          { seconds: minutes * 60, rate, label: "soak" },
+          (result) => {
+            if (!result.orderId) return void failed++;
+            placed++;
+            sentAt.set(result.orderId, result.sentAtMs);
+            const w = windowOf(result.sentAtMs);
+            ordersIn[w] = (ordersIn[w] ?? 0) + 1;
+          },
+        );
+        const samples: SoakSample[] = [];
+        log(formatSoakHeader());
+        const windows = Math.ceil((minutes * 60) / intervalSeconds);
+        for (let k = 1; k <= windows + 1; k++) {
+          // A sampling interval, not a wait for a condition.
+          const due = began + k * intervalMs;
+          if (k <= windows) await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now())));
+          else await streaming;
+          collectNotifications(stack, notifiedAt);
+          if (k <= windows) {
+            samples.push({
+              ...await sampleStack(stack, meter),
+              t: k * intervalSeconds,
+              late: 0,
+              orders: 0,
+            });
+          }
+          // Window k - 1 had a whole interval for its notifications; the last one gets a deadline.
+          if (k === windows + 1) {
+            await waitFor("the last window's notifications", () => {
+              collectNotifications(stack, notifiedAt);
+              return [...sentAt.keys()].every((id) => notifiedAt.has(id));
+            }, { timeoutMs: 30_000, intervalMs: 200 }).catch(() => {});
+          }
+          const finished = samples[k - 2];
+          if (!finished) continue;
+          Object.assign(finished, windowLatency(k - 2, { sentAt, notifiedAt, windowOf }));
+          finished.orders = ordersIn[k - 2] ?? 0;
+          log(formatSoakRow(finished));
+        }
+        const figures = summarizeSoak(samples, { retentionSeconds: retentionMs / 1000 });
+        const title =
+          `deno task soak: ${minutes} min at ${rate} orders/s on ${store}, retention ${retention}`;
+        await Deno.writeTextFile(chart, renderSoakChart(samples, title));
+        return { settings, samples, figures, peaks, placed, failed };
+      } finally {
+        await meter.close();
+      }
+    },
+  );
+}
+
+/** Moves the notifications logged so far into `notifiedAt` and forgets every line read. */
+function collectNotifications(stack: Stack, notifiedAt: Map<string, number>): void {
+  for (const line of stack.services.notification?.logs ?? []) {
+    const notified = notifiedOrder(line);
+    if (notified) notifiedAt.set(notified.orderId, notified.atMs);
+  }
+  // The harness keeps no line it has read: over half an hour they would be its own leak.
+  for (const service of Object.values(stack.services)) service.logs.length = 0;
+}
+
+/** p50/p99 POST → notification of the orders placed in window `w`, forgotten afterwards. */
+function windowLatency(
+  w: number,
+  state: {
+    sentAt: Map<string, number>;
+    notifiedAt: Map<string, number>;
+    windowOf: (ms: number) => number;
+  },
+): Pick<SoakSample, "p50Ms" | "p99Ms" | "late"> {
+  const { sentAt, notifiedAt, windowOf } = state;
+  const latencies: number[] = [];
+  let late = 0;
+  for (const [id, sent] of sentAt) {
+    if (windowOf(sent) > w) continue;
+    const notified = notifiedAt.get(id);
+    if (notified === undefined) late++;
+    else latencies.push(notified - sent);
+    sentAt.delete(id);
+    notifiedAt.delete(id);
+  }
+  if (latencies.length === 0) return { late };
+  const { p50, p99 } = percentiles(latencies);
+  return { p50Ms: p50, p99Ms: p99, late };
+}
+
+/** Reads each service's database size, its bookkeeping part and inbox rows, on either store. */
+interface StorageMeter {
+  read(
+    name: ServiceName,
+  ): Promise<Pick<ServiceSample, "storageMb" | "bookkeepingMb" | "inboxRows">>;
+  close(): Promise<void>;
+}
+
+/**
+ * The tables of what the services record and keep: orders, stock, reservations, notifications.
+ * Everything else on disk is bookkeeping (inbox, idempotency keys, outbox, free pages, WAL).
+ */
+const BUSINESS_TABLES = ["orders", "stock", "reservations", "notifications"];
+
+async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<StorageMeter> {
+  const mb = (bytes: number) => round(bytes / 1e6, 2);
+  if (databaseUrl) {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    return {
+      async read(name) {
+        const schema = `${name}_service`;
+        const size = await client.query(
+          `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS bytes,
+                  coalesce(sum(pg_total_relation_size(c.oid))
+                    FILTER (WHERE c.relname = ANY($2)), 0) AS business
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relkind = 'r'`,
+          [schema, BUSINESS_TABLES],
+        );
+        const rows = await client.query(`SELECT count(*) AS n FROM ${schema}.inbox`);
+        const { bytes, business } = size.rows[0];
+        return {
+          storageMb: mb(Number(bytes)),
+          bookkeepingMb: mb(Number(bytes) - Number(business)),
+          inboxRows: Number(rows.rows[0].n),
+        };
+      },
+      close: () => client.end(),
+    };
+  }
+  return {
+    async read(name) {
+      const file = join(stack.dataDir, `${name}.db`);
+      let bytes = 0;
+      for (const path of [file, `${file}-wal`]) {
+        bytes += await Deno.stat(path).then((s) => s.size, () => 0);
+      }
+      // A reader of its own: WAL lets it read beside the service's writer. dbstat reads only the
+      // b-trees it is asked for, so a sample costs the business tables, not the whole file.
+      const db = new DatabaseSync(file, { readOnly: true });
+      try {
+        const count = (sql: string, ...params: string[]) =>
+          Number(Object.values(db.prepare(sql).get(...params) ?? {})[0] ?? 0);
+        const trees = db.prepare(
+          `SELECT name FROM sqlite_schema
+            WHERE tbl_name IN (${BUSINESS_TABLES.map(() => "?").join(", ")})
+              AND type IN ('table', 'index')`,
+        ).all(...BUSINESS_TABLES) as Array<{ name: string }>;
+        let business = 0;
+        for (const { name: tree } of trees) {
+          business += count(
+            "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ? AND aggregate = TRUE",
+            tree,
+          );
+        }
+        return {
+          storageMb: mb(bytes),
+          bookkeepingMb: mb(bytes - business),
+          inboxRows: count("SELECT count(*) FROM inbox"),
+        };
+      } finally {
+        db.close();
+      }
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Memory, storage and inbox of every service, and the depth of every consumed queue. */
+async function sampleStack(
+  stack: Stack,
+  meter: StorageMeter,
+): Promise<Pick<SoakSample, "services" | "queueDepth">> {
+  const services = {} as Record<ServiceName, ServiceSample>;
+  for (const name of SERVICES) {
+    const service = stack.services[name]!;
+    const metrics = await (await request(`${service.url}/metrics`)).text();
+    const heap = Number(/^process_heap_used_bytes (\d+)/m.exec(metrics)?.[1] ?? NaN);
+    services[name] = {
+      rssMb: await rssMb(service.pid) ?? NaN,
+      privateMb: await privateRssMb(service.pid) ?? NaN,
+      heapMb: round(heap / 1e6, 1),
+      ...await meter.read(name),
+    };
+  }
+  const depths = await Promise.all(QUEUES.map((queue) => stack.broker.queueDepth(queue)));
+  return { services, queueDepth: depths.reduce((a, b) => a + b, 0) };
+}
+
+const USAGE = `Usage: deno task soak [options]
+
+  --minutes M      how long to send orders (default 30)
+  --rate R         orders per second, open loop (default 300)
+  --store S        sqlite or postgres (default sqlite)
+  --retention D    INBOX_RETENTION and IDEMPOTENCY_KEY_RETENTION of the services
+                   (default 5m, so that retention cycles several times in a run)
+  --interval S     seconds between samples (default 10)
+  --chart FILE     where to write the SVG chart (default soak-<time>.svg in the temp dir)
+  --json           print one JSON object at the end (the table goes to stderr)`;
+
+/**
+ * Parses the command line into {@linkcode SoakOptions}.
+ * @throws {RangeError} naming the option and what it must be
+ */
+export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; help: boolean } {
+  const { values, positive } = readCommandLine(args, {
+    tool: "the soak",
+    options: {
+      minutes: { type: "string" },
+      rate: { type: "string" },
+      store: { type: "string" },
+      retention: { type: "string" },
+      interval: { type: "string" },
+      chart: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const store = values.store;
+  if (store !== undefined && store !== "sqlite" && store !== "postgres") {
+    throw new RangeError(
+      `Cannot run the soak as --store must be sqlite or postgres: current value is "${store}"`,
+    );
+  }
+  return {
+    minutes: positive("minutes"),
+    rate: positive("rate"),
+    store,
+    retention: typeof values.retention === "string" ? values.retention : undefined,
+    intervalSeconds: positive("interval"),
+    chart: typeof values.chart === "string" ? values.chart : undefined,
+    json: values.json === true,
+    help: values.help === true,
+  };
+}
+
+if (import.meta.main) {
+  let options: ReturnType<typeof parseSoakArgs>;
+  try {
+    options = parseSoakArgs(Deno.args);
+  } catch (error) {
+    console.error(`${describeError(error)}\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+  if (options.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const print = options.json ? console.error : console.log;
+  try {
+    const { json: _json, help: _help, ...soak } = options;
+    const report = await runSoak({ ...soak, log: print });
+    if (options.json) console.log(JSON.stringify(report));
+    else {
+      console.log(`\n${formatSoakFigures(report.figures)}`);
+      console.log(
+        `\n${report.placed} orders placed, ${report.failed} without a 202; chart: ${report.settings.chart}`,
+      );
+    }
+    Deno.exit(0);
+  } catch (error) {
+    console.error(`Cannot finish the soak: ${describeError(error)}`);
+    Deno.exit(1);
+  }
+}

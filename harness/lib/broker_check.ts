@@ -1,0 +1,141 @@
+/**
+ * Making sure the broker the harness needs is there before anything runs: its AMQP port for
+ * `deno task dev`, and its management API as well for `deno task test`. What can be started or
+ * enabled on this machine is; otherwise one line says what to do, instead of a wall of failures.
+ * @module
+ */
+import { join } from "node:path";
+import { waitFor } from "./stack.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"];
+
+/** Resolves true when something accepts TCP connections at one of the nodes of `amqpUrls`. */
+export async function brokerAnswers(amqpUrls: string): Promise<boolean> {
+  for (const node of amqpUrls.split(",").map((url) => new URL(url.trim()))) {
+    const port = Number(node.port) || (node.protocol === "amqps:" ? 5671 : 5672);
+    try {
+      (await Deno.connect({ hostname: node.hostname || "127.0.0.1", port })).close();
+      return true;
+    } catch {
+      // The next node, if any.
+    }
+  }
+  return false;
+}
+
+async function succeeds(command: string, args: string[]): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(command, { args, stdout: "null", stderr: "null" })
+      .output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts a broker with Docker Compose or a local rabbitmq-server; false when neither is there. */
+async function startBroker(who: string): Promise<boolean> {
+  if (await succeeds("docker", ["info"])) {
+    console.log(`${who}: no broker answers; starting one with docker compose (compose.yaml)`);
+    return await succeeds("docker", [
+      "compose",
+      "-f",
+      join(ROOT, "compose.yaml"),
+      "up",
+      "-d",
+      "--wait",
+    ]);
+  }
+  if (await succeeds("sh", ["-c", "command -v rabbitmq-server"])) {
+    console.log(`${who}: no broker answers; starting the local rabbitmq-server`);
+    return await succeeds("rabbitmq-server", ["-detached"]);
+  }
+  return false;
+}
+
+/**
+ * Resolves true once a broker answers at `amqpUrls`, starting one on this machine when the URL
+ * names this machine and nothing answers; false, after one line saying what to do, when it cannot.
+ * `who` prefixes the lines: the task's name.
+ */
+export async function ensureBroker(amqpUrls: string, who: string): Promise<boolean> {
+  if (await brokerAnswers(amqpUrls)) return true;
+  const first = new URL(amqpUrls.split(",")[0].trim());
+  // Only a broker on this machine is ours to start.
+  if (!LOCAL_HOSTS.includes(first.hostname) || !(await startBroker(who))) {
+    console.error(
+      `${who}: no RabbitMQ answers at ${first.host}: start one with "docker compose up -d --wait" ` +
+        `(or "rabbitmq-server -detached"), or set AMQP_URL to yours`,
+    );
+    return false;
+  }
+  await waitFor("the broker to answer", () => brokerAnswers(amqpUrls), {
+    timeoutMs: 90_000,
+    intervalMs: 500,
+  });
+  return true;
+}
+
+/** Why the management API at `managementUrl` does not serve, or undefined when it does. */
+export async function managementProblem(managementUrl: string): Promise<string | undefined> {
+  const url = new URL(managementUrl);
+  const auth = "Basic " +
+    btoa(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`);
+  url.username = url.password = "";
+  try {
+    const response = await fetch(new URL("api/overview", url.toString().replace(/\/?$/, "/")), {
+      headers: { authorization: auth },
+      signal: AbortSignal.timeout(5000),
+    });
+    await response.body?.cancel();
+    if (response.ok) return undefined;
+    return response.status === 401
+      ? `it refuses the user "${decodeURIComponent(new URL(managementUrl).username)}" (401)`
+      : `it answers ${response.status}`;
+  } catch {
+    return "nothing answers";
+  }
+}
+
+/** Options for {@linkcode ensureManagementApi}. */
+export interface EnsureManagementOptions {
+  /** Prefixes the lines: the task's name. */
+  who: string;
+  /** Enable the plugin with `rabbitmq-plugins` when the API is on this machine and off. @default {true} */
+  mayEnable?: boolean;
+}
+
+/**
+ * Resolves true once the management API at `managementUrl` serves, enabling the plugin on this
+ * machine when it is off; false, after one line saying how to turn it on, when it cannot.
+ */
+export async function ensureManagementApi(
+  managementUrl: string,
+  options: EnsureManagementOptions,
+): Promise<boolean> {
+  const { who, mayEnable = true } = options;
+  const problem = await managementProblem(managementUrl);
+  if (problem === undefined) return true;
+  const { host, hostname } = new URL(managementUrl);
+  const local = LOCAL_HOSTS.includes(hostname);
+  if (problem === "nothing answers" && local && mayEnable) {
+    console.log(
+      `${who}: enabling the RabbitMQ management plugin (rabbitmq-plugins enable rabbitmq_management)`,
+    );
+    if (await succeeds("rabbitmq-plugins", ["enable", "rabbitmq_management"])) {
+      const served = await waitFor(
+        "the management API",
+        async () => (await managementProblem(managementUrl)) === undefined,
+        { timeoutMs: 60_000, intervalMs: 500 },
+      ).catch(() => false);
+      if (served) return true;
+    }
+  }
+  console.error(
+    `${who}: the RabbitMQ management API at ${host} does not serve (${problem}), and the tests need ` +
+      `it to make a vhost each: run "rabbitmq-plugins enable rabbitmq_management" on the broker, or ` +
+      `set RABBITMQ_MANAGEMENT_URL to it`,
+  );
+  return false;
+}

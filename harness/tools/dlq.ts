@@ -1,0 +1,221 @@
+/**
+ * `deno task dlq` lists what sits in each `.dlq`; `deno task dlq:replay` sends it back.
+ *
+ * Listing takes the messages without settling them and lets them go again, so nothing is lost or
+ * reordered. Replay republishes each chosen message to the events exchange with its original
+ * routing key, with publisher confirms, and removes it from its DLQ only after the confirm. A
+ * replayed event that was handled before is absorbed by the consumer's inbox, so replaying twice
+ * changes nothing twice.
+ *
+ * ```sh
+ * deno task dlq [--queue order-placed] [--json]
+ * deno task dlq:replay [--queue order-placed] [--message-id ID]... [--json]
+ * ```
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { loadConfig } from "../../shared/config.ts";
+import { type Broker, connectBroker } from "../../shared/broker.ts";
+import type { Delivery } from "../../shared/delivery.ts";
+import { createLogger } from "../../shared/log.ts";
+import { deadLetterQueue, EXCHANGE, type Queue, QUEUES } from "../../shared/topology.ts";
+import { RETRY_ATTEMPT_HEADER } from "../../shared/consumer.ts";
+import { waitFor } from "../lib/stack.ts";
+
+/** What `deno task dlq` shows of one dead-lettered message. */
+export interface DeadLetter {
+  queue: string;
+  message_id: string;
+  reason: string;
+  attempts: number;
+  first_failed_at: string;
+  order_id: string;
+  routing_key: string;
+  preview: string;
+}
+
+/** The parts of the headers RabbitMQ writes when it dead-letters a message itself. */
+interface Death {
+  reason?: string;
+  count?: number;
+  time?: Date | { value?: number };
+  "routing-keys"?: string[];
+}
+
+function firstDeath(delivery: Delivery): Death | undefined {
+  const deaths = delivery.headers["x-death"];
+  return Array.isArray(deaths) ? deaths.at(-1) as Death : undefined;
+}
+
+/** Describes a dead-lettered delivery of the DLQ of `queue`. */
+export function describeDeadLetter(queue: string, delivery: Delivery): DeadLetter {
+  const { headers } = delivery;
+  const death = firstDeath(delivery);
+  const text = new TextDecoder().decode(delivery.body);
+  const deathTime = death?.time instanceof Date
+    ? death.time.toISOString()
+    : death?.time?.value
+    ? new Date(death.time.value * 1000).toISOString()
+    : "";
+  return {
+    queue,
+    message_id: delivery.messageId ?? "",
+    reason: String(headers["x-rejected-reason"] ?? death?.reason ?? "unknown"),
+    attempts: Number(headers["x-attempts"] ?? death?.count ?? 1),
+    first_failed_at: String(headers["x-rejected-at"] ?? deathTime),
+    order_id: delivery.correlationId ?? orderIdOf(text),
+    routing_key: originalRoutingKey(delivery),
+    preview: JSON.stringify(text.length > 80 ? text.slice(0, 80) + "…" : text),
+  };
+}
+
+function orderIdOf(text: string): string {
+  try {
+    const body = JSON.parse(text);
+    return String(body?.order_id ?? body?.order?.order_id ?? "");
+  } catch {
+    return "";
+  }
+}
+
+/** The routing key the message had before it was dead-lettered. */
+function originalRoutingKey(delivery: Delivery): string {
+  return String(
+    delivery.headers["x-original-routing-key"] ?? firstDeath(delivery)?.["routing-keys"]?.[0] ??
+      delivery.type ?? "",
+  );
+}
+
+/** Options for {@linkcode replayDeadLetters} and {@linkcode listDeadLetters}. */
+export interface DeadLetterOptions {
+  /** Only the DLQ of these queues. @default {every queue} */
+  queues?: readonly Queue[];
+  /** Only these message ids. @default {every message} */
+  messageIds?: readonly string[];
+  /** The most messages read from one DLQ. @default {10000} */
+  limit?: number;
+}
+
+/** Lists the messages in the DLQs, oldest first per queue, and leaves them where they are. */
+export async function listDeadLetters(
+  broker: Broker,
+  options: DeadLetterOptions = {},
+): Promise<DeadLetter[]> {
+  const { queues = QUEUES, limit = 10_000 } = options;
+  const found: DeadLetter[] = [];
+  for (const queue of queues) {
+    const browse = await broker.browse(deadLetterQueue(queue), limit);
+    found.push(...browse.messages.map((delivery) => describeDeadLetter(queue, delivery)));
+    await browse.close();
+  }
+  return found;
+}
+
+/**
+ * Republishes the chosen dead letters to their original routing key and removes each from its
+ * DLQ once the broker confirmed the republish.
+ * @returns what was replayed
+ */
+export async function replayDeadLetters(
+  broker: Broker,
+  options: DeadLetterOptions = {},
+): Promise<DeadLetter[]> {
+  const { queues = QUEUES, messageIds, limit = 10_000 } = options;
+  const replayed: DeadLetter[] = [];
+  for (const queue of queues) {
+    const browse = await broker.browse(deadLetterQueue(queue), limit);
+    try {
+      for (const delivery of browse.messages) {
+        const letter = describeDeadLetter(queue, delivery);
+        if (messageIds && !messageIds.includes(letter.message_id)) continue;
+        await broker.forward(
+          delivery,
+          { exchange: EXCHANGE, routingKey: letter.routing_key },
+          { "x-replayed-from": deadLetterQueue(queue), "x-replayed-at": new Date().toISOString() },
+          { dropHeaders: FAILURE_HEADERS },
+        );
+        browse.ack(delivery);
+        replayed.push(letter);
+      }
+    } finally {
+      await browse.close();
+    }
+  }
+  return replayed;
+}
+
+/** A replayed message starts afresh: a full retry budget, no stale reason. */
+const FAILURE_HEADERS = [
+  "x-death",
+  "x-first-death-exchange",
+  "x-first-death-queue",
+  "x-first-death-reason",
+  "x-rejected-reason",
+  "x-rejected-at",
+  "x-attempts",
+  "x-last-error",
+  RETRY_ATTEMPT_HEADER,
+];
+
+function printTable(letters: DeadLetter[]): void {
+  if (letters.length === 0) {
+    console.log("No dead letters.");
+    return;
+  }
+  for (const letter of letters) {
+    console.log(
+      `${letter.queue}.dlq  ${letter.message_id || "(no id)"}  order=${letter.order_id || "-"}  ` +
+        `attempts=${letter.attempts}  first failed ${letter.first_failed_at || "-"}\n` +
+        `    reason: ${letter.reason}\n    body:   ${letter.preview}`,
+    );
+  }
+}
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      queue: { type: "string", multiple: true },
+      "message-id": { type: "string", multiple: true },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const command = positionals[0] ?? "list";
+  const queues = values.queue?.map((name) => name.replace(/\.dlq$/, ""));
+  const unknown = queues?.find((name) => !QUEUES.includes(name as Queue));
+  if (command !== "list" && command !== "replay" || unknown !== undefined) {
+    console.error(
+      unknown === undefined
+        ? `Cannot run "${command}": use list or replay`
+        : `Cannot use --queue ${unknown} as it is not one of ${QUEUES.join(", ")}`,
+    );
+    return 2;
+  }
+  const config = loadConfig("dlq");
+  const broker = connectBroker(config.amqpUrls, {
+    log: createLogger("dlq", { level: "error" }),
+    connectionName: "dlq",
+    topology: { retryDelaysMs: config.retryDelaysMs },
+  });
+  try {
+    const hosts = config.amqpUrls.map((url) => new URL(url).host).join(" or ");
+    await waitFor(`the broker at ${hosts}`, () => broker.connected, {
+      timeoutMs: 10_000,
+    });
+    const options = { queues: queues as Queue[] | undefined, messageIds: values["message-id"] };
+    const letters = command === "list"
+      ? await listDeadLetters(broker, options)
+      : await replayDeadLetters(broker, options);
+    if (values.json) console.log(JSON.stringify({ command, count: letters.length, letters }));
+    else {
+      printTable(letters);
+      if (command === "replay") console.log(`Replayed ${letters.length} message(s).`);
+    }
+    return 0;
+  } finally {
+    await broker.close();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());
