@@ -10,13 +10,12 @@
  */
 import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
-import { closeConnectionWith, ConsumerState, toDelivery } from "./_broker_consumer.ts";
+import { closeConnectionWith, ConsumerState } from "./_broker_consumer.ts";
 import type { BatchHandler, Delivery } from "./delivery.ts";
 import { BrokerTimeoutError, withDeadline } from "./_broker_deadline.ts";
 import { Buffer } from "node:buffer";
 import {
   declareTopology,
-  EXCHANGE,
   type Queue,
   TopologyMismatchError,
   type TopologyOptions,
@@ -82,37 +81,9 @@ export interface Broker {
   ): Promise<void>;
   /** Consumes `queue` for as long as the broker runs, across reconnects. */
   consume(queue: Queue, handler: BatchHandler, options?: ConsumeOptions): Consumer;
-  /** Messages ready in `queue` (not counting those delivered and unacked); rejects if it is missing. */
-  queueDepth(queue: string): Promise<number>;
-  /**
-   * Binds a new exclusive queue to the events exchange for `routingKeys` and collects every message
-   * routed there from now on: how tests and tools watch the traffic without taking it from anyone.
-   */
-  tap(routingKeys: string[]): Promise<Tap>;
-  /**
-   * Takes up to `limit` messages of `queue` without settling them, so they can be read, and some
-   * acked; `close()` returns the rest to the queue in their order. For tools, not for services.
-   */
-  browse(queue: string, limit: number): Promise<Browse>;
   /** Calls `listener` after every (re)connection. */
   onConnect(listener: () => void): void;
   /** Stops reconnecting and closes the connection. Stop consumers first. */
-  close(): Promise<void>;
-}
-
-/** A copy of the traffic on some routing keys; see {@linkcode Broker.tap}. */
-export interface Tap {
-  /** Every message received so far, in order. */
-  readonly messages: Delivery[];
-  close(): Promise<void>;
-}
-
-/** Messages taken from a queue and held; see {@linkcode Broker.browse}. */
-export interface Browse {
-  readonly messages: Delivery[];
-  /** Removes `delivery` from the queue for good. */
-  ack(delivery: Delivery): void;
-  /** Returns every message not acked to the queue, in its place. */
   close(): Promise<void>;
 }
 
@@ -336,29 +307,6 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
     }
   }
 
-  /** A channel of its own for a tool's work (`to` says what, for errors), on the open connection. */
-  async function toolChannel(to: string): Promise<Channel> {
-    const connection = session?.connection;
-    if (!connection) throw new Error(`Cannot ${to} as the broker is not connected`);
-    const channel = await connection.createChannel();
-    channel.on(
-      "error",
-      (error) => log.debug("tool channel closed", { to, error: describeError(error) }),
-    );
-    return channel;
-  }
-
-  async function queueDepth(queue: string): Promise<number> {
-    // A channel of its own: checking a missing queue closes the channel it ran on.
-    const channel = await toolChannel("inspect a queue");
-    try {
-      return (await withDeadline(channel.checkQueue(queue), replyTimeoutMs, "check a queue"))
-        .messageCount;
-    } finally {
-      await channel.close().catch(() => {});
-    }
-  }
-
   return {
     get connected() {
       return session !== undefined;
@@ -408,58 +356,6 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
         },
         pause: () => consumer.pause(),
         resume: () => consumer.resume(),
-      };
-    },
-    queueDepth,
-    async tap(routingKeys) {
-      const channel = await toolChannel("tap");
-      const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
-      for (const key of routingKeys) await channel.bindQueue(queue, EXCHANGE, key);
-      const messages: Delivery[] = [];
-      await channel.consume(queue, (message) => {
-        if (message) messages.push(toDelivery(message));
-      }, { noAck: true });
-      return { messages, close: () => channel.close().catch(() => {}) };
-    },
-    async browse(queue, limit) {
-      const channel = await toolChannel("browse a queue");
-      const expected = Math.min(limit, (await channel.checkQueue(queue)).messageCount);
-      const messages: Delivery[] = [];
-      const received = new Map<Delivery, ConsumeMessage>();
-      await channel.prefetch(Math.max(1, expected));
-      let allReceived: () => void;
-      const all = new Promise<void>((resolve) => allReceived = resolve);
-      if (expected > 0) {
-        await channel.consume(queue, (message) => {
-          if (message) {
-            const delivery = toDelivery(message);
-            received.set(delivery, message);
-            messages.push(delivery);
-          }
-          if (messages.length >= expected) allReceived();
-        });
-        // Someone else may take messages meanwhile: wait for what arrives, not forever.
-        await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 5000))]);
-      }
-      const before = (await channel.checkQueue(queue)).messageCount + messages.length;
-      let acked = 0;
-      return {
-        messages,
-        ack(delivery) {
-          const message = received.get(delivery);
-          if (!message) throw new Error("Cannot ack a delivery this browse did not take");
-          channel.ack(message);
-          acked++;
-        },
-        async close() {
-          await channel.close().catch(() => {});
-          // The queue takes the returned messages back a moment after the close: wait for them, so
-          // that whoever looks next (another listing, say) sees them all.
-          const deadline = Date.now() + 5000;
-          while (Date.now() < deadline && await queueDepth(queue) < before - acked) {
-            await new Promise((resolve) => setTimeout(resolve, 20));
-          }
-        },
       };
     },
     onConnect(listener) {

@@ -130,7 +130,7 @@ export async function measureDrain(
     await publishAll(stack, Array.from({ length: messages }, (_, i) => orderPlacedMessage(i)));
     await waitFor(
       `${messages} messages in ${Queue.orderPlaced}`,
-      async () => await stack.broker.queueDepth(Queue.orderPlaced) >= messages,
+      async () => await stack.tools.queueDepth(Queue.orderPlaced) >= messages,
     );
     log(`drain: ${messages} OrderPlaced waiting; starting ${config.instances} inventory`);
     const spawned = performance.now();
@@ -143,7 +143,7 @@ export async function measureDrain(
         .reduce((a, b) => a + b, 0);
     await waitFor("the backlog to be handled", async () => {
       // The depth is cheap to ask the broker; the services' counters only matter at the end.
-      if (await stack.broker.queueDepth(Queue.orderPlaced) > 0) return false;
+      if (await stack.tools.queueDepth(Queue.orderPlaced) > 0) return false;
       const acked = await sum("campus_food_messages_acked_total", { queue: Queue.orderPlaced });
       const confirmed = await sum("campus_food_events_confirmed_total", {
         event_type: EventType.InventoryReserved,

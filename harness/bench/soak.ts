@@ -293,7 +293,7 @@ async function sampleStack(
       ...await meter.read(name),
     };
   }
-  const depths = await Promise.all(QUEUES.map((queue) => stack.broker.queueDepth(queue)));
+  const depths = await Promise.all(QUEUES.map((queue) => stack.tools.queueDepth(queue)));
   return { services, queueDepth: depths.reduce((a, b) => a + b, 0) };
 }
 

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { type Broker, connectBroker } from "../../shared/broker.ts";
 import { createLogger, type LogLevel } from "../../shared/log.ts";
+import { type BrokerTools, connectBrokerTools } from "./broker_tools.ts";
 // @ts-types="@types/pg"
 import pg from "pg";
 
@@ -304,8 +305,10 @@ export interface Stack {
   managementUrl: string;
   dataDir: string;
   services: Partial<Record<ServiceName, RunningService>>;
-  /** A connection of the stack's own to its vhost, for publishing, taps and queue depths. */
+  /** A connection of the stack's own to its vhost, for publishing and consuming as a service does. */
   broker: Broker;
+  /** Taps, queue depths and browsing in the stack's vhost, on a connection of their own. */
+  tools: BrokerTools;
   /** The base URL of a running service. */
   url(name: ServiceName): string;
   /** Starts `name`, with `env` on top of the stack's environment (a fix, say, or a fault). */
@@ -344,12 +347,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     log: createLogger("harness", { level: options.brokerLogLevel ?? "warn" }),
     connectionName: "harness",
   });
+  const tools = connectBrokerTools(vhost.amqpUrl);
   const stack: Stack = {
     vhost,
     managementUrl: options.broker?.managementUrl ?? defaultManagementUrl(),
     dataDir,
     services,
     broker,
+    tools,
     url(name) {
       const service = services[name];
       if (!service) throw new Error(`Cannot reach ${name} as it is not running`);
@@ -376,6 +381,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         ...SERVICES.map((name) => stack.stop(name)),
         ...[...instances].map((instance) => instance.stop()),
       ]);
+      await tools.close();
       await broker.close();
       await vhost.delete().catch(() => {});
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});

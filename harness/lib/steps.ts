@@ -14,7 +14,7 @@ import {
   waitFor,
 } from "./stack.ts";
 import { deadLetterQueue, EventType, EXCHANGE, QUEUES } from "../../shared/topology.ts";
-import type { Tap } from "../../shared/broker.ts";
+import type { Tap } from "./broker_tools.ts";
 import { describeError } from "../../shared/log.ts";
 
 /** What a scenario found: printed as its last line, or as one JSON object with `--json`. */
@@ -614,7 +614,7 @@ async function getJson(url: string): Promise<{ status: number; body: any }> {
 export async function expectDeadLettersEmpty(stack: Stack, report: Report): Promise<void> {
   const depths = await Promise.all(
     QUEUES.map(async (q) =>
-      [deadLetterQueue(q), await stack.broker.queueDepth(deadLetterQueue(q))] as const
+      [deadLetterQueue(q), await stack.tools.queueDepth(deadLetterQueue(q))] as const
     ),
   );
   report.step(`dead-letter queues: ${depths.map(([q, d]) => `${q} ${d}`).join(", ")}`);

@@ -23,7 +23,7 @@ import {
   round,
   tally,
 } from "../lib/steps.ts";
-import type { Tap } from "../../shared/broker.ts";
+import type { Tap } from "../lib/broker_tools.ts";
 import { QUEUES } from "../../shared/topology.ts";
 import {
   checkCancelAnswers,
@@ -240,7 +240,7 @@ export async function verifyScale(run: ScaleRun): Promise<void> {
   }, { timeoutMs: 30_000, intervalMs: 200 });
   // A copy still on its way would be counted after the check: let the queues run empty first.
   await waitFor("the queues to be empty", async () => {
-    const depths = await Promise.all(QUEUES.map((q) => stack.broker.queueDepth(q)));
+    const depths = await Promise.all(QUEUES.map((q) => stack.tools.queueDepth(q)));
     return depths.every((d) => d === 0);
   });
 

@@ -64,7 +64,7 @@ export function runBacklog(options: BacklogOptions = {}): Promise<ScenarioResult
     await withStack({ env: { INVENTORY_STOCK: stock } }, async (stack) => {
       report.step(`stack up in vhost ${stack.vhost.name}`);
       await waitReady(stack);
-      const tap = await stack.broker.tap([EventType.InventoryReserved, EventType.InventoryFailed]);
+      const tap = await stack.tools.tap([EventType.InventoryReserved, EventType.InventoryFailed]);
       const stockBefore = await getStock(stack);
 
       const requests = Array.from({ length: orders }, (_, i) => orderRequest(i));
@@ -77,8 +77,8 @@ export function runBacklog(options: BacklogOptions = {}): Promise<ScenarioResult
 
       const effects = await countEffects(stack, orderIds, tap);
       const stockAfter = await getStock(stack);
-      const finalDepth = await stack.broker.queueDepth(Queue.orderPlaced);
-      const dlqDepth = await stack.broker.queueDepth(deadLetterQueue(Queue.orderPlaced));
+      const finalDepth = await stack.tools.queueDepth(Queue.orderPlaced);
+      const dlqDepth = await stack.tools.queueDepth(deadLetterQueue(Queue.orderPlaced));
 
       const peak = points.reduce((best, p) => p.value > best.value ? p : best, points[0]);
       const drainSeconds = drainedAt - startedAt;
@@ -187,7 +187,7 @@ async function outage(
     });
     await pace(sampler.began + downSeconds * 1000);
     const atStart = await waitFor(`all ${orders} orders to wait in order-placed`, async () => {
-      const depth = await stack.broker.queueDepth(Queue.orderPlaced);
+      const depth = await stack.tools.queueDepth(Queue.orderPlaced);
       return depth >= orders && depth;
     });
     const startedAt = sampler.elapsed();
@@ -293,7 +293,7 @@ function sampleDepth(stack: Stack): DepthSampler {
       const next = performance.now() + interval;
       const t = elapsed();
       try {
-        points.push({ t, value: await stack.broker.queueDepth(Queue.orderPlaced) });
+        points.push({ t, value: await stack.tools.queueDepth(Queue.orderPlaced) });
       } catch {
         // A sample lost to a reconnect is a gap in the chart, not a failure.
       }

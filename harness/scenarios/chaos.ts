@@ -184,7 +184,7 @@ async function chaos(
 ): Promise<void> {
   const { seconds, rate, brokerOutage, proxies } = options;
   // The stack's own connection bypasses the proxy, so the tap sees every event, outages included.
-  const outcomes = await stack.broker.tap([EventType.InventoryReserved, EventType.InventoryFailed]);
+  const outcomes = await stack.tools.tap([EventType.InventoryReserved, EventType.InventoryFailed]);
   // Every process ever started, so that log lines survive the restarts.
   const processes: RunningService[] = Object.values(stack.services);
   const faults: Fault[] = [];
@@ -320,7 +320,7 @@ async function chaos(
 
   const parked = await peekQueue(stack, deadLetterQueue(QUEUES[0]), 100);
   const others = await Promise.all(
-    QUEUES.slice(1).map((q) => stack.broker.queueDepth(deadLetterQueue(q))),
+    QUEUES.slice(1).map((q) => stack.tools.queueDepth(deadLetterQueue(q))),
   );
   const injected = faults.filter((f) => f.fault.startsWith("poison")).length;
   // Parking is at-least-once: a kill between a copy's confirm and the ack parks it again.
@@ -469,7 +469,7 @@ async function forceCloseServiceConnections(stack: Stack): Promise<number> {
     const all = await api("GET", `/api/vhosts/${stack.vhost.name}/connections`) as Array<
       { name: string; client_properties: { connection_name?: string } }
     >;
-    services = all.filter((c) => c.client_properties.connection_name !== "harness");
+    services = all.filter((c) => !c.client_properties.connection_name?.startsWith("harness"));
     return services.length >= SERVICES.length;
   }, { timeoutMs: 6_000, intervalMs: 250 }).catch(() => {});
   for (const connection of services) {

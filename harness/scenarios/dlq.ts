@@ -95,7 +95,7 @@ export function runDlq(options: DlqOptions = {}): Promise<ScenarioResult> {
       let inventoryExited = false;
       inventory.exited.then(() => inventoryExited = true);
       // Seeing each valid order's OrderPlaced on a tap before the next poison keeps them interleaved.
-      const placed = await stack.broker.tap([EventType.OrderPlaced]);
+      const placed = await stack.tools.tap([EventType.OrderPlaced]);
       const orderIds: string[] = [];
       async function placeValid(): Promise<void> {
         const id = await placeOrder(stack, { user_id: "u1", items: [{ sku: "soda", qty: 1 }] });
@@ -118,7 +118,7 @@ export function runDlq(options: DlqOptions = {}): Promise<ScenarioResult> {
       await waitFor(
         `${poison.length} messages in order-placed.dlq`,
         async () =>
-          await stack.broker.queueDepth(deadLetterQueue(Queue.orderPlaced)) >= poison.length,
+          await stack.tools.queueDepth(deadLetterQueue(Queue.orderPlaced)) >= poison.length,
       );
       await waitFor(
         "every valid order to be decided",
@@ -164,7 +164,7 @@ export function runDlq(options: DlqOptions = {}): Promise<ScenarioResult> {
       );
       const health = await statusOf(`${inventory.url}/health`);
       const ready = await statusOf(`${inventory.url}/ready`);
-      const depth = await stack.broker.queueDepth(Queue.orderPlaced);
+      const depth = await stack.tools.queueDepth(Queue.orderPlaced);
       report.step(
         `inventory: /health ${health}, /ready ${ready}, ${
           inventoryExited ? "exited" : "still running"

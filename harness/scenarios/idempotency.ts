@@ -76,7 +76,7 @@ export function runIdempotency(options: IdempotencyOptions = {}): Promise<Scenar
     await withStack({ serviceEnv: { inventory: { INVENTORY_STOCK: stock } } }, async (stack) => {
       report.step(`stack up in vhost ${stack.vhost.name}`);
       await waitReady(stack);
-      const tap = await stack.broker.tap([EventType.InventoryReserved, EventType.InventoryFailed]);
+      const tap = await stack.tools.tap([EventType.InventoryReserved, EventType.InventoryFailed]);
       report.step("tap queue bound to InventoryReserved and InventoryFailed");
 
       await publishDuplicates(stack, report, [twice, fifty, secondOrder]);
@@ -106,7 +106,7 @@ export function runIdempotency(options: IdempotencyOptions = {}): Promise<Scenar
       await waitFor("the queues to be empty", async () => {
         const depths = await Promise.all(
           [Queue.orderPlaced, Queue.inventoryReserved, Queue.inventoryFailed].map((q) =>
-            stack.broker.queueDepth(q)
+            stack.tools.queueDepth(q)
           ),
         );
         return depths.every((d) => d === 0);
@@ -200,7 +200,7 @@ async function killMidway(
   const depth = await waitFor(
     "the broker to return the killed consumer's deliveries",
     async () => {
-      const ready = await stack.broker.queueDepth(Queue.orderPlaced);
+      const ready = await stack.tools.queueDepth(Queue.orderPlaced);
       return ready >= burst.length - handledBefore && ready;
     },
   );

@@ -136,11 +136,11 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
             Object.values(slots).flat().map((s) => `${s.label} :${s.current!.port}`).join(", ")
           }`,
         );
-        const outcomes = await stack.broker.tap([
+        const outcomes = await stack.tools.tap([
           EventType.InventoryReserved,
           EventType.InventoryFailed,
         ]);
-        const placedTap = await stack.broker.tap([EventType.OrderPlaced]);
+        const placedTap = await stack.tools.tap([EventType.OrderPlaced]);
         const stock = watchStock(slots.inventory);
         report.step(
           `placing ${orders} orders over ${seconds} s, round-robin over ${slots.order.length} order APIs; ` +

@@ -38,7 +38,7 @@ Deno.test(
     }, async (stack) => {
       const orderId = await placeOrder(stack, BURGER);
       const dlq = deadLetterQueue(Queue.inventoryReserved);
-      await waitFor("the outcome in the DLQ", async () => await stack.broker.queueDepth(dlq) === 1);
+      await waitFor("the outcome in the DLQ", async () => await stack.tools.queueDepth(dlq) === 1);
       const [parked] = await peek(stack, dlq);
       assert.equal(JSON.parse(parked.payload).order_id, orderId);
       assert.equal(parked.properties.headers["x-attempts"], 3);
@@ -78,7 +78,7 @@ Deno.test(
         .flatMap((s) => s.logs).filter((l) => l.msg === "handling failed, retrying later");
       assert.ok(retried.length > 0, "some faults were injected and retried");
       for (const queue of [Queue.orderPlaced, Queue.inventoryReserved]) {
-        assert.equal(await stack.broker.queueDepth(deadLetterQueue(queue)), 0);
+        assert.equal(await stack.tools.queueDepth(deadLetterQueue(queue)), 0);
       }
     });
   },
@@ -106,7 +106,7 @@ Deno.test(
         const dlq = deadLetterQueue(Queue.inventoryFailed);
         await waitFor(
           "the message in the DLQ",
-          async () => await stack.broker.queueDepth(dlq) === 1,
+          async () => await stack.tools.queueDepth(dlq) === 1,
         );
         const [parked] = await peek(stack, dlq);
         const [death] = parked.properties.headers["x-death"] as Array<{ reason: string }>;
@@ -134,7 +134,7 @@ Deno.test(
         const all = await api("GET", `/api/vhosts/${stack.vhost.name}/connections`) as Array<
           { name: string; client_properties: { connection_name?: string } }
         >;
-        const ours = all.filter((c) => c.client_properties.connection_name !== "harness");
+        const ours = all.filter((c) => !c.client_properties.connection_name?.startsWith("harness"));
         return ours.length === 3 && ours;
       });
       for (const connection of connections) {

@@ -114,7 +114,7 @@ Deno.test(
       const dlq = deadLetterQueue(Queue.orderPlaced);
       await waitFor(
         "the OrderPlaced in its DLQ",
-        async () => await stack.broker.queueDepth(dlq) === 1,
+        async () => await stack.tools.queueDepth(dlq) === 1,
       );
       await waitForStatus(stack, orderId, "EXPIRED");
       const expiredAfterMs = Date.now() - placedAt;
@@ -131,17 +131,17 @@ Deno.test(
       // The cancellation reached inventory, whose every handling fails too: it waits in its DLQ.
       await waitFor(
         "the OrderCancelled in its DLQ",
-        async () => await stack.broker.queueDepth(deadLetterQueue(Queue.orderCancelled)) === 1,
+        async () => await stack.tools.queueDepth(deadLetterQueue(Queue.orderCancelled)) === 1,
       );
       await stack.stop("inventory");
       await stack.start("inventory", { FAULT_TRANSIENT_RATE: "0" });
       // Replayed cancellation first, then the OrderPlaced: the late order must take nothing.
-      await replayDeadLetters(stack.broker, { queues: [Queue.orderCancelled] });
+      await replayDeadLetters(stack, { queues: [Queue.orderCancelled] });
       await waitFor(
         "the cancellation remembered",
         async () => (await reservationOf(stack, orderId)).reason === "order cancelled",
       );
-      await replayDeadLetters(stack.broker, { queues: [Queue.orderPlaced] });
+      await replayDeadLetters(stack, { queues: [Queue.orderPlaced] });
       await waitFor(
         "the replayed OrderPlaced handled",
         () =>

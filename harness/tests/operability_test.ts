@@ -40,7 +40,7 @@ Deno.test(
   integration,
   async () => {
     await withStack({}, async (stack) => {
-      const tap = await stack.broker.tap([EventType.OrderPlaced, EventType.InventoryReserved]);
+      const tap = await stack.tools.tap([EventType.OrderPlaced, EventType.InventoryReserved]);
       const response = await order(stack, { traceparent: TRACEPARENT });
       assert.equal(response.status, 202);
       assert.equal(traceIdOf(response.headers.get("traceparent")), TRACE_ID);

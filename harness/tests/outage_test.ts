@@ -27,6 +27,7 @@ import { inventoryOutcome, inventoryOutcomeSchema } from "../../shared/events.ts
 import { openStore, type Store } from "../../shared/store.ts";
 import { watchOutages } from "../../shared/outage.ts";
 import { recordingLogger } from "../../shared/_test_log.ts";
+import { type BrokerTools, connectBrokerTools } from "../lib/broker_tools.ts";
 import { EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
 import { handleInventoryOutcome } from "../../notification/handle_inventory_outcome.ts";
 import { NOTIFICATION_MIGRATIONS } from "../../notification/notifications.ts";
@@ -96,7 +97,7 @@ async function throughOutage(stack: Stack, outage: Outage): Promise<void> {
   }, { timeoutMs: 30_000, intervalMs: 250 });
   await waitReady(stack);
 
-  const depths = await Promise.all(QUEUES.map((q) => stack.broker.queueDepth(deadLetterQueue(q))));
+  const depths = await Promise.all(QUEUES.map((q) => stack.tools.queueDepth(deadLetterQueue(q))));
   assert.deepEqual(depths, QUEUES.map(() => 0), `DLQs of ${QUEUES.join(", ")}`);
   const resumedAfterMs: number[] = [];
   for (const name of SERVICES) {
@@ -207,6 +208,8 @@ Deno.test(
 /** A notification consumer of its own against the broker, over a store `wrap` makes unreliable. */
 interface ConsumerRig {
   broker: Broker;
+  /** Queue depths in the rig's vhost, straight to the broker (never through the proxy). */
+  tools: BrokerTools;
   lines: string[];
   consumer: Consumer;
   /** Publishes `body` to the consumed queue as it is. */
@@ -226,6 +229,7 @@ async function withConsumer(
   const { log, lines } = recordingLogger();
   const amqpUrl = options.proxy ? viaProxy(vhost.amqpUrl, options.proxy) : vhost.amqpUrl;
   const broker = connectBroker(amqpUrl, { log, connectionName: "outage-consumer-test" });
+  const tools = connectBrokerTools(vhost.amqpUrl);
   const real = await openStore(dir, "notification", { migrations: NOTIFICATION_MIGRATIONS });
   const store = options.wrap(real);
   const outages = watchOutages(store, { log, initialDelayMs: 10, maxDelayMs: 50 });
@@ -246,9 +250,10 @@ async function withConsumer(
         messageId,
         type: EventType.InventoryReserved,
       }]);
-    await fn({ broker, lines, consumer, publish });
+    await fn({ broker, tools, lines, consumer, publish });
   } finally {
     await outages.stop();
+    await tools.close();
     await broker.close();
     await real.close();
     await Deno.remove(dir, { recursive: true });
@@ -283,7 +288,7 @@ Deno.test(
         throw new Error(LOST);
       },
     });
-    await withConsumer({ wrap }, async ({ broker, lines, consumer, publish }) => {
+    await withConsumer({ wrap }, async ({ tools, lines, consumer, publish }) => {
       const event = reserved();
       await publish(event.body, event.eventId);
       const sent = (line: string) => line.startsWith(`info order ${event.orderId} `);
@@ -293,7 +298,7 @@ Deno.test(
       assert.ok(lines.includes(`warn ${PAUSED_MSG}`), "the lost COMMIT paused the consumer");
       assert.equal(lines.filter(sent).length, 1);
       assert.ok(!lines.includes("info skipped duplicate"), lines.join("\n"));
-      assert.equal(await broker.queueDepth(Queue.inventoryReserved), 0);
+      assert.equal(await tools.queueDepth(Queue.inventoryReserved), 0);
     });
   },
 );
@@ -322,7 +327,7 @@ Deno.test(
     });
     const proxy = startTcpProxy({ hostname: "127.0.0.1", port: 5672 });
     try {
-      await withConsumer({ wrap, proxy }, async ({ broker, lines, consumer, publish }) => {
+      await withConsumer({ wrap, proxy }, async ({ broker, tools, lines, consumer, publish }) => {
         const [first, held] = [reserved(), reserved()];
         await publish(first.body, first.eventId);
         await publish(held.body, held.eventId);
@@ -341,7 +346,7 @@ Deno.test(
         await consumer.stop();
         const parked = lines.filter((line) => line === "warn dead-lettered message");
         assert.equal(parked.length, 1, lines.join("\n"));
-        assert.equal(await broker.queueDepth(deadLetterQueue(Queue.inventoryReserved)), 1);
+        assert.equal(await tools.queueDepth(deadLetterQueue(Queue.inventoryReserved)), 1);
         const sent = (line: string) => line.startsWith(`info order ${held.orderId} `);
         assert.equal(lines.filter(sent).length, 1);
       });

@@ -50,7 +50,7 @@ for (const store of ["sqlite", "postgres"] as const) {
             ...database && { DATABASE_URL: database.url },
           },
         }, async (stack) => {
-          const tap = await stack.broker.tap([EventType.OrderPlaced]);
+          const tap = await stack.tools.tap([EventType.OrderPlaced]);
           const first = await post(stack, "key-1");
           assert.equal(first.status, 202);
           const { order_id: orderId } = await first.json();

@@ -84,7 +84,7 @@ Deno.test(
   integration,
   async () => {
     await withStack({}, async (stack) => {
-      const tap = await stack.broker.tap(OUTCOMES);
+      const tap = await stack.tools.tap(OUTCOMES);
       const before = await stock(stack);
       const response = await postOrder(stack, {
         user_id: "u1",
@@ -181,7 +181,7 @@ Deno.test(
   integration,
   async () => {
     await withStack({}, async (stack) => {
-      const tap = await stack.broker.tap(OUTCOMES);
+      const tap = await stack.tools.tap(OUTCOMES);
       const before = await stock(stack);
       const event = orderPlaced({
         order_id: newId(),
@@ -216,7 +216,7 @@ Deno.test(
   integration,
   async () => {
     await withStack({}, async (stack) => {
-      const tap = await stack.broker.tap(OUTCOMES);
+      const tap = await stack.tools.tap(OUTCOMES);
       const before = await stock(stack);
       const order = {
         order_id: newId(),
@@ -259,7 +259,7 @@ Deno.test(
       assert.equal(await waitForFinalStatus(stack, orderId), "CONFIRMED");
       await waitFor(
         "both poison messages in the DLQ",
-        async () => await stack.broker.queueDepth(deadLetterQueue(Queue.orderPlaced)) === 2,
+        async () => await stack.tools.queueDepth(deadLetterQueue(Queue.orderPlaced)) === 2,
       );
       const api = managementApi();
       const parked = await api(
@@ -277,7 +277,7 @@ Deno.test(
       );
       assert.match(parked[0].properties.headers["x-rejected-reason"], /^body is not JSON/);
       assert.match(parked[1].properties.headers["x-rejected-reason"], /event_id: .*order: /);
-      assert.equal(await stack.broker.queueDepth(Queue.orderPlaced), 0);
+      assert.equal(await stack.tools.queueDepth(Queue.orderPlaced), 0);
       assert.equal((await fetch(`${stack.url("inventory")}/health`)).status, 200);
     });
   },
@@ -324,7 +324,7 @@ Deno.test(
       await placeOrder(stack, { user_id: "u1", items: [{ sku: "burger", qty: 1 }] });
       await waitFor(
         "the valid order in order-placed",
-        async () => await stack.broker.queueDepth(Queue.orderPlaced) === 1,
+        async () => await stack.tools.queueDepth(Queue.orderPlaced) === 1,
       );
     });
   },
@@ -382,7 +382,7 @@ Deno.test(
     await withStack(
       { serviceEnv: { inventory: { INVENTORY_STOCK: "burger=5" } } },
       async (stack) => {
-        const tap = await stack.broker.tap(OUTCOMES);
+        const tap = await stack.tools.tap(OUTCOMES);
         const orderIds: string[] = [];
         for (let i = 0; i < 3; i++) {
           orderIds.push(

@@ -16,11 +16,16 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../shared/config.ts";
 import { type Broker, connectBroker } from "../../shared/broker.ts";
-import type { Delivery } from "../../shared/delivery.ts";
 import { createLogger } from "../../shared/log.ts";
 import { deadLetterQueue, EXCHANGE, type Queue, QUEUES } from "../../shared/topology.ts";
 import { RETRY_ATTEMPT_HEADER } from "../../shared/consumer.ts";
 import { waitFor } from "../lib/stack.ts";
+import {
+  type BrokerTools,
+  connectBrokerTools,
+  copyOf,
+  type ToolMessage,
+} from "../lib/broker_tools.ts";
 
 /** What `deno task dlq` shows of one dead-lettered message. */
 export interface DeadLetter {
@@ -42,16 +47,16 @@ interface Death {
   "routing-keys"?: string[];
 }
 
-function firstDeath(delivery: Delivery): Death | undefined {
-  const deaths = delivery.headers["x-death"];
+function firstDeath(message: ToolMessage): Death | undefined {
+  const deaths = message.headers["x-death"];
   return Array.isArray(deaths) ? deaths.at(-1) as Death : undefined;
 }
 
-/** Describes a dead-lettered delivery of the DLQ of `queue`. */
-export function describeDeadLetter(queue: string, delivery: Delivery): DeadLetter {
-  const { headers } = delivery;
-  const death = firstDeath(delivery);
-  const text = new TextDecoder().decode(delivery.body);
+/** Describes a dead-lettered message of the DLQ of `queue`. */
+export function describeDeadLetter(queue: string, message: ToolMessage): DeadLetter {
+  const { headers } = message;
+  const death = firstDeath(message);
+  const text = new TextDecoder().decode(message.body);
   const deathTime = death?.time instanceof Date
     ? death.time.toISOString()
     : death?.time?.value
@@ -59,12 +64,12 @@ export function describeDeadLetter(queue: string, delivery: Delivery): DeadLette
     : "";
   return {
     queue,
-    message_id: delivery.messageId ?? "",
+    message_id: message.messageId ?? "",
     reason: String(headers["x-rejected-reason"] ?? death?.reason ?? "unknown"),
     attempts: Number(headers["x-attempts"] ?? death?.count ?? 1),
     first_failed_at: String(headers["x-rejected-at"] ?? deathTime),
-    order_id: delivery.correlationId ?? orderIdOf(text),
-    routing_key: originalRoutingKey(delivery),
+    order_id: message.correlationId ?? orderIdOf(text),
+    routing_key: originalRoutingKey(message),
     preview: JSON.stringify(text.length > 80 ? text.slice(0, 80) + "…" : text),
   };
 }
@@ -79,10 +84,10 @@ function orderIdOf(text: string): string {
 }
 
 /** The routing key the message had before it was dead-lettered. */
-function originalRoutingKey(delivery: Delivery): string {
+function originalRoutingKey(message: ToolMessage): string {
   return String(
-    delivery.headers["x-original-routing-key"] ?? firstDeath(delivery)?.["routing-keys"]?.[0] ??
-      delivery.type ?? "",
+    message.headers["x-original-routing-key"] ?? firstDeath(message)?.["routing-keys"]?.[0] ??
+      message.type ?? "",
   );
 }
 
@@ -98,17 +103,23 @@ export interface DeadLetterOptions {
 
 /** Lists the messages in the DLQs, oldest first per queue, and leaves them where they are. */
 export async function listDeadLetters(
-  broker: Broker,
+  tools: BrokerTools,
   options: DeadLetterOptions = {},
 ): Promise<DeadLetter[]> {
   const { queues = QUEUES, limit = 10_000 } = options;
   const found: DeadLetter[] = [];
   for (const queue of queues) {
-    const browse = await broker.browse(deadLetterQueue(queue), limit);
-    found.push(...browse.messages.map((delivery) => describeDeadLetter(queue, delivery)));
+    const browse = await tools.browse(deadLetterQueue(queue), limit);
+    found.push(...browse.messages.map((message) => describeDeadLetter(queue, message)));
     await browse.close();
   }
   return found;
+}
+
+/** A broker connection to publish with confirms, and the tools to browse the DLQs. */
+export interface ReplayConnections {
+  broker: Broker;
+  tools: BrokerTools;
 }
 
 /**
@@ -117,24 +128,28 @@ export async function listDeadLetters(
  * @returns what was replayed
  */
 export async function replayDeadLetters(
-  broker: Broker,
+  connections: ReplayConnections,
   options: DeadLetterOptions = {},
 ): Promise<DeadLetter[]> {
+  const { broker, tools } = connections;
   const { queues = QUEUES, messageIds, limit = 10_000 } = options;
   const replayed: DeadLetter[] = [];
   for (const queue of queues) {
-    const browse = await broker.browse(deadLetterQueue(queue), limit);
+    const browse = await tools.browse(deadLetterQueue(queue), limit);
     try {
-      for (const delivery of browse.messages) {
-        const letter = describeDeadLetter(queue, delivery);
+      for (const message of browse.messages) {
+        const letter = describeDeadLetter(queue, message);
         if (messageIds && !messageIds.includes(letter.message_id)) continue;
-        await broker.forward(
-          delivery,
-          { exchange: EXCHANGE, routingKey: letter.routing_key },
-          { "x-replayed-from": deadLetterQueue(queue), "x-replayed-at": new Date().toISOString() },
-          { dropHeaders: FAILURE_HEADERS },
-        );
-        browse.ack(delivery);
+        await broker.publish([
+          copyOf(message, { exchange: EXCHANGE, routingKey: letter.routing_key }, {
+            headers: {
+              "x-replayed-from": deadLetterQueue(queue),
+              "x-replayed-at": new Date().toISOString(),
+            },
+            dropHeaders: FAILURE_HEADERS,
+          }),
+        ]);
+        browse.ack(message);
         replayed.push(letter);
       }
     } finally {
@@ -198,6 +213,7 @@ async function main(): Promise<number> {
     connectionName: "dlq",
     topology: { retryDelaysMs: config.retryDelaysMs },
   });
+  const tools = connectBrokerTools(config.amqpUrls.join(","), { connectionName: "dlq-tools" });
   try {
     const hosts = config.amqpUrls.map((url) => new URL(url).host).join(" or ");
     await waitFor(`the broker at ${hosts}`, () => broker.connected, {
@@ -205,8 +221,8 @@ async function main(): Promise<number> {
     });
     const options = { queues: queues as Queue[] | undefined, messageIds: values["message-id"] };
     const letters = command === "list"
-      ? await listDeadLetters(broker, options)
-      : await replayDeadLetters(broker, options);
+      ? await listDeadLetters(tools, options)
+      : await replayDeadLetters({ broker, tools }, options);
     if (values.json) console.log(JSON.stringify({ command, count: letters.length, letters }));
     else {
       printTable(letters);
@@ -214,6 +230,7 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
+    await tools.close();
     await broker.close();
   }
 }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { notificationCount, placeOrder, withStack } from "../lib/steps.ts";
 import { waitFor } from "../lib/stack.ts";
 import { listDeadLetters, replayDeadLetters } from "./dlq.ts";
+import { copyOf } from "../lib/broker_tools.ts";
 import {
   DEAD_LETTER_EXCHANGE,
   deadLetterQueue,
@@ -32,21 +33,21 @@ Deno.test(
         }]);
       }
       const dlq = deadLetterQueue(Queue.orderPlaced);
-      await waitFor("3 messages in the DLQ", async () => await stack.broker.queueDepth(dlq) === 3);
-      const first = await listDeadLetters(stack.broker, { queues: [Queue.orderPlaced] });
+      await waitFor("3 messages in the DLQ", async () => await stack.tools.queueDepth(dlq) === 3);
+      const first = await listDeadLetters(stack.tools, { queues: [Queue.orderPlaced] });
       assert.deepEqual(first.map((l) => l.message_id), ["poison-0", "poison-1", "poison-2"]);
       assert.match(first[0].reason, /not JSON/);
       assert.match(first[1].reason, /not a JSON object but an array/);
       assert.equal(first[2].preview, JSON.stringify(bodies[2]));
       assert.equal(first[0].routing_key, EventType.OrderPlaced);
       assert.ok(first.every((l) => l.attempts === 1 && l.first_failed_at !== ""));
-      const second = await listDeadLetters(stack.broker, { queues: [Queue.orderPlaced] });
+      const second = await listDeadLetters(stack.tools, { queues: [Queue.orderPlaced] });
       assert.deepEqual(
         second.map((l) => l.message_id),
         first.map((l) => l.message_id),
         "same order",
       );
-      assert.equal(await stack.broker.queueDepth(dlq), 3);
+      assert.equal(await stack.tools.queueDepth(dlq), 3);
     });
   },
 );
@@ -63,25 +64,25 @@ Deno.test(
       const dlq = deadLetterQueue(Queue.inventoryReserved);
       await waitFor(
         "both outcomes in the DLQ",
-        async () => await stack.broker.queueDepth(dlq) === 2,
+        async () => await stack.tools.queueDepth(dlq) === 2,
       );
-      const [parked] = await listDeadLetters(stack.broker, { queues: [Queue.inventoryReserved] });
+      const [parked] = await listDeadLetters(stack.tools, { queues: [Queue.inventoryReserved] });
       assert.equal(parked.attempts, 2);
       assert.match(parked.reason, /Injected transient fault/);
 
       // The fix: notification runs again without the fault.
       await stack.stop("notification");
       await stack.start("notification", { FAULT_TRANSIENT_RATE: "0" });
-      const chosen = await replayDeadLetters(stack.broker, { messageIds: [parked.message_id] });
+      const chosen = await replayDeadLetters(stack, { messageIds: [parked.message_id] });
       assert.deepEqual(chosen.map((l) => l.order_id), [parked.order_id]);
       assert.equal(chosen[0].routing_key, EventType.InventoryReserved);
       await waitFor(
         "the replayed notification",
         async () => await notificationCount(stack, parked.order_id) === 1,
       );
-      assert.equal(await stack.broker.queueDepth(dlq), 1, "the other message stays");
+      assert.equal(await stack.tools.queueDepth(dlq), 1, "the other message stays");
 
-      const rest = await replayDeadLetters(stack.broker, { queues: [Queue.inventoryReserved] });
+      const rest = await replayDeadLetters(stack, { queues: [Queue.inventoryReserved] });
       assert.equal(rest.length, 1);
       await waitFor(
         "every notification",
@@ -90,8 +91,8 @@ Deno.test(
             n === 1
           ),
       );
-      assert.deepEqual(await replayDeadLetters(stack.broker), [], "nothing left to replay");
-      assert.equal(await stack.broker.queueDepth(dlq), 0);
+      assert.deepEqual(await replayDeadLetters(stack), [], "nothing left to replay");
+      assert.equal(await stack.tools.queueDepth(dlq), 0);
     });
   },
 );
@@ -101,23 +102,25 @@ Deno.test(
   integration,
   async () => {
     await withStack({}, async (stack) => {
-      const tap = await stack.broker.tap([EventType.InventoryReserved]);
+      const tap = await stack.tools.tap([EventType.InventoryReserved]);
       const orderId = await placeOrder(stack, BURGER);
       await waitFor("the notification", async () => await notificationCount(stack, orderId) === 1);
       await waitFor("the outcome on the tap", () => tap.messages.length === 1);
       // Park a copy of the handled outcome, as a crash between commit and ack could leave one.
-      await stack.broker.forward(tap.messages[0], {
+      await stack.broker.publish([copyOf(tap.messages[0], {
         exchange: DEAD_LETTER_EXCHANGE,
         routingKey: Queue.inventoryReserved,
       }, {
-        "x-rejected-reason": "copy for the test",
-        "x-original-routing-key": EventType.InventoryReserved,
-      });
+        headers: {
+          "x-rejected-reason": "copy for the test",
+          "x-original-routing-key": EventType.InventoryReserved,
+        },
+      })]);
       await waitFor(
         "the copy in the DLQ",
-        async () => await stack.broker.queueDepth(deadLetterQueue(Queue.inventoryReserved)) === 1,
+        async () => await stack.tools.queueDepth(deadLetterQueue(Queue.inventoryReserved)) === 1,
       );
-      assert.equal((await replayDeadLetters(stack.broker)).length, 1);
+      assert.equal((await replayDeadLetters(stack)).length, 1);
       await waitFor(
         "notification to skip the duplicate",
         () => stack.services.notification!.logs.some((l) => l.msg === "skipped duplicate"),
@@ -140,7 +143,7 @@ Deno.test(
       }]);
       await waitFor(
         "the DLQ",
-        async () => await stack.broker.queueDepth(deadLetterQueue(Queue.orderPlaced)) === 1,
+        async () => await stack.tools.queueDepth(deadLetterQueue(Queue.orderPlaced)) === 1,
       );
       const output = await new Deno.Command(Deno.execPath(), {
         args: [

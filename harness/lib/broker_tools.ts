@@ -1,0 +1,224 @@
+/**
+ * What the harness and the tools do on the broker and no service does: count the messages ready
+ * in a queue, tap the traffic on some routing keys, and browse a queue without taking from it.
+ *
+ * They use the AMQP client directly, on a connection of their own, so that the product's broker
+ * module (`shared/broker.ts`) offers the services only what the services use.
+ * @module
+ */
+import amqp from "amqplib";
+import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
+import type { OutgoingMessage } from "../../shared/broker.ts";
+import { EXCHANGE } from "../../shared/topology.ts";
+import { within } from "./steps.ts";
+
+/** A message as a tool sees it: body, properties and headers as plain fields. */
+export interface ToolMessage {
+  body: Uint8Array;
+  exchange: string;
+  routingKey: string;
+  messageId?: string;
+  correlationId?: string;
+  type?: string;
+  contentType?: string;
+  /** Delivery mode 2: the broker keeps it on disk. */
+  persistent: boolean;
+  /** Milliseconds since the epoch, when the publisher stamped it. */
+  timestamp?: number;
+  headers: Record<string, unknown>;
+  redelivered: boolean;
+}
+
+/** A copy of the traffic on some routing keys; see {@linkcode BrokerTools.tap}. */
+export interface Tap {
+  /** Every message received so far, in order. */
+  readonly messages: ToolMessage[];
+  close(): Promise<void>;
+}
+
+/** Messages taken from a queue and held; see {@linkcode BrokerTools.browse}. */
+export interface Browse {
+  readonly messages: ToolMessage[];
+  /** Removes `message` from the queue for good. */
+  ack(message: ToolMessage): void;
+  /** Returns every message not acked to the queue, in its place. */
+  close(): Promise<void>;
+}
+
+/** The broker operations of tests, scenarios and tools. */
+export interface BrokerTools {
+  /** Messages ready in `queue` (not counting those delivered and unacked); rejects if it is missing. */
+  queueDepth(queue: string): Promise<number>;
+  /**
+   * Binds a new exclusive queue to the events exchange for `routingKeys` and collects every message
+   * routed there from now on: how tests watch the traffic without taking it from anyone.
+   */
+  tap(routingKeys: string[]): Promise<Tap>;
+  /**
+   * Takes up to `limit` messages of `queue` without settling them, so that they can be read, and
+   * some acked; `close()` returns the rest to the queue in their order.
+   */
+  browse(queue: string, limit: number): Promise<Browse>;
+  /** Closes the connection, and with it every tap. */
+  close(): Promise<void>;
+}
+
+/** Options for {@linkcode connectBrokerTools}. */
+export interface BrokerToolsOptions {
+  /** Shown in the management UI's connection list. @default {"harness-tools"} */
+  connectionName?: string;
+  /** How long the broker may take to answer one call, in milliseconds. @default {10000} */
+  timeoutMs?: number;
+}
+
+/**
+ * Broker tools on `amqpUrls` (one URL, or the comma-separated URLs of one cluster's nodes). The
+ * connection opens at the first call, to the first node that answers, and again at the next call
+ * after it was lost (a node killed, say).
+ */
+export function connectBrokerTools(
+  amqpUrls: string,
+  options: BrokerToolsOptions = {},
+): BrokerTools {
+  const { connectionName = "harness-tools", timeoutMs = 10_000 } = options;
+  const nodes = amqpUrls.split(",").map((url) => url.trim());
+  let opening: Promise<ChannelModel> | undefined;
+  let closed = false;
+
+  async function open(): Promise<ChannelModel> {
+    let lastError: unknown;
+    for (const url of nodes) {
+      try {
+        const connection = await amqp.connect(url, {
+          clientProperties: { connection_name: connectionName },
+          timeout: timeoutMs,
+        });
+        connection.on("error", () => {});
+        connection.once("close", () => opening = undefined);
+        return connection;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw new Error(`Cannot connect the broker tools to ${nodes.join(" or ")}`, {
+      cause: lastError,
+    });
+  }
+
+  /** A channel of its own for one piece of work: a failed call closes only it. */
+  async function channel(): Promise<Channel> {
+    if (closed) throw new Error("Cannot use the broker tools as they are closed");
+    opening ??= open();
+    opening.catch(() => opening = undefined);
+    const created = await (await opening).createChannel();
+    created.on("error", () => {});
+    return created;
+  }
+
+  async function queueDepth(queue: string): Promise<number> {
+    const checking = await channel();
+    try {
+      return (await within(checking.checkQueue(queue), timeoutMs, `the broker to check ${queue}`))
+        .messageCount;
+    } finally {
+      await checking.close().catch(() => {});
+    }
+  }
+
+  return {
+    queueDepth,
+    async tap(routingKeys) {
+      const tapping = await channel();
+      const { queue } = await tapping.assertQueue("", { exclusive: true, autoDelete: true });
+      for (const key of routingKeys) await tapping.bindQueue(queue, EXCHANGE, key);
+      const messages: ToolMessage[] = [];
+      await tapping.consume(queue, (message) => {
+        if (message) messages.push(toToolMessage(message));
+      }, { noAck: true });
+      return { messages, close: () => tapping.close().catch(() => {}) };
+    },
+    async browse(queue, limit) {
+      const browsing = await channel();
+      const expected = Math.min(limit, (await browsing.checkQueue(queue)).messageCount);
+      const held = new Map<ToolMessage, ConsumeMessage>();
+      await browsing.prefetch(Math.max(1, expected));
+      let received: () => void;
+      const all = new Promise<void>((resolve) => received = resolve);
+      if (expected > 0) {
+        await browsing.consume(queue, (message) => {
+          if (message) held.set(toToolMessage(message), message);
+          if (held.size >= expected) received();
+        });
+        // Someone else may take messages meanwhile: wait for what arrives, not forever.
+        await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      }
+      const messages = [...held.keys()];
+      const before = (await browsing.checkQueue(queue)).messageCount + messages.length;
+      let acked = 0;
+      return {
+        messages,
+        ack(message) {
+          const raw = held.get(message);
+          if (!raw) throw new Error("Cannot ack a message this browse does not hold");
+          browsing.ack(raw);
+          acked++;
+        },
+        async close() {
+          await browsing.close().catch(() => {});
+          // The queue takes the returned messages back a moment after the close: wait for them, so
+          // that whoever looks next (another listing, say) sees them all.
+          const deadline = Date.now() + 5000;
+          while (Date.now() < deadline && await queueDepth(queue) < before - acked) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        },
+      };
+    },
+    async close() {
+      closed = true;
+      const connection = await opening?.catch(() => undefined);
+      await connection?.close().catch(() => {});
+    },
+  };
+}
+
+/**
+ * The message to publish to send a copy of `message` (body, properties and headers) to `to`, with
+ * `headers` added and `dropHeaders` left out: how a dead letter is replayed.
+ */
+export function copyOf(
+  message: ToolMessage,
+  to: { exchange: string; routingKey: string },
+  options: { headers?: Record<string, unknown>; dropHeaders?: readonly string[] } = {},
+): OutgoingMessage {
+  const { headers = {}, dropHeaders = [] } = options;
+  const kept = { ...message.headers };
+  // The queue sets x-delivery-count itself on every delivery: a copy starts afresh.
+  for (const name of ["x-delivery-count", ...dropHeaders]) delete kept[name];
+  return {
+    ...to,
+    body: message.body,
+    messageId: message.messageId ?? "",
+    correlationId: message.correlationId,
+    type: message.type,
+    timestamp: message.timestamp,
+    headers: { ...kept, ...headers },
+  };
+}
+
+function toToolMessage(message: ConsumeMessage): ToolMessage {
+  const { properties, fields, content } = message;
+  return {
+    body: new Uint8Array(content.buffer, content.byteOffset, content.byteLength),
+    exchange: fields.exchange,
+    routingKey: fields.routingKey,
+    messageId: properties.messageId,
+    correlationId: properties.correlationId,
+    type: properties.type,
+    contentType: properties.contentType,
+    persistent: properties.deliveryMode === 2,
+    timestamp: properties.timestamp ? properties.timestamp * 1000 : undefined,
+    headers: properties.headers ?? {},
+    redelivered: fields.redelivered,
+  };
+}
