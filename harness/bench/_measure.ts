@@ -4,8 +4,9 @@
  * and the latency of each order at a steady rate.
  * @module
  */
-import { waitFor } from "../lib/stack.ts";
-import { mapLimit, request, round, within } from "../lib/steps.ts";
+import { mapLimit, waitFor, within } from "../lib/async.ts";
+import { round } from "../lib/format.ts";
+import { request } from "../lib/http_probes.ts";
 import { type Percentiles, percentiles, readCounter } from "./_stats.ts";
 import {
   type BenchConfig,

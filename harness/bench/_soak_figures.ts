@@ -5,7 +5,7 @@
  * @module
  */
 import { type ChartPoint, escapeXml, renderSvgChart } from "../lib/chart.ts";
-import { type ServiceName, SERVICES } from "../lib/stack.ts";
+import { type ServiceName, SERVICES } from "../lib/service_process.ts";
 
 /** What one service looked like at a sample. */
 export interface ServiceSample {

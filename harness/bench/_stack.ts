@@ -6,14 +6,12 @@
  */
 // @ts-types="@types/pg"
 import pg from "pg";
-import {
-  type BrokerAddress,
-  createDatabase,
-  type RunningService,
-  type ServiceName,
-  type Stack,
-} from "../lib/stack.ts";
-import { mapLimit, type OrderRequest, within, withStack } from "../lib/steps.ts";
+import { mapLimit, within } from "../lib/async.ts";
+import { type BrokerAddress } from "../lib/broker_address.ts";
+import { type OrderRequest } from "../lib/http_probes.ts";
+import { type RunningService, type ServiceName } from "../lib/service_process.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
+import { createDatabase } from "../lib/test_database.ts";
 import { brokerPid, cpuSeconds, peakRssMb, privateRssMb } from "./_stats.ts";
 import type { OutgoingMessage } from "../../shared/broker.ts";
 import { orderPlaced } from "../../shared/events.ts";

@@ -3,8 +3,8 @@
  * their peak memory from `/proc`, and the machine it ran on.
  * @module
  */
-import { request } from "../lib/steps.ts";
-import { managementApi } from "../lib/stack.ts";
+import { request } from "../lib/http_probes.ts";
+import { managementApi } from "../lib/management_api.ts";
 
 /** Latency percentiles, in milliseconds. */
 export interface Percentiles {

@@ -18,7 +18,7 @@ import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from ".
 import type { BenchConfig, MemoryPeaks, StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
-import { round } from "../lib/steps.ts";
+import { round } from "../lib/format.ts";
 import { type Cluster, RabbitMqNotInstalledError, startCluster } from "../lib/rabbitmq_cluster.ts";
 import { describeError } from "../../shared/log.ts";
 

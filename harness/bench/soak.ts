@@ -17,8 +17,11 @@ import { type MemoryPeaks, type StoreKind, withBenchStack } from "./_stack.ts";
 import { notifiedOrder } from "./_measure.ts";
 import { percentiles, privateRssMb, rssMb } from "./_stats.ts";
 import { streamOrders } from "../lib/order_stream.ts";
-import { type ServiceName, SERVICES, type Stack, waitFor } from "../lib/stack.ts";
-import { request, round } from "../lib/steps.ts";
+import { waitFor } from "../lib/async.ts";
+import { round } from "../lib/format.ts";
+import { request } from "../lib/http_probes.ts";
+import { type ServiceName, SERVICES } from "../lib/service_process.ts";
+import { type Stack } from "../lib/stack.ts";
 import {
   formatSoakFigures,
   formatSoakHeader,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { parseSoakArgs, runSoak } from "./soak.ts";
-import { SERVICES } from "../lib/stack.ts";
+import { SERVICES } from "../lib/service_process.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 

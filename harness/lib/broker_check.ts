@@ -5,7 +5,9 @@
  * @module
  */
 import { join } from "node:path";
-import { waitFor } from "./stack.ts";
+import { waitFor } from "./async.ts";
+import { amqpPort } from "./broker_address.ts";
+import { managementApi, ManagementApiError } from "./management_api.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"];
@@ -13,8 +15,8 @@ const LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"];
 /** Resolves true when something accepts TCP connections at one of the nodes of `amqpUrls`. */
 export async function brokerAnswers(amqpUrls: string): Promise<boolean> {
   for (const node of amqpUrls.split(",").map((url) => new URL(url.trim()))) {
-    const port = Number(node.port) || (node.protocol === "amqps:" ? 5671 : 5672);
     try {
+      const port = amqpPort(node.toString());
       (await Deno.connect({ hostname: node.hostname || "127.0.0.1", port })).close();
       return true;
     } catch {
@@ -79,22 +81,14 @@ export async function ensureBroker(amqpUrls: string, who: string): Promise<boole
 
 /** Why the management API at `managementUrl` does not serve, or undefined when it does. */
 export async function managementProblem(managementUrl: string): Promise<string | undefined> {
-  const url = new URL(managementUrl);
-  const auth = "Basic " +
-    btoa(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`);
-  url.username = url.password = "";
   try {
-    const response = await fetch(new URL("api/overview", url.toString().replace(/\/?$/, "/")), {
-      headers: { authorization: auth },
-      signal: AbortSignal.timeout(5000),
-    });
-    await response.body?.cancel();
-    if (response.ok) return undefined;
-    return response.status === 401
+    await managementApi(managementUrl, { timeoutMs: 5000 })("GET", "/api/overview");
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof ManagementApiError)) return "nothing answers";
+    return error.status === 401
       ? `it refuses the user "${decodeURIComponent(new URL(managementUrl).username)}" (401)`
-      : `it answers ${response.status}`;
-  } catch {
-    return "nothing answers";
+      : `it answers ${error.status}`;
   }
 }
 

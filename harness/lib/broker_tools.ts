@@ -10,7 +10,7 @@ import amqp from "amqplib";
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { OutgoingMessage } from "../../shared/broker.ts";
 import { EXCHANGE } from "../../shared/topology.ts";
-import { within } from "./steps.ts";
+import { within } from "./async.ts";
 
 /** A message as a tool sees it: body, properties and headers as plain fields. */
 export interface ToolMessage {

@@ -1,6 +1,6 @@
 /**
- * Reading a harness tool's command line: `node:util`'s `parseArgs`, strict, with every failure a
- * `RangeError` that names the tool, and positive numbers checked the same way everywhere.
+ * Reading the command line of a scenario or a tool: `node:util`'s `parseArgs`, strict, with every
+ * failure a `RangeError` that names the tool, and positive numbers checked the same way everywhere.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -17,6 +17,11 @@ export interface CommandLine {
    * @throws {RangeError} naming the option when it is not a positive number
    */
   positive(name: string, fallback?: number): number | undefined;
+  /**
+   * The option `name` as a positive integer, or `fallback` when it is not given.
+   * @throws {RangeError} naming the option when it is not a positive integer
+   */
+  positiveInteger(name: string, fallback?: number): number | undefined;
 }
 
 /**
@@ -36,18 +41,98 @@ export function readCommandLine(
       `Cannot run ${tool} as its arguments are invalid: ${describeError(error)}`,
     );
   }
+  function read(name: string, fallback: number | undefined, integer: boolean): number | undefined {
+    const text = values[name];
+    if (typeof text !== "string") return fallback;
+    const value = Number(text);
+    if (text.trim() === "" || !(value > 0) || (integer && !Number.isInteger(value))) {
+      throw new RangeError(
+        `Cannot run ${tool} as --${name} must be a positive ${
+          integer ? "integer" : "number"
+        }: current value is "${text}"`,
+      );
+    }
+    return value;
+  }
   return {
     values,
-    positive(name, fallback) {
-      const text = values[name];
-      if (typeof text !== "string") return fallback;
-      const value = Number(text);
-      if (text.trim() === "" || !(value > 0)) {
-        throw new RangeError(
-          `Cannot run ${tool} as --${name} must be a positive number: current value is "${text}"`,
-        );
-      }
-      return value;
-    },
+    positive: (name, fallback) => read(name, fallback, false),
+    positiveInteger: (name, fallback) => read(name, fallback, true),
   };
+}
+
+/** The command line of a scenario. */
+export interface ScenarioArgs {
+  json: boolean;
+  help: boolean;
+  /** `--down`, in seconds. */
+  down?: number;
+  /** `--orders`. */
+  orders?: number;
+  /** `--chart`, an SVG file to write. */
+  chart?: string;
+  /** `--seconds`: how long a scenario runs. */
+  seconds?: number;
+  /** `--rate`: orders per second. */
+  rate?: number;
+  /** `--broker-outage`: cut the services off the broker for a while. */
+  brokerOutage?: boolean;
+  /** `--db-outage`: cut the services off their database for a while. */
+  databaseOutage?: boolean;
+}
+
+/** An option a scenario may take besides `--json` and `--help`. */
+export type ScenarioOption =
+  | "down"
+  | "orders"
+  | "chart"
+  | "seconds"
+  | "rate"
+  | "broker-outage"
+  | "db-outage";
+
+/** Options for {@linkcode parseScenarioArgs}. */
+export interface ScenarioArgsOptions {
+  /** The options this scenario takes besides `--json` and `--help`. @default {[]} */
+  accepts?: readonly ScenarioOption[];
+}
+
+/** The options that take no value. */
+const FLAGS: ReadonlySet<ScenarioOption> = new Set(["broker-outage", "db-outage"]);
+
+/**
+ * Parses a scenario's `args` (usually `Deno.args`).
+ * @throws {RangeError} naming the option and what it must be
+ */
+export function parseScenarioArgs(
+  args: string[],
+  options: ScenarioArgsOptions = {},
+): ScenarioArgs {
+  const { accepts = [] } = options;
+  const types: OptionTypes = { json: { type: "boolean" }, help: { type: "boolean", short: "h" } };
+  for (const name of accepts) types[name] = { type: FLAGS.has(name) ? "boolean" : "string" };
+  const { values, positive, positiveInteger } = readCommandLine(args, {
+    tool: "the scenario",
+    options: types,
+  });
+  const result: ScenarioArgs = { json: values.json === true, help: values.help === true };
+  const down = positive("down");
+  if (down !== undefined) result.down = down;
+  const orders = positiveInteger("orders");
+  if (orders !== undefined) result.orders = orders;
+  const seconds = positive("seconds");
+  if (seconds !== undefined) result.seconds = seconds;
+  const rate = positive("rate");
+  if (rate !== undefined) result.rate = rate;
+  if (values["broker-outage"] === true) result.brokerOutage = true;
+  if (values["db-outage"] === true) result.databaseOutage = true;
+  if (typeof values.chart === "string") {
+    if (!values.chart.endsWith(".svg")) {
+      throw new RangeError(
+        `Cannot run the scenario as --chart must name an .svg file: current value is "${values.chart}"`,
+      );
+    }
+    result.chart = values.chart;
+  }
+  return result;
 }

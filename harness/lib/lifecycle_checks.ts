@@ -5,7 +5,10 @@
  * saying the final status (guarantee 7).
  * @module
  */
-import { type CancelAnswer, type OrderEffects, type Report, tally } from "./steps.ts";
+import { type OrderEffects } from "./effects.ts";
+import { tally } from "./format.ts";
+import { type Report } from "./scenario.ts";
+import { type CancelAnswer } from "./until_answered.ts";
 
 /** What the checks need to know of one order. */
 export interface SettledOrder {

@@ -3,8 +3,8 @@
  * open loop, each order resent with its `Idempotency-Key` until it is answered.
  * @module
  */
-import type { Stack } from "./stack.ts";
-import { type Placed, placeUntilAnswered } from "./steps.ts";
+import { type Stack } from "./stack.ts";
+import { type Placed, placeUntilAnswered } from "./until_answered.ts";
 
 /** Plenty of burgers; few cookies, so that some orders are rejected for want of stock. */
 export const STREAM_STOCK: Readonly<Record<"burger" | "cookie", number>> = {

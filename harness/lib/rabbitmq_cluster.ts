@@ -6,8 +6,9 @@
  * @module
  */
 import { join } from "node:path";
-import { type ManagementApi, managementApi, waitFor } from "./stack.ts";
-import { cleanUpOnInterrupt } from "./steps.ts";
+import { waitFor } from "./async.ts";
+import { cleanUpOnInterrupt } from "./interrupt.ts";
+import { type ManagementApi, managementApi } from "./management_api.ts";
 import {
   createNode,
   findRabbitMqSbin,

@@ -6,24 +6,19 @@
  * to 0 and the DLQ is empty.
  * @module
  */
-import type { Stack } from "../lib/stack.ts";
-import { waitFor } from "../lib/stack.ts";
-import { type ChartPoint, renderSvgChart, renderTerminalChart } from "../lib/chart.ts";
+import { waitFor } from "../lib/async.ts";
+import { countEffects } from "../lib/effects.ts";
+import { round, tally } from "../lib/format.ts";
+import { getStock, type OrderRequest, placeOrder, waitReady } from "../lib/http_probes.ts";
 import {
-  countEffects,
-  getStock,
-  type OrderRequest,
-  placeOrder,
   type Report,
-  round,
   runFromCommandLine,
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
-  tally,
-  waitReady,
-  withStack,
-} from "../lib/steps.ts";
+} from "../lib/scenario.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
+import { type ChartPoint, renderSvgChart, renderTerminalChart } from "../lib/chart.ts";
 import { deadLetterQueue, EventType, Queue } from "../../shared/topology.ts";
 
 /** Options for {@linkcode runBacklog}. */
@@ -75,7 +70,7 @@ export function runBacklog(options: BacklogOptions = {}): Promise<ScenarioResult
           { requests, downSeconds },
         );
 
-      const effects = await countEffects(stack, orderIds, tap);
+      const effects = await countEffects(stack, orderIds, { outcomes: tap });
       const stockAfter = await getStock(stack);
       const finalDepth = await stack.tools.queueDepth(Queue.orderPlaced);
       const dlqDepth = await stack.tools.queueDepth(deadLetterQueue(Queue.orderPlaced));

@@ -16,14 +16,24 @@
  * double it), and the DLQs hold the injected poison and nothing else.
  * @module
  */
-import type { RunningService, ServiceName, Stack } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { peekQueue, publishOrderPlaced } from "../lib/broker_probes.ts";
+import { countEffects } from "../lib/effects.ts";
+import { round, tally } from "../lib/format.ts";
+import { getStock, waitReady } from "../lib/http_probes.ts";
+import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
+import { managementApi } from "../lib/management_api.ts";
 import {
-  createDatabase,
-  managementApi,
-  SERVICES,
-  type TestDatabase,
-  waitFor,
-} from "../lib/stack.ts";
+  type Report,
+  runFromCommandLine,
+  runScenario,
+  type ScenarioOptions,
+  type ScenarioResult,
+} from "../lib/scenario.ts";
+import { type RunningService, type ServiceName, SERVICES } from "../lib/service_process.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
+import { createDatabase, type TestDatabase } from "../lib/test_database.ts";
+import { type CancelAnswer, cancelUntilAnswered } from "../lib/until_answered.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import {
   checkCancelAnswers,
@@ -31,24 +41,6 @@ import {
   hasSettled,
   toSettledOrder,
 } from "../lib/lifecycle_checks.ts";
-import {
-  type CancelAnswer,
-  cancelUntilAnswered,
-  cleanUpOnInterrupt,
-  countEffects,
-  getStock,
-  peekQueue,
-  publishOrderPlaced,
-  type Report,
-  round,
-  runFromCommandLine,
-  runScenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-  tally,
-  waitReady,
-  withStack,
-} from "../lib/steps.ts";
 import {
   ANSWER_DEADLINE_MS,
   STREAM_STOCK,
@@ -279,12 +271,12 @@ async function chaos(
   // Every order decided, every OrderPlaced and OrderCancelled handled, every student told: the
   // last notifications may trail the status by a retry or two.
   await waitFor("every accepted order to settle", async () => {
-    const effects = await countEffects(stack, orderIds, outcomes);
+    const effects = await countEffects(stack, orderIds, { outcomes });
     return effects.every((e) => e.outcomes === 1 && hasSettled(toSettledOrder(e)));
   }, { timeoutMs: 60_000, intervalMs: 250 }).catch(() => {});
   report.figure("settle_s", round((performance.now() - settleBegan) / 1000, 1));
 
-  const effects = await countEffects(stack, orderIds, outcomes);
+  const effects = await countEffects(stack, orderIds, { outcomes });
   const sent = sentKinds(notificationLogs());
   // A notification is the row the service records; its log line is the send. A SIGKILL between
   // the commit and the line's write loses the send, never doubles it: at most once, as promised.

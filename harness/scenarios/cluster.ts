@@ -21,23 +21,20 @@
  * Where RabbitMQ is not installed here, it says so in one line and exits 0.
  * @module
  */
-import { SERVICES, type Stack, waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { expectDeadLettersEmpty } from "../lib/broker_probes.ts";
+import { countEffects, type OrderEffects } from "../lib/effects.ts";
+import { round, tally } from "../lib/format.ts";
+import { getStock, request, waitReady } from "../lib/http_probes.ts";
 import {
-  countEffects,
-  expectDeadLettersEmpty,
-  getStock,
-  type OrderEffects,
   type Report,
-  request,
-  round,
   runFromCommandLine,
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
-  tally,
-  waitReady,
-  withStack,
-} from "../lib/steps.ts";
+} from "../lib/scenario.ts";
+import { SERVICES } from "../lib/service_process.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
 import {
   ANSWER_DEADLINE_MS,
   STREAM_STOCK,

@@ -5,22 +5,18 @@
  * healthy.
  * @module
  */
-import { waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { payloadBytes, peekQueue, publishOrderPlaced } from "../lib/broker_probes.ts";
+import { countEffects } from "../lib/effects.ts";
+import { tally } from "../lib/format.ts";
+import { placeOrder, statusOf, waitReady } from "../lib/http_probes.ts";
 import {
-  countEffects,
-  payloadBytes,
-  peekQueue,
-  placeOrder,
-  publishOrderPlaced,
   runFromCommandLine,
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
-  statusOf,
-  tally,
-  waitReady,
-  withStack,
-} from "../lib/steps.ts";
+} from "../lib/scenario.ts";
+import { withStack } from "../lib/stack.ts";
 import { newId } from "../../shared/ids.ts";
 import { deadLetterQueue, EventType, Queue } from "../../shared/topology.ts";
 

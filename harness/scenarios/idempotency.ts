@@ -7,23 +7,19 @@
  * Each order buys from a SKU of its own, so that its stock change can be told apart from the others'.
  * @module
  */
-import type { Stack } from "../lib/stack.ts";
-import { waitFor } from "../lib/stack.ts";
+import { waitFor, within } from "../lib/async.ts";
+import { peekQueue, publishOrderPlaced } from "../lib/broker_probes.ts";
+import { countEffects } from "../lib/effects.ts";
+import { tally } from "../lib/format.ts";
+import { getStock, waitReady } from "../lib/http_probes.ts";
 import {
-  countEffects,
-  getStock,
-  peekQueue,
-  publishOrderPlaced,
   type Report,
   runFromCommandLine,
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
-  tally,
-  waitReady,
-  within,
-  withStack,
-} from "../lib/steps.ts";
+} from "../lib/scenario.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
 import { type OrderPlaced, orderPlaced } from "../../shared/events.ts";
 import { newId } from "../../shared/ids.ts";
 import { EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
@@ -99,7 +95,7 @@ export function runIdempotency(options: IdempotencyOptions = {}): Promise<Scenar
       const orderIds = all.map((e) => e.order.order_id);
       report.step(`waiting for a notification for each of ${orderIds.length} orders`);
       await waitFor("a notification and an outcome for every order", async () => {
-        const effects = await countEffects(stack, orderIds, tap);
+        const effects = await countEffects(stack, orderIds, { outcomes: tap });
         return effects.every((e) => e.notifications > 0 && e.outcomes > 0);
       }, { timeoutMs: 30_000, intervalMs: 200 });
       // Whatever is still on its way would show as a second effect: let the queues run empty.
@@ -111,7 +107,12 @@ export function runIdempotency(options: IdempotencyOptions = {}): Promise<Scenar
         );
         return depths.every((d) => d === 0);
       });
-      checkEffects(report, await countEffects(stack, orderIds, tap), await getStock(stack), all);
+      checkEffects(
+        report,
+        await countEffects(stack, orderIds, { outcomes: tap }),
+        await getStock(stack),
+        all,
+      );
     });
   });
 }

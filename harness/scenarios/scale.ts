@@ -14,37 +14,37 @@
  */
 // @ts-types="@types/pg"
 import pg from "pg";
+import { sleep } from "../lib/async.ts";
+import { round } from "../lib/format.ts";
+import { stockEnv } from "../lib/menu.ts";
+import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
 import {
-  createDatabase,
-  type RunningService,
-  type ServiceName,
-  SERVICES,
-  type Stack,
-  waitFor,
-} from "../lib/stack.ts";
-import {
-  cleanUpOnInterrupt,
-  type Report,
-  round,
   runFromCommandLine,
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
-  withStack,
-} from "../lib/steps.ts";
-import {
-  DECISION_TIMEOUT_MS,
-  type Kill,
-  place,
-  type Placement,
-  type PlannedOrder,
-  planOrders,
-  SCARCE_SKU,
-  type Slot,
-  stockEnv,
-  verifyScale,
-} from "./_scale_steps.ts";
+} from "../lib/scenario.ts";
+import { withStack } from "../lib/stack.ts";
+import { createDatabase } from "../lib/test_database.ts";
 import { EventType } from "../../shared/topology.ts";
+import { deadlocks, verifyScale } from "./_scale_checks.ts";
+import {
+  type Faults,
+  INSTANCES,
+  type Kill,
+  killAndRestartLoop,
+  startSlots,
+  stopInventoryPastTimeout,
+  watchStock,
+} from "./_scale_instances.ts";
+import {
+  createFeed,
+  DECISION_TIMEOUT_MS,
+  planOrders,
+  scaleStock,
+  SCARCE_SKU,
+  streamPlanned,
+} from "./_scale_orders.ts";
 
 /** Options for {@linkcode runScale}. */
 export interface ScaleOptions extends ScenarioOptions {
@@ -63,27 +63,6 @@ const USAGE = `Usage: deno task test:scale [--orders N] [--seconds S] [--json]
   --orders N   orders placed over both order APIs (10-10000, default 300)
   --seconds S  how long the stream lasts while instances are killed and restarted (default 20)
   --json       print one JSON object instead of the steps`;
-
-/** How many processes of each service run side by side. */
-const INSTANCES: Record<ServiceName, number> = { order: 2, inventory: 3, notification: 2 };
-
-/** How long a killed instance stays down before its restart, in milliseconds. */
-const DOWN_MS = { min: 300, max: 900 };
-
-/** Orders sent at once to an order instance that is about to be killed. */
-const BURST = 20;
-
-/** The order service's outbox on PostgreSQL, in the schema `shared/store.ts` gives the service. */
-const ORDER_OUTBOX = "order_service.outbox";
-
-/** Hands out the planned orders: to the stream in turn, and in bursts to an instance about to die. */
-interface Feed {
-  /** Sends the next planned order to `slot`, or else to the next order instance in turn. */
-  send(slot?: Slot): boolean;
-  readonly sent: number;
-  readonly total: number;
-  readonly placements: Promise<Placement>[];
-}
 
 /** Runs the scale-out scenario on a stack and a database of its own. */
 export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
@@ -126,7 +105,7 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
       );
       await withStack({
         env: { DATABASE_URL: database.url, ORDER_DECISION_TIMEOUT: `${DECISION_TIMEOUT_MS}ms` },
-        serviceEnv: { inventory: { INVENTORY_STOCK: stockEnv(scarceStock) } },
+        serviceEnv: { inventory: { INVENTORY_STOCK: stockEnv(scaleStock(scarceStock)) } },
       }, async (stack) => {
         const slots = await startSlots(stack);
         report.step(
@@ -152,7 +131,7 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
         const streamBegan = performance.now();
         let halted = false;
         const kills: Kill[] = [];
-        const chaos: Chaos = {
+        const faults: Faults = {
           stack,
           report,
           slots,
@@ -168,10 +147,10 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
           throw error;
         };
         const [streamed, killed, outage] = await Promise.allSettled([
-          streamOrders(feed, seconds * 1000, () => halted),
-          killAndRestartLoop(chaos).catch(stopOnError),
+          streamPlanned(feed, seconds * 1000, () => halted),
+          killAndRestartLoop(faults).catch(stopOnError),
           // A third of the way into the stream, so that orders come in while it lasts.
-          sleep(seconds * 1000 / 3).then(() => stopInventoryPastTimeout(chaos)).catch(stopOnError),
+          sleep(seconds * 1000 / 3).then(() => stopInventoryPastTimeout(faults)).catch(stopOnError),
         ]);
         halted = true;
         // Every placement settles on its own (a 202, or a reason), so this never hangs or throws.
@@ -201,265 +180,6 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
       await database.drop();
     }
   });
-}
-
-/** The slots of every service: the stack's own instance first, then the extra ones, started now. */
-async function startSlots(stack: Stack): Promise<Record<ServiceName, Slot[]>> {
-  const extras = SERVICES.flatMap((service) =>
-    Array.from({ length: INSTANCES[service] - 1 }, () => ({ service }))
-  );
-  // Every start settles before a failure is thrown, so that closing the stack stops them all.
-  const starts = await Promise.allSettled(
-    extras.map(({ service }) => stack.startInstance(service)),
-  );
-  const failed = starts.find((start) => start.status === "rejected");
-  if (failed) throw failed.reason;
-  const slots = {} as Record<ServiceName, Slot[]>;
-  for (const service of SERVICES) {
-    const runs = [
-      stack.services[service]!,
-      ...starts.flatMap((start, i) =>
-        start.status === "fulfilled" && extras[i].service === service ? [start.value] : []
-      ),
-    ];
-    slots[service] = runs.map((run, i) => ({
-      service,
-      label: `${service}-${i + 1}`,
-      primary: i === 0,
-      current: run,
-      runs: [run],
-    }));
-  }
-  return slots;
-}
-
-function createFeed(orderSlots: Slot[], planned: PlannedOrder[]): Feed {
-  let turn = 0;
-  const placements: Promise<Placement>[] = [];
-  return {
-    total: planned.length,
-    get sent() {
-      return placements.length;
-    },
-    placements,
-    send(slot) {
-      if (placements.length >= planned.length) return false;
-      const target = slot ?? orderSlots[turn++ % orderSlots.length];
-      placements.push(place(orderSlots, planned[placements.length], target));
-      return true;
-    },
-  };
-}
-
-/** Sends the planned orders evenly over `durationMs`, counting those that bursts took. */
-async function streamOrders(feed: Feed, durationMs: number, halted: () => boolean): Promise<void> {
-  const began = performance.now();
-  while (feed.sent < feed.total && !halted()) {
-    const due = Math.ceil(feed.total * Math.min(1, (performance.now() - began) / durationMs));
-    while (feed.sent < due) feed.send();
-    await sleep(10);
-  }
-}
-
-interface Chaos {
-  stack: Stack;
-  report: Report;
-  slots: Record<ServiceName, Slot[]>;
-  feed: Feed;
-  db: pg.Client;
-  kills: Kill[];
-  /** When the scenario began, from `performance.now()`. */
-  began: number;
-  killIntervalMs: number;
-  /** Set while every inventory instance is stopped on purpose: then no inventory is killed. */
-  inventoryOutage: boolean;
-}
-
-/**
- * Kills one instance at a time, and restarts it, until every order was sent: first one of each
- * service, then any. One at a time, so each service always has an instance running.
- */
-async function killAndRestartLoop(chaos: Chaos): Promise<void> {
-  const { slots, feed, kills, killIntervalMs } = chaos;
-  const first: ServiceName[] = ["order", "inventory", "notification"];
-  let lastKillAt = performance.now();
-  while (true) {
-    await sleep(
-      Math.max(0, lastKillAt + killIntervalMs * (0.75 + Math.random() / 2) - performance.now()),
-    );
-    if (feed.sent >= feed.total) return;
-    lastKillAt = performance.now();
-    let service = first[kills.length] ?? pick(SERVICES);
-    if (service === "inventory" && chaos.inventoryOutage) service = pick(["order", "notification"]);
-    kills.push(await killAndRestart(chaos, pick(slots[service])));
-  }
-}
-
-/**
- * Stops every inventory instance for longer than the decision timeout, then starts them again:
- * the orders placed meanwhile expire on whichever order instance sweeps first, and their
- * `OrderPlaced` and `OrderCancelled` meet at inventory in either order.
- */
-async function stopInventoryPastTimeout(chaos: Chaos): Promise<void> {
-  const { stack, report, slots } = chaos;
-  const downMs = DECISION_TIMEOUT_MS + 2000;
-  chaos.inventoryOutage = true;
-  // An inventory instance being killed and restarted just now comes back first.
-  await waitFor(
-    "every inventory instance to run",
-    () => slots.inventory.every((slot) => slot.current),
-    { timeoutMs: 30_000 },
-  );
-  await Promise.all(slots.inventory.map(async (slot) => {
-    const victim = slot.current!;
-    slot.current = undefined;
-    await (slot.primary ? stack.stop("inventory") : victim.stop());
-  }));
-  report.step(`stopped all ${slots.inventory.length} inventory instances for ${downMs / 1000} s`);
-  await sleep(downMs);
-  await Promise.all(slots.inventory.map(async (slot) => {
-    const restarted = slot.primary
-      ? await stack.start("inventory")
-      : await stack.startInstance("inventory");
-    slot.current = restarted;
-    slot.runs.push(restarted);
-  }));
-  chaos.inventoryOutage = false;
-  report.step("started the inventory instances again");
-}
-
-async function killAndRestart(chaos: Chaos, slot: Slot): Promise<Kill> {
-  const { stack, report, feed, db, began } = chaos;
-  const victim = slot.current!;
-  let burst = 0;
-  if (slot.service === "order") {
-    const before = acceptedBy(victim).length;
-    while (burst < BURST && feed.send(slot)) burst++;
-    // Killed while it takes the burst: orders are committing and its relay is publishing them.
-    await waitFor(
-      `${slot.label} to accept some of a burst of ${burst} orders`,
-      () => acceptedBy(victim).length >= before + Math.min(2, burst),
-      { timeoutMs: 10_000, intervalMs: 1 },
-    );
-  }
-  const atMs = Date.now();
-  const atS = round((performance.now() - began) / 1000, 1);
-  slot.current = undefined;
-  const code = slot.primary
-    ? await stack.stop(slot.service, "SIGKILL")
-    : await victim.stop("SIGKILL");
-  const accepted = acceptedBy(victim);
-  const left = slot.service === "order" ? await inOutbox(db, accepted) : [];
-  const during = burst ? `, amid a burst of ${burst} orders sent to it` : "";
-  const outbox = slot.service === "order"
-    ? `; ${left.length} of the ${accepted.length} orders it accepted still in the outbox`
-    : "";
-  report.step(`SIGKILL ${slot.label} (pid ${victim.pid}${during}): exit code ${code}${outbox}`);
-  if (left.length > 0) {
-    const peer = chaos.slots.order.find((s) => s !== slot)!.label;
-    const waited = performance.now();
-    await waitFor(
-      `${peer} to publish the outbox rows ${slot.label} left`,
-      async () => (await inOutbox(db, left)).length === 0,
-      { timeoutMs: 15_000, intervalMs: 20 },
-    );
-    report.step(
-      `${peer}'s relay published those ${left.length} (confirmed and deleted) in ${
-        round((performance.now() - waited) / 1000, 2)
-      } s, with ${slot.label} still down`,
-    );
-  }
-  await sleep(
-    Math.max(0, atMs + DOWN_MS.min + Math.random() * (DOWN_MS.max - DOWN_MS.min) - Date.now()),
-  );
-  const restarted = slot.primary
-    ? await stack.start(slot.service)
-    : await stack.startInstance(slot.service);
-  slot.current = restarted;
-  slot.runs.push(restarted);
-  const downS = round((Date.now() - atMs) / 1000, 1);
-  report.step(`restarted ${slot.label} (pid ${restarted.pid}) after ${downS} s down`);
-  return { label: slot.label, service: slot.service, atMs, atS, downS, leftInOutbox: left };
-}
-
-/** The order ids an order process logged as accepted (committed with their `OrderPlaced`). */
-function acceptedBy(run: RunningService): string[] {
-  return run.logs.filter((l) => l.msg === "accepted order").map((l) => String(l.order_id));
-}
-
-/** Which of `orderIds` still have their `OrderPlaced` in the outbox: not yet confirmed. */
-async function inOutbox(db: pg.Client, orderIds: string[]): Promise<string[]> {
-  const { rows } = await db.query<{ correlation_id: string }>(
-    `SELECT correlation_id FROM ${ORDER_OUTBOX} WHERE correlation_id = ANY($1)`,
-    [orderIds],
-  );
-  return rows.map((row) => row.correlation_id);
-}
-
-/**
- * Deadlocks PostgreSQL detected in the scenario's database: consumers of one queue lock rows in
- * different orders, and each one costs a transaction that has to run again.
- */
-async function deadlocks(db: pg.Client): Promise<number> {
-  // The statistics of a backend reach the view within a second of its last transaction.
-  await sleep(1000);
-  const { rows } = await db.query<{ deadlocks: string }>(
-    "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
-  );
-  return Number(rows[0]?.deadlocks ?? 0);
-}
-
-/**
- * Reads the stock from a running inventory instance every 100 ms, keeping the lowest level seen
- * per SKU: the CHECK constraint would refuse a negative one, and this would show it.
- */
-function watchStock(
-  inventory: Slot[],
-): { lowest: Record<string, number>; readonly samples: number; stop(): Promise<void> } {
-  const lowest: Record<string, number> = {};
-  let samples = 0;
-  let stopped = false;
-  async function sample(): Promise<void> {
-    while (!stopped) {
-      const running = inventory.filter((s) => s.current);
-      const url = running.length ? pick(running).current!.url : undefined;
-      try {
-        const response = url
-          ? await fetch(`${url}/stock`, { signal: AbortSignal.timeout(2000) })
-          : undefined;
-        const stock = await response?.json();
-        // A killed instance's port may be another service's by now: only a stock answer counts.
-        if (response?.ok && typeof stock?.[SCARCE_SKU] === "number") {
-          samples++;
-          for (const [sku, qty] of Object.entries(stock as Record<string, number>)) {
-            lowest[sku] = Math.min(lowest[sku] ?? qty, qty);
-          }
-        }
-      } catch {
-        // The instance was killed under the request; the next sample asks another.
-      }
-      await sleep(100);
-    }
-  }
-  const running = sample();
-  return {
-    lowest,
-    get samples() {
-      return samples;
-    },
-    async stop() {
-      stopped = true;
-      await running;
-    },
-  };
-}
-
-function pick<T>(items: readonly T[]): T {
-  return items[Math.floor(Math.random() * items.length)];
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 if (import.meta.main) {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 

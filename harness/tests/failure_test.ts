@@ -3,13 +3,15 @@
  * delivery limit of quorum queues, forced connection closes, and a topology that does not match.
  */
 import assert from "node:assert/strict";
-import { notificationCount, placeOrder, withStack } from "../lib/steps.ts";
-import { managementApi, type Stack, startService, waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { notificationCount, placeOrder } from "../lib/http_probes.ts";
+import { managementApi } from "../lib/management_api.ts";
+import { SERVICES, startService } from "../lib/service_process.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
 import { inventoryOutcome } from "../../shared/events.ts";
 import { newId } from "../../shared/ids.ts";
 import { startTcpProxy } from "../lib/tcp_proxy.ts";
-import { SERVICES } from "../lib/stack.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };

@@ -3,8 +3,9 @@
  * compensation in inventory, each on a stack of its own, observed through the services' HTTP APIs.
  */
 import assert from "node:assert/strict";
-import { getStock, placeOrder, request, waitReady, withStack } from "../lib/steps.ts";
-import { type Stack, waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { getStock, placeOrder, request, waitReady } from "../lib/http_probes.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
 import { replayDeadLetters } from "../tools/dlq.ts";
 import { deadLetterQueue, Queue } from "../../shared/topology.ts";
 

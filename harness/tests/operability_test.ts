@@ -3,8 +3,8 @@
  * services, and the Prometheus metrics of each.
  */
 import assert from "node:assert/strict";
-import { withStack } from "../lib/steps.ts";
-import { type Stack, waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
 import { EventType } from "../../shared/topology.ts";
 import { traceIdOf } from "../../shared/trace.ts";
 

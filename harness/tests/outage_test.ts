@@ -5,15 +5,12 @@
  * message may have spent a retry: the services paused and resumed by themselves.
  */
 import assert from "node:assert/strict";
-import {
-  createDatabase,
-  createVhost,
-  type ServiceName,
-  SERVICES,
-  type Stack,
-  waitFor,
-} from "../lib/stack.ts";
-import { waitReady, withStack } from "../lib/steps.ts";
+import { waitFor } from "../lib/async.ts";
+import { waitReady } from "../lib/http_probes.ts";
+import { createVhost } from "../lib/management_api.ts";
+import { type ServiceName, SERVICES } from "../lib/service_process.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
+import { createDatabase } from "../lib/test_database.ts";
 import { streamOrders } from "../lib/order_stream.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";

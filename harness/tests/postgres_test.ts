@@ -3,7 +3,9 @@
  * SQLite, also with two inventory instances competing for one queue and one stock.
  */
 import assert from "node:assert/strict";
-import { createDatabase, startStack, waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { startStack } from "../lib/stack.ts";
+import { createDatabase } from "../lib/test_database.ts";
 import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
 
 const integration = {

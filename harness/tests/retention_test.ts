@@ -4,14 +4,11 @@
  * still handled safely.
  */
 import assert from "node:assert/strict";
-import { createDatabase, type Stack, waitFor } from "../lib/stack.ts";
-import {
-  getStock,
-  notificationCount,
-  publishOrderPlaced,
-  request,
-  withStack,
-} from "../lib/steps.ts";
+import { waitFor } from "../lib/async.ts";
+import { publishOrderPlaced } from "../lib/broker_probes.ts";
+import { getStock, notificationCount, request } from "../lib/http_probes.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
+import { createDatabase } from "../lib/test_database.ts";
 import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
 import { EventType } from "../../shared/topology.ts";
 

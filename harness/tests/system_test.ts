@@ -3,14 +3,10 @@
  * ports) of the three real services, drives it over HTTP and AMQP, and asserts what it can observe.
  */
 import assert from "node:assert/strict";
-import { withStack } from "../lib/steps.ts";
-import {
-  managementApi,
-  type RunningService,
-  type Stack,
-  startService,
-  waitFor,
-} from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { managementApi } from "../lib/management_api.ts";
+import { type RunningService, startService } from "../lib/service_process.ts";
+import { type Stack, withStack } from "../lib/stack.ts";
 import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
 import { type OrderPlaced, orderPlaced } from "../../shared/events.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SERVICE_RUN_FLAGS, SERVICES } from "../lib/stack.ts";
+import { SERVICE_RUN_FLAGS, SERVICES } from "../lib/service_process.ts";
 
 const { tasks } = JSON.parse(
   await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),

@@ -5,49 +5,35 @@
  */
 import { join } from "node:path";
 import { renderPretty } from "../../shared/log.ts";
-import { SERVICE_RUN_FLAGS, SERVICES } from "../lib/stack.ts";
 import { ensureBroker } from "../lib/broker_check.ts";
+import { brokerAddress } from "../lib/broker_address.ts";
+import { readLines, serviceArgs, SERVICES } from "../lib/service_process.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const COLOURS = { order: "\x1b[36m", inventory: "\x1b[35m", notification: "\x1b[34m" };
 
+/** Prints each line of `stream` behind the service's name, a JSON log record rendered readably. */
 function pipeLog(name: keyof typeof COLOURS, stream: ReadableStream<Uint8Array>): Promise<void> {
   const prefix = `${COLOURS[name]}${name.padEnd(12)}\x1b[0m│ `;
-  let buffered = "";
-  return stream.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({
-      write(chunk) {
-        buffered += chunk;
-        const lines = buffered.split("\n");
-        buffered = lines.pop() ?? "";
-        for (const line of lines.filter(Boolean)) {
-          let text = line;
-          try {
-            const { service: _, ...record } = JSON.parse(line);
-            text = renderPretty(record);
-          } catch {
-            // Not a log record (a crash trace, say): show it as it is.
-          }
-          console.log(prefix + text);
-        }
-      },
-    }),
-  );
+  return readLines(stream, (line) => {
+    let text = line;
+    try {
+      const { service: _, ...record } = JSON.parse(line);
+      text = renderPretty(record);
+    } catch {
+      // Not a log record (a crash trace, say): show it as it is.
+    }
+    console.log(prefix + text);
+  });
 }
 
 async function main(): Promise<number> {
-  const amqpUrl = Deno.env.get("AMQP_URL") || "amqp://guest:guest@127.0.0.1:5672/";
-  if (!(await ensureBroker(amqpUrl, "dev"))) return 1;
+  if (!(await ensureBroker(brokerAddress().amqpUrl, "dev"))) return 1;
   const envFile = join(ROOT, ".env");
   const useEnvFile = await Deno.stat(envFile).then(() => true, () => false);
   const children = SERVICES.map((name) => {
     const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...SERVICE_RUN_FLAGS,
-        ...(useEnvFile ? [`--env-file=${envFile}`] : []),
-        join(ROOT, name, "main.ts"),
-      ],
+      args: serviceArgs(name, useEnvFile ? [`--env-file=${envFile}`] : []),
       env: { LOG_FORMAT: "json" },
       stdout: "piped",
       stderr: "piped",

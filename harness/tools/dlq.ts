@@ -19,7 +19,7 @@ import { type Broker, connectBroker } from "../../shared/broker.ts";
 import { createLogger } from "../../shared/log.ts";
 import { deadLetterQueue, EXCHANGE, type Queue, QUEUES } from "../../shared/topology.ts";
 import { RETRY_ATTEMPT_HEADER } from "../../shared/consumer.ts";
-import { waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
 import {
   type BrokerTools,
   connectBrokerTools,

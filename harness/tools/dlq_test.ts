@@ -3,8 +3,9 @@
  * replay republishes with confirms, removes only what it replayed, and twice changes nothing twice.
  */
 import assert from "node:assert/strict";
-import { notificationCount, placeOrder, withStack } from "../lib/steps.ts";
-import { waitFor } from "../lib/stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { notificationCount, placeOrder } from "../lib/http_probes.ts";
+import { withStack } from "../lib/stack.ts";
 import { listDeadLetters, replayDeadLetters } from "./dlq.ts";
 import { copyOf } from "../lib/broker_tools.ts";
 import {

@@ -4,11 +4,10 @@
  * @module
  */
 import { ensureBroker, ensureManagementApi } from "../lib/broker_check.ts";
+import { brokerAddress } from "../lib/broker_address.ts";
 
 if (import.meta.main) {
-  const amqpUrl = Deno.env.get("AMQP_URL") || "amqp://guest:guest@127.0.0.1:5672/";
-  const managementUrl = Deno.env.get("RABBITMQ_MANAGEMENT_URL") ||
-    "http://guest:guest@127.0.0.1:15672";
+  const { amqpUrl, managementUrl } = brokerAddress();
   const ready = await ensureBroker(amqpUrl, "test") &&
     await ensureManagementApi(managementUrl, { who: "test" });
   Deno.exit(ready ? 0 : 1);

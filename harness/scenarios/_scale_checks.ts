@@ -1,160 +1,32 @@
 /**
- * The orders of the scale-out scenario (`scale.ts`), how each is placed so that it survives the
- * death of the order instance it was sent to, and what is checked once the stream is over.
+ * What the scale-out scenario (`scale.ts`) checks once the stream is over: every order decided
+ * once on whichever instance, its effects, the stock, the events on the wire, the DLQs, and the
+ * figures per instance.
  * @module
  */
-import {
-  type RunningService,
-  type ServiceName,
-  SERVICES,
-  type Stack,
-  waitFor,
-} from "../lib/stack.ts";
-import {
-  type CancelAnswer,
-  cancelUntilAnswered,
-  expectDeadLettersEmpty,
-  mapLimit,
-  type OrderRequest,
-  type Placed,
-  placeUntilAnswered,
-  type Report,
-  request,
-  round,
-  tally,
-} from "../lib/steps.ts";
+// @ts-types="@types/pg"
+import type pg from "pg";
+import { mapLimit, sleep, waitFor } from "../lib/async.ts";
+import { expectDeadLettersEmpty, waitQueuesEmpty } from "../lib/broker_probes.ts";
 import type { Tap } from "../lib/broker_tools.ts";
-import { QUEUES } from "../../shared/topology.ts";
+import { countEffects, notificationSent } from "../lib/effects.ts";
+import { round, tally } from "../lib/format.ts";
+import { getJson } from "../lib/http_probes.ts";
 import {
   checkCancelAnswers,
   checkLifecycle,
   hasSettled,
   type SettledOrder,
+  toSettledOrder,
 } from "../lib/lifecycle_checks.ts";
-
-/** The SKU 2 in 5 orders want one of, with too little stock for all of them. */
-export const SCARCE_SKU = "chef-special";
-const PLENTIFUL_SKUS = ["burger", "fries", "salad", "soda"];
-/** Enough that no order is rejected for want of a plentiful SKU. */
-const PLENTIFUL_STOCK = 100_000;
-
-/** How long one order may take to get its 202, across instances, in milliseconds. */
-const PLACE_DEADLINE_MS = 30_000;
-
-/** ORDER_DECISION_TIMEOUT of the scenario's order instances, in milliseconds. */
-export const DECISION_TIMEOUT_MS = 3000;
+import type { Report } from "../lib/scenario.ts";
+import { type ServiceName, SERVICES } from "../lib/service_process.ts";
+import type { Stack } from "../lib/stack.ts";
+import { type Kill, type Slot, urlOf } from "./_scale_instances.ts";
+import { DECISION_TIMEOUT_MS, type Placement, scaleStock, SCARCE_SKU } from "./_scale_orders.ts";
 
 /** A republished event must have been written at most this long before a kill, in milliseconds. */
 const REPUBLISH_WINDOW_MS = 5_000;
-
-/** One place a service runs in: its process, replaced by a new one after each kill. */
-export interface Slot {
-  service: ServiceName;
-  /** `inventory-2`, say. */
-  label: string;
-  /** The stack's own instance of the service, which `stack.url()` and `stack.stop()` reach. */
-  primary: boolean;
-  /** The running process; undefined while it is killed. */
-  current?: RunningService;
-  /** Every process that has filled the slot, for their logs. */
-  runs: RunningService[];
-}
-
-/** A SIGKILL and the restart after it. */
-export interface Kill {
-  label: string;
-  service: ServiceName;
-  /** When, in milliseconds since the epoch: republished events were written before it. */
-  atMs: number;
-  /** When, in seconds since the scenario began. */
-  atS: number;
-  downS: number;
-  /** Orders the killed order instance accepted whose `OrderPlaced` was still in the outbox. */
-  leftInOutbox: string[];
-}
-
-/** An order to place. */
-export interface PlannedOrder {
-  /** Its `Idempotency-Key`: a POST that died with its instance is sent again to the other one. */
-  key: string;
-  body: OrderRequest;
-  wantsScarce: boolean;
-  /** The student cancels it soon after its 202, through any order instance. */
-  cancels: boolean;
-}
-
-/** What placing one order came to. */
-export interface Placement extends Placed {
-  planned: PlannedOrder;
-  /** The slot that answered 202. */
-  via?: string;
-  /** The answer to its cancellation, if it was one of those cancelled. */
-  cancel?: CancelAnswer;
-}
-
-/**
- * `count` orders: each a plentiful SKU, and 2 in 5 also one of the scarce SKU. Stock is taken in
- * SKU order, so for some the scarce SKU comes after a plentiful one that must be given back.
- */
-export function planOrders(count: number): PlannedOrder[] {
-  return Array.from({ length: count }, (_, i) => {
-    const wantsScarce = i % 5 < 2;
-    const items = [{ sku: PLENTIFUL_SKUS[i % PLENTIFUL_SKUS.length], qty: 1 + (i % 3) }];
-    if (wantsScarce) items.push({ sku: SCARCE_SKU, qty: 1 });
-    return {
-      key: `scale-${i}`,
-      body: { user_id: `student-${i % 97}`, items },
-      wantsScarce,
-      cancels: i % 8 === 3,
-    };
-  });
-}
-
-/** `INVENTORY_STOCK` for the scenario. */
-export function stockEnv(scarceStock: number): string {
-  return [
-    `${SCARCE_SKU}=${scarceStock}`,
-    ...PLENTIFUL_SKUS.map((sku) => `${sku}=${PLENTIFUL_STOCK}`),
-  ]
-    .join(",");
-}
-
-/**
- * Places `planned` through `first`, and after a failure through whichever order instance runs
- * (see {@linkcode placeUntilAnswered}).
- */
-export async function place(
-  orderSlots: Slot[],
-  planned: PlannedOrder,
-  first: Slot,
-): Promise<Placement> {
-  let slot = first;
-  let target: Slot | undefined;
-  const placed = await placeUntilAnswered(
-    () => {
-      target = slot.current ? slot : orderSlots.find((s) => s.current);
-      return target?.current?.url;
-    },
-    planned.body,
-    {
-      key: planned.key,
-      deadlineMs: PLACE_DEADLINE_MS,
-      afterFailure: () => slot = orderSlots.find((s) => s !== target) ?? target!,
-    },
-  );
-  const placement = { planned, ...placed, ...(placed.orderId ? { via: target?.label } : {}) };
-  if (!placed.orderId || !planned.cancels) return placement;
-  await new Promise((resolve) => setTimeout(resolve, Math.random() * 1000));
-  const cancel = await cancelUntilAnswered(
-    () => {
-      const running = orderSlots.filter((s) => s.current);
-      return running[Math.floor(Math.random() * running.length)]?.current?.url;
-    },
-    placed.orderId,
-    { deadlineMs: PLACE_DEADLINE_MS },
-  );
-  return { ...placement, cancel };
-}
 
 /** What the scenario collected, for {@linkcode verifyScale}. */
 export interface ScaleRun {
@@ -173,15 +45,11 @@ export interface ScaleRun {
   streamS: number;
 }
 
+/** What one placed order led to. */
 interface Effects extends SettledOrder {
-  orderId: string;
   placement: Placement;
-  status?: string;
+  /** Why it was rejected or expired. */
   reason?: string;
-  reservation?: { status: string; items: Array<{ sku: string; qty: number }> };
-  notifications: string[];
-  createdAt?: string;
-  updatedAt?: string;
 }
 
 /** Events that came more than once on the wire (same `event_id`). */
@@ -236,15 +104,12 @@ export async function verifyScale(run: ScaleRun): Promise<void> {
     if (![outcomes, placed].every((tapped) => ids.every((id) => tapped.byOrder.has(id)))) {
       return false;
     }
-    return (await mapLimit(accepted, 16, (p) => effectsOf(slots, p))).every(hasSettled);
+    return (await effectsOf(run, accepted)).every(hasSettled);
   }, { timeoutMs: 30_000, intervalMs: 200 });
   // A copy still on its way would be counted after the check: let the queues run empty first.
-  await waitFor("the queues to be empty", async () => {
-    const depths = await Promise.all(QUEUES.map((q) => stack.tools.queueDepth(q)));
-    return depths.every((d) => d === 0);
-  });
+  await waitQueuesEmpty(stack);
 
-  const effects = await mapLimit(accepted, 16, (p) => effectsOf(slots, p));
+  const effects = await effectsOf(run, accepted);
   checkEffects(run, effects, (await getJson(`${slots.inventory[0].current!.url}/stock`)).body);
   checkCancelAnswers(report, accepted.flatMap((p) => p.cancel ? [p.cancel] : []));
   const republished = checkWire(run, ids);
@@ -274,40 +139,21 @@ async function waitDecided(
   return decided;
 }
 
-async function effectsOf(
-  slots: Record<ServiceName, Slot[]>,
-  placement: Placement,
-): Promise<Effects> {
-  const id = placement.orderId!;
-  const [order, reservation, notifications] = await Promise.all([
-    getJson(`${urlOf(slots.order, id)}/orders/${id}`),
-    getJson(`${urlOf(slots.inventory, id)}/reservations/${id}`),
-    notificationsOf(slots, id),
-  ]);
-  return {
-    orderId: id,
-    placement,
-    status: order.body?.status,
-    reason: order.body?.reason,
-    createdAt: order.body?.created_at,
-    updatedAt: order.body?.updated_at,
-    reservation: reservation.status === 200 ? reservation.body : undefined,
-    notifications: notifications.map((n: { kind: string }) => n.kind),
-  };
-}
-
-async function notificationsOf(
-  slots: Record<ServiceName, Slot[]>,
-  id: string,
-): Promise<Array<{ kind: string }>> {
-  const { body } = await getJson(`${urlOf(slots.notification, id)}/notifications?order_id=${id}`);
-  return Array.isArray(body) ? body : [];
+/** What each of `placements` led to, asking the instances of each service in turn. */
+async function effectsOf(run: ScaleRun, placements: Placement[]): Promise<Effects[]> {
+  const found = await countEffects(run.stack, placements.map((p) => p.orderId!), {
+    urlOf: (service, orderId) => urlOf(run.slots[service], orderId),
+  });
+  return found.map((e, i) => ({
+    ...toSettledOrder(e),
+    placement: placements[i],
+    reason: e.reason,
+  }));
 }
 
 function checkEffects(run: ScaleRun, effects: Effects[], onHand: Record<string, number>): void {
   const { report, scarceStock, lowestStock } = run;
-  const initial: Record<string, number> = { [SCARCE_SKU]: scarceStock };
-  for (const sku of PLENTIFUL_SKUS) initial[sku] = PLENTIFUL_STOCK;
+  const initial = scaleStock(scarceStock);
   const counts = checkLifecycle(report, effects, {
     stock: { initial, onHand },
     decisionTimeoutMs: DECISION_TIMEOUT_MS,
@@ -418,7 +264,7 @@ function recordFigures(
   );
   report.figure(
     "notified_per_notification_instance",
-    perSlot(slots.notification, (l) => isNotification(l)),
+    perSlot(slots.notification, (l) => notificationSent(l) !== undefined),
   );
   report.figure("kills", kills.length);
   report.figure(
@@ -464,19 +310,12 @@ function perSlot(slots: Slot[], match: (line: Record<string, unknown>) => boolea
     .join(" ");
 }
 
-/** A notification service's line that is the message sent to the student. */
-function isNotification(line: Record<string, unknown>): boolean {
-  return typeof line.order_id === "string" && typeof line.msg === "string" &&
-    line.msg.startsWith(`order ${line.order_id} `);
-}
-
 /** Notifications sent (logged) per order, over every notification process. */
 function notificationLines(slots: Slot[]): Map<string, number> {
   const sent = new Map<string, number>();
   for (const line of slots.flatMap((s) => s.runs.flatMap((r) => r.logs))) {
-    if (isNotification(line)) {
-      sent.set(String(line.order_id), (sent.get(String(line.order_id)) ?? 0) + 1);
-    }
+    const orderId = notificationSent(line)?.orderId;
+    if (orderId) sent.set(orderId, (sent.get(orderId) ?? 0) + 1);
   }
   return sent;
 }
@@ -504,21 +343,15 @@ function readTap(tap: Tap): { events: Map<string, Tapped>; byOrder: Map<string, 
   return { events, byOrder };
 }
 
-/** A running instance of `slots`' service, chosen by `id` so that requests spread over all. */
-function urlOf(slots: Slot[], id: string): string {
-  let hash = 0;
-  for (const char of id) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
-  const running = slots.filter((s) => s.current);
-  return running[hash % running.length].current!.url;
-}
-
-// deno-lint-ignore no-explicit-any -- the checks look at the fields they use
-async function getJson(url: string): Promise<{ status: number; body: any }> {
-  const response = await request(url);
-  const text = await response.text();
-  try {
-    return { status: response.status, body: JSON.parse(text) };
-  } catch {
-    return { status: response.status, body: undefined };
-  }
+/**
+ * Deadlocks PostgreSQL detected in the scenario's database: consumers of one queue lock rows in
+ * different orders, and each one costs a transaction that has to run again.
+ */
+export async function deadlocks(db: pg.Client): Promise<number> {
+  // The statistics of a backend reach the view within a second of its last transaction.
+  await sleep(1000);
+  const { rows } = await db.query<{ deadlocks: string }>(
+    "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+  );
+  return Number(rows[0]?.deadlocks ?? 0);
 }
