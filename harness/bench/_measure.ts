@@ -6,18 +6,20 @@
  */
 import { mapLimit, waitFor, within } from "../lib/async.ts";
 import { round } from "../lib/format.ts";
-import { request } from "../lib/http_probes.ts";
-import { type Percentiles, percentiles, readCounter } from "./_stats.ts";
+import { notificationSent } from "../lib/effects.ts";
+import { postOrder as postOrderRequest, readMetric, request } from "../lib/http_probes.ts";
+import { MENU } from "../lib/menu.ts";
+import { type Percentiles, percentiles } from "./_stats.ts";
 import {
   type BenchConfig,
   benchOrder,
+  benchOrderPlaced,
   type BenchStack,
   type CpuCores,
   type MemoryPeaks,
-  MENU,
-  orderPlacedMessage,
   publishAll,
   startCpuMeter,
+  STOCK_PER_SKU,
   withBenchStack,
 } from "./_stack.ts";
 import { DEFAULT_PREFETCH } from "../../shared/broker.ts";
@@ -58,7 +60,7 @@ export async function measureCeiling(
   const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
   const config: BenchConfig = { store: "sqlite", instances: 1 };
   return await withBenchStack(config, { services: [], memory }, async ({ stack }) => {
-    const backlog = Array.from({ length: messages }, (_, i) => orderPlacedMessage(i));
+    const backlog = Array.from({ length: messages }, (_, i) => benchOrderPlaced(i));
     const publishing = performance.now();
     await publishAll(stack, backlog);
     const publishSeconds = (performance.now() - publishing) / 1000;
@@ -128,7 +130,7 @@ export async function measureDrain(
   const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
   return await withBenchStack(config, { services: [], memory }, async (bench) => {
     const { stack } = bench;
-    await publishAll(stack, Array.from({ length: messages }, (_, i) => orderPlacedMessage(i)));
+    await publishAll(stack, Array.from({ length: messages }, (_, i) => benchOrderPlaced(i)));
     await waitFor(
       `${messages} messages in ${Queue.orderPlaced}`,
       async () => await stack.tools.queueDepth(Queue.orderPlaced) >= messages,
@@ -138,9 +140,9 @@ export async function measureDrain(
     const inventories = await bench.startInventories();
     const stopCpuMeter = await startCpuMeter(inventories);
     const listening = performance.now();
-    const metrics = inventories.map((service) => `${service.url}/metrics`);
+    const urls = inventories.map((service) => service.url);
     const sum = async (name: string, labels: Record<string, string>) =>
-      (await Promise.all(metrics.map((url) => readCounter(url, name, labels))))
+      (await Promise.all(urls.map((url) => readMetric(url, name, labels))))
         .reduce((a, b) => a + b, 0);
     await waitFor("the backlog to be handled", async () => {
       // The depth is cheap to ask the broker; the services' counters only matter at the end.
@@ -176,7 +178,7 @@ async function deadlocksOf(bench: BenchStack): Promise<{ deadlocks?: number }> {
 /** Every order of the workload takes one item: the stock must have moved by exactly `orders`. */
 async function checkStockTaken(inventoryUrl: string, orders: number): Promise<void> {
   const stock = await (await request(`${inventoryUrl}/stock`)).json() as Record<string, number>;
-  const taken = MENU.reduce((sum, sku) => sum + (900_000_000 - stock[sku]), 0);
+  const taken = MENU.reduce((sum, sku) => sum + (STOCK_PER_SKU - stock[sku]), 0);
   if (taken !== orders) {
     throw new Error(`Cannot trust the figures as ${taken} items were taken for ${orders} orders`);
   }
@@ -216,7 +218,7 @@ export async function measureEndToEnd(
   return await withBenchStack(config, { services: [...services], memory }, async (bench) => {
     const { stack } = bench;
     const notified = () =>
-      readCounter(`${stack.url("notification")}/metrics`, "campus_food_messages_acked_total", {
+      readMetric(stack.url("notification"), "campus_food_messages_acked_total", {
         queue: Queue.inventoryReserved,
       });
     await postOrders(stack.url("order"), WARM_UP_ORDERS, { concurrency });
@@ -276,29 +278,13 @@ async function postOrders(
 
 async function postOrder(orderUrl: string, i: number): Promise<{ orderId: string; ms: number }> {
   const began = performance.now();
-  const response = await request(`${orderUrl}/order`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(benchOrder(i)),
-  });
+  const response = await postOrderRequest(orderUrl, benchOrder(i));
   const text = await response.text();
   const ms = performance.now() - began;
   if (response.status !== 202) {
     throw new Error(`Cannot place an order as POST /order answered ${response.status}: ${text}`);
   }
   return { orderId: JSON.parse(text).order_id, ms };
-}
-
-/**
- * The order a notification service's JSON log line told its student about, and when (epoch ms,
- * written after the commit), or undefined for any other line.
- */
-export function notifiedOrder(
-  line: Record<string, unknown>,
-): { orderId: string; atMs: number } | undefined {
-  const orderId = String(line.order_id);
-  if (!String(line.msg).startsWith(`order ${orderId} `)) return undefined;
-  return { orderId, atMs: Date.parse(String(line.time)) };
 }
 
 /** Latency at a steady rate: see {@linkcode measureLatency}. */
@@ -367,7 +353,7 @@ export async function measureLatency(
         }
       }
       for (const line of notification.logs) {
-        const notified = notifiedOrder(line);
+        const notified = notificationSent(line);
         if (notified && sentAt.has(notified.orderId)) {
           notifiedAt.set(notified.orderId, notified.atMs);
         }

@@ -4,6 +4,7 @@
  * object.
  * @module
  */
+import { round } from "../lib/format.ts";
 import type { Machine, Percentiles } from "./_stats.ts";
 import type { CeilingResult, DrainResult, EndToEndResult, LatencyResult } from "./_measure.ts";
 import type { PeakRss, StoreKind } from "./_stack.ts";
@@ -20,7 +21,7 @@ export interface ScaleRow {
   endToEnd?: EndToEndResult;
 }
 
-/** One target of the issue and whether this run met it. */
+/** One of the {@linkcode TARGETS} and whether this run met it. */
 export interface TargetCheck {
   name: string;
   target: string;
@@ -51,7 +52,11 @@ export interface BenchReport {
   durationSeconds: number;
 }
 
-/** The issue's targets, on the 2-core build machine with every durability setting on. */
+/**
+ * What the system was built to do on a 2-core machine with every durability setting on: drain a
+ * backlog at 0.7× the broker's own ceiling, 1,000 orders/s end to end, p99 POST → notification
+ * under 50 ms at 200 orders/s, and 80 MB of RSS per service.
+ */
 export const TARGETS = {
   drainRatio: 0.7,
   ordersPerSec: 1000,
@@ -259,10 +264,6 @@ function cores(cpu: Record<string, number>): string {
 
 function count(n: number): string {
   return n.toLocaleString("en-US");
-}
-
-function round(n: number): number {
-  return Math.round(n * 100) / 100;
 }
 
 /** Pads `rows` into columns, the first row as the header with a rule under it. */

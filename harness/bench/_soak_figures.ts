@@ -1,6 +1,6 @@
 /**
  * The soak's arithmetic, apart from any stack: its samples, the least-squares growth that says
- * whether memory and storage are flat, the figures judged against issue 15's targets, the table
+ * whether memory and storage are flat, the figures judged against the soak's targets, the table
  * and the chart.
  * @module
  */
@@ -43,7 +43,7 @@ export interface SoakSample {
   late: number;
 }
 
-/** A target of the issue, judged. */
+/** One of the soak's targets, judged. */
 export interface Verdict {
   target: string;
   /** The worst value measured against it, or undefined when the run was too short to tell. */
@@ -81,7 +81,10 @@ export interface SummaryOptions {
   warmUpSeconds?: number;
 }
 
-/** The issue's targets: private memory per service, and RSS and heap growth after warm-up. */
+/**
+ * The soak's targets: at most 60 MB of private memory per service, and RSS and heap growing at
+ * most 2 MB per 10 minutes after the warm-up (flat, within the noise of a sample).
+ */
 export const PRIVATE_MB_TARGET = 60;
 export const GROWTH_MB_PER_10_MIN_TARGET = 2;
 /** Flat storage: what bookkeeping may grow by after the retention window, MB per 10 minutes. */

@@ -7,9 +7,12 @@
 // @ts-types="@types/pg"
 import pg from "pg";
 import { mapLimit, within } from "../lib/async.ts";
-import { type BrokerAddress } from "../lib/broker_address.ts";
-import { type OrderRequest } from "../lib/http_probes.ts";
-import { type RunningService, type ServiceName } from "../lib/service_process.ts";
+import type { BrokerAddress } from "../lib/broker_address.ts";
+import type { OrderRequest } from "../lib/http_probes.ts";
+import { orderPlacedMessage } from "../lib/broker_probes.ts";
+import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
+import { MENU, menuStock, stockEnv } from "../lib/menu.ts";
+import type { RunningService, ServiceName } from "../lib/service_process.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
 import { createDatabase } from "../lib/test_database.ts";
 import { brokerPid, cpuSeconds, peakRssMb, privateRssMb } from "./_stats.ts";
@@ -17,7 +20,6 @@ import type { OutgoingMessage } from "../../shared/broker.ts";
 import { orderPlaced } from "../../shared/events.ts";
 import { newId } from "../../shared/ids.ts";
 import { childTraceparent } from "../../shared/trace.ts";
-import { EventType, EXCHANGE } from "../../shared/topology.ts";
 
 /** Where the services keep their state. */
 export type StoreKind = "sqlite" | "postgres";
@@ -61,9 +63,8 @@ export interface BenchStack {
   databaseUrl?: string;
 }
 
-/** The menu the workload orders from, each SKU with more stock than any run can take. */
-export const MENU = ["burger", "fries", "salad", "pizza", "wrap", "soda", "coffee", "cookie"];
-const STOCK = MENU.map((sku) => `${sku}=900000000`).join(",");
+/** Each SKU of the menu starts with more stock than any run can take. */
+export const STOCK_PER_SKU = 900_000_000;
 
 /** One order of the workload: one line, cycling through the menu and 50 students. */
 export function benchOrder(i: number): OrderRequest {
@@ -71,16 +72,10 @@ export function benchOrder(i: number): OrderRequest {
 }
 
 /** The `OrderPlaced` message the order service would publish for `benchOrder(i)`. */
-export function orderPlacedMessage(i: number): OutgoingMessage {
+export function benchOrderPlaced(i: number): OutgoingMessage {
   const order = { order_id: newId(), ...benchOrder(i), created_at: new Date().toISOString() };
-  const event = orderPlaced(order);
   return {
-    exchange: EXCHANGE,
-    routingKey: EventType.OrderPlaced,
-    body: JSON.stringify(event),
-    messageId: event.event_id,
-    correlationId: order.order_id,
-    type: EventType.OrderPlaced,
+    ...orderPlacedMessage(orderPlaced(order)),
     headers: { traceparent: childTraceparent() },
   };
 }
@@ -115,15 +110,14 @@ export async function withBenchStack<T>(
 ): Promise<T> {
   const { services, memory, env: extraEnv = {} } = options;
   const database = config.store === "postgres" ? await createDatabase() : undefined;
-  // withStack() closes the stack on Ctrl-C and exits; the database must not outlive it either.
-  const dropOnSignal = () => void database?.drop().catch(() => {});
-  const signals: Deno.Signal[] = database && Deno.build.os !== "windows"
-    ? ["SIGINT", "SIGTERM"]
-    : [];
-  for (const signal of signals) Deno.addSignalListener(signal, dropOnSignal);
+  // withStack() closes the stack on Ctrl-C, and this drops the database after it.
+  const forgetDatabase = database ? cleanUpOnInterrupt(database.drop) : () => {};
   try {
     // LOG_LEVEL stays info, a line per message as in production: the harness needs the lines.
-    const env: Record<string, string> = { INVENTORY_STOCK: STOCK, ...extraEnv };
+    const env: Record<string, string> = {
+      INVENTORY_STOCK: stockEnv(menuStock(STOCK_PER_SKU)),
+      ...extraEnv,
+    };
     if (database) env.DATABASE_URL = database.url;
     return await withStack({ env, services, broker: config.broker }, async (stack) => {
       const extra: RunningService[] = [];
@@ -168,7 +162,7 @@ export async function withBenchStack<T>(
       }
     });
   } finally {
-    for (const signal of signals) Deno.removeSignalListener(signal, dropOnSignal);
+    forgetDatabase();
     await database?.drop().catch(() => {});
   }
 }

@@ -1,9 +1,8 @@
 /**
- * What the benchmark reads besides its own clocks: percentiles, the services' Prometheus counters,
- * their peak memory from `/proc`, and the machine it ran on.
+ * What the benchmark reads besides its own clocks and the services' metrics: percentiles, their
+ * peak memory and CPU from `/proc`, and the machine it ran on.
  * @module
  */
-import { request } from "../lib/http_probes.ts";
 import { managementApi } from "../lib/management_api.ts";
 
 /** Latency percentiles, in milliseconds. */
@@ -34,28 +33,6 @@ export function percentiles(samples: readonly number[]): Percentiles {
     max: tenth(sorted[sorted.length - 1]),
     count: sorted.length,
   };
-}
-
-/**
- * Sums the samples of the counter `name` in the Prometheus text at `url` whose labels include every
- * pair of `labels`; 0 when there are none yet (a counter is written once it moved).
- */
-export async function readCounter(
-  url: string,
-  name: string,
-  labels: Record<string, string> = {},
-): Promise<number> {
-  const response = await request(url);
-  const text = await response.text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const wanted = Object.entries(labels).every(([key, value]) =>
-      line.includes(`${key}="${value}"`)
-    );
-    if (wanted) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return sum;
 }
 
 /**

@@ -9,18 +9,17 @@
  * 4. the latency of each order at a steady rate;
  * 5. the peak memory of each service.
  *
- * It prints the figures beside the issue's targets, or one JSON object with `--json`. It is not a
- * test: a slow machine gets slow figures, not a failure.
+ * It prints the figures beside the targets the system was built to meet (`TARGETS`), or one JSON
+ * object with `--json`. It is not a test: a slow machine gets slow figures, not a failure.
  * @module
  */
-import { readCommandLine } from "../lib/command_line.ts";
+import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
 import type { BenchConfig, MemoryPeaks, StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
 import { round } from "../lib/format.ts";
 import { type Cluster, RabbitMqNotInstalledError, startCluster } from "../lib/rabbitmq_cluster.ts";
-import { describeError } from "../../shared/log.ts";
 
 /** The measurements `--only` can pick. */
 export const SECTIONS = ["ceiling", "drain", "e2e", "latency"] as const;
@@ -59,7 +58,7 @@ export interface BenchOptions {
 }
 
 /**
- * Runs the measurements and checks them against the issue's targets.
+ * Runs the measurements and checks them against {@linkcode TARGETS}.
  * @throws {RangeError} before anything runs when an option is out of range
  */
 export async function runBench(options: BenchOptions = {}): Promise<BenchReport> {
@@ -232,7 +231,7 @@ const USAGE = `Usage: deno task bench [options]
  * @throws {RangeError} naming the option and what it must be
  */
 export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; help: boolean } {
-  const { values, positive } = readCommandLine(args, {
+  const { values, positive, oneOf } = readCommandLine(args, {
     tool: "the benchmark",
     options: {
       backlog: { type: "string" },
@@ -250,18 +249,6 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
     },
   });
   const quick = values.quick === true;
-  const oneOf = <T extends string>(name: string, allowed: readonly T[]): T | undefined => {
-    const text = values[name];
-    if (typeof text !== "string") return undefined;
-    if (!allowed.includes(text as T)) {
-      throw new RangeError(
-        `Cannot run the benchmark as --${name} must be one of ${
-          allowed.join(", ")
-        }: current value is "${text}"`,
-      );
-    }
-    return text as T;
-  };
   let only: Section[] | undefined;
   if (typeof values.only === "string") {
     only = values.only.split(",").map((part) => part.trim()) as Section[];
@@ -299,31 +286,17 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
 }
 
 if (import.meta.main) {
-  let options: ReturnType<typeof parseBenchArgs>;
-  try {
-    options = parseBenchArgs(Deno.args);
-  } catch (error) {
-    console.error(`${describeError(error)}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (options.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const stamp = () => `[${new Date().toISOString().slice(11, 19)}]`;
-  const log = options.json
-    ? (line: string) => console.error(`${stamp()} ${line}`)
-    : (line: string) => console.log(`${stamp()} ${line}`);
-  try {
-    const report = await runBench({
-      ...options,
-      log,
-      command: ["deno task bench", ...Deno.args].join(" "),
-    });
-    console.log(options.json ? JSON.stringify(report) : `\n${formatReport(report)}`);
-    Deno.exit(0);
-  } catch (error) {
-    console.error(`Cannot finish the benchmark: ${describeError(error)}`);
-    Deno.exit(1);
-  }
+  await runToolFromCommandLine("the benchmark", {
+    usage: USAGE,
+    parse: parseBenchArgs,
+    run(options, log) {
+      const stamp = () => `[${new Date().toISOString().slice(11, 19)}]`;
+      return runBench({
+        ...options,
+        log: (line) => log(`${stamp()} ${line}`),
+        command: ["deno task bench", ...Deno.args].join(" "),
+      });
+    },
+    format: formatReport,
+  });
 }

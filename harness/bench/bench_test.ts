@@ -6,12 +6,11 @@ import assert from "node:assert/strict";
 import { parseBenchArgs, runBench } from "./bench.ts";
 import { formatReport } from "./_report.ts";
 import { percentiles } from "./_stats.ts";
-
-const integration = { sanitizeOps: false, sanitizeResources: false };
+import { INTEGRATION } from "../lib/stack.ts";
 
 Deno.test(
   "runBench() measures every figure with tiny numbers, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     const report = await runBench({
       backlog: 200,

@@ -4,24 +4,24 @@
  * times within the run. Every `--interval` seconds it samples each service's RSS, private memory
  * and V8 heap, each database's size on disk, the inbox rows, the queue depths, and the p50/p99 of
  * POST → notification for the orders placed in that window. It prints a row per sample, writes an
- * SVG chart, and ends with the growth of memory and storage and issue 15's targets judged. It is
+ * SVG chart, and ends with the growth of memory and storage and the soak's targets judged. It is
  * not a test: a target not met is printed, not failed.
  * @module
  */
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { readCommandLine } from "../lib/command_line.ts";
+import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
 // @ts-types="@types/pg"
 import pg from "pg";
 import { type MemoryPeaks, type StoreKind, withBenchStack } from "./_stack.ts";
-import { notifiedOrder } from "./_measure.ts";
+import { notificationSent } from "../lib/effects.ts";
 import { percentiles, privateRssMb, rssMb } from "./_stats.ts";
 import { streamOrders } from "../lib/order_stream.ts";
 import { waitFor } from "../lib/async.ts";
 import { round } from "../lib/format.ts";
 import { request } from "../lib/http_probes.ts";
 import { type ServiceName, SERVICES } from "../lib/service_process.ts";
-import { type Stack } from "../lib/stack.ts";
+import type { Stack } from "../lib/stack.ts";
 import {
   formatSoakFigures,
   formatSoakHeader,
@@ -33,7 +33,6 @@ import {
   summarizeSoak,
 } from "./_soak_figures.ts";
 import { parseDuration } from "../../shared/config.ts";
-import { describeError } from "../../shared/log.ts";
 import { QUEUES } from "../../shared/topology.ts";
 
 /** Options for {@linkcode runSoak}. */
@@ -168,7 +167,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
 /** Moves the notifications logged so far into `notifiedAt` and forgets every line read. */
 function collectNotifications(stack: Stack, notifiedAt: Map<string, number>): void {
   for (const line of stack.services.notification?.logs ?? []) {
-    const notified = notifiedOrder(line);
+    const notified = notificationSent(line);
     if (notified) notifiedAt.set(notified.orderId, notified.atMs);
   }
   // The harness keeps no line it has read: over half an hour they would be its own leak.
@@ -316,7 +315,7 @@ const USAGE = `Usage: deno task soak [options]
  * @throws {RangeError} naming the option and what it must be
  */
 export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; help: boolean } {
-  const { values, positive } = readCommandLine(args, {
+  const { values, positive, oneOf } = readCommandLine(args, {
     tool: "the soak",
     options: {
       minutes: { type: "string" },
@@ -329,12 +328,7 @@ export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; he
       help: { type: "boolean", short: "h" },
     },
   });
-  const store = values.store;
-  if (store !== undefined && store !== "sqlite" && store !== "postgres") {
-    throw new RangeError(
-      `Cannot run the soak as --store must be sqlite or postgres: current value is "${store}"`,
-    );
-  }
+  const store = oneOf("store", ["sqlite", "postgres"] as const);
   return {
     minutes: positive("minutes"),
     rate: positive("rate"),
@@ -348,31 +342,12 @@ export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; he
 }
 
 if (import.meta.main) {
-  let options: ReturnType<typeof parseSoakArgs>;
-  try {
-    options = parseSoakArgs(Deno.args);
-  } catch (error) {
-    console.error(`${describeError(error)}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (options.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const print = options.json ? console.error : console.log;
-  try {
-    const { json: _json, help: _help, ...soak } = options;
-    const report = await runSoak({ ...soak, log: print });
-    if (options.json) console.log(JSON.stringify(report));
-    else {
-      console.log(`\n${formatSoakFigures(report.figures)}`);
-      console.log(
-        `\n${report.placed} orders placed, ${report.failed} without a 202; chart: ${report.settings.chart}`,
-      );
-    }
-    Deno.exit(0);
-  } catch (error) {
-    console.error(`Cannot finish the soak: ${describeError(error)}`);
-    Deno.exit(1);
-  }
+  await runToolFromCommandLine("the soak", {
+    usage: USAGE,
+    parse: parseSoakArgs,
+    run: ({ json: _json, help: _help, ...soak }, log) => runSoak({ ...soak, log }),
+    format: (report) =>
+      `${formatSoakFigures(report.figures)}\n\n${report.placed} orders placed, ${report.failed} ` +
+      `without a 202; chart: ${report.settings.chart}`,
+  });
 }

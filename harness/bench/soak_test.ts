@@ -5,12 +5,11 @@
 import assert from "node:assert/strict";
 import { parseSoakArgs, runSoak } from "./soak.ts";
 import { SERVICES } from "../lib/service_process.ts";
-
-const integration = { sanitizeOps: false, sanitizeResources: false };
+import { INTEGRATION } from "../lib/stack.ts";
 
 Deno.test(
   "runSoak() samples every series and writes the chart, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     const chart = await Deno.makeTempFile({ suffix: ".svg" });
     try {
@@ -47,5 +46,8 @@ Deno.test("parseSoakArgs() names the option that is wrong", () => {
     15,
   );
   assert.throws(() => parseSoakArgs(["--rate", "0"]), /--rate must be a positive number/);
-  assert.throws(() => parseSoakArgs(["--store", "mysql"]), /--store must be sqlite or postgres/);
+  assert.throws(
+    () => parseSoakArgs(["--store", "mysql"]),
+    /--store must be one of sqlite, postgres/,
+  );
 });

@@ -20,6 +20,12 @@ export function brokerAddress(): BrokerAddress {
   };
 }
 
+/** The host and port of the first node of `AMQP_URL`: where a TCP proxy in front of it connects. */
+export function brokerTarget(): { hostname: string; port: number } {
+  const { amqpUrl } = brokerAddress();
+  return { hostname: new URL(amqpUrl.split(",")[0].trim()).hostname, port: amqpPort(amqpUrl) };
+}
+
 /** The port of the first node of `amqpUrl`: 5672, or 5671 for `amqps://`, when it names none. */
 export function amqpPort(amqpUrl: string): number {
   const first = new URL(amqpUrl.split(",")[0].trim());

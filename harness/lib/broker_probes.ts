@@ -1,7 +1,8 @@
 /**
- * The AMQP probes every test and scenario use beside the HTTP ones: publish an `OrderPlaced` as a
- * seed script or an attacker would, read a queue's messages without taking them, watch the depth of
- * the dead-letter queues, and have the broker close the services' connections.
+ * The AMQP probes every test and scenario use beside the HTTP ones: publish an `OrderPlaced` by
+ * hand, as the original system's scripts did, or poison, read a queue's messages without taking
+ * them, watch the depth of the dead-letter queues, and have the broker close the services'
+ * connections.
  * @module
  */
 import type { OutgoingMessage } from "../../shared/broker.ts";
@@ -12,7 +13,7 @@ import { REQUEST_TIMEOUT_MS } from "./http_probes.ts";
 import { managementApi } from "./management_api.ts";
 import type { Report } from "./scenario.ts";
 import { SERVICES } from "./service_process.ts";
-import { type Stack } from "./stack.ts";
+import type { Stack } from "./stack.ts";
 
 /**
  * The message that publishes `event` under `OrderPlaced`: a parsed event as JSON, with its

@@ -22,6 +22,11 @@ export interface CommandLine {
    * @throws {RangeError} naming the option when it is not a positive integer
    */
   positiveInteger(name: string, fallback?: number): number | undefined;
+  /**
+   * The option `name` when it is one of `allowed`, or undefined when it is not given.
+   * @throws {RangeError} naming the option and what it may be
+   */
+  oneOf<T extends string>(name: string, allowed: readonly T[]): T | undefined;
 }
 
 /**
@@ -58,7 +63,67 @@ export function readCommandLine(
     values,
     positive: (name, fallback) => read(name, fallback, false),
     positiveInteger: (name, fallback) => read(name, fallback, true),
+    oneOf<T extends string>(name: string, allowed: readonly T[]): T | undefined {
+      const text = values[name];
+      if (typeof text !== "string") return undefined;
+      if (!allowed.includes(text as T)) {
+        throw new RangeError(
+          `Cannot run ${tool} as --${name} must be one of ${
+            allowed.join(", ")
+          }: current value is "${text}"`,
+        );
+      }
+      return text as T;
+    },
   };
+}
+
+/** What every tool's command line says beside its own options. */
+export interface ToolArgs {
+  json: boolean;
+  help: boolean;
+}
+
+/** Options for {@linkcode runToolFromCommandLine}. */
+export interface ToolOptions<A extends ToolArgs, R> {
+  /** Printed for `--help`, and after a bad argument. */
+  usage: string;
+  /** Reads the command line; throws a `RangeError` for a bad argument. */
+  parse(args: string[]): A;
+  /** Runs the tool; `log` prints a step (to stderr with `--json`, so that stdout is the JSON). */
+  run(args: A, log: (line: string) => void): Promise<R>;
+  /** The report as text; with `--json` it is printed as one JSON object instead. */
+  format(report: R): string;
+}
+
+/**
+ * The `import.meta.main` block of a tool that measures (the benchmark, the soak), called `tool` in
+ * messages: exits 2 after a bad argument, 0 once the report is printed, and 1 after one line saying
+ * why it could not finish.
+ */
+export async function runToolFromCommandLine<A extends ToolArgs, R>(
+  tool: string,
+  options: ToolOptions<A, R>,
+): Promise<never> {
+  let args: A;
+  try {
+    args = options.parse(Deno.args);
+  } catch (error) {
+    console.error(`${describeError(error)}\n\n${options.usage}`);
+    Deno.exit(2);
+  }
+  if (args.help) {
+    console.log(options.usage);
+    Deno.exit(0);
+  }
+  try {
+    const report = await options.run(args, args.json ? console.error : console.log);
+    console.log(args.json ? JSON.stringify(report) : `\n${options.format(report)}`);
+    Deno.exit(0);
+  } catch (error) {
+    console.error(`Cannot finish ${tool}: ${describeError(error)}`);
+    Deno.exit(1);
+  }
 }
 
 /** The command line of a scenario. */

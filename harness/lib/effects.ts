@@ -7,7 +7,7 @@ import { mapLimit } from "./async.ts";
 import type { Tap } from "./broker_tools.ts";
 import { getJson } from "./http_probes.ts";
 import type { ServiceName } from "./service_process.ts";
-import { type Stack } from "./stack.ts";
+import type { Stack } from "./stack.ts";
 
 /** What one order led to. */
 export interface OrderEffects {

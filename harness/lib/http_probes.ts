@@ -7,7 +7,7 @@
  */
 import type { Notification } from "../../notification/notifications.ts";
 import { waitFor, type WaitOptions } from "./async.ts";
-import { type Stack } from "./stack.ts";
+import type { Stack } from "./stack.ts";
 
 /** How long one HTTP request to a service may take, in milliseconds. */
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -173,6 +173,11 @@ export async function notificationsOf(stack: Stack, orderId: string): Promise<No
     `${stack.url("notification")}/notifications?order_id=${orderId}`,
   );
   return Array.isArray(body) ? body : [];
+}
+
+/** The kinds of the notifications recorded for `orderId`, oldest first. */
+export async function notificationKinds(stack: Stack, orderId: string): Promise<string[]> {
+  return (await notificationsOf(stack, orderId)).map((notification) => notification.kind);
 }
 
 /** How many notifications the notification service recorded for `orderId`. */

@@ -5,10 +5,10 @@
  * saying the final status (guarantee 7).
  * @module
  */
-import { type OrderEffects } from "./effects.ts";
+import type { OrderEffects } from "./effects.ts";
 import { tally } from "./format.ts";
-import { type Report } from "./scenario.ts";
-import { type CancelAnswer } from "./until_answered.ts";
+import type { Report } from "./scenario.ts";
+import type { CancelAnswer } from "./until_answered.ts";
 
 /** What the checks need to know of one order. */
 export interface SettledOrder {

@@ -3,7 +3,9 @@
  * open loop, each order resent with its `Idempotency-Key` until it is answered.
  * @module
  */
-import { type Stack } from "./stack.ts";
+import { sleep } from "./async.ts";
+import { stockEnv } from "./menu.ts";
+import type { Stack } from "./stack.ts";
 import { type Placed, placeUntilAnswered } from "./until_answered.ts";
 
 /** Plenty of burgers; few cookies, so that some orders are rejected for want of stock. */
@@ -13,8 +15,7 @@ export const STREAM_STOCK: Readonly<Record<"burger" | "cookie", number>> = {
 };
 
 /** {@linkcode STREAM_STOCK} as `INVENTORY_STOCK` takes it. */
-export const STREAM_STOCK_ENV: string = Object.entries(STREAM_STOCK)
-  .map(([sku, qty]) => `${sku}=${qty}`).join(",");
+export const STREAM_STOCK_ENV: string = stockEnv(STREAM_STOCK);
 
 /** How long a client keeps sending an order that got no answer, in milliseconds. */
 export const ANSWER_DEADLINE_MS = 20_000;
@@ -55,8 +56,7 @@ export async function streamOrders(
   const began = performance.now();
   const inFlight: Promise<void>[] = [];
   for (let i = 0; i < total && !signal?.aborted; i++) {
-    const wait = began + (i * 1000) / rate - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    await sleep(began + (i * 1000) / rate - performance.now());
     const cookies = i % 3 === 0 ? 1 : 0;
     const items = [
       { sku: "burger", qty: 1 },

@@ -18,6 +18,12 @@ import {
   startService,
 } from "./service_process.ts";
 
+/**
+ * The `Deno.test` options of a test that runs a stack: its child processes, connections and timers
+ * outlive the test's own ops by design, and `close()` ends them.
+ */
+export const INTEGRATION = { sanitizeOps: false, sanitizeResources: false } as const;
+
 /** Options for {@linkcode startStack}. */
 export interface StackOptions {
   /** Extra environment for every service. */

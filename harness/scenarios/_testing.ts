@@ -1,24 +1,26 @@
 /**
- * What the scenarios' tests share: a scenario's steps kept for the assertion message instead of
- * printed between test names, and the check that it passed with the figures it must report.
+ * What the scenarios' tests share: running a scenario with its steps kept for the assertion
+ * message (instead of printed between test names), and the check that it passed with the figures
+ * it must report.
  * @module
  */
 import assert from "node:assert/strict";
-import { formatResult, type ScenarioResult } from "../lib/scenario.ts";
+import { formatResult } from "../lib/scenario.ts";
+import type { ScenarioResult, StepLog } from "../lib/scenario.ts";
 
-/** A scenario runs against the broker with services as child processes, which outlive a test's ops. */
-export const INTEGRATION = { sanitizeOps: false, sanitizeResources: false };
-
-/** Keeps the steps for the assertion message instead of printing them between test names. */
-export function collect(): { lines: string[]; log: (line: string) => void } {
+/**
+ * Runs a scenario, asserts that it passed and reported each of `figures`, and returns its result
+ * with the steps it logged. `run` gets the log to give the scenario.
+ */
+export async function assertPasses(
+  run: (log: StepLog) => Promise<ScenarioResult>,
+  figures: readonly string[],
+): Promise<ScenarioResult & { steps: string[] }> {
   const lines: string[] = [];
-  return { lines, log: (line) => lines.push(line) };
-}
-
-/** Asserts that `result` passed, with the steps in the message, and that it has `figures`. */
-export function assertPass(result: ScenarioResult, lines: string[], figures: string[]): void {
+  const result = await run((line) => lines.push(line));
   assert.ok(result.pass, `${lines.join("\n")}\n${formatResult(result)}`);
   for (const figure of figures) {
     assert.ok(figure in result.figures, `figure ${figure} is missing: ${JSON.stringify(result)}`);
   }
+  return { ...result, steps: lines };
 }

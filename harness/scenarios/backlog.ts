@@ -1,22 +1,18 @@
 /**
- * `deno task test:backlog`, the seed's scenario: inventory is stopped, orders keep coming in over
- * HTTP, inventory starts again and drains the backlog. The depth of `order-placed` is sampled from
- * the stop until it is empty and drawn as a chart (in the terminal, and as SVG with `--chart`).
- * PASS when every order ends CONFIRMED with one reservation and one notification, the queue is back
- * to 0 and the DLQ is empty.
+ * `deno task test:backlog`, a scenario of the original Python system: inventory is stopped, orders
+ * keep coming in over HTTP, inventory starts again and drains the backlog. The depth of
+ * `order-placed` is sampled from the stop until it is empty and drawn as a chart (in the terminal,
+ * and as SVG with `--chart`). PASS when every order ends CONFIRMED with one reservation and one
+ * notification, the queue is back to 0 and the DLQ is empty.
  * @module
  */
-import { waitFor } from "../lib/async.ts";
+import { sleep, waitFor } from "../lib/async.ts";
+import { MENU, menuStock, stockEnv } from "../lib/menu.ts";
 import { countEffects } from "../lib/effects.ts";
 import { round, tally } from "../lib/format.ts";
 import { getStock, type OrderRequest, placeOrder, waitReady } from "../lib/http_probes.ts";
-import {
-  type Report,
-  runFromCommandLine,
-  runScenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-} from "../lib/scenario.ts";
+import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
+import type { Report, ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
 import { type ChartPoint, renderSvgChart, renderTerminalChart } from "../lib/chart.ts";
 import { deadLetterQueue, EventType, Queue } from "../../shared/topology.ts";
@@ -39,8 +35,6 @@ const USAGE =
   --chart FILE.svg  also write the depth chart as an SVG file
   --json            print one JSON object instead of the steps and the chart`;
 
-const MENU = ["burger", "fries", "salad", "pizza", "wrap", "soda", "coffee", "cookie"];
-
 /** Milliseconds between depth samples while inventory is down, and while it drains. */
 const SAMPLE_MS = { down: 100, draining: 20 };
 
@@ -53,7 +47,7 @@ export function runBacklog(options: BacklogOptions = {}): Promise<ScenarioResult
     );
   }
   // Enough of every SKU that no order is rejected for want of stock, however many are placed.
-  const stock = MENU.map((sku) => `${sku}=${orders * 2 + 100}`).join(",");
+  const stock = stockEnv(menuStock(orders * 2 + 100));
   return runScenario("backlog", options, async (report) => {
     report.step("starting an isolated stack (fresh vhost, temporary data directory, free ports)");
     await withStack({ env: { INVENTORY_STOCK: stock } }, async (stack) => {
@@ -240,8 +234,7 @@ function takenStock(requests: OrderRequest[]): Record<string, number> {
  * spread over the down time and samples, and never stands in for waiting on a condition.
  */
 function pace(time: number): Promise<void> {
-  const ms = time - performance.now();
-  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+  return sleep(time - performance.now());
 }
 
 /**

@@ -16,20 +16,20 @@
  * double it), and the DLQs hold the injected poison and nothing else.
  * @module
  */
-import { waitFor } from "../lib/async.ts";
-import { peekQueue, publishOrderPlaced } from "../lib/broker_probes.ts";
-import { countEffects } from "../lib/effects.ts";
+import { sleep, waitFor } from "../lib/async.ts";
+import { brokerTarget } from "../lib/broker_address.ts";
+import {
+  closeServiceConnections,
+  deadLetterDepths,
+  peekQueue,
+  publishOrderPlaced,
+} from "../lib/broker_probes.ts";
+import { countEffects, notificationSent } from "../lib/effects.ts";
 import { round, tally } from "../lib/format.ts";
 import { getStock, waitReady } from "../lib/http_probes.ts";
 import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
-import { managementApi } from "../lib/management_api.ts";
-import {
-  type Report,
-  runFromCommandLine,
-  runScenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-} from "../lib/scenario.ts";
+import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
+import type { Report, ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { type RunningService, type ServiceName, SERVICES } from "../lib/service_process.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
 import { createDatabase, type TestDatabase } from "../lib/test_database.ts";
@@ -47,7 +47,7 @@ import {
   STREAM_STOCK_ENV,
   streamOrders,
 } from "../lib/order_stream.ts";
-import { deadLetterQueue, EventType, QUEUES } from "../../shared/topology.ts";
+import { deadLetterQueue, EventType, Queue } from "../../shared/topology.ts";
 import { PAUSED_MSG, RESUMED_MSG } from "../../shared/outage.ts";
 
 /** Options for {@linkcode runChaos}. */
@@ -127,7 +127,7 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
   const { seconds = 30, rate = 20, brokerOutage = false, databaseOutage = false } = options;
   return runScenario("test:chaos", options, async (report) => {
     const proxies: Proxies = {
-      broker: startTcpProxy({ hostname: "127.0.0.1", port: brokerPort() }),
+      broker: startTcpProxy(brokerTarget()),
     };
     let database: TestDatabase | undefined;
     let forgetDatabase = () => {};
@@ -162,11 +162,6 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
       await database?.drop();
     }
   });
-}
-
-function brokerPort(): number {
-  const url = new URL(Deno.env.get("AMQP_URL") || "amqp://guest:guest@127.0.0.1:5672/");
-  return Number(url.port) || 5672;
 }
 
 async function chaos(
@@ -214,30 +209,30 @@ async function chaos(
   const databaseOutagesEnded: number[] = [];
   for (const { atMs, fault } of plan) {
     const wait = began + atMs - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (wait > 0) await sleep(wait);
     if (fault === "poison") {
       const body = POISON[faults.filter((f) => f.fault.startsWith("poison")).length];
       await publishOrderPlaced(stack, body, `poison-${faults.length}`);
       note(`poison ${JSON.stringify(body)}`);
     } else if (fault === "force-close") {
-      const closed = await forceCloseServiceConnections(stack);
+      const closed = await closeServiceConnections(stack, { timeoutMs: 6_000 });
       note(`force-closed ${closed} connections`);
     } else if (fault === "inventory-outage") {
       await stack.stop("inventory");
       note(`inventory stopped for ${INVENTORY_OUTAGE_MS / 1000} s`);
-      await new Promise((resolve) => setTimeout(resolve, INVENTORY_OUTAGE_MS));
+      await sleep(INVENTORY_OUTAGE_MS);
       processes.push(await stack.start("inventory"));
       note("inventory started again");
     } else if (fault === "outage") {
       proxies.broker.cut();
       note("broker outage begins");
-      await new Promise((resolve) => setTimeout(resolve, 3000));
+      await sleep(3000);
       proxies.broker.restore();
       note("broker outage ends");
     } else if (fault === "database outage") {
       proxies.database!.cut();
       note("database outage begins");
-      await new Promise((resolve) => setTimeout(resolve, DATABASE_OUTAGE_MS));
+      await sleep(DATABASE_OUTAGE_MS);
       proxies.database!.restore();
       databaseOutagesEnded.push(Date.now());
       note("database outage ends");
@@ -246,7 +241,7 @@ async function chaos(
     } else {
       await stack.stop(fault, "SIGKILL");
       note(`SIGKILL ${fault}`);
-      await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 700));
+      await sleep(300 + Math.random() * 700);
       processes.push(await stack.start(fault));
       note(`restarted ${fault}`);
     }
@@ -310,10 +305,8 @@ async function chaos(
   const cancelAnswers = await Promise.all(cancels);
   checkCancelAnswers(report, cancelAnswers);
 
-  const parked = await peekQueue(stack, deadLetterQueue(QUEUES[0]), 100);
-  const others = await Promise.all(
-    QUEUES.slice(1).map((q) => stack.tools.queueDepth(deadLetterQueue(q))),
-  );
+  const parked = await peekQueue(stack, deadLetterQueue(Queue.orderPlaced));
+  const { [deadLetterQueue(Queue.orderPlaced)]: _, ...others } = await deadLetterDepths(stack);
   const injected = faults.filter((f) => f.fault.startsWith("poison")).length;
   // Parking is at-least-once: a kill between a copy's confirm and the ack parks it again.
   const parkedIds = new Set(parked.map((m) => m.properties.message_id));
@@ -321,11 +314,11 @@ async function chaos(
   report.expect(
     parkedIds.size === injected &&
       parked.every((m) => m.properties.message_id?.startsWith("poison-")) &&
-      others.every((depth) => depth === 0),
+      Object.values(others).every((depth) => depth === 0),
     `the ${injected} injected poison messages in order-placed.dlq (each at least once) and nothing in any other DLQ`,
     `order-placed.dlq ${parked.length} (${
       tally(parked.map((m) => m.properties.message_id))
-    }), others ${others}`,
+    }), others ${JSON.stringify(others)}`,
   );
 
   const logs: Array<Record<string, unknown>> = processes.flatMap((p) =>
@@ -374,10 +367,7 @@ async function chaos(
   );
   report.figure(
     "reconnects",
-    ["order", "inventory", "notification"].reduce(
-      (sum, name) => sum + count(name as ServiceName, "reconnected to broker"),
-      0,
-    ),
+    SERVICES.reduce((sum, name) => sum + count(name, "reconnected to broker"), 0),
   );
   report.figure("timeline", faults.map((f) => `${f.at_s}s ${f.fault}`).join(" | "));
   report.summary(
@@ -388,7 +378,6 @@ async function chaos(
   );
 }
 
-/** The kinds of notification each order was sent, from the lines notification logged. */
 /** True when `sent` holds each of its kinds once, each one `recorded`, in the recorded order. */
 function inOrderOnce(sent: readonly string[], recorded: readonly string[]): boolean {
   let next = 0;
@@ -399,14 +388,14 @@ function inOrderOnce(sent: readonly string[], recorded: readonly string[]): bool
   return true;
 }
 
+/** The kinds of notification each order was sent, from the lines notification logged. */
 function sentKinds(lines: Array<Record<string, unknown>>): Map<string, string[]> {
   const sent = new Map<string, string[]>();
   for (const line of lines) {
-    const match = /^order (\S+) for \S+ (confirmed|rejected|cancelled|expired)/.exec(
-      String(line.msg),
-    );
-    if (!match || match[1] !== line.order_id) continue;
-    sent.set(match[1], [...sent.get(match[1]) ?? [], `order_${match[2]}`]);
+    const notification = notificationSent(line);
+    if (!notification) continue;
+    const { orderId, kind } = notification;
+    sent.set(orderId, [...sent.get(orderId) ?? [], kind]);
   }
   return sent;
 }
@@ -445,29 +434,10 @@ function planFaults(
 
 /** Cancels `orderId` at a random moment in the next 1.5 s, as a student who changed their mind. */
 async function cancelSoon(stack: Stack, orderId: string): Promise<CancelAnswer> {
-  await new Promise((resolve) => setTimeout(resolve, Math.random() * 1500));
+  await sleep(Math.random() * 1500);
   return await cancelUntilAnswered(() => stack.services.order?.url, orderId, {
     deadlineMs: ANSWER_DEADLINE_MS,
   });
-}
-
-/** Closes the services' connections through the management API, not the harness's own. */
-async function forceCloseServiceConnections(stack: Stack): Promise<number> {
-  const api = managementApi();
-  // The management API lists a new connection only after its next statistics round (~5 s):
-  // wait a little for all three, then close what is there.
-  let services: Array<{ name: string }> = [];
-  await waitFor("the services' connections in the management API", async () => {
-    const all = await api("GET", `/api/vhosts/${stack.vhost.name}/connections`) as Array<
-      { name: string; client_properties: { connection_name?: string } }
-    >;
-    services = all.filter((c) => !c.client_properties.connection_name?.startsWith("harness"));
-    return services.length >= SERVICES.length;
-  }, { timeoutMs: 6_000, intervalMs: 250 }).catch(() => {});
-  for (const connection of services) {
-    await api("DELETE", `/api/connections/${encodeURIComponent(connection.name)}`).catch(() => {});
-  }
-  return services.length;
 }
 
 if (import.meta.main) {

@@ -1,24 +1,27 @@
 /**
- * `deno task test:chaos` for 12 s, with broker outages, and on PostgreSQL with database outages, against the broker.
+ * `deno task test:chaos` for 12 s, with broker outages, and on PostgreSQL with database outages,
+ * against the broker.
  */
 import assert from "node:assert/strict";
 import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
-import { assertPass, collect, INTEGRATION } from "./_testing.ts";
+import { INTEGRATION } from "../lib/stack.ts";
+import { assertPasses } from "./_testing.ts";
 import { runChaos } from "./chaos.ts";
 
 Deno.test(
   "runChaos() passes through kills, forced closes, transient faults and broker outages, against the broker",
   INTEGRATION,
   async () => {
-    const { lines, log } = collect();
-    const result = await runChaos({ seconds: 12, rate: 15, brokerOutage: true, log });
-    assertPass(result, lines, [
-      "orders_accepted",
-      "kills_inventory",
-      "outages",
-      "retries",
-      "timeline",
-    ]);
+    const result = await assertPasses(
+      (log) => runChaos({ seconds: 12, rate: 15, brokerOutage: true, log }),
+      [
+        "orders_accepted",
+        "kills_inventory",
+        "outages",
+        "retries",
+        "timeline",
+      ],
+    );
     assert.equal(result.figures.outages, 2);
     assert.equal(result.figures.kills_inventory, 2);
     assert.ok(Number(result.figures.expired) > 0, "orders expired while inventory was stopped");
@@ -31,9 +34,10 @@ Deno.test(
   "runChaos() passes through two database outages on PostgreSQL beside the other faults, with no valid message dead-lettered, against the broker",
   { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
   async () => {
-    const { lines, log } = collect();
-    const result = await runChaos({ seconds: 12, rate: 15, databaseOutage: true, log });
-    assertPass(result, lines, ["database_outages", "pauses", "resumed_after_s_max", "retries"]);
+    const result = await assertPasses(
+      (log) => runChaos({ seconds: 12, rate: 15, databaseOutage: true, log }),
+      ["database_outages", "pauses", "resumed_after_s_max", "retries"],
+    );
     assert.equal(result.figures.database_outages, 2);
     assert.ok(Number(result.figures.pauses) >= 2, `pauses: ${result.figures.pauses}`);
   },

@@ -21,18 +21,13 @@
  * Where RabbitMQ is not installed here, it says so in one line and exits 0.
  * @module
  */
-import { waitFor } from "../lib/async.ts";
+import { sleep, waitFor } from "../lib/async.ts";
 import { expectDeadLettersEmpty } from "../lib/broker_probes.ts";
 import { countEffects, type OrderEffects } from "../lib/effects.ts";
 import { round, tally } from "../lib/format.ts";
-import { getStock, request, waitReady } from "../lib/http_probes.ts";
-import {
-  type Report,
-  runFromCommandLine,
-  runScenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-} from "../lib/scenario.ts";
+import { getStock, orderStatus, waitReady } from "../lib/http_probes.ts";
+import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
+import type { Report, ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { SERVICES } from "../lib/service_process.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
 import {
@@ -82,7 +77,7 @@ const USAGE = `Usage: deno task test:cluster [--seconds S] [--rate R] [--json]
 Starts a private three-node RabbitMQ cluster on loopback (never the broker on 5672), so it needs
 the rabbitmq-server package installed here; without it, it says so and exits 0.`;
 
-/** The longest a recovery may take: issue 19's bound. */
+/** The longest a recovery may take: orders must keep being confirmed within seconds of a loss. */
 const RECOVERY_LIMIT_MS = 5_000;
 
 /**
@@ -399,10 +394,9 @@ async function reportRecovery(
       const after = accepted.filter((a) => a.sentAtMs >= record.atMs && !seen.has(a.orderId!))
         .slice(0, 20);
       for (const order of after) {
-        const response = await request(`${stack.url("order")}/orders/${order.orderId}`);
-        const body = await response.json();
-        if (body.status === "CONFIRMED") return true;
-        if (body.status !== "PENDING") seen.add(order.orderId!);
+        const status = await orderStatus(stack, order.orderId!);
+        if (status === "CONFIRMED") return true;
+        if (status !== "PENDING") seen.add(order.orderId!);
       }
       return false;
     }, { timeoutMs: RECOVERY_DEADLINE_MS, intervalMs: 100 });
@@ -511,9 +505,8 @@ function inSeconds(ms: number): number | string {
   return Number.isFinite(ms) ? round(ms / 1000, 2) : "none";
 }
 
-async function waitUntil(epochMs: number): Promise<void> {
-  const wait = epochMs - Date.now();
-  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+function waitUntil(epochMs: number): Promise<void> {
+  return sleep(epochMs - Date.now());
 }
 
 if (import.meta.main) {

@@ -1,8 +1,8 @@
 /**
- * `deno task test:dlq`: a spread of poison published to `OrderPlaced`, interleaved with valid orders
- * placed over HTTP. PASS when every poison message is in `order-placed.dlq`, unchanged, with an
- * `x-rejected-reason` header that says why, every valid order is CONFIRMED, and inventory is still
- * healthy.
+ * `deno task test:dlq`: a spread of poison published to `OrderPlaced`, interleaved with valid
+ * orders placed over HTTP. PASS when every poison message is in `order-placed.dlq`, unchanged, with
+ * an `x-rejected-reason` header that says why, every valid order is CONFIRMED, and inventory is
+ * still healthy.
  * @module
  */
 import { waitFor } from "../lib/async.ts";
@@ -10,12 +10,8 @@ import { payloadBytes, peekQueue, publishOrderPlaced } from "../lib/broker_probe
 import { countEffects } from "../lib/effects.ts";
 import { tally } from "../lib/format.ts";
 import { placeOrder, statusOf, waitReady } from "../lib/http_probes.ts";
-import {
-  runFromCommandLine,
-  runScenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-} from "../lib/scenario.ts";
+import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
+import type { ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { withStack } from "../lib/stack.ts";
 import { newId } from "../../shared/ids.ts";
 import { deadLetterQueue, EventType, Queue } from "../../shared/topology.ts";
@@ -75,7 +71,7 @@ export function poisonMessages(): Poison[] {
     text("a negative quantity", orderPlacedWith({ items: [{ sku: "soda", qty: -1 }] }), /qty/),
     text("a quantity as a string", orderPlacedWith({ items: [{ sku: "soda", qty: "1" }] }), /qty/),
     text("a 1 MiB body", big, /user_id/),
-    text("the seed's poison", '{"invalid": "json", "no": "order field"}', /event_id/),
+    text("the original system's poison", '{"invalid": "json", "no": "order field"}', /event_id/),
   ];
 }
 

@@ -1,28 +1,29 @@
 /**
- * `deno task test:idempotency`: the same `OrderPlaced` twice (as the seed does) and 50 times, two
- * different events for one order, and inventory killed with SIGKILL while it holds unacked
- * deliveries. PASS when every order has exactly one reservation, one stock change, one outcome
- * event (on a tap queue) and one notification.
+ * `deno task test:idempotency`: the same `OrderPlaced` twice (as the test script of the original
+ * Python system does) and 50 times, two different events for one order, and inventory killed with
+ * SIGKILL while it holds unacked deliveries. PASS when every order has exactly one reservation, one
+ * stock change, one outcome event (on a tap queue) and one notification.
  *
- * Each order buys from a SKU of its own, so that its stock change can be told apart from the others'.
+ * Each order buys from a SKU of its own, so that its stock change can be told apart from the
+ * others'.
  * @module
  */
 import { waitFor, within } from "../lib/async.ts";
-import { peekQueue, publishOrderPlaced } from "../lib/broker_probes.ts";
+import {
+  orderPlacedMessage,
+  peekQueue,
+  publishOrderPlaced,
+  waitQueuesEmpty,
+} from "../lib/broker_probes.ts";
 import { countEffects } from "../lib/effects.ts";
 import { tally } from "../lib/format.ts";
 import { getStock, waitReady } from "../lib/http_probes.ts";
-import {
-  type Report,
-  runFromCommandLine,
-  runScenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-} from "../lib/scenario.ts";
+import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
+import type { Report, ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
 import { type OrderPlaced, orderPlaced } from "../../shared/events.ts";
 import { newId } from "../../shared/ids.ts";
-import { EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
+import { EventType, Queue } from "../../shared/topology.ts";
 
 /** Options for {@linkcode runIdempotency}. */
 export interface IdempotencyOptions extends ScenarioOptions {
@@ -59,12 +60,12 @@ export function runIdempotency(options: IdempotencyOptions = {}): Promise<Scenar
     );
   }
   return runScenario("idempotency", options, async (report) => {
-    const twice = seedEvent("twice", 1);
-    const fifty = seedEvent("fifty", 2);
-    const secondOrder = seedEvent("two-events", 3);
+    const twice = handPublished("twice", 1);
+    const fifty = handPublished("fifty", 2);
+    const secondOrder = handPublished("two-events", 3);
     const burst = Array.from(
       { length: killBurst },
-      (_, i) => seedEvent(`kill-${i}`, 1 + (i % 3)),
+      (_, i) => handPublished(`kill-${i}`, 1 + (i % 3)),
     );
     const all = [twice, fifty, secondOrder, ...burst];
     const stock = all.map((e) => `${e.order.items[0].sku}=${STOCK_PER_SKU}`).join(",");
@@ -99,14 +100,11 @@ export function runIdempotency(options: IdempotencyOptions = {}): Promise<Scenar
         return effects.every((e) => e.notifications > 0 && e.outcomes > 0);
       }, { timeoutMs: 30_000, intervalMs: 200 });
       // Whatever is still on its way would show as a second effect: let the queues run empty.
-      await waitFor("the queues to be empty", async () => {
-        const depths = await Promise.all(
-          [Queue.orderPlaced, Queue.inventoryReserved, Queue.inventoryFailed].map((q) =>
-            stack.tools.queueDepth(q)
-          ),
-        );
-        return depths.every((d) => d === 0);
-      });
+      await waitQueuesEmpty(stack, [
+        Queue.orderPlaced,
+        Queue.inventoryReserved,
+        Queue.inventoryFailed,
+      ]);
       checkEffects(
         report,
         await countEffects(stack, orderIds, { outcomes: tap }),
@@ -117,8 +115,8 @@ export function runIdempotency(options: IdempotencyOptions = {}): Promise<Scenar
   });
 }
 
-/** The seed's hand-published shape: no `created_at` or `correlation_id`. */
-function seedEvent(sku: string, qty: number): OrderPlaced {
+/** The shape the original system's scripts publish by hand: no `created_at` or `correlation_id`. */
+function handPublished(sku: string, qty: number): OrderPlaced {
   return {
     event_id: newId(),
     event_type: EventType.OrderPlaced,
@@ -177,13 +175,10 @@ async function killMidway(
   report.step(
     `publishing ${burst.length} OrderPlaced events (one order each) while inventory runs`,
   );
-  const published = stack.broker.publish(burst.map((e) => ({
-    exchange: EXCHANGE,
-    routingKey: EventType.OrderPlaced,
-    body: JSON.stringify(e),
-    messageId: e.event_id,
-    type: EventType.OrderPlaced,
-  })));
+  // As the original system's scripts publish: the JSON as it is, no correlation id.
+  const published = stack.broker.publish(
+    burst.map((e) => orderPlacedMessage(JSON.stringify(e), e.event_id)),
+  );
   // Inventory handles a few hundred events in well under a second: poll its log every millisecond.
   await waitFor("inventory to handle the first events", () => handledBy(old.logs).length > 0, {
     timeoutMs: 15_000,

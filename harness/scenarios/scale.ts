@@ -18,12 +18,8 @@ import { sleep } from "../lib/async.ts";
 import { round } from "../lib/format.ts";
 import { stockEnv } from "../lib/menu.ts";
 import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
-import {
-  runFromCommandLine,
-  runScenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-} from "../lib/scenario.ts";
+import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
+import type { ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { withStack } from "../lib/stack.ts";
 import { createDatabase } from "../lib/test_database.ts";
 import { EventType } from "../../shared/topology.ts";

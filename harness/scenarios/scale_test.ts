@@ -3,22 +3,24 @@
  */
 import assert from "node:assert/strict";
 import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
-import { assertPass, collect, INTEGRATION } from "./_testing.ts";
+import { INTEGRATION } from "../lib/stack.ts";
+import { assertPasses } from "./_testing.ts";
 import { runScale } from "./scale.ts";
 
 Deno.test(
   "runScale() passes with 2 order, 3 inventory and 2 notification instances on PostgreSQL under SIGKILLs, against the broker",
   { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
   async () => {
-    const { lines, log } = collect();
-    const result = await runScale({ orders: 100, seconds: 8, killIntervalMs: 1500, log });
-    assertPass(result, lines, [
-      "accepted_per_order_instance",
-      "handled_per_inventory_instance",
-      "notified_per_notification_instance",
-      "kill_timeline",
-      "outbox_rows_left_by_killed_order",
-    ]);
+    const result = await assertPasses(
+      (log) => runScale({ orders: 100, seconds: 8, killIntervalMs: 1500, log }),
+      [
+        "accepted_per_order_instance",
+        "handled_per_inventory_instance",
+        "notified_per_notification_instance",
+        "kill_timeline",
+        "outbox_rows_left_by_killed_order",
+      ],
+    );
     assert.equal(result.figures.accepted, 100);
     assert.equal(result.figures.instances, "2 order, 3 inventory, 2 notification");
     // The first kill is always an order instance's, in the middle of a burst of orders.

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { waitFor } from "../lib/async.ts";
+import { INTEGRATION } from "../lib/stack.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -78,11 +79,9 @@ async function assertServesWithoutBroker(command: string[], dataDir: string): Pr
   assert.equal((await child.status).code, 0);
 }
 
-const integration = { sanitizeOps: false, sanitizeResources: false };
-
 Deno.test(
   "order/main.ts serves /health without a broker and exits 0 on SIGTERM",
-  integration,
+  INTEGRATION,
   async () => {
     const dir = await Deno.makeTempDir();
     try {
@@ -99,7 +98,7 @@ Deno.test(
 Deno.test({
   name: "deno compile builds an order binary that serves /health and exits 0 on SIGTERM",
   ignore: unavailable !== undefined,
-  ...integration,
+  ...INTEGRATION,
   async fn() {
     const dir = await Deno.makeTempDir();
     try {

@@ -4,44 +4,22 @@
  */
 import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
-import { type Stack, withStack } from "../lib/stack.ts";
+import { metricSample, postOrder, request } from "../lib/http_probes.ts";
+import { INTEGRATION, withStack } from "../lib/stack.ts";
 import { EventType } from "../../shared/topology.ts";
 import { traceIdOf } from "../../shared/trace.ts";
 
-const integration = { sanitizeOps: false, sanitizeResources: false };
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-async function order(stack: Stack, headers: Record<string, string> = {}): Promise<Response> {
-  return await fetch(`${stack.url("order")}/order`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...headers },
-    body: JSON.stringify({ user_id: "u1", items: [{ sku: "burger", qty: 2 }] }),
-  });
-}
-
-/** The value of one sample of a metric in Prometheus text, or undefined. */
-function sample(
-  text: string,
-  metric: string,
-  labels: Record<string, string> = {},
-): number | undefined {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(metric + "{") && !line.startsWith(metric + " ")) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) {
-      return Number(line.slice(line.lastIndexOf(" ") + 1));
-    }
-  }
-  return undefined;
-}
+const BURGERS = { user_id: "u1", items: [{ sku: "burger", qty: 2 }] };
 
 Deno.test(
   "a traceparent from the request is carried by every message and logged by all three services, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withStack({}, async (stack) => {
       const tap = await stack.tools.tap([EventType.OrderPlaced, EventType.InventoryReserved]);
-      const response = await order(stack, { traceparent: TRACEPARENT });
+      const response = await postOrder(stack.url("order"), BURGERS, { traceparent: TRACEPARENT });
       assert.equal(response.status, 202);
       assert.equal(traceIdOf(response.headers.get("traceparent")), TRACE_ID);
       const { order_id } = await response.json();
@@ -71,10 +49,10 @@ Deno.test(
 
 Deno.test(
   "an order without a traceparent starts a trace of its own, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withStack({}, async (stack) => {
-      const response = await order(stack);
+      const response = await postOrder(stack.url("order"), BURGERS);
       const traceId = traceIdOf(response.headers.get("traceparent"));
       assert.ok(traceId);
       const { order_id } = await response.json();
@@ -89,56 +67,60 @@ Deno.test(
 
 Deno.test(
   "/metrics of each service counts what it consumed, published and answered, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withStack({}, async (stack) => {
-      assert.equal((await order(stack)).status, 202);
+      assert.equal((await postOrder(stack.url("order"), BURGERS)).status, 202);
       assert.equal(
-        (await fetch(`${stack.url("order")}/order`, { method: "POST", body: "x" })).status,
+        (await request(`${stack.url("order")}/order`, { method: "POST", body: "x" })).status,
         415,
       );
       await waitFor("the notification metric", async () => {
-        const text = await (await fetch(`${stack.url("notification")}/metrics`)).text();
-        return sample(text, "campus_food_messages_acked_total", { queue: "inventory-reserved" }) ===
+        const text = await (await request(`${stack.url("notification")}/metrics`)).text();
+        return metricSample(text, "campus_food_messages_acked_total", {
+          queue: "inventory-reserved",
+        }) ===
           1;
       });
       const scrape = async (name: "order" | "inventory" | "notification") => {
-        const response = await fetch(`${stack.url(name)}/metrics`);
+        const response = await request(`${stack.url(name)}/metrics`);
         assert.match(response.headers.get("content-type") ?? "", /^text\/plain/);
         return await response.text();
       };
       const order_ = await scrape("order");
       assert.equal(
-        sample(order_, "campus_food_events_published_total", { event_type: "OrderPlaced" }),
+        metricSample(order_, "campus_food_events_published_total", { event_type: "OrderPlaced" }),
         1,
       );
       assert.equal(
-        sample(order_, "campus_food_events_confirmed_total", { event_type: "OrderPlaced" }),
+        metricSample(order_, "campus_food_events_confirmed_total", { event_type: "OrderPlaced" }),
         1,
       );
       assert.equal(
-        sample(order_, "campus_food_http_requests_total", { route: "/order", status: "202" }),
+        metricSample(order_, "campus_food_http_requests_total", { route: "/order", status: "202" }),
         1,
       );
       assert.equal(
-        sample(order_, "campus_food_http_requests_total", { route: "/order", status: "415" }),
+        metricSample(order_, "campus_food_http_requests_total", { route: "/order", status: "415" }),
         1,
       );
-      assert.equal(sample(order_, "campus_food_outbox_pending"), 0);
-      assert.equal(sample(order_, "campus_food_outbox_oldest_age_seconds"), 0);
-      assert.ok((sample(order_, "process_resident_memory_bytes") ?? 0) > 1_000_000);
+      assert.equal(metricSample(order_, "campus_food_outbox_pending"), 0);
+      assert.equal(metricSample(order_, "campus_food_outbox_oldest_age_seconds"), 0);
+      assert.ok((metricSample(order_, "process_resident_memory_bytes") ?? 0) > 1_000_000);
       assert.ok(order_.includes("campus_food_http_request_duration_seconds_bucket"));
 
       const inventory = await scrape("inventory");
       const labels = { queue: "order-placed", event_type: "OrderPlaced" };
-      assert.equal(sample(inventory, "campus_food_messages_consumed_total", labels), 1);
-      assert.equal(sample(inventory, "campus_food_messages_acked_total", labels), 1);
+      assert.equal(metricSample(inventory, "campus_food_messages_consumed_total", labels), 1);
+      assert.equal(metricSample(inventory, "campus_food_messages_acked_total", labels), 1);
       assert.equal(
-        sample(inventory, "campus_food_handler_duration_seconds_count", { queue: "order-placed" }),
+        metricSample(inventory, "campus_food_handler_duration_seconds_count", {
+          queue: "order-placed",
+        }),
         1,
       );
       assert.equal(
-        sample(inventory, "campus_food_events_confirmed_total", {
+        metricSample(inventory, "campus_food_events_confirmed_total", {
           event_type: "InventoryReserved",
         }),
         1,

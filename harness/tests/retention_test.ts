@@ -6,37 +6,28 @@
 import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
 import { publishOrderPlaced } from "../lib/broker_probes.ts";
-import { getStock, notificationCount, request } from "../lib/http_probes.ts";
-import { type Stack, withStack } from "../lib/stack.ts";
+import { getStock, notificationCount, postOrder, readMetric } from "../lib/http_probes.ts";
+import { SERVICES } from "../lib/service_process.ts";
+import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
 import { createDatabase } from "../lib/test_database.ts";
 import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
 import { EventType } from "../../shared/topology.ts";
 
-const integration = { sanitizeOps: false, sanitizeResources: false };
-const BURGER = JSON.stringify({ user_id: "u1", items: [{ sku: "burger", qty: 1 }] });
+const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
 
 /** The rows a service's `/metrics` says retention deleted from `table`. */
-async function deletedRows(url: string, table: string): Promise<number> {
-  const text = await (await request(`${url}/metrics`)).text();
-  const pattern = new RegExp(
-    `^campus_food_retention_deleted_rows_total\\{table="${table}"\\} (\\d+)$`,
-    "m",
-  );
-  return Number(pattern.exec(text)?.[1] ?? 0);
+function deletedRows(url: string, table: string): Promise<number> {
+  return readMetric(url, "campus_food_retention_deleted_rows_total", { table });
 }
 
 function post(stack: Stack, key: string): Promise<Response> {
-  return request(`${stack.url("order")}/order`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "idempotency-key": key },
-    body: BURGER,
-  });
+  return postOrder(stack.url("order"), BURGER, { "idempotency-key": key });
 }
 
 for (const store of ["sqlite", "postgres"] as const) {
   Deno.test(
     `inbox rows and idempotency keys are deleted after their window, and a late duplicate changes nothing (${store}), against the broker`,
-    { ...integration, ignore: store === "postgres" && POSTGRES_UNAVAILABLE !== undefined },
+    { ...INTEGRATION, ignore: store === "postgres" && POSTGRES_UNAVAILABLE !== undefined },
     async () => {
       const database = store === "postgres" ? await createDatabase() : undefined;
       try {
@@ -57,7 +48,7 @@ for (const store of ["sqlite", "postgres"] as const) {
           );
           const stock = await getStock(stack);
 
-          for (const name of ["order", "inventory", "notification"] as const) {
+          for (const name of SERVICES) {
             await waitFor(
               `${name} to delete its inbox row`,
               async () => await deletedRows(stack.url(name), "inbox") >= 1,

@@ -1,6 +1,6 @@
 /**
- * `deno task dev`: makes sure a broker answers at `AMQP_URL` (starting one if it can), then runs the
- * three services with one readable, prefixed log, and stops them cleanly on Ctrl-C.
+ * `deno task dev`: makes sure a broker answers at `AMQP_URL` (starting one if it can), then runs
+ * the three services with one readable, prefixed log, and stops them cleanly on Ctrl-C.
  * @module
  */
 import { join } from "node:path";

@@ -1,37 +1,27 @@
 /**
- * `deno task dlq` and `deno task dlq:replay` against the broker: listing loses and reorders nothing,
- * replay republishes with confirms, removes only what it replayed, and twice changes nothing twice.
+ * `deno task dlq` and `deno task dlq:replay` against the broker: listing loses and reorders
+ * nothing, replay republishes with confirms, removes only what it replayed, and twice changes
+ * nothing twice.
  */
 import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
 import { notificationCount, placeOrder } from "../lib/http_probes.ts";
-import { withStack } from "../lib/stack.ts";
+import { INTEGRATION, withStack } from "../lib/stack.ts";
 import { listDeadLetters, replayDeadLetters } from "./dlq.ts";
+import { publishOrderPlaced } from "../lib/broker_probes.ts";
 import { copyOf } from "../lib/broker_tools.ts";
-import {
-  DEAD_LETTER_EXCHANGE,
-  deadLetterQueue,
-  EventType,
-  EXCHANGE,
-  Queue,
-} from "../../shared/topology.ts";
+import { DEAD_LETTER_EXCHANGE, deadLetterQueue, EventType, Queue } from "../../shared/topology.ts";
 
-const integration = { sanitizeOps: false, sanitizeResources: false };
 const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
 
 Deno.test(
   "listDeadLetters() shows reason, attempts and order id and leaves the DLQ as it was, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withStack({ services: ["inventory"] }, async (stack) => {
       const bodies = ["not json", "[1,2]", '{"invalid":"json","no":"order field"}'];
       for (const [i, body] of bodies.entries()) {
-        await stack.broker.publish([{
-          exchange: EXCHANGE,
-          routingKey: EventType.OrderPlaced,
-          body,
-          messageId: `poison-${i}`,
-        }]);
+        await publishOrderPlaced(stack, body, `poison-${i}`);
       }
       const dlq = deadLetterQueue(Queue.orderPlaced);
       await waitFor("3 messages in the DLQ", async () => await stack.tools.queueDepth(dlq) === 3);
@@ -55,7 +45,7 @@ Deno.test(
 
 Deno.test(
   "replayDeadLetters() delivers a fixed message once and a second replay changes nothing, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withStack({
       env: { RETRY_DELAYS: "50ms" },
@@ -100,7 +90,7 @@ Deno.test(
 
 Deno.test(
   "replayDeadLetters() of an event that was handled before is absorbed by the inbox, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withStack({}, async (stack) => {
       const tap = await stack.tools.tap([EventType.InventoryReserved]);
@@ -133,15 +123,10 @@ Deno.test(
 
 Deno.test(
   "deno task dlq prints the dead letters as JSON with --json, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withStack({ services: ["inventory"] }, async (stack) => {
-      await stack.broker.publish([{
-        exchange: EXCHANGE,
-        routingKey: EventType.OrderPlaced,
-        body: "{}",
-        messageId: "empty-object",
-      }]);
+      await publishOrderPlaced(stack, "{}", "empty-object");
       await waitFor(
         "the DLQ",
         async () => await stack.tools.queueDepth(deadLetterQueue(Queue.orderPlaced)) === 1,

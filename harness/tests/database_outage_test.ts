@@ -1,21 +1,22 @@
 /**
  * Outages of a database under load, against the real broker: on PostgreSQL, one service's
  * connection is cut by a TCP proxy for longer than all retry delays together; on SQLite, the disk
- * under every service fills up. Afterwards every order must be CONFIRMED, every `.dlq` empty, and no
- * message may have spent a retry: the services paused and resumed by themselves.
+ * under every service fills up. Afterwards every order must be CONFIRMED, every `.dlq` empty, and
+ * no message may have spent a retry: the services paused and resumed by themselves.
  */
 import assert from "node:assert/strict";
-import { waitFor } from "../lib/async.ts";
-import { waitReady } from "../lib/http_probes.ts";
+import { sleep, waitFor } from "../lib/async.ts";
+import { brokerTarget } from "../lib/broker_address.ts";
+import { deadLetterDepths } from "../lib/broker_probes.ts";
+import { getJson, orderStatus, postOrder, request, waitReady } from "../lib/http_probes.ts";
 import { createVhost } from "../lib/management_api.ts";
 import { type ServiceName, SERVICES } from "../lib/service_process.ts";
-import { type Stack, withStack } from "../lib/stack.ts";
+import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
 import { createDatabase } from "../lib/test_database.ts";
 import { streamOrders } from "../lib/order_stream.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
 import { mountTmpfs, TMPFS_UNAVAILABLE } from "../../shared/_test_tmpfs.ts";
-import { deadLetterQueue, QUEUES } from "../../shared/topology.ts";
 import { PAUSED_MSG, RESUMED_MSG } from "../../shared/outage.ts";
 import { newId } from "../../shared/ids.ts";
 import { type Broker, connectBroker, type Consumer } from "../../shared/broker.ts";
@@ -25,11 +26,9 @@ import { openStore, type Store } from "../../shared/store.ts";
 import { watchOutages } from "../../shared/outage.ts";
 import { recordingLogger } from "../../shared/_test_log.ts";
 import { type BrokerTools, connectBrokerTools } from "../lib/broker_tools.ts";
-import { EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
+import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
 import { handleInventoryOutcome } from "../../notification/handle_inventory_outcome.ts";
 import { NOTIFICATION_MIGRATIONS } from "../../notification/notifications.ts";
-
-const integration = { sanitizeOps: false, sanitizeResources: false };
 
 /** Short retries: the outage lasts five times as long as all of them together (600 ms). */
 const RETRY_DELAYS = "100ms,200ms,300ms";
@@ -70,15 +69,14 @@ async function throughOutage(stack: Stack, outage: Outage): Promise<void> {
 
   for (const name of outage.affected) {
     const ready = await waitFor(`${name} to say on /ready that it paused`, async () => {
-      const response = await fetch(`${stack.url(name)}/ready`);
-      const body = await response.json();
-      return response.status === 503 && /^paused: /.test(body.failed.database ?? "") && body;
+      const { status, body } = await getJson(`${stack.url(name)}/ready`);
+      return status === 503 && /^paused: /.test(body.failed.database ?? "") && body;
     });
     assert.equal(ready.status, "not ready");
   }
   await outage.during?.((orderId) => accepted.push(orderId));
 
-  await new Promise((resolve) => setTimeout(resolve, began + OUTAGE_MS - Date.now()));
+  await sleep(began + OUTAGE_MS - Date.now());
   const acceptedDuring = accepted.length - acceptedBefore;
   await outage.end();
   const ended = Date.now();
@@ -86,16 +84,13 @@ async function throughOutage(stack: Stack, outage: Outage): Promise<void> {
   await stream;
   assert.deepEqual(unanswered, [], "every order got its 202, if need be after a 503");
   await waitFor("every order to be CONFIRMED", async () => {
-    const statuses = await Promise.all(accepted.map(async (id) => {
-      const response = await fetch(`${stack.url("order")}/orders/${id}`);
-      return response.ok ? (await response.json()).status : response.status;
-    }));
+    const statuses = await Promise.all(accepted.map((id) => orderStatus(stack, id)));
     return statuses.every((status) => status === "CONFIRMED");
   }, { timeoutMs: 30_000, intervalMs: 250 });
   await waitReady(stack);
 
-  const depths = await Promise.all(QUEUES.map((q) => stack.tools.queueDepth(deadLetterQueue(q))));
-  assert.deepEqual(depths, QUEUES.map(() => 0), `DLQs of ${QUEUES.join(", ")}`);
+  const depths = await deadLetterDepths(stack);
+  assert.ok(Object.values(depths).every((depth) => depth === 0), JSON.stringify(depths));
   const resumedAfterMs: number[] = [];
   for (const name of SERVICES) {
     const logs = stack.services[name]!.logs;
@@ -109,7 +104,7 @@ async function throughOutage(stack: Stack, outage: Outage): Promise<void> {
     if (resumed) resumedAfterMs.push(Date.parse(String(resumed.time)) - ended);
   }
   for (const name of outage.affected) {
-    const metrics = await (await fetch(`${stack.url(name)}/metrics`)).text();
+    const metrics = await (await request(`${stack.url(name)}/metrics`)).text();
     assert.match(metrics, /^campus_food_pauses_total\{cause="database"\} 1$/m);
     const paused = /^campus_food_paused_seconds_total\{cause="database"\} ([\d.e+-]+)$/m
       .exec(metrics);
@@ -127,10 +122,9 @@ async function throughOutage(stack: Stack, outage: Outage): Promise<void> {
  */
 async function assertPostRefused(stack: Stack, follow: (orderId: string) => void): Promise<void> {
   const refused = await waitFor("POST /order to answer 503", async () => {
-    const response = await fetch(`${stack.url("order")}/order`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ user_id: "refused", items: [{ sku: "burger", qty: 1 }] }),
+    const response = await postOrder(stack.url("order"), {
+      user_id: "refused",
+      items: [{ sku: "burger", qty: 1 }],
     });
     const body = await response.json();
     if (response.status === 202) follow(body.order_id);
@@ -144,7 +138,7 @@ async function assertPostRefused(stack: Stack, follow: (orderId: string) => void
 for (const service of SERVICES) {
   Deno.test(
     `${service}'s PostgreSQL cut off for ${OUTAGE_MS} ms under load pauses it once, and every order ends CONFIRMED with every .dlq empty, against the broker`,
-    { ...integration, ignore: POSTGRES_UNAVAILABLE !== undefined },
+    { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
     async () => {
       const database = await createDatabase();
       const proxy = startTcpProxy({ hostname: "127.0.0.1", port: postgresPort(database.url) });
@@ -160,9 +154,9 @@ for (const service of SERVICES) {
             async during(follow) {
               if (service !== "order") return;
               await assertPostRefused(stack, follow);
-              const get = await fetch(`${stack.url("order")}/orders/${newId()}`);
+              const get = await getJson(`${stack.url("order")}/orders/${newId()}`);
               assert.equal(get.status, 503);
-              assert.equal(typeof (await get.json()).error, "string");
+              assert.equal(typeof get.body.error, "string");
             },
           }));
       } finally {
@@ -179,7 +173,7 @@ function postgresPort(url: string): number {
 
 Deno.test(
   `a full disk under every service's SQLite for ${OUTAGE_MS} ms under load pauses them, and every order ends CONFIRMED with every .dlq empty, against the broker`,
-  { ...integration, ignore: TMPFS_UNAVAILABLE !== undefined },
+  { ...INTEGRATION, ignore: TMPFS_UNAVAILABLE !== undefined },
   async () => {
     const disk = await mountTmpfs(32);
     try {
@@ -272,7 +266,7 @@ const LOST = "disk I/O error";
 
 Deno.test(
   "startConsumer() sends the notification of a COMMIT that was applied but lost with its connection, once, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     // The first transaction commits, then fails as one whose COMMIT was lost would.
     let lost = false;
@@ -302,7 +296,7 @@ Deno.test(
 
 Deno.test(
   "startConsumer() parks a poison message held through an outage once, though its channel was lost meanwhile, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     // The first transaction takes a while, so that the next deliveries make one batch; every one
     // after it fails as a database that is out does, until `failing` is cleared.
@@ -322,7 +316,7 @@ Deno.test(
       },
       probe: () => failing ? Promise.reject(new Error(LOST)) : real.probe(),
     });
-    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: 5672 });
+    const proxy = startTcpProxy(brokerTarget());
     try {
       await withConsumer({ wrap, proxy }, async ({ broker, tools, lines, consumer, publish }) => {
         const [first, held] = [reserved(), reserved()];
