@@ -4,7 +4,7 @@
  * and the latency of each order at a steady rate.
  * @module
  */
-import { mapLimit, waitFor, within } from "../lib/async.ts";
+import { mapLimit, sleep, waitFor, within } from "../lib/async.ts";
 import { round } from "../lib/format.ts";
 import { notificationSent } from "../lib/effects.ts";
 import { postOrder as postOrderRequest, readMetric, request } from "../lib/http_probes.ts";
@@ -328,9 +328,7 @@ export async function measureLatency(
     const began = performance.now();
     let lastSend = began;
     for (let i = 0; i < total; i++) {
-      const due = began + (i * 1000) / rate;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      await sleep(began + (i * 1000) / rate - performance.now());
       lastSend = performance.now();
       const wallClock = Date.now();
       inFlight.push(

@@ -6,7 +6,7 @@
  */
 // @ts-types="@types/pg"
 import pg from "pg";
-import { mapLimit, within } from "../lib/async.ts";
+import { mapLimit, sleep, within } from "../lib/async.ts";
 import type { BrokerAddress } from "../lib/broker_address.ts";
 import type { OrderRequest } from "../lib/http_probes.ts";
 import { orderPlacedMessage } from "../lib/broker_probes.ts";
@@ -205,7 +205,7 @@ async function countDeadlocks(url: string): Promise<number> {
   await client.connect();
   try {
     // Backends report their statistics when a transaction ends or within a second: wait for that.
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await sleep(1100);
     const result = await client.query(
       "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
     );

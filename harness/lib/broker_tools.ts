@@ -10,7 +10,7 @@ import amqp from "amqplib";
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { OutgoingMessage } from "../../shared/broker.ts";
 import { EXCHANGE } from "../../shared/topology.ts";
-import { within } from "./async.ts";
+import { sleep, within } from "./async.ts";
 
 /** A message as a tool sees it: body, properties and headers as plain fields. */
 export interface ToolMessage {
@@ -150,7 +150,7 @@ export function connectBrokerTools(
           if (held.size >= expected) received();
         });
         // Someone else may take messages meanwhile: wait for what arrives, not forever.
-        await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 5000))]);
+        await Promise.race([all, sleep(5000)]);
       }
       const messages = [...held.keys()];
       const before = (await browsing.checkQueue(queue)).messageCount + messages.length;
@@ -169,7 +169,7 @@ export function connectBrokerTools(
           // that whoever looks next (another listing, say) sees them all.
           const deadline = Date.now() + 5000;
           while (Date.now() < deadline && await queueDepth(queue) < before - acked) {
-            await new Promise((resolve) => setTimeout(resolve, 20));
+            await sleep(20);
           }
         },
       };

@@ -1,7 +1,7 @@
 /**
  * One private RabbitMQ node on loopback, run with the installed package's own scripts: its files
  * under a folder of its own, started detached, awaited, killed, stopped and started again on the
- * same data. {@linkcode startCluster} in `_cluster.ts` makes three of them into a cluster.
+ * same data. {@linkcode startCluster} in `rabbitmq_cluster.ts` makes three of them into a cluster.
  *
  * A node is started with a cleared environment, so that nothing of the machine's own broker
  * (`/etc/rabbitmq/rabbitmq-env.conf`, its `rabbitmq.conf`, `RABBITMQ_*` variables of the caller)
@@ -11,6 +11,7 @@
  * @module
  */
 import { join } from "node:path";
+import { sleep } from "./async.ts";
 
 /** Thrown where the RabbitMQ server package is not installed: callers say so and skip. */
 export class RabbitMqNotInstalledError extends Error {
@@ -191,7 +192,7 @@ export async function createNode(
               await whyDown(),
           );
         }
-        await delay(100);
+        await sleep(100);
       }
       state = "running";
       // await_startup fails at once while the node is not reachable yet, and waits once it is.
@@ -214,7 +215,7 @@ export async function createNode(
             });
           }
         }
-        await delay(500);
+        await sleep(500);
       }
     },
     async kill() {
@@ -325,10 +326,6 @@ async function waitGone(pid: number, timeoutMs: number): Promise<void> {
     if (Date.now() > deadline) {
       throw new Error(`Timed out after ${timeoutMs} ms waiting for process ${pid} to end`);
     }
-    await delay(50);
+    await sleep(50);
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -306,7 +306,7 @@ Deno.test(
       ...real,
       async transaction(fn, options) {
         if (calls++ === 0) {
-          await new Promise((resolve) => setTimeout(resolve, 300));
+          await sleep(300);
           const result = await real.transaction(fn, options);
           failing = true;
           return result;
