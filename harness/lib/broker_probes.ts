@@ -49,6 +49,14 @@ export async function publishOrderPlaced(
   );
 }
 
+/** Waits until `queue` of the stack's vhost holds exactly `depth` ready messages. */
+export async function waitForDepth(stack: Stack, queue: string, depth: number): Promise<void> {
+  await waitFor(
+    `${depth} messages ready in ${queue}`,
+    async () => await stack.tools.queueDepth(queue) === depth,
+  );
+}
+
 /** Waits until `queues` of the stack's vhost hold no ready message. */
 export async function waitQueuesEmpty(
   stack: Stack,

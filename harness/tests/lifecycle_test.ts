@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
+import { waitForDepth } from "../lib/broker_probes.ts";
 import {
   cancelOrder,
   getJson,
@@ -97,10 +98,7 @@ Deno.test(
       const placedAt = Date.now();
       const orderId = await placeOrder(stack, BURGERS);
       const dlq = deadLetterQueue(Queue.orderPlaced);
-      await waitFor(
-        "the OrderPlaced in its DLQ",
-        async () => await stack.tools.queueDepth(dlq) === 1,
-      );
+      await waitForDepth(stack, dlq, 1);
       await waitForStatus(stack, orderId, "EXPIRED");
       const expiredAfterMs = Date.now() - placedAt;
       assert.ok(expiredAfterMs >= 2000, `expired after ${expiredAfterMs} ms`);
@@ -114,10 +112,7 @@ Deno.test(
       assert.deepEqual([conflict.status, conflict.body.status], [409, "EXPIRED"]);
 
       // The cancellation reached inventory, whose every handling fails too: it waits in its DLQ.
-      await waitFor(
-        "the OrderCancelled in its DLQ",
-        async () => await stack.tools.queueDepth(deadLetterQueue(Queue.orderCancelled)) === 1,
-      );
+      await waitForDepth(stack, deadLetterQueue(Queue.orderCancelled), 1);
       await stack.stop("inventory");
       await stack.start("inventory", { FAULT_TRANSIENT_RATE: "0" });
       // Replayed cancellation first, then the OrderPlaced: the late order must take nothing.

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
-import { peekQueue, publishOrderPlaced } from "../lib/broker_probes.ts";
+import { peekQueue, publishOrderPlaced, waitForDepth } from "../lib/broker_probes.ts";
 import {
   getStock,
   notificationCount,
@@ -33,10 +33,7 @@ Deno.test(
       );
       const orderId = await placeOrder(stack, { user_id: "u1", items: [{ sku: "soda", qty: 1 }] });
       assert.equal(await waitDecided(stack, orderId), "CONFIRMED");
-      await waitFor(
-        "both poison messages in the DLQ",
-        async () => await stack.tools.queueDepth(deadLetterQueue(Queue.orderPlaced)) === 2,
-      );
+      await waitForDepth(stack, deadLetterQueue(Queue.orderPlaced), 2);
       const parked = await peekQueue(stack, deadLetterQueue(Queue.orderPlaced));
       assert.deepEqual(
         parked.map((m) => m.payload),
@@ -61,7 +58,7 @@ Deno.test(
     }, async (stack) => {
       const orderId = await placeOrder(stack, BURGER);
       const dlq = deadLetterQueue(Queue.inventoryReserved);
-      await waitFor("the outcome in the DLQ", async () => await stack.tools.queueDepth(dlq) === 1);
+      await waitForDepth(stack, dlq, 1);
       const [parked] = await peekQueue(stack, dlq);
       const headers = parked.properties.headers ?? {};
       assert.equal(JSON.parse(parked.payload).order_id, orderId);
@@ -127,10 +124,7 @@ Deno.test(
           messageId: event.event_id,
         }]);
         const dlq = deadLetterQueue(Queue.inventoryFailed);
-        await waitFor(
-          "the message in the DLQ",
-          async () => await stack.tools.queueDepth(dlq) === 1,
-        );
+        await waitForDepth(stack, dlq, 1);
         const [parked] = await peekQueue(stack, dlq);
         const [death] = parked.properties.headers?.["x-death"] as Array<{ reason: string }>;
         assert.equal(death.reason, "delivery_limit");

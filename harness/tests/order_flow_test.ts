@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
+import { waitForDepth } from "../lib/broker_probes.ts";
 import {
   getJson,
   getStock,
@@ -145,10 +146,7 @@ Deno.test(
       assert.equal(invalid.issues[0].field, "items[0].qty");
       // A valid order afterwards is the first and only message: nothing was published before it.
       await placeOrder(stack, { user_id: "u1", items: [{ sku: "burger", qty: 1 }] });
-      await waitFor(
-        "the valid order in order-placed",
-        async () => await stack.tools.queueDepth(Queue.orderPlaced) === 1,
-      );
+      await waitForDepth(stack, Queue.orderPlaced, 1);
     });
   },
 );

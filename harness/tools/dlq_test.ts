@@ -8,7 +8,7 @@ import { waitFor } from "../lib/async.ts";
 import { notificationCount, placeOrder } from "../lib/http_probes.ts";
 import { INTEGRATION, withStack } from "../lib/stack.ts";
 import { listDeadLetters, replayDeadLetters } from "./dlq.ts";
-import { publishOrderPlaced } from "../lib/broker_probes.ts";
+import { publishOrderPlaced, waitForDepth } from "../lib/broker_probes.ts";
 import { copyOf } from "../lib/broker_tools.ts";
 import { DEAD_LETTER_EXCHANGE, deadLetterQueue, EventType, Queue } from "../../shared/topology.ts";
 
@@ -24,7 +24,7 @@ Deno.test(
         await publishOrderPlaced(stack, body, `poison-${i}`);
       }
       const dlq = deadLetterQueue(Queue.orderPlaced);
-      await waitFor("3 messages in the DLQ", async () => await stack.tools.queueDepth(dlq) === 3);
+      await waitForDepth(stack, dlq, 3);
       const first = await listDeadLetters(stack.tools, { queues: [Queue.orderPlaced] });
       assert.deepEqual(first.map((l) => l.message_id), ["poison-0", "poison-1", "poison-2"]);
       assert.match(first[0].reason, /not JSON/);
@@ -53,10 +53,7 @@ Deno.test(
     }, async (stack) => {
       const orderIds = [await placeOrder(stack, BURGER), await placeOrder(stack, BURGER)];
       const dlq = deadLetterQueue(Queue.inventoryReserved);
-      await waitFor(
-        "both outcomes in the DLQ",
-        async () => await stack.tools.queueDepth(dlq) === 2,
-      );
+      await waitForDepth(stack, dlq, 2);
       const [parked] = await listDeadLetters(stack.tools, { queues: [Queue.inventoryReserved] });
       assert.equal(parked.attempts, 2);
       assert.match(parked.reason, /Injected transient fault/);
@@ -107,10 +104,7 @@ Deno.test(
           "x-original-routing-key": EventType.InventoryReserved,
         },
       })]);
-      await waitFor(
-        "the copy in the DLQ",
-        async () => await stack.tools.queueDepth(deadLetterQueue(Queue.inventoryReserved)) === 1,
-      );
+      await waitForDepth(stack, deadLetterQueue(Queue.inventoryReserved), 1);
       assert.equal((await replayDeadLetters(stack)).length, 1);
       await waitFor(
         "notification to skip the duplicate",
@@ -127,10 +121,7 @@ Deno.test(
   async () => {
     await withStack({ services: ["inventory"] }, async (stack) => {
       await publishOrderPlaced(stack, "{}", "empty-object");
-      await waitFor(
-        "the DLQ",
-        async () => await stack.tools.queueDepth(deadLetterQueue(Queue.orderPlaced)) === 1,
-      );
+      await waitForDepth(stack, deadLetterQueue(Queue.orderPlaced), 1);
       const output = await new Deno.Command(Deno.execPath(), {
         args: [
           "run",
