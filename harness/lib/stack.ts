@@ -24,6 +24,19 @@ import {
  */
 export const INTEGRATION = { sanitizeOps: false, sanitizeResources: false } as const;
 
+/**
+ * Registers a test named `name` that runs `fn` on a stack of its own, started with `options`, and
+ * closed afterwards however `fn` ends.
+ */
+export function stackTest(
+  name: string,
+  options: StackOptions & { ignore?: boolean },
+  fn: (stack: Stack) => Promise<void>,
+): void {
+  const { ignore = false, ...stackOptions } = options;
+  Deno.test({ name, ignore, ...INTEGRATION, fn: () => withStack(stackOptions, fn) });
+}
+
 /** Options for {@linkcode startStack}. */
 export interface StackOptions {
   /** Extra environment for every service. */

@@ -16,7 +16,7 @@ import {
   waitDecided,
 } from "../lib/http_probes.ts";
 import { SERVICES, startService } from "../lib/service_process.ts";
-import { INTEGRATION, withStack } from "../lib/stack.ts";
+import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
 import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { managementApi } from "../lib/management_api.ts";
 import { Queue } from "../../shared/topology.ts";
@@ -62,30 +62,28 @@ Deno.test(
   },
 );
 
-Deno.test(
+stackTest(
   "every service reconnects after the broker force-closes its connection, against the broker",
-  INTEGRATION,
-  async () => {
-    await withStack({}, async (stack) => {
-      const first = await placeOrder(stack, BURGER);
+  {},
+  async (stack) => {
+    const first = await placeOrder(stack, BURGER);
+    await waitFor(
+      "the first notification",
+      async () => await notificationCount(stack, first) === 1,
+    );
+    assert.equal(await closeServiceConnections(stack), SERVICES.length);
+    for (const name of SERVICES) {
       await waitFor(
-        "the first notification",
-        async () => await notificationCount(stack, first) === 1,
+        `${name} to reconnect`,
+        () => stack.services[name]!.logs.some((l) => l.msg === "reconnected to broker"),
       );
-      assert.equal(await closeServiceConnections(stack), SERVICES.length);
-      for (const name of SERVICES) {
-        await waitFor(
-          `${name} to reconnect`,
-          () => stack.services[name]!.logs.some((l) => l.msg === "reconnected to broker"),
-        );
-      }
-      const second = await placeOrder(stack, BURGER);
-      await waitFor(
-        "the second notification",
-        async () => await notificationCount(stack, second) === 1,
-      );
-      for (const name of SERVICES) assert.equal(await statusOf(`${stack.url(name)}/ready`), 200);
-    });
+    }
+    const second = await placeOrder(stack, BURGER);
+    await waitFor(
+      "the second notification",
+      async () => await notificationCount(stack, second) === 1,
+    );
+    for (const name of SERVICES) assert.equal(await statusOf(`${stack.url(name)}/ready`), 200);
   },
 );
 
@@ -151,28 +149,26 @@ Deno.test(
   },
 );
 
-Deno.test(
+stackTest(
   "a classic queue where a quorum queue belongs gives a clear error and 503 on /ready, against the broker",
-  INTEGRATION,
-  async () => {
-    await withStack({ services: [] }, async (stack) => {
-      const api = managementApi(stack.managementUrl);
-      await api("DELETE", `/api/queues/${stack.vhost.name}/${Queue.orderPlaced}`);
-      await api("PUT", `/api/queues/${stack.vhost.name}/${Queue.orderPlaced}`, { durable: true });
-      const inventory = await stack.start("inventory");
-      const line = await waitFor(
-        "the error line",
-        () => inventory.logs.find((l) => l.level === "error"),
-      );
-      assert.match(
-        String(line.msg),
-        /Cannot declare queue "order-placed" as it already exists with other arguments/,
-      );
-      const ready = await fetch(`${inventory.url}/ready`);
-      assert.equal(ready.status, 503);
-      assert.match((await ready.json()).failed.broker, /Cannot declare queue "order-placed"/);
-      assert.equal(await statusOf(`${inventory.url}/health`), 200);
-    });
+  { services: [] },
+  async (stack) => {
+    const api = managementApi(stack.managementUrl);
+    await api("DELETE", `/api/queues/${stack.vhost.name}/${Queue.orderPlaced}`);
+    await api("PUT", `/api/queues/${stack.vhost.name}/${Queue.orderPlaced}`, { durable: true });
+    const inventory = await stack.start("inventory");
+    const line = await waitFor(
+      "the error line",
+      () => inventory.logs.find((l) => l.level === "error"),
+    );
+    assert.match(
+      String(line.msg),
+      /Cannot declare queue "order-placed" as it already exists with other arguments/,
+    );
+    const ready = await fetch(`${inventory.url}/ready`);
+    assert.equal(ready.status, 503);
+    assert.match((await ready.json()).failed.broker, /Cannot declare queue "order-placed"/);
+    assert.equal(await statusOf(`${inventory.url}/health`), 200);
   },
 );
 
