@@ -9,7 +9,7 @@
  * @module
  */
 import amqp from "amqplib";
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
+import type { ChannelModel, ConfirmChannel } from "amqplib";
 import { closeConnectionWith, ConsumerState } from "./_broker_consumer.ts";
 import type { BatchHandler, Delivery } from "./delivery.ts";
 import { BrokerTimeoutError, withDeadline } from "./_broker_deadline.ts";

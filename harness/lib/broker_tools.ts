@@ -8,39 +8,25 @@
  */
 import amqp from "amqplib";
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
-import type { OutgoingMessage } from "../../shared/broker.ts";
+import type { Delivery } from "../../shared/delivery.ts";
+// The broker module's own mapping of an AMQP message to a Delivery, so that a tap or a browse hands
+// out exactly what a consumer would see (and what `Broker.forward()` takes to replay it).
+import { toDelivery } from "../../shared/_broker_consumer.ts";
 import { EXCHANGE } from "../../shared/topology.ts";
 import { sleep, within } from "./async.ts";
-
-/** A message as a tool sees it: body, properties and headers as plain fields. */
-export interface ToolMessage {
-  body: Uint8Array;
-  exchange: string;
-  routingKey: string;
-  messageId?: string;
-  correlationId?: string;
-  type?: string;
-  contentType?: string;
-  /** Delivery mode 2: the broker keeps it on disk. */
-  persistent: boolean;
-  /** Milliseconds since the epoch, when the publisher stamped it. */
-  timestamp?: number;
-  headers: Record<string, unknown>;
-  redelivered: boolean;
-}
 
 /** A copy of the traffic on some routing keys; see {@linkcode BrokerTools.tap}. */
 export interface Tap {
   /** Every message received so far, in order. */
-  readonly messages: ToolMessage[];
+  readonly messages: Delivery[];
   close(): Promise<void>;
 }
 
 /** Messages taken from a queue and held; see {@linkcode BrokerTools.browse}. */
 export interface Browse {
-  readonly messages: ToolMessage[];
+  readonly messages: Delivery[];
   /** Removes `message` from the queue for good. */
-  ack(message: ToolMessage): void;
+  ack(message: Delivery): void;
   /** Returns every message not acked to the queue, in its place. */
   close(): Promise<void>;
 }
@@ -131,22 +117,22 @@ export function connectBrokerTools(
       const tapping = await channel();
       const { queue } = await tapping.assertQueue("", { exclusive: true, autoDelete: true });
       for (const key of routingKeys) await tapping.bindQueue(queue, EXCHANGE, key);
-      const messages: ToolMessage[] = [];
+      const messages: Delivery[] = [];
       await tapping.consume(queue, (message) => {
-        if (message) messages.push(toToolMessage(message));
+        if (message) messages.push(toDelivery(message));
       }, { noAck: true });
       return { messages, close: () => tapping.close().catch(() => {}) };
     },
     async browse(queue, limit) {
       const browsing = await channel();
       const expected = Math.min(limit, (await browsing.checkQueue(queue)).messageCount);
-      const held = new Map<ToolMessage, ConsumeMessage>();
+      const held = new Map<Delivery, ConsumeMessage>();
       await browsing.prefetch(Math.max(1, expected));
       let received: () => void;
       const all = new Promise<void>((resolve) => received = resolve);
       if (expected > 0) {
         await browsing.consume(queue, (message) => {
-          if (message) held.set(toToolMessage(message), message);
+          if (message) held.set(toDelivery(message), message);
           if (held.size >= expected) received();
         });
         // Someone else may take messages meanwhile: wait for what arrives, not forever.
@@ -179,46 +165,5 @@ export function connectBrokerTools(
       const connection = await opening?.catch(() => undefined);
       await connection?.close().catch(() => {});
     },
-  };
-}
-
-/**
- * The message to publish to send a copy of `message` (body, properties and headers) to `to`, with
- * `headers` added and `dropHeaders` left out: how a dead letter is replayed.
- */
-export function copyOf(
-  message: ToolMessage,
-  to: { exchange: string; routingKey: string },
-  options: { headers?: Record<string, unknown>; dropHeaders?: readonly string[] } = {},
-): OutgoingMessage {
-  const { headers = {}, dropHeaders = [] } = options;
-  const kept = { ...message.headers };
-  // The queue sets x-delivery-count itself on every delivery: a copy starts afresh.
-  for (const name of ["x-delivery-count", ...dropHeaders]) delete kept[name];
-  return {
-    ...to,
-    body: message.body,
-    messageId: message.messageId ?? "",
-    correlationId: message.correlationId,
-    type: message.type,
-    timestamp: message.timestamp,
-    headers: { ...kept, ...headers },
-  };
-}
-
-function toToolMessage(message: ConsumeMessage): ToolMessage {
-  const { properties, fields, content } = message;
-  return {
-    body: new Uint8Array(content.buffer, content.byteOffset, content.byteLength),
-    exchange: fields.exchange,
-    routingKey: fields.routingKey,
-    messageId: properties.messageId,
-    correlationId: properties.correlationId,
-    type: properties.type,
-    contentType: properties.contentType,
-    persistent: properties.deliveryMode === 2,
-    timestamp: properties.timestamp ? properties.timestamp * 1000 : undefined,
-    headers: properties.headers ?? {},
-    redelivered: fields.redelivered,
   };
 }

@@ -16,16 +16,12 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../shared/config.ts";
 import { type Broker, connectBroker } from "../../shared/broker.ts";
+import type { Delivery } from "../../shared/delivery.ts";
 import { createLogger } from "../../shared/log.ts";
 import { deadLetterQueue, EXCHANGE, type Queue, QUEUES } from "../../shared/topology.ts";
 import { RETRY_ATTEMPT_HEADER } from "../../shared/consumer.ts";
 import { waitFor } from "../lib/async.ts";
-import {
-  type BrokerTools,
-  connectBrokerTools,
-  copyOf,
-  type ToolMessage,
-} from "../lib/broker_tools.ts";
+import { type BrokerTools, connectBrokerTools } from "../lib/broker_tools.ts";
 
 /** What `deno task dlq` shows of one dead-lettered message. */
 export interface DeadLetter {
@@ -47,13 +43,13 @@ interface Death {
   "routing-keys"?: string[];
 }
 
-function firstDeath(message: ToolMessage): Death | undefined {
+function firstDeath(message: Delivery): Death | undefined {
   const deaths = message.headers["x-death"];
   return Array.isArray(deaths) ? deaths.at(-1) as Death : undefined;
 }
 
 /** Describes a dead-lettered message of the DLQ of `queue`. */
-export function describeDeadLetter(queue: string, message: ToolMessage): DeadLetter {
+export function describeDeadLetter(queue: string, message: Delivery): DeadLetter {
   const { headers } = message;
   const death = firstDeath(message);
   const text = new TextDecoder().decode(message.body);
@@ -84,7 +80,7 @@ function orderIdOf(text: string): string {
 }
 
 /** The routing key the message had before it was dead-lettered. */
-function originalRoutingKey(message: ToolMessage): string {
+function originalRoutingKey(message: Delivery): string {
   return String(
     message.headers["x-original-routing-key"] ?? firstDeath(message)?.["routing-keys"]?.[0] ??
       message.type ?? "",
@@ -140,15 +136,12 @@ export async function replayDeadLetters(
       for (const message of browse.messages) {
         const letter = describeDeadLetter(queue, message);
         if (messageIds && !messageIds.includes(letter.message_id)) continue;
-        await broker.publish([
-          copyOf(message, { exchange: EXCHANGE, routingKey: letter.routing_key }, {
-            headers: {
-              "x-replayed-from": deadLetterQueue(queue),
-              "x-replayed-at": new Date().toISOString(),
-            },
-            dropHeaders: FAILURE_HEADERS,
-          }),
-        ]);
+        await broker.forward(
+          message,
+          { exchange: EXCHANGE, routingKey: letter.routing_key },
+          { "x-replayed-from": deadLetterQueue(queue), "x-replayed-at": new Date().toISOString() },
+          { dropHeaders: FAILURE_HEADERS },
+        );
         browse.ack(message);
         replayed.push(letter);
       }
