@@ -215,20 +215,22 @@ function niceStep(span: number, count: number): number {
 }
 
 /** The smallest round number (by {@linkcode niceStep}) at or above `value`, and at least 1. */
-function niceCeiling(value: number): number {
+export function niceCeiling(value: number): number {
   if (value <= 1) return 1;
   const step = niceStep(value, 5);
   return Math.ceil(value / step) * step;
 }
 
-function ticksUpTo(max: number, count: number): number[] {
+/** Round values from 0 up to `max`, about `count` of them: where an axis puts its labels. */
+export function ticksUpTo(max: number, count: number): number[] {
   const step = niceStep(max, count);
   const ticks: number[] = [];
   for (let i = 0; i * step <= max + 1e-9; i++) ticks.push(round(i * step));
   return ticks;
 }
 
-function formatNumber(value: number): string {
+/** A value for an axis label: an integer as it is, else to one decimal. */
+export function formatNumber(value: number): string {
   return Number.isInteger(value) ? String(value) : String(round(value));
 }
 

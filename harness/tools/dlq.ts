@@ -32,7 +32,10 @@ export interface DeadLetter {
   first_failed_at: string;
   order_id: string;
   routing_key: string;
+  /** The body's first 80 characters, as a JSON string. */
   preview: string;
+  /** The whole body, as text. */
+  body: string;
 }
 
 /** The parts of the headers RabbitMQ writes when it dead-letters a message itself. */
@@ -67,6 +70,7 @@ export function describeDeadLetter(queue: string, message: Delivery): DeadLetter
     order_id: message.correlationId ?? orderIdOf(text),
     routing_key: originalRoutingKey(message),
     preview: JSON.stringify(text.length > 80 ? text.slice(0, 80) + "…" : text),
+    body: text,
   };
 }
 

@@ -1,0 +1,158 @@
+/**
+ * What a person can do from the page: place and cancel an order (through the order API, as any
+ * client), replay dead letters (with the code of `deno task dlq:replay`), and, under
+ * `deno task dev`, stop and start a service. Each is logged, and listed on the page, with who
+ * asked: the remote address of the request.
+ * @module
+ */
+import { describeError, type Logger } from "../../../shared/log.ts";
+import type { Queue } from "../../../shared/topology.ts";
+import type { ServiceName } from "../../lib/service_process.ts";
+import type { Live } from "./live.ts";
+import type { Services } from "./services.ts";
+
+/** What an action needs. */
+export interface ActionContext {
+  live: Live;
+  services: Services;
+  log: Logger;
+}
+
+/** How an action went: an HTTP status and one line for the person who asked. */
+export interface ActionAnswer {
+  status: 200 | 202 | 400 | 404 | 409 | 502 | 503;
+  message: string;
+  order_id?: string;
+}
+
+/** How long a call to the order API may take, in milliseconds. */
+const CALL_TIMEOUT_MS = 5_000;
+
+/** An order as the form sends it. */
+export interface OrderForm {
+  user_id: string;
+  sku: string;
+  qty: number;
+}
+
+/** Places one order through the order API and shows it among the latest at once. */
+export async function placeOrder(
+  context: ActionContext,
+  who: string,
+  form: OrderForm,
+): Promise<ActionAnswer> {
+  const { live, log } = context;
+  const items = [{ sku: form.sku, qty: form.qty }];
+  const answer = await callOrderApi(context, "/order", { user_id: form.user_id, items });
+  if (answer.status !== 202) return answer;
+  const order_id = String(answer.body.order_id);
+  live.orders.add({ order_id, user_id: form.user_id, items, status: "PENDING", created_at: "" });
+  live.refreshNow();
+  log.info("placed order", { order_id, who });
+  live.record({ who, what: `placed order …${order_id.slice(-8)}` });
+  return { status: 202, message: `Order ${order_id} accepted, PENDING`, order_id };
+}
+
+/** Cancels an order through the order API. */
+export async function cancelOrder(
+  context: ActionContext,
+  who: string,
+  orderId: string,
+): Promise<ActionAnswer> {
+  const { live, log } = context;
+  const answer = await callOrderApi(context, `/orders/${encodeURIComponent(orderId)}/cancel`);
+  if (answer.status !== 202) return answer;
+  live.orders.touch(orderId);
+  live.refreshNow();
+  log.info("cancelled order", { order_id: orderId, who });
+  live.record({ who, what: `cancelled order …${orderId.slice(-8)}` });
+  return { status: 202, message: `Order ${orderId} cancelled`, order_id: orderId };
+}
+
+/** Replays one dead letter, one DLQ, or every DLQ. */
+export async function replay(
+  context: ActionContext,
+  who: string,
+  choice: { queue?: Queue; messageId?: string },
+): Promise<ActionAnswer> {
+  const { live, log } = context;
+  const where = choice.messageId
+    ? `message ${choice.messageId} of ${choice.queue}.dlq`
+    : choice.queue
+    ? `${choice.queue}.dlq`
+    : "every DLQ";
+  try {
+    const replayed = await live.deadLetters.replay(choice);
+    live.refreshNow();
+    const ids = replayed.map((letter) => letter.message_id);
+    log.info("replayed dead letters", { who, from: where, count: ids.length, message_ids: ids });
+    live.record({ who, what: `replayed ${ids.length} from ${where}` });
+    return { status: 200, message: `Replayed ${ids.length} message(s) from ${where}` };
+  } catch (error) {
+    log.warn("cannot replay dead letters", { who, from: where, error: describeError(error) });
+    return { status: 503, message: `Cannot replay ${where}: ${describeError(error)}` };
+  }
+}
+
+/** Stops or starts a service, where the console may: under `deno task dev`. */
+export async function controlService(
+  context: ActionContext,
+  who: string,
+  request: { name: ServiceName; action: "stop" | "start" },
+): Promise<ActionAnswer> {
+  const { live, services, log } = context;
+  const { name, action } = request;
+  const control = services.control;
+  if (!control) return { status: 404, message: "Services are controlled under deno task dev only" };
+  if (control.running(name) === (action === "start")) {
+    return {
+      status: 409,
+      message: `${name} is already ${action === "start" ? "running" : "stopped"}`,
+    };
+  }
+  // `name`, not `service`: that field says whose log line it is.
+  log.info(action === "stop" ? "stopping service" : "starting service", { name, who });
+  try {
+    await control[action](name);
+  } catch (error) {
+    log.warn(`cannot ${action} service`, { name, who, error: describeError(error) });
+    return { status: 502, message: `Cannot ${action} ${name}: ${describeError(error)}` };
+  } finally {
+    live.refreshNow();
+  }
+  live.record({ who, what: `${action === "stop" ? "stopped" : "started"} ${name}` });
+  return { status: 200, message: `${action === "stop" ? "Stopped" : "Started"} ${name}` };
+}
+
+/** POSTs `body` (if any) to the order API and reads its JSON answer. */
+async function callOrderApi(
+  context: ActionContext,
+  path: string,
+  body?: unknown,
+): Promise<ActionAnswer & { body: Record<string, unknown> }> {
+  const baseUrl = context.services.url("order");
+  if (!baseUrl) return { status: 503, message: "The order service is not running", body: {} };
+  try {
+    const response = await fetch(baseUrl + path, {
+      method: "POST",
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+    });
+    const answer = await response.json() as Record<string, unknown>;
+    const status = [202, 400, 404, 409].includes(response.status)
+      ? response.status as ActionAnswer["status"]
+      : 502;
+    return {
+      status,
+      message: String(answer.error ?? answer.status ?? response.status),
+      body: answer,
+    };
+  } catch (error) {
+    return {
+      status: 502,
+      message: `The order service did not answer: ${describeError(error)}`,
+      body: {},
+    };
+  }
+}

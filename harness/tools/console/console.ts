@@ -1,0 +1,122 @@
+/**
+ * The console as one running thing: its own broker connection, the live picture, and the HTTP
+ * server of the page. `main.ts` starts it alone, `deno task dev` beside the services, and the
+ * browser test beside a stack.
+ * @module
+ */
+import { connectBroker } from "../../../shared/broker.ts";
+import type { Logger } from "../../../shared/log.ts";
+import { connectBrokerTools } from "../../lib/broker_tools.ts";
+import { managementApi } from "../../lib/management_api.ts";
+import { type Live, startLive } from "./live.ts";
+import { feedPanels } from "./panel_feed.ts";
+import { vhostOf } from "./probes.ts";
+import { consoleApp } from "./routes.ts";
+import type { Services } from "./services.ts";
+
+/** Where the console listens, from `CONSOLE_PORT` and `CONSOLE_HOST`. */
+export interface ConsoleAddress {
+  port: number;
+  hostname: string;
+}
+
+/**
+ * Reads `CONSOLE_PORT` (default 8000) and `CONSOLE_HOST` (default 127.0.0.1) from `env`.
+ * @throws {RangeError} naming the variable and what it must be
+ */
+export function consoleAddress(env: Record<string, string | undefined>): ConsoleAddress {
+  const text = env.CONSOLE_PORT?.trim() || "8000";
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) {
+    throw new RangeError(
+      `Cannot start the console as CONSOLE_PORT must be an integer 0-65535: current value is "${text}"`,
+    );
+  }
+  return { port, hostname: env.CONSOLE_HOST?.trim() || "127.0.0.1" };
+}
+
+/** Options for {@linkcode startConsole}. */
+export interface ConsoleOptions {
+  /** The broker of the system, vhost included: one URL, or those of one cluster's nodes. */
+  amqpUrls: readonly string[];
+  /** The management API of that broker, credentials included. */
+  managementUrl: string;
+  services: Services;
+  log: Logger;
+  /** @default {8000} */
+  port?: number;
+  /** The address to listen on; anything but loopback lets other machines in. @default {"127.0.0.1"} */
+  hostname?: string;
+  /** The retry queues' delays, as the services declare them, in milliseconds. @default {the services' default} */
+  retryDelaysMs?: readonly number[];
+  /** Time between two readings, in milliseconds. @default {1000} */
+  pollIntervalMs?: number;
+}
+
+/** A running console. */
+export interface RunningConsole {
+  /** Where to open the page, e.g. `http://127.0.0.1:8000/`. */
+  url: string;
+  live: Live;
+  /** Closes the page's streams, stops reading and closes the broker connection. */
+  close(): Promise<void>;
+}
+
+const LOOPBACK = /^(127\.|localhost$|::1$)/;
+
+/**
+ * Starts the console and resolves once it listens.
+ * @throws {Deno.errors.AddrInUse} when the port is taken
+ */
+export async function startConsole(options: ConsoleOptions): Promise<RunningConsole> {
+  const { amqpUrls, services, log, port = 8000, hostname = "127.0.0.1" } = options;
+  const assets = new Map<string, string>();
+  for (const file of ["console.js", "console.css"]) {
+    assets.set(file, await Deno.readTextFile(new URL(`./assets/${file}`, import.meta.url)));
+  }
+  const closing = new AbortController();
+  // Listen first, so that a taken port fails before anything else starts. No request is handled
+  // before `app` below is set, as nothing is awaited in between.
+  const server = Deno.serve(
+    { hostname, port, onListen: () => {} },
+    (request, info) => app.fetch(request, info),
+  );
+  const broker = connectBroker(amqpUrls, {
+    log,
+    connectionName: "console",
+    topology: options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : undefined,
+  });
+  const tools = connectBrokerTools(amqpUrls.join(","), { connectionName: "console-tools" });
+  const live = startLive({
+    broker,
+    tools,
+    managementApi: managementApi(options.managementUrl, { timeoutMs: 2_000 }),
+    vhost: vhostOf(amqpUrls[0]),
+    services,
+    log,
+    pollIntervalMs: options.pollIntervalMs,
+  });
+  const app = consoleApp({
+    live,
+    services,
+    log,
+    panels: feedPanels(live),
+    assets,
+    loopbackOnly: LOOPBACK.test(hostname),
+    closing: closing.signal,
+  });
+  const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+  const url = `http://${shown}:${server.addr.port}/`;
+  log.info("listening", { url });
+  return {
+    url,
+    live,
+    async close() {
+      closing.abort();
+      await server.shutdown();
+      await live.stop();
+      await tools.close();
+      await broker.close();
+    },
+  };
+}

@@ -1,0 +1,147 @@
+/**
+ * The console's HTTP interface over a real vhost and no services: what it serves, what it refuses,
+ * and what it leaves out when it does not own the services (plain `deno task console`).
+ */
+import assert from "node:assert/strict";
+import { waitFor } from "../../lib/async.ts";
+import { createVhost } from "../../lib/management_api.ts";
+import { INTEGRATION } from "../../lib/stack.ts";
+import { recordingLogger } from "../../../shared/_test_log.ts";
+import { consoleAddress, type RunningConsole, startConsole } from "./console.ts";
+
+async function withConsole(fn: (console_: RunningConsole) => Promise<void>): Promise<void> {
+  const vhost = await createVhost();
+  const console_ = await startConsole({
+    amqpUrls: [vhost.amqpUrl],
+    managementUrl: Deno.env.get("RABBITMQ_MANAGEMENT_URL") || "http://guest:guest@127.0.0.1:15672",
+    // Nothing runs, and nothing may be stopped or started.
+    services: { url: () => undefined },
+    log: recordingLogger().log,
+    port: 0,
+  });
+  try {
+    await fn(console_);
+  } finally {
+    await console_.close();
+    await vhost.delete();
+  }
+}
+
+function post(url: string, init: { origin?: string; form?: Record<string, string> } = {}) {
+  const body = new FormData();
+  for (const [name, value] of Object.entries(init.form ?? {})) body.set(name, value);
+  return fetch(url, {
+    method: "POST",
+    headers: { accept: "application/json", origin: init.origin ?? new URL(url).origin },
+    body,
+  });
+}
+
+/** A GET with the `Host` header given, which fetch() would not send: as a rebound name would. */
+async function rawGet(url: string, host: string): Promise<string> {
+  const { port } = new URL(url);
+  const connection = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+  await connection.write(
+    new TextEncoder().encode(
+      `GET / HTTP/1.1\r\nHost: ${host}:${port}\r\nConnection: close\r\n\r\n`,
+    ),
+  );
+  const answer = await new Response(connection.readable).text();
+  return answer;
+}
+
+Deno.test(
+  "console serves the page, its assets and its first panels without services, against the broker",
+  INTEGRATION,
+  async () => {
+    await withConsole(async ({ url }) => {
+      const page = await (await fetch(url)).text();
+      assert.match(page, /^<!doctype html>/);
+      for (const id of ["services", "rates", "queues", "orders", "stock", "dead-letters"]) {
+        assert.match(page, new RegExp(`<div id="${id}">`), `the page has the ${id} panel`);
+      }
+      const script = await fetch(new URL("/assets/console.js", url));
+      assert.equal(script.headers.get("content-type"), "text/javascript; charset=utf-8");
+      assert.match(await script.text(), /new EventSource\("\/events"\)/);
+      assert.equal((await fetch(new URL("/assets/other.js", url))).status, 404);
+
+      const events = await fetch(new URL("/events", url));
+      const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let received = "";
+      await waitFor("the first panels over SSE", async () => {
+        received += (await reader.read()).value ?? "";
+        return received.includes("\n\n");
+      });
+      await reader.cancel();
+      assert.match(received, /^event: panels\ndata: /);
+      const panels = JSON.parse(received.split("\n")[1].slice("data: ".length));
+      assert.match(panels.services, /data-service="order" data-state="stopped"/);
+    });
+  },
+);
+
+Deno.test(
+  "console offers no stop or start outside deno task dev, against the broker",
+  INTEGRATION,
+  async () => {
+    await withConsole(async ({ url }) => {
+      const page = await (await fetch(url)).text();
+      assert.doesNotMatch(page, /\/services\/\w+\/stop/);
+      const stop = await post(new URL("/services/inventory/stop", url).href);
+      assert.equal(stop.status, 404);
+      assert.match((await stop.json()).message, /deno task dev/);
+    });
+  },
+);
+
+Deno.test(
+  "console refuses a form posted from another site and a foreign Host, against the broker",
+  INTEGRATION,
+  async () => {
+    await withConsole(async ({ url, live }) => {
+      const replay = new URL("/dead-letters/replay", url).href;
+      const forged = await post(replay, { origin: "http://evil.example" });
+      assert.equal(forged.status, 403);
+      await forged.body?.cancel();
+      assert.match(await rawGet(url, "evil.example"), /^HTTP\/1\.1 403/);
+      assert.match(await rawGet(url, "localhost"), /^HTTP\/1\.1 200/);
+      await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+      const own = await post(replay);
+      assert.equal(own.status, 200);
+      assert.match((await own.json()).message, /Replayed 0 message\(s\) from every DLQ/);
+    });
+  },
+);
+
+Deno.test(
+  "console answers a plain form post with a redirect to the page, against the broker",
+  INTEGRATION,
+  async () => {
+    await withConsole(async ({ url }) => {
+      const response = await fetch(new URL("/orders", url), {
+        method: "POST",
+        headers: { origin: new URL(url).origin },
+        body: new URLSearchParams({ user_id: "u1", sku: "burger", qty: "1" }),
+        redirect: "manual",
+      });
+      assert.equal(response.status, 303);
+      assert.equal(response.headers.get("location"), "/");
+      const json = await post(new URL("/orders", url).href, {
+        form: { user_id: "u1", sku: "burger", qty: "1" },
+      });
+      assert.equal(json.status, 503, "no order service runs");
+    });
+  },
+);
+
+Deno.test("consoleAddress() reads CONSOLE_PORT and CONSOLE_HOST, loopback by default", () => {
+  assert.deepEqual(consoleAddress({}), { port: 8000, hostname: "127.0.0.1" });
+  assert.deepEqual(consoleAddress({ CONSOLE_PORT: "0", CONSOLE_HOST: "0.0.0.0" }), {
+    port: 0,
+    hostname: "0.0.0.0",
+  });
+  assert.throws(
+    () => consoleAddress({ CONSOLE_PORT: "80a" }),
+    /Cannot start the console as CONSOLE_PORT must be an integer 0-65535: current value is "80a"/,
+  );
+});
