@@ -15,7 +15,8 @@ import { getOrder } from "./orders.ts";
 import { cancelOrder } from "./cancel_order.ts";
 import { metrics } from "../shared/metrics.ts";
 import type { Logger } from "../shared/log.ts";
-import { childTraceparent, traceIdOf } from "../shared/trace.ts";
+import { traceIdOf } from "../shared/trace.ts";
+import { currentTraceparent, inSpan } from "../shared/tracing.ts";
 
 /** The largest request body accepted, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -60,12 +61,13 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     if (!key.success) return invalid(c, key.error, "Idempotency-Key");
 
     // The order's trace starts here, or continues the caller's.
-    const traceparent = childTraceparent(c.req.header("traceparent"));
-    const result = await placeOrder(store, request.data, {
-      idempotencyKey: key.data,
-      traceparent,
-      decisionTimeoutMs: options.decisionTimeoutMs,
-    });
+    const traceparent = currentTraceparent(c.req.header("traceparent"));
+    const result = await inSpan("place order", () =>
+      placeOrder(store, request.data, {
+        idempotencyKey: key.data,
+        traceparent,
+        decisionTimeoutMs: options.decisionTimeoutMs,
+      }));
     if (result.kind === "conflict") {
       return c.json({
         error: "Idempotency-Key was already used with a different request",
@@ -95,8 +97,11 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     return order ? c.json(order) : c.json({ error: "order not found" }, 404);
   });
   app.post("/orders/:order_id/cancel", async (c) => {
-    const traceparent = childTraceparent(c.req.header("traceparent"));
-    const result = await cancelOrder(store, c.req.param("order_id"), { traceparent });
+    const traceparent = currentTraceparent(c.req.header("traceparent"));
+    const result = await inSpan(
+      "cancel order",
+      () => cancelOrder(store, c.req.param("order_id"), { traceparent }),
+    );
     if (result.kind === "not_found") return c.json({ error: "order not found" }, 404);
     const { order_id, status } = result.order;
     if (result.kind === "conflict") {

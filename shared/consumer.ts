@@ -23,7 +23,7 @@ import { recordInbox } from "./inbox.ts";
 import { describeError, type Logger } from "./log.ts";
 import type { OutageWatch } from "./outage.ts";
 import { metrics } from "./metrics.ts";
-import { childTraceparent, traceIdOf } from "./trace.ts";
+import { MessageTrace } from "./tracing.ts";
 
 /** A message that can never succeed: it goes to the queue's `.dlq` with this reason, not retried. */
 export class PoisonMessageError extends Error {
@@ -35,7 +35,7 @@ export const RETRY_ATTEMPT_HEADER = "x-retry-attempt";
 
 /** The trace a message belongs to. */
 export interface TraceContext {
-  /** The message's `traceparent`, or a new one if it came without: parent of what it causes. */
+  /** The `traceparent` of this message's handling: parent of what it causes. */
   traceparent: string;
   /** For log lines: `trace_id`. */
   traceId: string;
@@ -107,15 +107,7 @@ interface ValidDelivery<T> {
   index: number;
   event: T;
   delivery: Delivery;
-  context: TraceContext;
-}
-
-function contextOf(delivery: Delivery): TraceContext {
-  const incoming = delivery.headers.traceparent;
-  const traceId = traceIdOf(incoming);
-  if (traceId) return { traceparent: incoming as string, traceId };
-  const traceparent = childTraceparent();
-  return { traceparent, traceId: traceIdOf(traceparent)! };
+  trace: MessageTrace;
 }
 
 function eventTypeOf(delivery: Delivery): string {
@@ -157,7 +149,7 @@ export function startConsumer<T extends { event_id: string }>(
     await prepare?.(tx, batch.map((valid) => valid.event));
     const fresh = await recordInbox(tx, queue, batch.map((valid) => valid.event.event_id));
     const outbox: OutboxEntry[] = [];
-    for (const [index, { event, delivery, context }] of batch.entries()) {
+    for (const [index, { event, delivery, trace }] of batch.entries()) {
       if (!fresh[index]) {
         const committedBefore = work.unconfirmed.get(event.event_id);
         if (committedBefore && !caughtUp.has(event.event_id)) {
@@ -170,18 +162,16 @@ export function startConsumer<T extends { event_id: string }>(
           log.info("skipped duplicate", {
             queue,
             event_id: event.event_id,
-            trace_id: context.traceId,
+            trace_id: trace.traceId,
           });
         });
         continue;
       }
+      const { traceparent, traceId } = trace;
       const after = await handle(tx, event, {
-        ...context,
-        publish: (caused) =>
-          outbox.push({
-            event: caused,
-            headers: { traceparent: childTraceparent(context.traceparent) },
-          }),
+        traceparent,
+        traceId,
+        publish: (caused) => outbox.push({ event: caused, headers: { traceparent } }),
       });
       if (after) afterCommit.push(after);
       work.attempted.set(event.event_id, after ?? (() => {}));
@@ -201,8 +191,9 @@ export function startConsumer<T extends { event_id: string }>(
     const attempted = new Map<string, () => void>();
     let afterCommit: Array<() => void>;
     try {
-      afterCommit = await store.transaction((tx) =>
-        handleAll(tx, batch, { unconfirmed, attempted })
+      afterCommit = await MessageTrace.commit(
+        batch.map((valid) => valid.trace),
+        () => store.transaction((tx) => handleAll(tx, batch, { unconfirmed, attempted })),
       );
     } catch (error) {
       // Only a lost connection can hide a COMMIT that was applied: any other failure rolled back.
@@ -235,7 +226,8 @@ export function startConsumer<T extends { event_id: string }>(
   }
 
   /** Sends `delivery` to the retry queue of its next attempt, or to the DLQ after the last. */
-  async function retryLater(delivery: Delivery, failure: unknown): Promise<Settlement> {
+  async function retryLater(valid: ValidDelivery<T>, failure: unknown): Promise<Settlement> {
+    const { delivery, trace } = valid;
     const error = describeError(failure);
     const attempt = Number(delivery.headers[RETRY_ATTEMPT_HEADER] ?? 0) + 1;
     if (attempt > retryDelaysMs.length) {
@@ -253,6 +245,10 @@ export function startConsumer<T extends { event_id: string }>(
         ...origin(delivery),
       });
       metrics.retried.inc({ queue, event_type: eventTypeOf(delivery) });
+      trace.event("retry scheduled", {
+        "campus_food.attempt": attempt,
+        "campus_food.delay_ms": delayMs,
+      });
       log.warn("handling failed, retrying later", {
         queue,
         message_id: delivery.messageId,
@@ -286,18 +282,24 @@ export function startConsumer<T extends { event_id: string }>(
       try {
         await commitThroughOutages([one], unconfirmed);
       } catch (error) {
+        one.trace.fail(error);
         settlements[index] = stopping.signal.aborted
           ? { action: "requeue", error: "stopped during a database outage" }
           : channelLost.aborted
           ? REDELIVERED
           : error instanceof PoisonMessageError
           ? await deadLetter(delivery, { "x-rejected-reason": error.message })
-          : await retryLater(delivery, error);
+          : await retryLater(one, error);
       }
     }
   }
 
-  const consumer = broker.consume(queue, async (batch, channelLost) => {
+  /** Handles `batch`, whose handling `traces` follow, and says how to settle each delivery. */
+  async function handleBatch(
+    batch: Delivery[],
+    traces: MessageTrace[],
+    channelLost: AbortSignal,
+  ): Promise<Settlement[]> {
     const settlements: Settlement[] = batch.map(() => ({ action: "ack" }));
     const valid: ValidDelivery<T>[] = [];
     const poison: Array<{ index: number; reason: string }> = [];
@@ -305,8 +307,11 @@ export function startConsumer<T extends { event_id: string }>(
       metrics.consumed.inc({ queue, event_type: eventTypeOf(delivery) });
       const parsed = parseEvent(delivery.body, schema);
       if (parsed.ok) {
-        valid.push({ index, event: parsed.event, delivery, context: contextOf(delivery) });
-      } else poison.push({ index, reason: parsed.reason });
+        valid.push({ index, event: parsed.event, delivery, trace: traces[index] });
+      } else {
+        poison.push({ index, reason: parsed.reason });
+        traces[index].fail(new PoisonMessageError(parsed.reason));
+      }
     }
     if (valid.length > 0) {
       const unconfirmed = new Map<string, () => void>();
@@ -330,6 +335,19 @@ export function startConsumer<T extends { event_id: string }>(
       }
     }
     return settlements;
+  }
+
+  const consumer = broker.consume(queue, async (batch, channelLost) => {
+    const traces = batch.map((delivery) => new MessageTrace(queue, delivery));
+    let settlements: Settlement[] | undefined;
+    try {
+      return settlements = await handleBatch(batch, traces, channelLost);
+    } catch (error) {
+      for (const trace of traces) trace.fail(error);
+      throw error;
+    } finally {
+      traces.forEach((trace, index) => trace.end(settlements?.[index]));
+    }
   }, { prefetch });
 
   // During an outage the consumer holds what it has, unacked, rather than returning it: on

@@ -11,6 +11,7 @@ import { HTTPException } from "hono/http-exception";
 import { describeError, type Logger } from "./log.ts";
 import type { OutageWatch } from "./outage.ts";
 import { metrics, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { nameServerSpan } from "./tracing.ts";
 
 /** What `/ready` checks, and what answers a request that failed. */
 export interface ServiceAppOptions {
@@ -35,6 +36,7 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
     await next();
     const matched = routePath(c, -1);
     const labels = { method: c.req.method, route: matched === "/*" ? "unmatched" : matched };
+    nameServerSpan(labels.method, labels.route);
     metrics.httpRequests.inc({ ...labels, status: String(c.res.status) });
     metrics.httpDuration.observe(labels, (performance.now() - started) / 1000);
   });

@@ -22,6 +22,7 @@ import {
 import { metrics, watchOutbox } from "./metrics.ts";
 import { describeError, type Logger } from "./log.ts";
 import type { OutageWatch } from "./outage.ts";
+import { publishTraced } from "./tracing.ts";
 
 /** What the relay needs of the broker. */
 export type RelayBroker = Pick<Broker, "connected" | "publish" | "onConnect">;
@@ -72,7 +73,7 @@ export function startOutboxRelay(
 
   async function publish(rows: OutboxMessage[]): Promise<void> {
     for (const row of rows) metrics.published.inc({ event_type: row.event_type });
-    await broker.publish(rows.map(toMessage));
+    await publishTraced(rows.map(toMessage), (messages) => broker.publish(messages));
     for (const row of rows) metrics.confirmed.inc({ event_type: row.event_type });
   }
 

@@ -19,6 +19,14 @@ export const SERVICE_RUN_FLAGS: readonly string[] = [
   "--v8-flags=--max-semi-space-size=2,--max-old-space-size=128",
 ];
 
+/**
+ * The file, relative to the repository, that names `program` in its OpenTelemetry data by default:
+ * its task passes it with `--env-file` after the flags above, and so does {@linkcode serviceArgs}.
+ */
+export function serviceEnvFile(program: string): string {
+  return `observability/env/${program}.env`;
+}
+
 /** The three services. */
 export type ServiceName = "order" | "inventory" | "notification";
 export const SERVICES: readonly ServiceName[] = ["order", "inventory", "notification"];
@@ -27,7 +35,13 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 
 /** The arguments of `deno` that run service `name`, with `flags` before its main module. */
 export function serviceArgs(name: ServiceName, flags: readonly string[] = []): string[] {
-  return ["run", ...SERVICE_RUN_FLAGS, ...flags, join(ROOT, name, "main.ts")];
+  return [
+    "run",
+    ...SERVICE_RUN_FLAGS,
+    `--env-file=${join(ROOT, serviceEnvFile(name))}`,
+    ...flags,
+    join(ROOT, name, "main.ts"),
+  ];
 }
 
 /** One service running as a child process. */

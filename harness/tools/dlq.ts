@@ -20,6 +20,7 @@ import type { Delivery } from "../../shared/delivery.ts";
 import { createLogger } from "../../shared/log.ts";
 import { deadLetterQueue, EXCHANGE, type Queue, QUEUES } from "../../shared/topology.ts";
 import { RETRY_ATTEMPT_HEADER } from "../../shared/consumer.ts";
+import { replayTraced } from "../../shared/tracing.ts";
 import { waitFor } from "../lib/async.ts";
 import { type BrokerTools, connectBrokerTools } from "../lib/broker_tools.ts";
 
@@ -140,12 +141,18 @@ export async function replayDeadLetters(
       for (const message of browse.messages) {
         const letter = describeDeadLetter(queue, message);
         if (messageIds && !messageIds.includes(letter.message_id)) continue;
-        await broker.forward(
-          message,
-          { exchange: EXCHANGE, routingKey: letter.routing_key },
-          { "x-replayed-from": deadLetterQueue(queue), "x-replayed-at": new Date().toISOString() },
-          { dropHeaders: FAILURE_HEADERS },
-        );
+        const to = { exchange: EXCHANGE, routingKey: letter.routing_key };
+        const from = deadLetterQueue(queue);
+        await replayTraced(message, {
+          ...to,
+          from,
+          forward: (traceHeaders) =>
+            broker.forward(message, to, {
+              "x-replayed-from": from,
+              "x-replayed-at": new Date().toISOString(),
+              ...traceHeaders,
+            }, { dropHeaders: FAILURE_HEADERS }),
+        });
         browse.ack(message);
         replayed.push(letter);
       }
