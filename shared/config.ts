@@ -5,6 +5,8 @@
  * @module
  */
 import { z } from "zod";
+import type { AuthConfig } from "./auth.ts";
+import { redact } from "./redact.ts";
 
 const DEFAULT_STOCK =
   "burger=500,fries=500,salad=300,pizza=300,wrap=300,soda=1000,coffee=1000,cookie=800";
@@ -97,6 +99,27 @@ function vhostOf(url: string): string {
   return decodeURIComponent(new URL(url).pathname.slice(1)) || "/";
 }
 
+/** A PEM file's contents, read at start so that a wrong path stops the service at once. */
+const pemFile = z.string().transform((path, ctx) => {
+  try {
+    const text = Deno.readTextFileSync(path);
+    if (text.includes("-----BEGIN ")) return text;
+    ctx.addIssue({ code: "custom", message: "it holds no PEM block" });
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+  }
+  return z.NEVER;
+});
+
+/** A JWKS URL: https, or http to this machine, where nobody can swap the keys on the way. */
+const jwksUrl = z.url({ protocol: /^https?$/, hostname: /./ }).refine(
+  (url) => {
+    const { protocol, hostname } = new URL(url);
+    return protocol === "https:" || ["localhost", "127.0.0.1", "[::1]"].includes(hostname);
+  },
+  "http:// is only for localhost",
+);
+
 const configSchema = z.object({
   AMQP_URL: amqpNodes.prefault("amqp://guest:guest@127.0.0.1:5672/"),
   RABBITMQ_MANAGEMENT_URL: z.url({ protocol: /^https?$/, hostname: /./ }).default(
@@ -116,6 +139,44 @@ const configSchema = z.object({
   ORDER_DECISION_TIMEOUT: duration.prefault("120s"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
+  // 32 bytes at least: RFC 7518 asks an HS256 key to be as long as the hash.
+  AUTH_JWT_SECRET: z.string().min(32).optional(),
+  AUTH_JWKS_URL: jwksUrl.optional(),
+  AUTH_AUDIENCE: z.string().min(1).optional(),
+  AUTH_ISSUER: z.string().min(1).optional(),
+  AMQP_CA_FILE: pemFile.optional(),
+  AMQP_CERT_FILE: pemFile.optional(),
+  AMQP_KEY_FILE: pemFile.optional(),
+}).superRefine((c, ctx) => {
+  if (c.AUTH_JWT_SECRET && c.AUTH_JWKS_URL) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["AUTH_JWKS_URL"],
+      message: "AUTH_JWT_SECRET is set too: set one of them",
+    });
+  }
+  if ((c.AUTH_AUDIENCE || c.AUTH_ISSUER) && !c.AUTH_JWT_SECRET && !c.AUTH_JWKS_URL) {
+    ctx.addIssue({
+      code: "custom",
+      path: [c.AUTH_AUDIENCE ? "AUTH_AUDIENCE" : "AUTH_ISSUER"],
+      message: "no AUTH_JWT_SECRET or AUTH_JWKS_URL is set, so no token is checked",
+    });
+  }
+  if (Boolean(c.AMQP_CERT_FILE) !== Boolean(c.AMQP_KEY_FILE)) {
+    ctx.addIssue({
+      code: "custom",
+      path: [c.AMQP_CERT_FILE ? "AMQP_KEY_FILE" : "AMQP_CERT_FILE"],
+      message: "a client certificate needs both AMQP_CERT_FILE and AMQP_KEY_FILE",
+    });
+  }
+  const plain = c.AMQP_URL.find((url) => url.startsWith("amqp://"));
+  if ((c.AMQP_CA_FILE || c.AMQP_CERT_FILE) && plain) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["AMQP_URL"],
+      message: "AMQP_CA_FILE or AMQP_CERT_FILE is set, so every node must be amqps://",
+    });
+  }
 });
 
 /** The parsed configuration of a service. */
@@ -140,6 +201,10 @@ export interface Config {
   logLevel: "debug" | "info" | "warn" | "error";
   /** `json` outside a terminal, `pretty` in one, unless LOG_FORMAT says otherwise. */
   logFormat?: "json" | "pretty";
+  /** How bearer tokens are checked; undefined: they are not, and anyone may do anything. */
+  auth?: AuthConfig;
+  /** PEM contents for `amqps://`: the CA to trust instead of the system's, a client certificate. */
+  amqpTls: { ca?: string; cert?: string; key?: string };
 }
 
 /** Thrown by {@linkcode parseConfig}; its message is the one line to print. */
@@ -164,8 +229,8 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
     const name = String(issue.path[0]);
     throw new ConfigError(
       `Cannot start ${service} as ${name} must be ${describe(name)}: current value is ${
-        JSON.stringify(present[name])
-      } (${issue.message})`,
+        shown(name, present[name])
+      } (${redact(issue.message)})`,
     );
   }
   const c = parsed.data;
@@ -184,7 +249,26 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
     orderDecisionTimeoutMs: c.ORDER_DECISION_TIMEOUT,
     logLevel: c.LOG_LEVEL,
     logFormat: c.LOG_FORMAT,
+    auth: authConfig(c),
+    amqpTls: { ca: c.AMQP_CA_FILE, cert: c.AMQP_CERT_FILE, key: c.AMQP_KEY_FILE },
   };
+}
+
+function authConfig(c: z.infer<typeof configSchema>): AuthConfig | undefined {
+  const claims = { audience: c.AUTH_AUDIENCE, issuer: c.AUTH_ISSUER };
+  if (c.AUTH_JWT_SECRET) return { jwtSecret: c.AUTH_JWT_SECRET, ...claims };
+  if (c.AUTH_JWKS_URL) return { jwksUrl: c.AUTH_JWKS_URL, ...claims };
+  return undefined;
+}
+
+/** Variables whose value an error must not repeat. */
+const SECRETS = new Set(["AUTH_JWT_SECRET"]);
+
+/** `value` as an error shows it: quoted, with any URL password hidden, a secret not at all. */
+function shown(name: string, value: string | undefined): string {
+  if (value === undefined) return "unset";
+  if (SECRETS.has(name)) return `hidden (${value.length} characters)`;
+  return redact(JSON.stringify(value));
 }
 
 const EXPECTED: Record<string, string> = {
@@ -204,6 +288,13 @@ const EXPECTED: Record<string, string> = {
   ORDER_DECISION_TIMEOUT: "a duration such as 30s, 2m or 1h",
   LOG_LEVEL: "one of debug, info, warn, error",
   LOG_FORMAT: "json or pretty",
+  AUTH_JWT_SECRET: "a secret of at least 32 characters",
+  AUTH_JWKS_URL: "the https:// URL of a JSON Web Key Set, given alone",
+  AUTH_AUDIENCE: "the audience tokens are issued for, with AUTH_JWT_SECRET or AUTH_JWKS_URL",
+  AUTH_ISSUER: "the issuer of the tokens, with AUTH_JWT_SECRET or AUTH_JWKS_URL",
+  AMQP_CA_FILE: "a readable PEM file",
+  AMQP_CERT_FILE: "a readable PEM file, given with AMQP_KEY_FILE",
+  AMQP_KEY_FILE: "a readable PEM file, given with AMQP_CERT_FILE",
 };
 
 function describe(name: string): string {

@@ -227,3 +227,113 @@ for (
     );
   });
 }
+
+const SECRET = "0123456789abcdef0123456789abcdef";
+
+Deno.test("parseConfig() leaves authentication off unless a secret or a JWKS URL is set", () => {
+  assert.equal(parseConfig({}, "order").auth, undefined);
+  assert.deepEqual(parseConfig({ AUTH_JWT_SECRET: SECRET }, "order").auth, {
+    jwtSecret: SECRET,
+    audience: undefined,
+    issuer: undefined,
+  });
+  assert.deepEqual(
+    parseConfig({
+      AUTH_JWKS_URL: "https://id.example/.well-known/jwks.json",
+      AUTH_AUDIENCE: "campus-food",
+      AUTH_ISSUER: "https://id.example",
+    }, "order").auth,
+    {
+      jwksUrl: "https://id.example/.well-known/jwks.json",
+      audience: "campus-food",
+      issuer: "https://id.example",
+    },
+  );
+});
+
+Deno.test("parseConfig() rejects a short AUTH_JWT_SECRET without showing it", () => {
+  assert.throws(() => parseConfig({ AUTH_JWT_SECRET: "hunter2" }, "order"), (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, /AUTH_JWT_SECRET must be a secret of at least 32 characters/);
+    assert.match(error.message, /current value is hidden \(7 characters\)/);
+    assert.ok(!error.message.includes("hunter2"), error.message);
+    return true;
+  });
+});
+
+Deno.test("parseConfig() rejects a JWKS URL over plain http to another host, and both kinds of key", () => {
+  assertConfigError(
+    { AUTH_JWKS_URL: "http://id.example/jwks.json" },
+    "AUTH_JWKS_URL",
+    "http://id.example/jwks.json",
+  );
+  assert.ok(parseConfig({ AUTH_JWKS_URL: "http://127.0.0.1:9/jwks" }, "order").auth);
+  assertConfigError(
+    { AUTH_JWT_SECRET: SECRET, AUTH_JWKS_URL: "https://id.example/jwks" },
+    "AUTH_JWKS_URL",
+    "https://id.example/jwks",
+  );
+  assertConfigError({ AUTH_AUDIENCE: "campus-food" }, "AUTH_AUDIENCE", "campus-food");
+});
+
+Deno.test("parseConfig() hides the password of a bad URL in its error", () => {
+  assert.throws(
+    () => parseConfig({ AMQP_URL: "amqp://order:s3cret@node-1/,http://order:s3cret@x/" }, "order"),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /amqp:\/\/order:\*\*\*@node-1/);
+      assert.ok(!error.message.includes("s3cret"), error.message);
+      return true;
+    },
+  );
+});
+
+Deno.test("parseConfig() reads the PEM files of AMQP_CA_FILE, AMQP_CERT_FILE and AMQP_KEY_FILE", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "config_test_" });
+  try {
+    const pem = (name: string) => `-----BEGIN ${name}-----\nAAAA\n-----END ${name}-----\n`;
+    const files = { ca: `${dir}/ca.pem`, cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+    await Deno.writeTextFile(files.ca, pem("CERTIFICATE"));
+    await Deno.writeTextFile(files.cert, pem("CERTIFICATE"));
+    await Deno.writeTextFile(files.key, pem("PRIVATE KEY"));
+    const tls = { AMQP_URL: "amqps://order:pw@rabbit.example/campus" };
+    assert.deepEqual(Object.values(parseConfig({}, "order").amqpTls), [
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    const config = parseConfig({
+      ...tls,
+      AMQP_CA_FILE: files.ca,
+      AMQP_CERT_FILE: files.cert,
+      AMQP_KEY_FILE: files.key,
+    }, "order");
+    assert.deepEqual(config.amqpTls, {
+      ca: pem("CERTIFICATE"),
+      cert: pem("CERTIFICATE"),
+      key: pem("PRIVATE KEY"),
+    });
+    assertConfigError(
+      { ...tls, AMQP_CA_FILE: `${dir}/missing.pem` },
+      "AMQP_CA_FILE",
+      `${dir}/missing.pem`,
+    );
+    await Deno.writeTextFile(`${dir}/empty.pem`, "");
+    assertConfigError(
+      { ...tls, AMQP_CA_FILE: `${dir}/empty.pem` },
+      "AMQP_CA_FILE",
+      `${dir}/empty.pem`,
+    );
+    assert.throws(() => parseConfig({ ...tls, AMQP_CERT_FILE: files.cert }, "order"), {
+      name: "ConfigError",
+      message: /as AMQP_KEY_FILE must be .*: current value is unset \(a client certificate needs/,
+    });
+    assertConfigError(
+      { AMQP_URL: "amqp://rabbit.example/campus", AMQP_CA_FILE: files.ca },
+      "AMQP_URL",
+      "amqp://rabbit.example/campus",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -12,6 +12,7 @@ import { describeError, type Logger } from "./log.ts";
 import type { OutageWatch } from "./outage.ts";
 import { metrics, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { nameServerSpan } from "./tracing.ts";
+import { redact } from "./redact.ts";
 
 /** What `/ready` checks, and what answers a request that failed. */
 export interface ServiceAppOptions {
@@ -47,6 +48,8 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
     if (outages.reason) failed.database = `paused: ${outages.reason}`;
     else await store.ping().catch((error) => failed.database = describeError(error));
     if (!broker.connected) failed.broker = broker.lastError ?? "not connected";
+    // A driver's error may quote the URL it was given, password and all.
+    for (const [part, why] of Object.entries(failed)) failed[part] = redact(why);
     const ok = Object.keys(failed).length === 0;
     return c.json({ status: ok ? "ready" : "not ready", failed }, ok ? 200 : 503);
   });

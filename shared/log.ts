@@ -2,6 +2,7 @@
  * Structured logging: one event per line, a JSON object outside a terminal and a readable line in one.
  * @module
  */
+import { redact } from "./redact.ts";
 
 /** Severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -54,7 +55,10 @@ export function createLogger(service: string, options: LoggerOptions = {}): Logg
   function write(lineLevel: LogLevel, msg: string, fields: LogFields = {}): void {
     if (RANK[lineLevel] < RANK[level]) return;
     const record = { time: new Date().toISOString(), level: lineLevel, service, msg, ...fields };
-    const line = format === "json" ? JSON.stringify(record, errorReplacer) : renderPretty(record);
+    // Whatever a field holds, a library's error quoting a URL say, no password leaves the process.
+    const line = redact(
+      format === "json" ? JSON.stringify(record, errorReplacer) : renderPretty(record),
+    );
     if (unwritten === "") queueMicrotask(flushLines);
     unwritten += line + "\n";
     if (RANK[lineLevel] >= RANK.warn) flushLines();

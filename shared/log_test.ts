@@ -45,3 +45,9 @@ Deno.test("createLogger() drops lines below its level", async () => {
     quiet.error("kept", { error: new Error("outer", { cause: new Error("inner") }) });`);
   assert.deepEqual(lines.map((line) => [line.msg, line.error]), [["kept", "outer: inner"]]);
 });
+
+Deno.test("createLogger() hides the password of any URL a line holds", async () => {
+  const lines = await logLinesOf(`
+    log.warn("cannot reach broker", { error: new Error("connect amqp://order:s3cret@rabbit:5672/") });`);
+  assert.equal(lines[0].error, "connect amqp://order:***@rabbit:5672/");
+});

@@ -1,0 +1,221 @@
+/**
+ * Who is calling: a bearer token checked by Hono's own middleware, `hono/jwt` with a shared HS256
+ * secret or `hono/jwk` with the keys an identity provider publishes at a JWKS URL. The token's
+ * `sub` is the student; a token whose `role` is `admin`, or whose `roles` list holds it, may act
+ * for anyone. Without a secret or a JWKS URL every caller may do anything, as in the seed: for
+ * local use only, and the service says so once at start.
+ * @module
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { decode, jwt } from "hono/jwt";
+import { jwk } from "hono/jwk";
+import type { HonoJsonWebKey } from "hono/utils/jwt/jws";
+import type { AsymmetricAlgorithm } from "hono/utils/jwt/jwa";
+import type { JWTPayload } from "hono/utils/jwt/types";
+import { describeError, type Logger } from "./log.ts";
+
+/** How tokens are checked: a shared HS256 secret, or an identity provider's JWKS URL. */
+export type AuthKeys = { jwtSecret: string } | { jwksUrl: string };
+
+/** What a service needs to check tokens; see {@linkcode authenticate}. */
+export type AuthConfig = AuthKeys & {
+  /** The `aud` a token must name, when set: tokens the provider issued to other apps fail. */
+  audience?: string;
+  /** The `iss` a token must name, when set. */
+  issuer?: string;
+};
+
+/** The role that may act for any student. */
+export const ADMIN_ROLE = "admin";
+
+/** Who made a request, as {@linkcode authenticate} found it. */
+export interface Caller {
+  /** The token's `sub`: the student. Undefined when authentication is off. */
+  userId?: string;
+  /** The token's `role` and `roles` claims, merged. */
+  roles: readonly string[];
+  /** True when authentication is off: the caller may do anything. */
+  open: boolean;
+}
+
+/** The context variables {@linkcode authenticate} sets, for `new Hono<{ Variables: … }>()`. */
+export type AuthVariables = { caller: Caller };
+
+type AuthEnv = { Variables: AuthVariables };
+
+/** Options for {@linkcode authenticate}. */
+export interface AuthenticateOptions {
+  /** Says once that authentication is off, or why a key set could not be fetched. */
+  log?: Logger;
+  /**
+   * How long fetched JWKS keys are used before they are fetched again, in milliseconds. A token
+   * naming a key not among them makes them fetched sooner, but not before a tenth of this age.
+   * @default {300000}
+   */
+  jwksMaxAgeMs?: number;
+}
+
+/** The asymmetric algorithms a JWKS key may sign with; HS256 needs the shared secret instead. */
+const ASYMMETRIC: AsymmetricAlgorithm[] = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+];
+
+/**
+ * Middleware that checks the request's bearer token and sets `caller`; a missing, malformed,
+ * expired or forged token is answered `401` with a JSON error and a `WWW-Authenticate` challenge.
+ * A token must carry `sub` (the student, 1-128 characters) and `exp`. With `config` undefined
+ * every request passes as an open caller, and `log` gets one warning saying so.
+ */
+export function authenticate(
+  config: AuthConfig | undefined,
+  options: AuthenticateOptions = {},
+): MiddlewareHandler<AuthEnv> {
+  const { log } = options;
+  if (!config) {
+    log?.warn(
+      "authentication is off: every caller may act for any student; set AUTH_JWT_SECRET or " +
+        "AUTH_JWKS_URL before exposing this service",
+    );
+    const open: Caller = { roles: [], open: true };
+    return async function allowEveryone(c, next) {
+      c.set("caller", open);
+      await next();
+    };
+  }
+  const verification = { aud: config.audience, iss: config.issuer };
+  const check = "jwtSecret" in config
+    ? jwt({ secret: config.jwtSecret, alg: "HS256", verification })
+    : jwk({ keys: cachedKeySet(config.jwksUrl, options), alg: ASYMMETRIC, verification });
+  return async function authenticateBearer(c, next) {
+    try {
+      await check(c, () => Promise.resolve());
+    } catch (error) {
+      if (error instanceof HTTPException && error.status === 401) return unauthorized(c, error);
+      // The key set could not be fetched: the token may well be good, so this is no 401.
+      log?.warn("cannot check a bearer token", { error: describeError(error) });
+      return c.json({ error: "cannot check tokens now, try again later" }, 503);
+    }
+    const caller = callerFrom(c.get("jwtPayload") as JWTPayload);
+    if (typeof caller === "string") {
+      return unauthorized(c, new HTTPException(401, { message: caller }));
+    }
+    c.set("caller", caller);
+    await next();
+  };
+}
+
+/** The caller a verified token names, or why it names none. */
+function callerFrom(payload: JWTPayload): Caller | string {
+  const { sub, exp, role, roles } = payload;
+  if (typeof sub !== "string" || sub.length < 1 || sub.length > 128) {
+    return "token verification failure: sub must name the user in 1-128 characters";
+  }
+  // A token that never expires cannot be taken back: refuse to honour one.
+  if (typeof exp !== "number") return "token verification failure: exp is missing";
+  const granted = [role, ...(Array.isArray(roles) ? roles : [])]
+    .filter((r): r is string => typeof r === "string");
+  return { userId: sub, roles: granted, open: false };
+}
+
+function unauthorized(c: Context, error: HTTPException): Response {
+  const challenge = error.getResponse().headers.get("WWW-Authenticate") ??
+    `Bearer error="invalid_token"`;
+  // Hono's own message for a bad signature or claim is a bare "Unauthorized".
+  const reason = error.message === "Unauthorized" ? "token verification failure" : error.message;
+  return c.json({ error: `a valid bearer token is required: ${reason}` }, 401, {
+    "WWW-Authenticate": challenge,
+  });
+}
+
+/** The caller {@linkcode authenticate} set; throws if the route forgot to authenticate. */
+export function callerOf(c: Context<AuthEnv>): Caller {
+  const caller = c.get("caller");
+  if (!caller) throw new Error("Cannot tell who is calling as the route does not authenticate");
+  return caller;
+}
+
+/** True when `caller` may see and act on what belongs to `userId`: its owner, or an admin. */
+export function mayActFor(caller: Caller, userId: string): boolean {
+  return caller.open || caller.roles.includes(ADMIN_ROLE) || caller.userId === userId;
+}
+
+/**
+ * Middleware, after {@linkcode authenticate}, that answers `403` with a JSON error unless the
+ * caller has `role` (or authentication is off).
+ */
+export function requireRole(role: string): MiddlewareHandler<AuthEnv> {
+  return async function checkRole(c, next) {
+    const caller = callerOf(c);
+    if (!caller.open && !caller.roles.includes(role)) {
+      return c.json({ error: `this needs a token with the ${role} role` }, 403);
+    }
+    await next();
+  };
+}
+
+/**
+ * The keys at `url`, fetched when first needed and again after `jwksMaxAgeMs`, or sooner when a
+ * token names a key not among them (the provider rotated its keys). Tokens with made-up key ids
+ * cause at most one fetch per tenth of the age, so they cannot flood the provider. While the
+ * provider does not answer, the keys fetched last are used.
+ */
+function cachedKeySet(
+  url: string,
+  options: AuthenticateOptions,
+): (c: Context) => Promise<HonoJsonWebKey[]> {
+  const { jwksMaxAgeMs = 300_000 } = options;
+  const minRefetchMs = jwksMaxAgeMs / 10;
+  let keys: HonoJsonWebKey[] | undefined;
+  let fetchedAt = 0;
+  let fetching: Promise<HonoJsonWebKey[]> | undefined;
+
+  async function fetchKeys(): Promise<HonoJsonWebKey[]> {
+    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    if (!response.ok) throw new Error(`The key set at ${url} answered ${response.status}`);
+    const body = await response.json() as { keys?: unknown };
+    if (!Array.isArray(body.keys)) throw new Error(`The key set at ${url} has no keys list`);
+    keys = body.keys as HonoJsonWebKey[];
+    fetchedAt = Date.now();
+    return keys;
+  }
+
+  return async function currentKeys(c) {
+    const age = Date.now() - fetchedAt;
+    const wanted = kidOf(c.req.header("Authorization"));
+    const unknown = wanted !== undefined && !keys?.some((key) => key.kid === wanted);
+    if (keys && age < jwksMaxAgeMs && !(unknown && age >= minRefetchMs)) return keys;
+    // Concurrent requests share one fetch.
+    fetching ??= fetchKeys().finally(() => fetching = undefined);
+    try {
+      return await fetching;
+    } catch (error) {
+      if (!keys) throw error;
+      options.log?.warn("cannot refresh the JWKS key set, using the last one", {
+        error: describeError(error),
+      });
+      fetchedAt = Date.now() - jwksMaxAgeMs + minRefetchMs;
+      return keys;
+    }
+  };
+}
+
+/** The `kid` in the header of the bearer token of `authorization`, if it has one. */
+function kidOf(authorization: string | undefined): string | undefined {
+  const token = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
+  if (!token) return undefined;
+  try {
+    return decode(token).header.kid;
+  } catch {
+    return undefined;
+  }
+}
