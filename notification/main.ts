@@ -59,7 +59,8 @@ if (import.meta.main) {
     }),
   ];
   const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
-  const app = serviceApp(notificationRoutes(store), { store, broker, outages, log });
+  const routes = notificationRoutes(store, { auth: config.auth, log });
+  const app = serviceApp(routes, { store, broker, outages, log });
   const server = serveHttp(app, config.ports.notification, log);
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),

@@ -3,7 +3,8 @@ import type { Hono } from "hono";
 import type { Store } from "../shared/store.ts";
 import { STORE_KINDS } from "../shared/_test_stores.ts";
 import { type Notification, NOTIFICATION_MIGRATIONS, recordNotification } from "./notifications.ts";
-import { notificationRoutes } from "./routes.ts";
+import { notificationRoutes, type NotificationRoutesOptions } from "./routes.ts";
+import { sign } from "hono/jwt";
 
 const sqlite = STORE_KINDS.find((kind) => kind.name === "sqlite")!;
 
@@ -30,12 +31,15 @@ function notification(
 }
 
 /** Runs `fn` with the routes over a store that holds {@linkcode NOTIFICATIONS}. */
-function withRoutes(fn: (app: Hono, store: Store) => Promise<void>): Promise<void> {
+function withRoutes(
+  fn: (app: Hono, store: Store) => Promise<void>,
+  options: NotificationRoutesOptions = {},
+): Promise<void> {
   return sqlite.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
     await store.transaction(async (tx) => {
       for (const n of NOTIFICATIONS) assert.ok(await recordNotification(tx, n));
     });
-    await fn(notificationRoutes(store), store);
+    await fn(notificationRoutes(store, options), store);
   });
 }
 
@@ -78,4 +82,36 @@ Deno.test("notificationRoutes() GET /notifications without order_id or user_id i
     assert.equal((body as { field: string }).field, "order_id");
     assert.match((body as { error: string }).error, /order_id or user_id is required/);
   });
+});
+
+const SECRET = "notification-routes-test-secret-0123456789";
+const AUTH = { auth: { jwtSecret: SECRET } };
+
+/** The order ids `GET /notifications<query>` lists for a token of `sub` (none: no token), or the status. */
+async function listed(app: Hono, query: string, sub?: string, role?: string): Promise<unknown> {
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const headers: Record<string, string> = sub
+    ? { authorization: `Bearer ${await sign({ sub, exp, role }, SECRET, "HS256")}` }
+    : {};
+  const response = await app.request(`/notifications${query}`, { headers });
+  const body = await response.json();
+  return response.ok ? body.map((n: Notification) => n.order_id) : response.status;
+}
+
+Deno.test("notificationRoutes() with auth lists the caller's own, and nothing of another student's", async () => {
+  await withRoutes(async (app) => {
+    assert.equal(await listed(app, "?user_id=u1"), 401);
+    assert.deepEqual(await listed(app, "", "u1"), ["o1", "o2", "o1"]);
+    assert.deepEqual(await listed(app, "?user_id=u1", "u1"), ["o1", "o2", "o1"]);
+    assert.deepEqual(await listed(app, "?order_id=o1", "u1"), ["o1", "o1"]);
+    assert.deepEqual(await listed(app, "?user_id=u2", "u1"), []);
+    assert.deepEqual(await listed(app, "?order_id=o3", "u1"), []);
+  }, AUTH);
+});
+
+Deno.test("notificationRoutes() with auth lists anyone's for an admin", async () => {
+  await withRoutes(async (app) => {
+    assert.deepEqual(await listed(app, "?user_id=u2", "desk", "admin"), ["o3"]);
+    assert.deepEqual(await listed(app, "?order_id=o1", "desk", "admin"), ["o1", "o1"]);
+  }, AUTH);
 });

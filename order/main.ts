@@ -49,7 +49,11 @@ if (import.meta.main) {
     inboxRetention(config.inboxRetentionMs),
     idempotencyKeyRetention(config.idempotencyKeyRetentionMs),
   ], { log });
-  const routes = orderRoutes(store, { log, decisionTimeoutMs: config.orderDecisionTimeoutMs });
+  const routes = orderRoutes(store, {
+    log,
+    decisionTimeoutMs: config.orderDecisionTimeoutMs,
+    auth: config.auth,
+  });
   const app = serviceApp(routes, { store, broker, outages, log });
   const server = serveHttp(app, config.ports.order, log);
   onShutdown(log, [

@@ -2,6 +2,8 @@
  * The order API: `POST /order` (and `/orders`), `GET /orders/{order_id}` and
  * `POST /orders/{order_id}/cancel`. Requests are parsed
  * with zod before anything is stored; a bad one gets a JSON error naming the field and why.
+ * With authentication on, the student is the bearer token's subject: an order is placed in the
+ * caller's name, and anyone but its owner (or an admin) is told it does not exist.
  * @module
  */
 import { Hono } from "hono";
@@ -17,12 +19,14 @@ import { metrics } from "../shared/metrics.ts";
 import type { Logger } from "../shared/log.ts";
 import { traceIdOf } from "../shared/trace.ts";
 import { currentTraceparent, inSpan } from "../shared/tracing.ts";
+import { type AuthConfig, authenticate, type Caller, callerOf, mayActFor } from "../shared/auth.ts";
 
 /** The largest request body accepted, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
 const orderRequestSchema = z.strictObject({
-  user_id: z.string().min(1).max(128),
+  /** Optional with a bearer token, whose subject it must then name. */
+  user_id: z.string().min(1).max(128).optional(),
   items: z.array(z.strictObject(orderItemSchema.shape)).min(1).max(50),
 });
 
@@ -34,11 +38,14 @@ export interface OrderRoutesOptions {
   log?: Logger;
   /** `ORDER_DECISION_TIMEOUT` in milliseconds, carried by each `OrderPlaced`. @default {120000} */
   decisionTimeoutMs?: number;
+  /** How bearer tokens are checked. @default {not at all: anyone may act for any student} */
+  auth?: AuthConfig;
 }
 
 /** Creates the order API's app. */
 export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hono {
   const app = new Hono();
+  const auth = authenticate(options.auth, { log: options.log });
   const limit = bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: (c) => c.json({ error: `body is larger than ${MAX_BODY_BYTES} bytes` }, 413),
@@ -59,15 +66,30 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     if (!request.success) return invalid(c, request.error);
     const key = idempotencyKeySchema.safeParse(c.req.header("idempotency-key"));
     if (!key.success) return invalid(c, key.error, "Idempotency-Key");
+    const caller = callerOf(c);
+    const user_id = request.data.user_id ?? caller.userId;
+    if (user_id === undefined) {
+      const issue = {
+        field: "user_id",
+        reason: "Required (there is no bearer token to take it from)",
+      };
+      return c.json({ error: `${issue.field}: ${issue.reason}`, issues: [issue] }, 400);
+    }
+    if (!mayActFor(caller, user_id)) {
+      return c.json({ error: "user_id must be the bearer token's subject", field: "user_id" }, 403);
+    }
 
     // The order's trace starts here, or continues the caller's.
     const traceparent = currentTraceparent(c.req.header("traceparent"));
-    const result = await inSpan("place order", () =>
-      placeOrder(store, request.data, {
-        idempotencyKey: key.data,
-        traceparent,
-        decisionTimeoutMs: options.decisionTimeoutMs,
-      }));
+    const result = await inSpan(
+      "place order",
+      () =>
+        placeOrder(store, { user_id, items: request.data.items }, {
+          idempotencyKey: key.data,
+          traceparent,
+          decisionTimeoutMs: options.decisionTimeoutMs,
+        }),
+    );
     if (result.kind === "conflict") {
       return c.json({
         error: "Idempotency-Key was already used with a different request",
@@ -78,7 +100,7 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     if (result.kind === "created") {
       options.log?.info("accepted order", {
         order_id,
-        user_id: request.data.user_id,
+        user_id,
         trace_id: traceIdOf(traceparent),
       });
     }
@@ -90,13 +112,31 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     return c.json({ order_id, status }, 202);
   }
 
-  app.post("/order", limit, createOrder);
-  app.post("/orders", limit, createOrder);
-  app.get("/orders/:order_id", async (c) => {
+  /**
+   * True when `caller` may see order `orderId`: it exists and is theirs, or they are an admin.
+   * Whoever may not is told it does not exist, which gives away nothing about others' orders.
+   */
+  async function maySee(caller: Caller, orderId: string): Promise<boolean> {
+    const order = await store.read((tx) => getOrder(tx, orderId));
+    return order !== undefined && mayActFor(caller, order.user_id);
+  }
+
+  // Authentication comes first, so that nobody learns anything without a token, not even whether
+  // the body is too large.
+  app.post("/order", auth, limit, createOrder);
+  app.post("/orders", auth, limit, createOrder);
+  app.get("/orders/:order_id", auth, async (c) => {
     const order = await store.read((tx) => getOrder(tx, c.req.param("order_id")));
-    return order ? c.json(order) : c.json({ error: "order not found" }, 404);
+    return order && mayActFor(callerOf(c), order.user_id)
+      ? c.json(order)
+      : c.json({ error: "order not found" }, 404);
   });
-  app.post("/orders/:order_id/cancel", async (c) => {
+  app.post("/orders/:order_id/cancel", auth, async (c) => {
+    const caller = callerOf(c);
+    // The owner never changes, so the check holds for the cancellation that follows.
+    if (!caller.open && !await maySee(caller, c.req.param("order_id"))) {
+      return c.json({ error: "order not found" }, 404);
+    }
     const traceparent = currentTraceparent(c.req.header("traceparent"));
     const result = await inSpan(
       "cancel order",

@@ -10,6 +10,8 @@ import { PAUSED_MSG, RESUMED_MSG, watchOutages } from "../shared/outage.ts";
 import type { Broker } from "../shared/broker.ts";
 import { recordingLogger } from "../shared/_test_log.ts";
 import { mountTmpfs, TMPFS_UNAVAILABLE } from "../shared/_test_tmpfs.ts";
+import { sign } from "hono/jwt";
+import type { AuthConfig } from "../shared/auth.ts";
 
 interface Harness {
   app: Hono;
@@ -21,7 +23,7 @@ interface Harness {
 /** Runs `fn` with the order routes over a store in a fresh temp dir, removed after. */
 async function withApp(
   fn: (harness: Harness) => Promise<void>,
-  options: { onCommit?: () => void } = {},
+  options: { onCommit?: () => void; auth?: AuthConfig } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "order_routes_test_" });
   try {
@@ -32,7 +34,7 @@ async function withApp(
         commits++;
         options.onCommit?.();
       });
-      await fn({ app: orderRoutes(store), store, commits: () => commits });
+      await fn({ app: orderRoutes(store, { auth: options.auth }), store, commits: () => commits });
     } finally {
       await store.close();
     }
@@ -653,4 +655,116 @@ Deno.test({
       await disk.unmount();
     }
   },
+});
+
+const SECRET = "order-routes-test-secret-0123456789abcdef";
+const AUTH = { auth: { jwtSecret: SECRET } };
+
+/** The Authorization header of a token for `sub`, with `claims` such as a role. */
+async function bearer(sub: string, claims: Record<string, unknown> = {}): Promise<
+  Record<string, string>
+> {
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  return { authorization: `Bearer ${await sign({ sub, exp, ...claims }, SECRET, "HS256")}` };
+}
+
+async function placedBy(app: Hono, sub: string, body: unknown = { items: VALID.items }) {
+  const response = await post(app, body, { headers: await bearer(sub) });
+  assert.equal(response.status, 202);
+  return (await response.json() as { order_id: string }).order_id;
+}
+
+Deno.test("orderRoutes() with auth places an order in the name of the token's subject", async () => {
+  await withApp(async ({ app, store }) => {
+    const order_id = await placedBy(app, "u1");
+    const order = await app.request(`/orders/${order_id}`, { headers: await bearer("u1") });
+    assert.equal((await order.json()).user_id, "u1");
+    await placedBy(app, "u1", VALID);
+    assert.deepEqual(await counts(store), { orders: 2, outbox: 2, keys: 0 });
+  }, AUTH);
+});
+
+Deno.test("orderRoutes() with auth refuses an order without a token (401) or in another student's name (403), keeping nothing", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const anonymous = await post(app, VALID);
+    assert.equal(anonymous.status, 401);
+    assert.match((await anonymous.json()).error, /bearer token/);
+    const impostor = await post(app, { ...VALID, user_id: "u2" }, { headers: await bearer("u1") });
+    assert.equal(impostor.status, 403);
+    assert.deepEqual(await impostor.json(), {
+      error: "user_id must be the bearer token's subject",
+      field: "user_id",
+    });
+    await assertNothingStored(store);
+    assert.equal(commits(), 0);
+  }, AUTH);
+});
+
+Deno.test("orderRoutes() with auth lets an admin place an order for any student", async () => {
+  await withApp(async ({ app }) => {
+    const response = await post(app, { ...VALID, user_id: "u2" }, {
+      headers: await bearer("desk", { role: "admin" }),
+    });
+    assert.equal(response.status, 202);
+    const { order_id } = await response.json();
+    const order = await app.request(`/orders/${order_id}`, { headers: await bearer("u2") });
+    assert.equal((await order.json()).user_id, "u2");
+  }, AUTH);
+});
+
+Deno.test("orderRoutes() with auth answers GET /orders/{id} of another student's order as if it did not exist", async () => {
+  await withApp(async ({ app }) => {
+    const order_id = await placedBy(app, "u1");
+    const unknown = await app.request("/orders/01J0000000000000000000NOPE", {
+      headers: await bearer("u2"),
+    });
+    const others = await app.request(`/orders/${order_id}`, { headers: await bearer("u2") });
+    assert.equal(others.status, 404);
+    assert.deepEqual(await others.json(), await unknown.json());
+    assert.equal((await app.request(`/orders/${order_id}`)).status, 401);
+    const admin = await app.request(`/orders/${order_id}`, {
+      headers: await bearer("desk", { roles: ["admin"] }),
+    });
+    assert.equal(admin.status, 200);
+  }, AUTH);
+});
+
+Deno.test("orderRoutes() with auth lets only the owner or an admin cancel an order", async () => {
+  await withApp(async ({ app, store }) => {
+    const order_id = await placedBy(app, "u1");
+    const cancel = async (headers: Record<string, string>) =>
+      await app.request(`/orders/${order_id}/cancel`, { method: "POST", headers });
+    const others = await cancel(await bearer("u2"));
+    assert.equal(others.status, 404);
+    assert.equal((await others.json()).error, "order not found");
+    assert.equal((await cancel({})).status, 401);
+    assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 0 }, "nothing cancelled");
+    const own = await cancel(await bearer("u1"));
+    assert.equal(own.status, 202);
+    assert.equal((await own.json()).status, "CANCELLED");
+    const second = await placedBy(app, "u1");
+    const byAdmin = await app.request(`/orders/${second}/cancel`, {
+      method: "POST",
+      headers: await bearer("desk", { role: "admin" }),
+    });
+    assert.equal(byAdmin.status, 202);
+  }, AUTH);
+});
+
+Deno.test("serviceApp(orderRoutes()) with auth serves /health, /ready and /metrics, and answers unknown paths, without a token", async () => {
+  await withApp(async ({ app, store }) => {
+    const { log } = recordingLogger();
+    const outages = watchOutages(store, { log });
+    const broker = { connected: true } as unknown as Broker;
+    const whole = serviceApp(app, { store, broker, outages, log });
+    try {
+      for (const path of ["/health", "/ready", "/metrics"]) {
+        assert.equal((await whole.request(path)).status, 200, path);
+      }
+      assert.equal((await whole.request("/nowhere")).status, 404);
+      assert.equal((await whole.request("/order", { method: "PUT" })).status, 405);
+    } finally {
+      await outages.stop();
+    }
+  }, AUTH);
 });

@@ -1,14 +1,7 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { sign } from "hono/jwt";
-import {
-  type AuthConfig,
-  authenticate,
-  type AuthVariables,
-  callerOf,
-  mayActFor,
-  requireRole,
-} from "./auth.ts";
+import { type AuthConfig, authenticate, callerOf, mayActFor, requireRole } from "./auth.ts";
 import { recordingLogger } from "./_test_log.ts";
 
 const SECRET = "a-test-secret-of-at-least-thirty-two-characters";
@@ -20,11 +13,11 @@ function appWith(
   log = recordingLogger().log,
   jwksMaxAgeMs?: number,
 ): Hono {
-  const app = new Hono<{ Variables: AuthVariables }>();
+  const app = new Hono();
   const auth = authenticate(config, { log, jwksMaxAgeMs });
   app.get("/me", auth, (c) => c.json(callerOf(c)));
   app.get("/admin", auth, requireRole("admin"), (c) => c.json({ ok: true }));
-  return app as unknown as Hono;
+  return app;
 }
 
 function token(claims: Record<string, unknown>, secret = SECRET): Promise<string> {
