@@ -15,12 +15,15 @@ import type { BatchHandler, Delivery } from "./delivery.ts";
 import { BrokerTimeoutError, withDeadline } from "./_broker_deadline.ts";
 import { Buffer } from "node:buffer";
 import {
-  declareTopology,
+  ensureTopology,
   type Queue,
+  type TopologyChannel,
   TopologyMismatchError,
+  TopologyMissingError,
   type TopologyOptions,
 } from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
+import { redact } from "./redact.ts";
 import { watchBrokerNode } from "./metrics.ts";
 import { delay } from "./delay.ts";
 
@@ -104,8 +107,18 @@ export interface BrokerOptions {
    * milliseconds. @default {10000}
    */
   replyTimeoutMs?: number;
-  /** What to declare on every connection. */
+  /** What to declare, or check where the user may not declare, on every connection. */
   topology?: TopologyOptions;
+  /**
+   * For `amqps://`, PEM texts: `ca`, the certificate authority to trust instead of the system's,
+   * and `cert` with `key`, a client certificate to present. @default {the system's CAs, no client certificate}
+   */
+  tls?: { ca?: string; cert?: string; key?: string };
+  /**
+   * Called, instead of reconnecting, when the first connection fails in a way no retry can cure:
+   * the broker's TLS certificate is not trusted, or ours is refused. @default {exit with code 1}
+   */
+  onFatal?: (error: Error) => void;
 }
 
 interface Session {
@@ -113,6 +126,8 @@ interface Session {
   publisher: ConfirmChannel;
   /** The node's `host:port`, for logs and metrics. */
   node: string;
+  /** Whether this connection's user declared the topology or could only check it. */
+  topology?: "declared" | "checked";
   /** True while the broker holds back publishes (a resource alarm): confirms are late, not lost. */
   blocked: boolean;
   /** Set while a nacked publisher channel is being replaced. */
@@ -136,6 +151,8 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
     heartbeatSeconds = 15,
     replyTimeoutMs = 10_000,
     topology,
+    tls = {},
+    onFatal = () => Deno.exit(1),
   } = options;
   const nodes = shuffle(typeof urls === "string" ? [urls] : [...urls]);
   const consumers: ConsumerState[] = [];
@@ -155,6 +172,9 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       // Without it, Nagle's algorithm holds a publish behind an ack for a delayed-ACK round (~40 ms).
       noDelay: true,
       timeout: replyTimeoutMs,
+      // Used by amqps:// only; the host name is checked against the broker's certificate.
+      ...(tls.ca ? { ca: [tls.ca] } : {}),
+      ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
     });
     const connection = await withDeadline(connecting, replyTimeoutMs, "open a connection")
       .catch((error) => {
@@ -187,7 +207,9 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
     });
     async function setUp(): Promise<void> {
       await openPublisher(current);
-      await declareTopology(current.publisher, topology);
+      // On channels of their own: a refused declaration closes its channel, which must not be the
+      // publisher's (a publisher channel's close closes the connection).
+      current.topology = await ensureTopology(() => spareChannel(connection), topology);
       // Consumers may need to publish (poison to a DLQ) from their first delivery on.
       session = current;
       for (const consumer of consumers) await consumer.attach(connection);
@@ -239,10 +261,12 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
           return;
         }
         const { ended } = opened;
-        log.info(
-          connectedBefore ? "reconnected to broker" : "connected to broker",
-          { node: nodeOf(url), ...(failures ? { failed_attempts: failures } : {}) },
-        );
+        log.info(connectedBefore ? "reconnected to broker" : "connected to broker", {
+          node: nodeOf(url),
+          url: redact(url),
+          topology: session?.topology,
+          ...(failures ? { failed_attempts: failures } : {}),
+        });
         connectedBefore = true;
         failures = 0;
         lastError = undefined;
@@ -254,11 +278,22 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
         }
       } catch (error) {
         session = undefined;
-        lastError = `${nodeOf(url)}: ${describeError(error)}`;
+        lastError = redact(`${nodeOf(url)}: ${describeError(error)}`);
+        const refusal = connectedBefore ? undefined : tlsRefusal(error);
+        if (refusal) {
+          // A certificate no retry will change: say so once and stop, rather than loop quietly.
+          log.error(
+            `Cannot connect to the broker at ${nodeOf(url)} as ${refusal}: ${describeError(error)}`,
+          );
+          stopping.abort();
+          onFatal(error as Error);
+          return;
+        }
         // Only the first failure of a streak is worth a line: a dead broker must not flood the log.
         if (failures++ === 0) {
-          if (error instanceof TopologyMismatchError) log.error(error.message);
-          else log.warn("cannot reach broker, retrying", { error: lastError });
+          if (error instanceof TopologyMismatchError || error instanceof TopologyMissingError) {
+            log.error(error.message);
+          } else log.warn("cannot reach broker, retrying", { error: lastError });
         }
       }
       for (const consumer of consumers) consumer.detach();
@@ -305,6 +340,13 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       if (error instanceof BrokerTimeoutError && !current.blocked) current.abandon();
       throw error;
     }
+  }
+
+  /** A channel for work that may close it, such as a refused declaration, on `connection`. */
+  async function spareChannel(connection: ChannelModel): Promise<TopologyChannel> {
+    const channel = await connection.createChannel();
+    channel.on("error", (error) => log.debug("channel closed", { error: describeError(error) }));
+    return channel;
   }
 
   return {
@@ -375,6 +417,18 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       await running;
     },
   };
+}
+
+/**
+ * What went wrong when a TLS handshake failed over a certificate (the broker's is not trusted: another
+ * CA, expired, for another host name; or the broker refused ours), or undefined for any other error.
+ */
+function tlsRefusal(error: unknown): string | undefined {
+  const text = describeError(error);
+  if (!/certificate|unable to verify/i.test(text)) return undefined;
+  return /alert/i.test(text)
+    ? "it refused our TLS client certificate (see AMQP_CERT_FILE and AMQP_KEY_FILE)"
+    : "its TLS certificate is not trusted (see AMQP_CA_FILE)";
 }
 
 /** A node as logs and metrics name it: `host:port`, without the credentials. */

@@ -15,6 +15,7 @@ import {
   DEAD_LETTER_EXCHANGE,
   DEFAULT_RETRY_DELAYS_MS,
   type Queue,
+  RETRY_EXCHANGE,
   retryQueue,
 } from "./topology.ts";
 import { type Event, parseEvent } from "./events.ts";
@@ -239,7 +240,8 @@ export function startConsumer<T extends { event_id: string }>(
     }
     const delayMs = retryDelaysMs[attempt - 1];
     try {
-      await broker.forward(delivery, { exchange: "", routingKey: retryQueue(queue, delayMs) }, {
+      const retry = retryQueue(queue, delayMs);
+      await broker.forward(delivery, { exchange: RETRY_EXCHANGE, routingKey: retry }, {
         [RETRY_ATTEMPT_HEADER]: attempt,
         "x-last-error": error,
         ...origin(delivery),

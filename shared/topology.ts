@@ -12,6 +12,13 @@ export const EXCHANGE = "campus-food";
 /** The direct exchange that routes a rejected message to its queue's `.dlq` by the queue's name. */
 export const DEAD_LETTER_EXCHANGE = "campus-food.dlx";
 
+/**
+ * The topic exchange that routes a message to a retry queue by the retry queue's name. A topic
+ * exchange, not the default one: a broker user may publish to it only the routing keys of its own
+ * retry queues (RabbitMQ's topic permissions), where the default exchange reaches every queue.
+ */
+export const RETRY_EXCHANGE = "campus-food.retry";
+
 /** Deliveries of one message before a quorum queue dead-letters it instead of redelivering it. */
 export const DELIVERY_LIMIT = 10;
 
@@ -90,6 +97,11 @@ export class TopologyMismatchError extends Error {
   override name = "TopologyMismatchError";
 }
 
+/** Thrown when the broker user may not declare the topology and part of it does not exist. */
+export class TopologyMissingError extends Error {
+  override name = "TopologyMissingError";
+}
+
 /**
  * Dead-lettering that is confirmed by the target queue before the source lets go of the message,
  * so that nothing is lost on the way to a DLQ or back from a retry queue.
@@ -117,6 +129,7 @@ export async function declareTopology(
   const { retryDelaysMs = DEFAULT_RETRY_DELAYS_MS } = options;
   await channel.assertExchange(EXCHANGE, "topic", { durable: true });
   await channel.assertExchange(DEAD_LETTER_EXCHANGE, "direct", { durable: true });
+  await channel.assertExchange(RETRY_EXCHANGE, "topic", { durable: true });
   for (const queue of QUEUES) {
     const dlq = deadLetterQueue(queue);
     await assertQueue(channel, dlq, { "x-queue-type": "quorum" });
@@ -130,15 +143,85 @@ export async function declareTopology(
     });
     for (const eventType of BINDINGS[queue]) await channel.bindQueue(queue, EXCHANGE, eventType);
     for (const delayMs of retryDelaysMs) {
-      await assertQueue(channel, retryQueue(queue, delayMs), {
+      const retry = retryQueue(queue, delayMs);
+      await assertQueue(channel, retry, {
         "x-queue-type": "quorum",
         "x-message-ttl": delayMs,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": queue,
         ...AT_LEAST_ONCE_DEAD_LETTERING,
       });
+      await channel.bindQueue(retry, RETRY_EXCHANGE, retry);
     }
   }
+}
+
+/** What {@linkcode ensureTopology} needs of a channel: declaring, checking, closing. */
+export interface TopologyChannel extends DeclaringChannel {
+  checkExchange(name: string): Promise<unknown>;
+  checkQueue(name: string): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/**
+ * Declares the topology on a channel of its own or, where the broker user may not (a service's
+ * least-privilege user, whose topology `deno task broker:setup` made), checks passively that
+ * every exchange and queue of it exists. A refusal closes the channel it happened on, hence a
+ * second one for the checks.
+ *
+ * @returns how the topology was made sure of
+ * @throws {TopologyMissingError} naming the first exchange or queue that is missing
+ * @throws {TopologyMismatchError} see {@linkcode declareTopology}
+ */
+export async function ensureTopology(
+  openChannel: () => Promise<TopologyChannel>,
+  options: TopologyOptions = {},
+): Promise<"declared" | "checked"> {
+  const declaring = await openChannel();
+  try {
+    await declareTopology(declaring, options);
+    return "declared";
+  } catch (error) {
+    if (!hasReplyCode(error, ACCESS_REFUSED)) throw error;
+  } finally {
+    await declaring.close().catch(() => {});
+  }
+  const checking = await openChannel();
+  try {
+    await declareTopology(passively(checking), options);
+    return "checked";
+  } finally {
+    await checking.close().catch(() => {});
+  }
+}
+
+const ACCESS_REFUSED = 403;
+const PRECONDITION_FAILED = 406;
+const NOT_FOUND = 404;
+
+/** A channel whose declarations only check that what they name exists. */
+function passively(channel: TopologyChannel): DeclaringChannel {
+  function missing(kind: string, name: string): (error: unknown) => never {
+    return (error) => {
+      if (!hasReplyCode(error, NOT_FOUND)) throw error;
+      throw new TopologyMissingError(
+        `Cannot use ${kind} "${name}" as it does not exist and this service's broker user may ` +
+          `not declare it: run deno task broker:setup with an administrator's credentials`,
+        { cause: error },
+      );
+    };
+  }
+  return {
+    assertExchange: (name) => channel.checkExchange(name).catch(missing("exchange", name)),
+    assertQueue: (name) => channel.checkQueue(name).catch(missing("queue", name)),
+    // A binding cannot be checked without the right to make it; broker:setup made them all.
+    bindQueue: () => Promise.resolve(),
+  };
+}
+
+/** True when `error` is the broker's channel or connection close with AMQP reply `code`. */
+function hasReplyCode(error: unknown, code: number): boolean {
+  return (error as { code?: unknown })?.code === code;
 }
 
 async function assertQueue(
@@ -149,7 +232,7 @@ async function assertQueue(
   try {
     await channel.assertQueue(queue, { durable: true, arguments: args });
   } catch (cause) {
-    if (!String((cause as Error)?.message).includes("PRECONDITION_FAILED")) throw cause;
+    if (!hasReplyCode(cause, PRECONDITION_FAILED)) throw cause;
     throw new TopologyMismatchError(
       `Cannot declare queue "${queue}" as it already exists with other arguments (this version ` +
         `needs a durable quorum queue with ${JSON.stringify(args)}): move its messages elsewhere ` +

@@ -8,17 +8,23 @@
 import type { Notification } from "../../notification/notifications.ts";
 import { waitFor, type WaitOptions } from "./async.ts";
 import type { Stack } from "./stack.ts";
+import { withHarnessAuth } from "./secure_mode.ts";
 
 /** How long one HTTP request to a service may take, in milliseconds. */
 export const REQUEST_TIMEOUT_MS = 10_000;
 
 /**
- * `fetch` with a deadline.
+ * `fetch` with a deadline. In the harness's secure mode it carries an admin's bearer token, unless
+ * `init` holds a token of its own.
  * @throws {Error} naming the request when no answer came in time
  */
 export async function request(url: string, init: RequestInit = {}): Promise<Response> {
   try {
-    return await fetch(url, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+    return await fetch(url, {
+      ...init,
+      headers: await withHarnessAuth(init.headers),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
   } catch (cause) {
     throw new Error(
       `Cannot ${init.method ?? "GET"} ${url} as it did not answer within ${REQUEST_TIMEOUT_MS} ms`,

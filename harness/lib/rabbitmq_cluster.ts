@@ -14,6 +14,7 @@ import {
   findRabbitMqSbin,
   isClusterProcess,
   type NodeControl,
+  type NodeExtras,
   type NodeSetup,
   type RabbitMqNode,
   RabbitMqNotInstalledError,
@@ -33,6 +34,11 @@ export interface ClusterOptions {
   startTimeoutMs?: number;
   /** Receives one line per step of the start. @default {nothing} */
   log?: (line: string) => void;
+  /**
+   * What every node has besides its plain listener: a TLS listener (its `port` is ignored: each
+   * node gets a free one), definitions to load at boot. @default {nothing}
+   */
+  extras?: NodeExtras;
 }
 
 /** Which nodes hold a quorum queue, as the management API shows it. */
@@ -85,7 +91,7 @@ export interface Cluster {
  * @throws {Error} naming the node that did not start or join in time, and why
  */
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
-  const { size = 3, startTimeoutMs = 180_000, log = () => {} } = options;
+  const { size = 3, startTimeoutMs = 180_000, log = () => {}, extras = {} } = options;
   if (!Number.isInteger(size) || size < 1) {
     throw new RangeError(
       `Cannot start a cluster as size must be a positive integer: current value is ${size}`,
@@ -131,16 +137,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     await Deno.chmod(cookie, 0o400);
     await Deno.writeTextFile(join(clusterDir, "rabbitmq-env.conf"), "");
     const run = `cf-${randomLetters(6).toLowerCase()}`;
-    const ports = freePorts(size * 3);
+    const ports = freePorts(size * 4);
     for (let i = 0; i < size; i++) {
+      const { tls } = extras;
       controls.push(
         await createNode(setup, {
           label: `node-${i + 1}`,
           name: `${run}-${i + 1}@localhost`,
-          amqpPort: ports[i * 3],
-          managementPort: ports[i * 3 + 1],
-          distPort: ports[i * 3 + 2],
-        }),
+          amqpPort: ports[i * 4],
+          managementPort: ports[i * 4 + 1],
+          distPort: ports[i * 4 + 2],
+        }, { ...extras, tls: tls && { ...tls, port: ports[i * 4 + 3] } }),
       );
     }
     log(`starting ${size} nodes ${controls.map((c) => c.node.name).join(", ")} in ${clusterDir}`);

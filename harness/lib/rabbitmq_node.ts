@@ -65,6 +65,8 @@ export interface RabbitMqNode {
   readonly managementPort: number;
   /** The Erlang distribution port, for the other nodes and the CLI. */
   readonly distPort: number;
+  /** The `amqps` port, when the node has a TLS listener. */
+  readonly tlsPort?: number;
   /** `http://guest:guest@127.0.0.1:<managementPort>`. */
   readonly managementUrl: string;
   /** The beam process's id while it runs. */
@@ -97,11 +99,32 @@ export interface NodeControl {
   killNow(): void;
 }
 
+/** A TLS listener for a node: `amqps://localhost:<port>`. */
+export interface TlsListener {
+  port: number;
+  /** PEM files: the CA that signed the client certificates it accepts, its own certificate and key. */
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** Refuse a client without a certificate signed by the CA. @default {false} */
+  requireClientCertificate?: boolean;
+}
+
+/** What a node has besides its own ports; see {@linkcode createNode}. */
+export interface NodeExtras {
+  /** An `amqps` listener besides the plain one. @default {none} */
+  tls?: TlsListener;
+  /** A definitions file to import at boot, as `load_definitions`. @default {none} */
+  definitionsFile?: string;
+}
+
 /** Writes a node's configuration into `<clusterDir>/<label>` and returns its controls. */
 export async function createNode(
   setup: NodeSetup,
   node: { name: string; label: string; amqpPort: number; managementPort: number; distPort: number },
+  extras: NodeExtras = {},
 ): Promise<NodeControl> {
+  const { tls, definitionsFile } = extras;
   const dir = join(setup.clusterDir, node.label);
   await Deno.mkdir(dir);
   // Statistics every second rather than every five: the harness reads connections and queue
@@ -112,6 +135,17 @@ export async function createNode(
       `management.tcp.ip = 127.0.0.1`,
       `management.tcp.port = ${node.managementPort}`,
       `collect_statistics_interval = 1000`,
+      ...tls
+        ? [
+          `listeners.ssl.1 = 127.0.0.1:${tls.port}`,
+          `ssl_options.cacertfile = ${tls.caFile}`,
+          `ssl_options.certfile = ${tls.certFile}`,
+          `ssl_options.keyfile = ${tls.keyFile}`,
+          `ssl_options.verify = verify_peer`,
+          `ssl_options.fail_if_no_peer_cert = ${tls.requireClientCertificate ?? false}`,
+        ]
+        : [],
+      ...definitionsFile ? [`load_definitions = ${definitionsFile}`] : [],
       "",
     ].join("\n"),
   );
@@ -138,6 +172,7 @@ export async function createNode(
   let state: NodeState = "stopped";
   const view: RabbitMqNode = {
     ...node,
+    tlsPort: tls?.port,
     managementUrl: `http://guest:guest@127.0.0.1:${node.managementPort}`,
     dir,
     get pid() {

@@ -53,6 +53,8 @@ export interface RunningService {
   url: string;
   /** Every JSON log line it wrote so far. */
   logs: Array<Record<string, unknown>>;
+  /** Every line it wrote to stderr so far. */
+  stderr: string[];
   /** Resolves with the exit code. */
   exited: Promise<number>;
   /** Sends `signal` (SIGTERM by default) and waits for the exit code. */
@@ -132,6 +134,7 @@ export async function startService(
     port: started,
     url: `http://127.0.0.1:${started}`,
     logs,
+    stderr,
     exited,
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {

@@ -6,11 +6,14 @@
  */
 import { type Broker, connectBroker } from "../../shared/broker.ts";
 import { createLogger, type LogLevel } from "../../shared/log.ts";
+import { parseConfig } from "../../shared/config.ts";
+import { type BrokerUser, setUpBroker } from "./broker_definitions.ts";
+import { HARNESS_JWT_SECRET, HARNESS_SECURE } from "./secure_mode.ts";
 import { waitFor } from "./async.ts";
 import { type BrokerAddress, brokerAddress } from "./broker_address.ts";
 import { type BrokerTools, connectBrokerTools } from "./broker_tools.ts";
 import { cleanUpOnInterrupt } from "./interrupt.ts";
-import { createVhost, type Vhost } from "./management_api.ts";
+import { createVhost, managementApi, type Vhost } from "./management_api.ts";
 import {
   type RunningService,
   type ServiceName,
@@ -61,6 +64,13 @@ export interface StackOptions {
    * broker nodes down on purpose, whose reconnects are expected. @default {"warn"}
    */
   brokerLogLevel?: LogLevel;
+  /**
+   * Runs the services as a hardened deployment: each as a broker user of its own that may do only
+   * what it does (made in the vhost as `deno task broker:setup` makes them), and with
+   * `AUTH_JWT_SECRET` set, so that their APIs want the bearer token the harness's requests carry.
+   * @default {true with HARNESS_SECURE=1}
+   */
+  secure?: boolean;
 }
 
 /** An isolated running system. */
@@ -74,6 +84,13 @@ export interface Stack {
   broker: Broker;
   /** Taps, queue depths and browsing in the stack's vhost, on a connection of their own. */
   tools: BrokerTools;
+  /** True when the services run with their own broker users and want bearer tokens. */
+  secure: boolean;
+  /**
+   * The environment the stack gives `name` (its `AMQP_URL`, with its own user in a secure stack,
+   * the data directory, port 0, the token secret), for a test that starts the service itself.
+   */
+  envOf(name: ServiceName): Record<string, string>;
   /** The base URL of a running service. */
   url(name: ServiceName): string;
   /** Starts `name`, with `env` on top of the stack's environment (a fix, say, or a fault). */
@@ -91,35 +108,42 @@ export interface Stack {
 
 /** Starts an isolated stack; always `close()` it, also on failure. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const { secure = HARNESS_SECURE } = options;
   const vhost = await createVhost(options.broker);
   const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
   const services: Stack["services"] = {};
   const instances = new Set<RunningService>();
+  const users = secure ? serviceUsers(vhost.name) : undefined;
+  function envOf(name: ServiceName): Record<string, string> {
+    const amqpUrl = users ? withUser(vhost.amqpUrl, users[name]) : vhost.amqpUrl;
+    return {
+      AMQP_URL: options.servicesAmqpUrl?.(amqpUrl) ?? amqpUrl,
+      DATA_DIR: dataDir,
+      [`${name.toUpperCase()}_PORT`]: "0",
+      ...secure ? { AUTH_JWT_SECRET: HARNESS_JWT_SECRET } : {},
+      ...options.env,
+      ...options.serviceEnv?.[name],
+    };
+  }
   function launch(name: ServiceName, env: Record<string, string>): Promise<RunningService> {
-    return startService(name, {
-      env: {
-        AMQP_URL: options.servicesAmqpUrl?.(vhost.amqpUrl) ?? vhost.amqpUrl,
-        DATA_DIR: dataDir,
-        [`${name.toUpperCase()}_PORT`]: "0",
-        ...options.env,
-        ...options.serviceEnv?.[name],
-        ...env,
-      },
-      echo: options.echo,
-    });
+    return startService(name, { env: { ...envOf(name), ...env }, echo: options.echo });
   }
   const broker = connectBroker(vhost.amqpUrl.split(","), {
     log: createLogger("harness", { level: options.brokerLogLevel ?? "warn" }),
     connectionName: "harness",
   });
   const tools = connectBrokerTools(vhost.amqpUrl);
+  const managementUrl = options.broker?.managementUrl ?? brokerAddress().managementUrl;
+  const api = managementApi(managementUrl);
   const stack: Stack = {
     vhost,
-    managementUrl: options.broker?.managementUrl ?? brokerAddress().managementUrl,
+    managementUrl,
     dataDir,
     services,
     broker,
     tools,
+    secure,
+    envOf,
     url(name) {
       const service = services[name];
       if (!service) throw new Error(`Cannot reach ${name} as it is not running`);
@@ -149,10 +173,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await tools.close();
       await broker.close();
       await vhost.delete().catch(() => {});
+      for (const user of Object.values(users ?? {})) {
+        await api("DELETE", `/api/users/${encodeURIComponent(user.name)}`).catch(() => {});
+      }
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
   };
   try {
+    if (users) {
+      await setUpBroker(api, { vhost: vhost.name, users, retryDelaysMs: retryDelaysOf(options) });
+    }
     await waitFor("the harness to connect to the broker", () => broker.connected);
     // Every start settles before a failure is thrown, so that close() stops them all.
     const starts = await Promise.allSettled(
@@ -165,6 +195,33 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await stack.close();
     throw error;
   }
+}
+
+/** A user per service, named after the vhost (users are the broker's, not the vhost's). */
+function serviceUsers(vhost: string): Record<ServiceName, BrokerUser> {
+  return Object.fromEntries(
+    SERVICES.map((name) => [name, { name: `${vhost}-${name}`, password: crypto.randomUUID() }]),
+  ) as Record<ServiceName, BrokerUser>;
+}
+
+/** `urls` (one or a cluster's, comma-separated) with `user`'s name and password. */
+function withUser(urls: string, user: BrokerUser): string {
+  return urls.split(",").map((text) => {
+    const url = new URL(text);
+    url.username = encodeURIComponent(user.name);
+    url.password = encodeURIComponent(user.password);
+    return url.toString();
+  }).join(",");
+}
+
+/** Every retry delay the stack's services may run with, for the retry queues they need. */
+function retryDelaysOf(options: StackOptions): number[] {
+  const settings = [options.env, ...Object.values(options.serviceEnv ?? {})]
+    .map((env) => env?.RETRY_DELAYS);
+  const delays = settings.flatMap((text) =>
+    parseConfig({ RETRY_DELAYS: text }, "harness").retryDelaysMs
+  );
+  return [...new Set(delays)];
 }
 
 /**

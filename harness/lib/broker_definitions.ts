@@ -1,0 +1,217 @@
+/**
+ * The broker as services with least privilege need it, as a RabbitMQ definitions document: one
+ * user per service, each allowed only what that service does, and the whole topology. The
+ * `broker:setup` tool imports it or writes it to a file; the harness's secure stacks import it
+ * into their vhost.
+ *
+ * What each service's user may do in its vhost:
+ *
+ * - configure: nothing. The topology is the administrator's: a service checks that it exists
+ *   (passive declarations need no permission) and can delete or purge no queue.
+ * - write: the exchanges it publishes to: `campus-food` for its own events, which RabbitMQ's topic
+ *   permissions hold it to; `campus-food.retry`, held to its own retry queues likewise;
+ *   `campus-food.dlx`, a direct exchange, so any queue's DLQ (see docs/security.md).
+ * - read: the queues it consumes, and no others.
+ * @module
+ */
+import {
+  DEAD_LETTER_EXCHANGE,
+  declareTopology,
+  type DeclaringChannel,
+  EventType,
+  EXCHANGE,
+  Queue,
+  RETRY_EXCHANGE,
+} from "../../shared/topology.ts";
+import type { ManagementApi } from "./management_api.ts";
+import type { ServiceName } from "./service_process.ts";
+
+/** What one service does on the broker: the queues it consumes, the events it publishes. */
+export interface ServiceAccess {
+  consumes: readonly Queue[];
+  publishes: readonly EventType[];
+}
+
+/** What each service does on the broker, as its `main.ts` wires it. */
+export const SERVICE_ACCESS: Readonly<Record<ServiceName, ServiceAccess>> = {
+  order: {
+    consumes: [Queue.orderStatus],
+    publishes: [EventType.OrderPlaced, EventType.OrderCancelled],
+  },
+  inventory: {
+    consumes: [Queue.orderPlaced, Queue.orderCancelled],
+    publishes: [EventType.InventoryReserved, EventType.InventoryFailed],
+  },
+  notification: {
+    consumes: [Queue.inventoryReserved, Queue.inventoryFailed, Queue.orderCancelledNotifications],
+    publishes: [],
+  },
+};
+
+/** A broker user's name and password. */
+export interface BrokerUser {
+  name: string;
+  password: string;
+}
+
+/** Options for {@linkcode brokerDefinitions}. */
+export interface DefinitionsOptions {
+  vhost: string;
+  /** Each service's user. */
+  users: Readonly<Record<ServiceName, BrokerUser>>;
+  /** The retry delays the services run with (`RETRY_DELAYS`), in milliseconds. @default {the services' default} */
+  retryDelaysMs?: readonly number[];
+  /** Users with every right in the vhost and the administrator tag. @default {none} */
+  administrators?: readonly BrokerUser[];
+}
+
+/** A RabbitMQ definitions document, as `rabbitmqctl export_definitions` writes one. */
+export interface Definitions {
+  users: Array<{ name: string; password: string; tags: string[] }>;
+  vhosts: Array<{ name: string }>;
+  permissions: Array<
+    { user: string; vhost: string; configure: string; write: string; read: string }
+  >;
+  topic_permissions: Array<
+    { user: string; vhost: string; exchange: string; write: string; read: string }
+  >;
+  exchanges: Array<
+    {
+      name: string;
+      vhost: string;
+      type: string;
+      durable: boolean;
+      auto_delete: boolean;
+      internal: boolean;
+      arguments: Record<string, unknown>;
+    }
+  >;
+  queues: Array<
+    {
+      name: string;
+      vhost: string;
+      durable: boolean;
+      auto_delete: boolean;
+      arguments: Record<string, unknown>;
+    }
+  >;
+  bindings: Array<
+    {
+      source: string;
+      vhost: string;
+      destination: string;
+      destination_type: "queue";
+      routing_key: string;
+      arguments: Record<string, unknown>;
+    }
+  >;
+}
+
+/** A regular expression that matches exactly `names`, or nothing when there are none. */
+function exactly(names: readonly string[]): string {
+  if (names.length === 0) return "^$";
+  return `^(${names.map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`;
+}
+
+/**
+ * The users, permissions and topology of `options.vhost`: the topology is what
+ * `declareTopology()` declares, recorded rather than sent, so that the two cannot drift apart.
+ */
+export async function brokerDefinitions(options: DefinitionsOptions): Promise<Definitions> {
+  const { vhost, users, retryDelaysMs, administrators = [] } = options;
+  const definitions: Definitions = {
+    users: [],
+    vhosts: [{ name: vhost }],
+    permissions: [],
+    topic_permissions: [],
+    exchanges: [],
+    queues: [],
+    bindings: [],
+  };
+  const recorder: DeclaringChannel = {
+    assertExchange(name, type, { durable }) {
+      definitions.exchanges.push({
+        name,
+        vhost,
+        type,
+        durable,
+        auto_delete: false,
+        internal: false,
+        arguments: {},
+      });
+      return Promise.resolve();
+    },
+    assertQueue(name, { durable, arguments: args }) {
+      definitions.queues.push({ name, vhost, durable, auto_delete: false, arguments: args });
+      return Promise.resolve();
+    },
+    bindQueue(queue, exchange, pattern) {
+      definitions.bindings.push({
+        source: exchange,
+        vhost,
+        destination: queue,
+        destination_type: "queue",
+        routing_key: pattern,
+        arguments: {},
+      });
+      return Promise.resolve();
+    },
+  };
+  await declareTopology(recorder, { retryDelaysMs });
+  for (const admin of administrators) {
+    definitions.users.push({ ...admin, tags: ["administrator"] });
+    definitions.permissions.push({
+      user: admin.name,
+      vhost,
+      configure: ".*",
+      write: ".*",
+      read: ".*",
+    });
+  }
+  for (const service of Object.keys(SERVICE_ACCESS) as ServiceName[]) {
+    const { name, password } = users[service];
+    const { consumes, publishes } = SERVICE_ACCESS[service];
+    const exchanges = [...publishes.length ? [EXCHANGE] : [], DEAD_LETTER_EXCHANGE, RETRY_EXCHANGE];
+    definitions.users.push({ name, password, tags: [] });
+    definitions.permissions.push({
+      user: name,
+      vhost,
+      configure: "^$",
+      write: exactly(exchanges),
+      read: exactly(consumes),
+    });
+    // Its own retry queues whatever RETRY_DELAYS says: `order-placed.retry.1s`, `….retry.500ms`.
+    const retries = `${exactly(consumes).slice(0, -1)}\\.retry\\.[0-9]+m?s$`;
+    for (
+      const [exchange, write] of [
+        [EXCHANGE, publishes.length ? exactly(publishes) : undefined],
+        [RETRY_EXCHANGE, consumes.length ? retries : undefined],
+      ] as const
+    ) {
+      // A user without a topic permission on an exchange may publish any routing key to it.
+      if (write) {
+        definitions.topic_permissions.push({ user: name, vhost, exchange, write, read: "^$" });
+      }
+    }
+  }
+  return definitions;
+}
+
+/**
+ * Imports the definitions of `options` into the broker of `api`, whose user must be an
+ * administrator: users (their passwords set anew), permissions and topology. Running it again
+ * changes nothing else; a queue that exists with other arguments fails the import.
+ */
+export async function setUpBroker(api: ManagementApi, options: DefinitionsOptions): Promise<void> {
+  await api("POST", "/api/definitions", await brokerDefinitions(options));
+}
+
+/** The user each service runs as: `campus-food-order` and so on, unless a prefix says otherwise. */
+export function serviceUserName(service: ServiceName, prefix = "campus-food"): string {
+  return `${prefix}-${service}`;
+}
+
+/** The environment variable that holds the password of `service`'s user. */
+export function passwordVariable(service: ServiceName): string {
+  return `BROKER_${service.toUpperCase()}_PASSWORD`;
+}
