@@ -34,6 +34,7 @@ if (import.meta.main) {
     log,
     connectionName: "inventory",
     topology: { retryDelaysMs: config.retryDelaysMs },
+    tls: config.amqpTls,
   });
   const outages = watchOutages(store, { log });
   const relay = startOutboxRelay(store, broker, { log, outages });

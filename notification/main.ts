@@ -31,6 +31,7 @@ if (import.meta.main) {
     log,
     connectionName: "notification",
     topology: { retryDelaysMs: config.retryDelaysMs },
+    tls: config.amqpTls,
   });
   const outages = watchOutages(store, { log });
   const prepare = (tx: Tx, events: Array<{ order_id: string }>) =>

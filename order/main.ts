@@ -33,6 +33,7 @@ if (import.meta.main) {
     log,
     connectionName: "order",
     topology: { retryDelaysMs: config.retryDelaysMs },
+    tls: config.amqpTls,
   });
   const outages = watchOutages(store, { log });
   const relay = startOutboxRelay(store, broker, { log, outages });

@@ -1,0 +1,306 @@
+/**
+ * Security against the real broker: what each service's broker user is refused, the whole system
+ * running with those users and with bearer tokens, and no password leaving a service.
+ */
+import assert from "node:assert/strict";
+// The raw client, not shared/broker.ts: these tests try what no service ever does.
+import amqp from "amqplib";
+import { Buffer } from "node:buffer";
+import {
+  createVhost,
+  managementApi,
+  type RunningService,
+  type ServiceName,
+  SERVICES,
+  startService,
+  type Vhost,
+  waitFor,
+} from "./_stack.ts";
+import { request, withStack } from "./_steps.ts";
+import { type BrokerUser, setUpBroker } from "./_broker_definitions.ts";
+import { HARNESS_JWT_SECRET, harnessToken } from "./_secure_mode.ts";
+import { deadLetterQueue, EventType, EXCHANGE, Queue, RETRY_EXCHANGE } from "../shared/topology.ts";
+import { REDACTED } from "../shared/redact.ts";
+
+const integration = { sanitizeOps: false, sanitizeResources: false };
+
+/** A vhost set up by broker:setup with a user per service, all deleted after `fn`. */
+async function withSetUpVhost(
+  fn: (vhost: Vhost, users: Record<ServiceName, BrokerUser>) => Promise<void>,
+): Promise<void> {
+  const api = managementApi();
+  const vhost = await createVhost();
+  const users = Object.fromEntries(
+    SERVICES.map((
+      name,
+    ) => [name, { name: `${vhost.name}-${name}`, password: crypto.randomUUID() }]),
+  ) as Record<ServiceName, BrokerUser>;
+  try {
+    await setUpBroker(api, { vhost: vhost.name, users });
+    await fn(vhost, users);
+  } finally {
+    await vhost.delete();
+    for (const user of Object.values(users)) {
+      await api("DELETE", `/api/users/${encodeURIComponent(user.name)}`).catch(() => {});
+    }
+  }
+}
+
+function urlAs(vhost: Vhost, user: BrokerUser): string {
+  const url = new URL(vhost.amqpUrl);
+  url.username = user.name;
+  url.password = user.password;
+  return url.toString();
+}
+
+/** Runs `operation` on a channel of its own; resolves with the broker's refusal code, or "ok". */
+async function attempt(
+  connection: amqp.ChannelModel,
+  operation: (channel: amqp.ConfirmChannel) => Promise<unknown>,
+): Promise<number | "ok"> {
+  const channel = await connection.createConfirmChannel();
+  const closed = new Promise<never>((_, reject) => channel.once("error", reject));
+  try {
+    await Promise.race([operation(channel), closed]);
+    await channel.close();
+    return "ok";
+  } catch (error) {
+    return (error as { code?: number }).code ?? Promise.reject(error);
+  }
+}
+
+function publish(exchange: string, routingKey: string) {
+  return (channel: amqp.ConfirmChannel) =>
+    new Promise<void>((resolve, reject) =>
+      channel.publish(
+        exchange,
+        routingKey,
+        Buffer.from("{}"),
+        {},
+        (error) => error ? reject(error) : resolve(),
+      )
+    );
+}
+
+const ACCESS_REFUSED = 403;
+
+Deno.test(
+  "broker:setup gives inventory a user that may do only what inventory does, against the broker",
+  integration,
+  async () => {
+    await withSetUpVhost(async (vhost, users) => {
+      const connection = await amqp.connect(urlAs(vhost, users.inventory));
+      connection.on("error", () => {});
+      try {
+        const may = (operation: (channel: amqp.ConfirmChannel) => Promise<unknown>) =>
+          attempt(connection, operation);
+        assert.equal(
+          await may((c) => c.consume(Queue.inventoryReserved, () => {})),
+          ACCESS_REFUSED,
+        );
+        assert.equal(
+          await may((c) => c.deleteQueue(deadLetterQueue(Queue.orderPlaced))),
+          ACCESS_REFUSED,
+        );
+        assert.equal(
+          await may((c) => c.purgeQueue(deadLetterQueue(Queue.orderPlaced))),
+          ACCESS_REFUSED,
+        );
+        assert.equal(await may(publish(EXCHANGE, EventType.OrderPlaced)), ACCESS_REFUSED);
+        assert.equal(await may(publish("", Queue.orderPlaced)), ACCESS_REFUSED, "default exchange");
+        assert.equal(
+          await may(publish(RETRY_EXCHANGE, `${Queue.inventoryReserved}.retry.1s`)),
+          ACCESS_REFUSED,
+          "another service's retry queue",
+        );
+        assert.equal(await may((c) => c.assertQueue("stray", { durable: true })), ACCESS_REFUSED);
+        // What inventory does.
+        assert.equal(await may((c) => c.consume(Queue.orderPlaced, () => {})), "ok");
+        assert.equal(await may((c) => c.consume(Queue.orderCancelled, () => {})), "ok");
+        assert.equal(await may(publish(EXCHANGE, EventType.InventoryReserved)), "ok");
+        assert.equal(await may(publish(RETRY_EXCHANGE, `${Queue.orderPlaced}.retry.5s`)), "ok");
+        assert.equal(await may((c) => c.checkQueue(Queue.inventoryReserved)), "ok", "passive");
+      } finally {
+        await connection.close();
+      }
+    });
+  },
+);
+
+Deno.test(
+  "a service that may not declare names a missing queue and broker:setup, and connects once the queue is there, against the broker",
+  integration,
+  async () => {
+    await withSetUpVhost(async (vhost, users) => {
+      const missing = `${Queue.orderStatus}.retry.5s`;
+      const api = managementApi();
+      const queuePath = `/api/queues/${encodeURIComponent(vhost.name)}/${missing}`;
+      await api("DELETE", queuePath);
+      const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
+      let order: RunningService | undefined;
+      try {
+        order = await startService("order", {
+          env: { AMQP_URL: urlAs(vhost, users.order), DATA_DIR: dataDir, ORDER_PORT: "0" },
+        });
+        const line = await waitFor(
+          "the error line",
+          () => order!.logs.find((record) => record.level === "error"),
+        );
+        assert.match(String(line.msg), new RegExp(`queue "${missing}" as it does not exist`));
+        assert.match(String(line.msg), /deno task broker:setup/);
+        const ready = await request(`${order.url}/ready`);
+        assert.equal(ready.status, 503);
+        assert.match((await ready.json()).failed.broker, new RegExp(missing));
+
+        await setUpBroker(api, { vhost: vhost.name, users });
+        await waitFor(
+          "the order service to be ready",
+          async () => (await request(`${order!.url}/ready`)).status === 200,
+          { timeoutMs: 30_000 },
+        );
+        const connected = order.logs.find((record) => record.msg === "connected to broker");
+        assert.equal(connected?.topology, "checked");
+        assert.equal(order.logs.filter((record) => record.level === "error").length, 1);
+      } finally {
+        await order?.stop();
+        await Deno.remove(dataDir, { recursive: true });
+      }
+    });
+  },
+);
+
+async function bearer(sub: string): Promise<Record<string, string>> {
+  return { authorization: `Bearer ${await harnessToken(sub)}` };
+}
+
+async function api(
+  url: string,
+  sub: string | undefined,
+  init: RequestInit = {},
+): Promise<{ status: number; body: unknown }> {
+  const headers = { "content-type": "application/json", ...sub ? await bearer(sub) : {} };
+  // fetch, not request(): these requests carry a student's token or none, never the admin's.
+  const response = await fetch(url, { ...init, headers });
+  return { status: response.status, body: await response.json() };
+}
+
+Deno.test(
+  "the system places, confirms, notifies and cancels with restricted broker users and bearer tokens, against the broker",
+  integration,
+  async () => {
+    await withStack({ secure: true }, async (stack) => {
+      const order = stack.url("order");
+      const notification = stack.url("notification");
+      const body = JSON.stringify({ items: [{ sku: "burger", qty: 2 }] });
+      assert.equal((await api(`${order}/order`, undefined, { method: "POST", body })).status, 401);
+      const impostor = JSON.stringify({ user_id: "u2", items: [{ sku: "burger", qty: 1 }] });
+      assert.equal(
+        (await api(`${order}/order`, "u1", { method: "POST", body: impostor })).status,
+        403,
+      );
+
+      const placed = await api(`${order}/order`, "u1", { method: "POST", body });
+      assert.equal(placed.status, 202);
+      const { order_id } = placed.body as { order_id: string };
+      const status = async (sub: string) =>
+        ((await api(`${order}/orders/${order_id}`, sub)).body as { status?: string }).status;
+      await waitFor("the order to be confirmed", async () => await status("u1") === "CONFIRMED");
+      const kinds = async (sub: string) =>
+        ((await api(`${notification}/notifications?order_id=${order_id}`, sub)).body as Array<
+          { kind: string }
+        >).map((n) => n.kind);
+      await waitFor("the confirmation", async () => (await kinds("u1")).length === 1);
+      assert.deepEqual(await kinds("u2"), [], "another student sees none of it");
+      assert.equal((await api(`${order}/orders/${order_id}`, "u2")).status, 404);
+      const cancelPath = `${order}/orders/${order_id}/cancel`;
+      assert.equal((await api(cancelPath, "u2", { method: "POST" })).status, 404);
+      assert.equal((await api(cancelPath, "u1", { method: "POST" })).status, 202);
+      await waitFor(
+        "the cancellation notice",
+        async () => (await kinds("u1")).join() === "order_confirmed,order_cancelled",
+      );
+      await waitFor("the stock to be given back", async () => {
+        const stock = await (await fetch(`${stack.url("inventory")}/stock`)).json();
+        return stock.burger === 500;
+      });
+
+      for (const name of SERVICES) {
+        const service = stack.services[name]!;
+        const connected = service.logs.find((record) => record.msg === "connected to broker");
+        assert.equal(connected?.topology, "checked", `${name} could not declare, and checked`);
+        assert.match(String(connected?.url), new RegExp(`-${name}:\\*\\*\\*@`));
+        const errors = service.logs.filter((record) => record.level === "error");
+        assert.deepEqual(errors, [], `${name} logged no error`);
+      }
+    });
+  },
+);
+
+Deno.test(
+  "no broker password or token secret reaches a log line, an endpoint or an error, against the broker",
+  integration,
+  async () => {
+    const seen: string[] = [];
+    let secrets: string[] = [];
+    await withStack({ secure: true }, async (stack) => {
+      secrets = [
+        HARNESS_JWT_SECRET,
+        ...SERVICES.map((name) =>
+          decodeURIComponent(new URL(stack.envOf(name).AMQP_URL.split(",")[0]).password)
+        ),
+      ];
+      const record = async (response: Promise<Response>) => {
+        const answer = await response;
+        seen.push(`${answer.status} ${[...answer.headers].join()} ${await answer.text()}`);
+      };
+      const body = JSON.stringify({ items: [{ sku: "fries", qty: 1 }] });
+      const placed = await api(`${stack.url("order")}/order`, "u1", { method: "POST", body });
+      const { order_id } = placed.body as { order_id: string };
+      await waitFor(
+        "the notification",
+        async () =>
+          ((await api(`${stack.url("notification")}/notifications`, "u1")).body as unknown[])
+            .length === 1,
+      );
+      for (const name of SERVICES) {
+        for (const path of ["/health", "/ready", "/metrics", "/nowhere"]) {
+          await record(fetch(`${stack.url(name)}${path}`));
+        }
+      }
+      await record(request(`${stack.url("order")}/orders/${order_id}`));
+      await record(fetch(`${stack.url("order")}/order`, { method: "POST", body: "{" }));
+      await record(request(`${stack.url("order")}/order`, { method: "POST", body: "{" }));
+
+      // An order service whose broker is unreachable, and one given a malformed AMQP_URL list,
+      // both holding the order user's password.
+      const env = stack.envOf("order");
+      const unreachable = new URL(env.AMQP_URL.split(",")[0]);
+      unreachable.port = "1";
+      const cut = await stack.startInstance("order", { AMQP_URL: unreachable.toString() });
+      await waitFor(
+        "the failed attempt",
+        () => cut.logs.some((line) => line.msg === "cannot reach broker, retrying"),
+      );
+      await record(fetch(`${cut.url}/ready`));
+      const malformed = `${unreachable},${unreachable.toString().replace("amqp:", "http:")}`;
+      const refused = await startService("order", { env: { ...env, AMQP_URL: malformed } })
+        .then((service) => service.stop().then(() => "started"), (error) => String(error));
+      assert.match(refused, /AMQP_URL must be/);
+      seen.push(refused);
+      assert.ok(
+        refused.includes(`:${REDACTED}@127.0.0.1:1`),
+        `the URL is shown, redacted: ${refused}`,
+      );
+      for (const service of [...Object.values(stack.services), cut]) {
+        seen.push(...service!.logs.map((line) => JSON.stringify(line)), ...service!.stderr);
+      }
+    });
+    const everything = seen.join("\n");
+    assert.ok(everything.includes(`:${REDACTED}@`), "URLs were logged, with their password hidden");
+    assert.equal(secrets.length, 4);
+    for (const secret of secrets) {
+      assert.ok(secret.length >= 32, "a secret distinctive enough to grep for");
+      assert.ok(!everything.includes(secret), `a secret leaked: ${secret.slice(0, 4)}…`);
+    }
+  },
+);
