@@ -158,8 +158,11 @@ Deno.test(
           async () => (await request(`${order!.url}/ready`)).status === 200,
           { timeoutMs: 30_000 },
         );
-        const connected = order.logs.find((record) => record.msg === "connected to broker");
-        assert.equal(connected?.topology, "checked");
+        const connected = await waitFor(
+          "the connected line",
+          () => order!.logs.find((record) => record.msg === "connected to broker"),
+        );
+        assert.equal(connected.topology, "checked");
         assert.equal(order.logs.filter((record) => record.level === "error").length, 1);
       } finally {
         await order?.stop();
