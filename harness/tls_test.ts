@@ -158,44 +158,46 @@ Deno.test({
         },
       );
 
+      /** Runs `name` with `env` and expects one error line matching `why`, and exit code 1. */
+      async function assertStopsAtStart(
+        name: ServiceName,
+        env: (dataDir: string) => Record<string, string>,
+        why: RegExp,
+      ): Promise<void> {
+        const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
+        try {
+          const { code, lines } = await runUntilExit(name, env(dataDir));
+          assert.equal(code, 1);
+          const errors = lines.filter((line) => line.level === "error");
+          assert.equal(errors.length, 1, JSON.stringify(lines));
+          assert.match(String(errors[0].msg), why);
+          assert.ok(!lines.some((line) => line.msg === "connected to broker"));
+        } finally {
+          await Deno.remove(dataDir, { recursive: true });
+        }
+      }
+
       await t.step(
         "a service that does not trust the broker's CA says so in one line and exits 1",
-        async () => {
-          const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
-          try {
-            const { code, lines } = await runUntilExit("order", {
-              ...envOf("order", dataDir),
-              AMQP_CA_FILE: certificates.otherCa,
-            });
-            assert.equal(code, 1);
-            const errors = lines.filter((line) => line.level === "error");
-            assert.equal(errors.length, 1, JSON.stringify(lines));
-            assert.match(
-              String(errors[0].msg),
-              /^Cannot connect to the broker at localhost:\d+ as its TLS certificate is not trusted \(see AMQP_CA_FILE\)/,
-            );
-            assert.ok(!lines.some((line) => line.msg === "connected to broker"));
-          } finally {
-            await Deno.remove(dataDir, { recursive: true });
-          }
-        },
+        () =>
+          assertStopsAtStart(
+            "order",
+            (dataDir) => ({ ...envOf("order", dataDir), AMQP_CA_FILE: certificates.otherCa }),
+            /^Cannot connect to the broker at localhost:\d+ as its TLS certificate is not trusted \(see AMQP_CA_FILE\)/,
+          ),
       );
 
       await t.step(
         "a service without the client certificate the broker wants exits 1 likewise",
-        async () => {
-          const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
-          try {
-            const { AMQP_CERT_FILE: _, AMQP_KEY_FILE: __, ...env } = envOf("inventory", dataDir);
-            const { code, lines } = await runUntilExit("inventory", env);
-            assert.equal(code, 1);
-            const errors = lines.filter((line) => line.level === "error");
-            assert.equal(errors.length, 1, JSON.stringify(lines));
-            assert.match(String(errors[0].msg), /refused our TLS client certificate/);
-          } finally {
-            await Deno.remove(dataDir, { recursive: true });
-          }
-        },
+        () =>
+          assertStopsAtStart(
+            "inventory",
+            (dataDir) => {
+              const { AMQP_CERT_FILE: _, AMQP_KEY_FILE: __, ...env } = envOf("inventory", dataDir);
+              return env;
+            },
+            /as it refused our TLS client certificate \(see AMQP_CERT_FILE and AMQP_KEY_FILE\)/,
+          ),
       );
     } finally {
       await cluster.close();
