@@ -8,12 +8,12 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { decode, jwt } from "hono/jwt";
+import { jwt } from "hono/jwt";
 import { jwk } from "hono/jwk";
-import type { HonoJsonWebKey } from "hono/utils/jwt/jws";
 import type { AsymmetricAlgorithm } from "hono/utils/jwt/jwa";
 import type { JWTPayload } from "hono/utils/jwt/types";
 import { describeError, type Logger } from "./log.ts";
+import { bearerTokenOf, cachedKeySet } from "./_key_set.ts";
 
 /** How tokens are checked: a shared HS256 secret, or an identity provider's JWKS URL. */
 export type AuthKeys = { jwtSecret: string } | { jwksUrl: string };
@@ -98,7 +98,14 @@ export function authenticate(
   const check = "jwtSecret" in config
     ? jwt({ secret: config.jwtSecret, alg: "HS256", verification })
     : jwk({ keys: cachedKeySet(config.jwksUrl, options), alg: ASYMMETRIC, verification });
+  const verified = new VerifiedTokens();
   return async function authenticateBearer(c, next) {
+    const token = bearerTokenOf(c.req.header("Authorization"));
+    const known = token === undefined ? undefined : verified.get(token);
+    if (known) {
+      c.set("caller", known);
+      return await next();
+    }
     try {
       await check(c, () => Promise.resolve());
     } catch (error) {
@@ -107,13 +114,46 @@ export function authenticate(
       log?.warn("cannot check a bearer token", { error: describeError(error) });
       return c.json({ error: "cannot check tokens now, try again later" }, 503);
     }
-    const caller = callerFrom(c.get("jwtPayload") as JWTPayload);
+    const payload = c.get("jwtPayload") as JWTPayload;
+    const caller = callerFrom(payload);
     if (typeof caller === "string") {
       return unauthorized(c, new HTTPException(401, { message: caller }));
     }
+    verified.remember(token!, caller, payload.exp!);
     c.set("caller", caller);
     await next();
   };
+}
+
+/** How long a verified token is taken on trust, in milliseconds, at most: its `exp` comes first. */
+const VERIFIED_FOR_MS = 60_000;
+/** How many verified tokens are remembered; the oldest is forgotten first. */
+const VERIFIED_MAX = 1_000;
+
+/**
+ * Tokens verified lately and who they name, so that a student's next request costs a lookup
+ * rather than a signature check: ES256 and RS256 take about a millisecond each in Deno's WebCrypto,
+ * which would cap a service near a thousand requests a second per core. Keyed by the whole token,
+ * so nothing but the very token verified is let through; a key withdrawn from the key set stops
+ * its tokens within {@linkcode VERIFIED_FOR_MS}.
+ */
+class VerifiedTokens {
+  #tokens = new Map<string, { caller: Caller; untilMs: number }>();
+
+  get(token: string): Caller | undefined {
+    const entry = this.#tokens.get(token);
+    if (!entry) return undefined;
+    if (entry.untilMs > Date.now()) return entry.caller;
+    this.#tokens.delete(token);
+    return undefined;
+  }
+
+  remember(token: string, caller: Caller, expSeconds: number): void {
+    // Map keeps insertion order: the first key is the oldest.
+    if (this.#tokens.size >= VERIFIED_MAX) this.#tokens.delete(this.#tokens.keys().next().value!);
+    const untilMs = Math.min(expSeconds * 1000, Date.now() + VERIFIED_FOR_MS);
+    this.#tokens.set(token, { caller, untilMs });
+  }
 }
 
 /** The caller a verified token names, or why it names none. */
@@ -172,61 +212,4 @@ export function requireRole(role: string): MiddlewareHandler {
     }
     await next();
   };
-}
-
-/**
- * The keys at `url`, fetched when first needed and again after `jwksMaxAgeMs`, or sooner when a
- * token names a key not among them (the provider rotated its keys). Tokens with made-up key ids
- * cause at most one fetch per tenth of the age, so they cannot flood the provider. While the
- * provider does not answer, the keys fetched last are used.
- */
-function cachedKeySet(
-  url: string,
-  options: AuthenticateOptions,
-): (c: Context) => Promise<HonoJsonWebKey[]> {
-  const { jwksMaxAgeMs = 300_000 } = options;
-  const minRefetchMs = jwksMaxAgeMs / 10;
-  let keys: HonoJsonWebKey[] | undefined;
-  let fetchedAt = 0;
-  let fetching: Promise<HonoJsonWebKey[]> | undefined;
-
-  async function fetchKeys(): Promise<HonoJsonWebKey[]> {
-    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-    if (!response.ok) throw new Error(`The key set at ${url} answered ${response.status}`);
-    const body = await response.json() as { keys?: unknown };
-    if (!Array.isArray(body.keys)) throw new Error(`The key set at ${url} has no keys list`);
-    keys = body.keys as HonoJsonWebKey[];
-    fetchedAt = Date.now();
-    return keys;
-  }
-
-  return async function currentKeys(c) {
-    const age = Date.now() - fetchedAt;
-    const wanted = kidOf(c.req.header("Authorization"));
-    const unknown = wanted !== undefined && !keys?.some((key) => key.kid === wanted);
-    if (keys && age < jwksMaxAgeMs && !(unknown && age >= minRefetchMs)) return keys;
-    // Concurrent requests share one fetch.
-    fetching ??= fetchKeys().finally(() => fetching = undefined);
-    try {
-      return await fetching;
-    } catch (error) {
-      if (!keys) throw error;
-      options.log?.warn("cannot refresh the JWKS key set, using the last one", {
-        error: describeError(error),
-      });
-      fetchedAt = Date.now() - jwksMaxAgeMs + minRefetchMs;
-      return keys;
-    }
-  };
-}
-
-/** The `kid` in the header of the bearer token of `authorization`, if it has one. */
-function kidOf(authorization: string | undefined): string | undefined {
-  const token = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
-  if (!token) return undefined;
-  try {
-    return decode(token).header.kid;
-  } catch {
-    return undefined;
-  }
 }

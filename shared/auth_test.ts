@@ -232,3 +232,33 @@ Deno.test("authenticate() answers 503 when the key set was never fetched and the
     await provider.close();
   }
 });
+
+Deno.test("authenticate() takes a token it verified on trust, and only that very token", async () => {
+  const provider = serveKeySet();
+  try {
+    const { privateJwk, publicJwk } = await keyPair("k1");
+    provider.publish([publicJwk]);
+    // Keys never kept: every signature check fetches them, which counts the checks.
+    const app = appWith({ jwksUrl: provider.url }, recordingLogger().log, 0);
+    const good = await tokenSignedBy(privateJwk, { sub: "u1" });
+    for (let i = 0; i < 3; i++) assert.equal((await get(app, "/me", good)).status, 200);
+    assert.equal(provider.fetches(), 1, "one signature check for three requests");
+    const [header, payload] = good.split(".");
+    const forged = `${header}.${payload}.${"A".repeat(86)}`;
+    await assertUnauthorized(await get(app, "/me", forged), /verification failure/);
+  } finally {
+    await provider.close();
+  }
+});
+
+Deno.test("authenticate() stops taking a verified token once it expires", async () => {
+  const app = appWith({ jwtSecret: SECRET });
+  const shortLived = await token({ sub: "u1", exp: Math.floor(Date.now() / 1000) + 1 });
+  assert.equal((await get(app, "/me", shortLived)).status, 200);
+  const deadline = Date.now() + 3_000;
+  while ((await get(app, "/me", shortLived)).status === 200) {
+    assert.ok(Date.now() < deadline, "the token was refused within 2 s of its exp");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await assertUnauthorized(await get(app, "/me", shortLived), /verification failure/);
+});
