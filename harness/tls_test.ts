@@ -87,6 +87,25 @@ async function runUntilExit(
   return { code, lines: text ? text.split("\n").map((line) => JSON.parse(line)) : [] };
 }
 
+/** Runs `name` with `env` and expects one error line matching `why`, and exit code 1. */
+async function assertStopsAtStart(
+  name: ServiceName,
+  env: (dataDir: string) => Record<string, string>,
+  why: RegExp,
+): Promise<void> {
+  const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
+  try {
+    const { code, lines } = await runUntilExit(name, env(dataDir));
+    assert.equal(code, 1);
+    const errors = lines.filter((line) => line.level === "error");
+    assert.equal(errors.length, 1, JSON.stringify(lines));
+    assert.match(String(errors[0].msg), why);
+    assert.ok(!lines.some((line) => line.msg === "connected to broker"));
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
 Deno.test({
   name: "services talk to the broker over amqps, and stop at start on a certificate it refuses",
   ignore: SKIP !== undefined,
@@ -157,25 +176,6 @@ Deno.test({
           }
         },
       );
-
-      /** Runs `name` with `env` and expects one error line matching `why`, and exit code 1. */
-      async function assertStopsAtStart(
-        name: ServiceName,
-        env: (dataDir: string) => Record<string, string>,
-        why: RegExp,
-      ): Promise<void> {
-        const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
-        try {
-          const { code, lines } = await runUntilExit(name, env(dataDir));
-          assert.equal(code, 1);
-          const errors = lines.filter((line) => line.level === "error");
-          assert.equal(errors.length, 1, JSON.stringify(lines));
-          assert.match(String(errors[0].msg), why);
-          assert.ok(!lines.some((line) => line.msg === "connected to broker"));
-        } finally {
-          await Deno.remove(dataDir, { recursive: true });
-        }
-      }
 
       await t.step(
         "a service that does not trust the broker's CA says so in one line and exits 1",
