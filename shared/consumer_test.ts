@@ -13,7 +13,7 @@ import {
   orderCancelled,
   orderCancelledSchema,
 } from "./events.ts";
-import { DEAD_LETTER_EXCHANGE, EventType, Queue, retryQueue } from "./topology.ts";
+import { DEAD_LETTER_EXCHANGE, EventType, Queue, RETRY_EXCHANGE, retryQueue } from "./topology.ts";
 import type { Delivery, Settlement } from "./delivery.ts";
 import {
   type EventHandler,
@@ -175,7 +175,7 @@ Deno.test("startConsumer() handles a failed batch one event at a time, so that o
     assert.equal(broker.forwarded.length, 1);
     const [retry] = broker.forwarded;
     assert.equal(retry.delivery, batch[1]);
-    assert.deepEqual([retry.exchange, retry.routingKey], ["", retryQueue(QUEUE, 1000)]);
+    assert.deepEqual([retry.exchange, retry.routingKey], [RETRY_EXCHANGE, retryQueue(QUEUE, 1000)]);
     assert.equal(retry.headers[RETRY_ATTEMPT_HEADER], 1);
     assert.match(String(retry.headers["x-last-error"]), /Cannot reach the kitchen/);
     assert.equal(commits, 2, "the batch rolled back, then o1 and o3 committed alone");
