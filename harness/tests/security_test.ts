@@ -6,23 +6,26 @@ import assert from "node:assert/strict";
 // The raw client, not shared/broker.ts: these tests try what no service ever does.
 import amqp from "amqplib";
 import { Buffer } from "node:buffer";
+import { waitFor } from "../lib/async.ts";
+import { createVhost, managementApi, type Vhost } from "../lib/management_api.ts";
 import {
-  createVhost,
-  managementApi,
   type RunningService,
   type ServiceName,
   SERVICES,
   startService,
-  type Vhost,
-  waitFor,
-} from "./_stack.ts";
-import { request, withStack } from "./_steps.ts";
-import { type BrokerUser, setUpBroker } from "./_broker_definitions.ts";
-import { HARNESS_JWT_SECRET, harnessToken } from "./_secure_mode.ts";
-import { deadLetterQueue, EventType, EXCHANGE, Queue, RETRY_EXCHANGE } from "../shared/topology.ts";
-import { REDACTED } from "../shared/redact.ts";
-
-const integration = { sanitizeOps: false, sanitizeResources: false };
+} from "../lib/service_process.ts";
+import { request } from "../lib/http_probes.ts";
+import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
+import { type BrokerUser, setUpBroker } from "../lib/broker_definitions.ts";
+import { HARNESS_JWT_SECRET, harnessToken } from "../lib/secure_mode.ts";
+import {
+  deadLetterQueue,
+  EventType,
+  EXCHANGE,
+  Queue,
+  RETRY_EXCHANGE,
+} from "../../shared/topology.ts";
+import { REDACTED } from "../../shared/redact.ts";
 
 /** A vhost set up by broker:setup with a user per service, all deleted after `fn`. */
 async function withSetUpVhost(
@@ -86,7 +89,7 @@ const ACCESS_REFUSED = 403;
 
 Deno.test(
   "broker:setup gives inventory a user that may do only what inventory does, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withSetUpVhost(async (vhost, users) => {
       const connection = await amqp.connect(urlAs(vhost, users.inventory));
@@ -129,7 +132,7 @@ Deno.test(
 
 Deno.test(
   "a service that may not declare names a missing queue and broker:setup, and connects once the queue is there, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     await withSetUpVhost(async (vhost, users) => {
       const missing = `${Queue.orderStatus}.retry.5s`;
@@ -187,63 +190,62 @@ async function api(
   return { status: response.status, body: await response.json() };
 }
 
-Deno.test(
+stackTest(
   "the system places, confirms, notifies and cancels with restricted broker users and bearer tokens, against the broker",
-  integration,
-  async () => {
-    await withStack({ secure: true }, async (stack) => {
-      const order = stack.url("order");
-      const notification = stack.url("notification");
-      const body = JSON.stringify({ items: [{ sku: "burger", qty: 2 }] });
-      assert.equal((await api(`${order}/order`, undefined, { method: "POST", body })).status, 401);
-      const impostor = JSON.stringify({ user_id: "u2", items: [{ sku: "burger", qty: 1 }] });
-      assert.equal(
-        (await api(`${order}/order`, "u1", { method: "POST", body: impostor })).status,
-        403,
-      );
+  { secure: true },
+  async (stack) => {
+    const order = stack.url("order");
+    const notification = stack.url("notification");
+    const body = JSON.stringify({ items: [{ sku: "burger", qty: 2 }] });
+    assert.equal((await api(`${order}/order`, undefined, { method: "POST", body })).status, 401);
+    const impostor = JSON.stringify({ user_id: "u2", items: [{ sku: "burger", qty: 1 }] });
+    assert.equal(
+      (await api(`${order}/order`, "u1", { method: "POST", body: impostor })).status,
+      403,
+    );
 
-      const placed = await api(`${order}/order`, "u1", { method: "POST", body });
-      assert.equal(placed.status, 202);
-      const { order_id } = placed.body as { order_id: string };
-      const status = async (sub: string) =>
-        ((await api(`${order}/orders/${order_id}`, sub)).body as { status?: string }).status;
-      await waitFor("the order to be confirmed", async () => await status("u1") === "CONFIRMED");
-      const kinds = async (sub: string) =>
-        ((await api(`${notification}/notifications?order_id=${order_id}`, sub)).body as Array<
-          { kind: string }
-        >).map((n) => n.kind);
-      await waitFor("the confirmation", async () => (await kinds("u1")).length === 1);
-      assert.deepEqual(await kinds("u2"), [], "another student sees none of it");
-      assert.equal((await api(`${order}/orders/${order_id}`, "u2")).status, 404);
-      const cancelPath = `${order}/orders/${order_id}/cancel`;
-      assert.equal((await api(cancelPath, "u2", { method: "POST" })).status, 404);
-      assert.equal((await api(cancelPath, "u1", { method: "POST" })).status, 202);
-      await waitFor(
-        "the cancellation notice",
-        async () => (await kinds("u1")).join() === "order_confirmed,order_cancelled",
-      );
-      await waitFor("the stock to be given back", async () => {
-        const stock = await (await fetch(`${stack.url("inventory")}/stock`)).json();
-        return stock.burger === 500;
-      });
-
-      for (const name of SERVICES) {
-        const service = stack.services[name]!;
-        const connected = service.logs.find((record) => record.msg === "connected to broker");
-        assert.equal(connected?.topology, "checked", `${name} could not declare, and checked`);
-        assert.match(String(connected?.url), new RegExp(`-${name}:\\*\\*\\*@`));
-        const errors = service.logs.filter((record) => record.level === "error");
-        assert.deepEqual(errors, [], `${name} logged no error`);
-      }
+    const placed = await api(`${order}/order`, "u1", { method: "POST", body });
+    assert.equal(placed.status, 202);
+    const { order_id } = placed.body as { order_id: string };
+    const status = async (sub: string) =>
+      ((await api(`${order}/orders/${order_id}`, sub)).body as { status?: string }).status;
+    await waitFor("the order to be confirmed", async () => await status("u1") === "CONFIRMED");
+    const kinds = async (sub: string) =>
+      ((await api(`${notification}/notifications?order_id=${order_id}`, sub)).body as Array<
+        { kind: string }
+      >).map((n) => n.kind);
+    await waitFor("the confirmation", async () => (await kinds("u1")).length === 1);
+    assert.deepEqual(await kinds("u2"), [], "another student sees none of it");
+    assert.equal((await api(`${order}/orders/${order_id}`, "u2")).status, 404);
+    const cancelPath = `${order}/orders/${order_id}/cancel`;
+    assert.equal((await api(cancelPath, "u2", { method: "POST" })).status, 404);
+    assert.equal((await api(cancelPath, "u1", { method: "POST" })).status, 202);
+    await waitFor(
+      "the cancellation notice",
+      async () => (await kinds("u1")).join() === "order_confirmed,order_cancelled",
+    );
+    await waitFor("the stock to be given back", async () => {
+      const stock = await (await fetch(`${stack.url("inventory")}/stock`)).json();
+      return stock.burger === 500;
     });
+
+    for (const name of SERVICES) {
+      const service = stack.services[name]!;
+      const connected = service.logs.find((record) => record.msg === "connected to broker");
+      assert.equal(connected?.topology, "checked", `${name} could not declare, and checked`);
+      assert.match(String(connected?.url), new RegExp(`-${name}:\\*\\*\\*@`));
+      const errors = service.logs.filter((record) => record.level === "error");
+      assert.deepEqual(errors, [], `${name} logged no error`);
+    }
   },
 );
 
 Deno.test(
   "no broker password or token secret reaches a log line, an endpoint or an error, against the broker",
-  integration,
+  INTEGRATION,
   async () => {
     const seen: string[] = [];
+    const services: RunningService[] = [];
     let secrets: string[] = [];
     await withStack({ secure: true }, async (stack) => {
       secrets = [
@@ -294,10 +296,12 @@ Deno.test(
         refused.includes(`:${REDACTED}@127.0.0.1:1`),
         `the URL is shown, redacted: ${refused}`,
       );
-      for (const service of [...Object.values(stack.services), cut]) {
-        seen.push(...service!.logs.map((line) => JSON.stringify(line)), ...service!.stderr);
-      }
+      services.push(...Object.values(stack.services), cut);
     });
+    // Read after the stack closed, so that the services' last lines are in too.
+    for (const service of services) {
+      seen.push(...service.logs.map((line) => JSON.stringify(line)), ...service.stderr);
+    }
     const everything = seen.join("\n");
     assert.ok(everything.includes(`:${REDACTED}@`), "URLs were logged, with their password hidden");
     assert.equal(secrets.length, 4);

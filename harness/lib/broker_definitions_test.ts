@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { brokerDefinitions, serviceUserName } from "./_broker_definitions.ts";
-import { SERVICES } from "./_stack.ts";
-import { DEAD_LETTER_EXCHANGE, EXCHANGE, QUEUES, RETRY_EXCHANGE } from "../shared/topology.ts";
+import { brokerDefinitions, serviceUserName } from "./broker_definitions.ts";
+import { SERVICES } from "./service_process.ts";
+import { DEAD_LETTER_EXCHANGE, EXCHANGE, QUEUES, RETRY_EXCHANGE } from "../../shared/topology.ts";
 
 const users = Object.fromEntries(
   SERVICES.map((name) => [name, { name: serviceUserName(name), password: serviceUserName(name) }]),
@@ -9,7 +9,7 @@ const users = Object.fromEntries(
 
 Deno.test("brokerDefinitions() are what rabbitmq/definitions.json holds for the compose broker", async () => {
   const file = JSON.parse(
-    await Deno.readTextFile(new URL("../rabbitmq/definitions.json", import.meta.url)),
+    await Deno.readTextFile(new URL("../../rabbitmq/definitions.json", import.meta.url)),
   );
   const made = await brokerDefinitions({
     vhost: "/",

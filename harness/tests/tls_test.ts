@@ -6,10 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { findRabbitMqSbin, startCluster } from "./_cluster.ts";
-import { SERVICE_RUN_FLAGS, type ServiceName, SERVICES, startService, waitFor } from "./_stack.ts";
+import { waitFor } from "../lib/async.ts";
+import { findRabbitMqSbin, startCluster } from "../lib/rabbitmq_cluster.ts";
+import { serviceArgs, type ServiceName, SERVICES, startService } from "../lib/service_process.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
 
 function hasOpenssl(): boolean {
   try {
@@ -77,7 +78,7 @@ async function runUntilExit(
   env: Record<string, string>,
 ): Promise<{ code: number; lines: Array<Record<string, unknown>> }> {
   const { code, stdout } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...SERVICE_RUN_FLAGS, join(ROOT, name, "main.ts")],
+    args: serviceArgs(name),
     env: { LOG_FORMAT: "json", ...env },
     stdout: "piped",
     stderr: "null",
