@@ -14,6 +14,7 @@ import type { Delivery } from "../../shared/delivery.ts";
 import { toDelivery } from "../../shared/_broker_consumer.ts";
 import { EXCHANGE } from "../../shared/topology.ts";
 import { sleep, within } from "./async.ts";
+import { redact } from "../../shared/redact.ts";
 
 /** A copy of the traffic on some routing keys; see {@linkcode BrokerTools.tap}. */
 export interface Tap {
@@ -55,6 +56,8 @@ export interface BrokerToolsOptions {
   connectionName?: string;
   /** How long the broker may take to answer one call, in milliseconds. @default {10000} */
   timeoutMs?: number;
+  /** For `amqps://`: PEM texts of the CA to trust and a client certificate, as the services take them. @default {none} */
+  tls?: { ca?: string; cert?: string; key?: string };
 }
 
 /**
@@ -66,7 +69,7 @@ export function connectBrokerTools(
   amqpUrls: string,
   options: BrokerToolsOptions = {},
 ): BrokerTools {
-  const { connectionName = "harness-tools", timeoutMs = 10_000 } = options;
+  const { connectionName = "harness-tools", timeoutMs = 10_000, tls = {} } = options;
   const nodes = amqpUrls.split(",").map((url) => url.trim());
   let opening: Promise<ChannelModel> | undefined;
   let closed = false;
@@ -78,6 +81,8 @@ export function connectBrokerTools(
         const connection = await amqp.connect(url, {
           clientProperties: { connection_name: connectionName },
           timeout: timeoutMs,
+          ...(tls.ca ? { ca: [tls.ca] } : {}),
+          ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
         });
         connection.on("error", () => {});
         connection.once("close", () => opening = undefined);
@@ -86,7 +91,7 @@ export function connectBrokerTools(
         lastError = error;
       }
     }
-    throw new Error(`Cannot connect the broker tools to ${nodes.join(" or ")}`, {
+    throw new Error(`Cannot connect the broker tools to ${nodes.map(redact).join(" or ")}`, {
       cause: lastError,
     });
   }

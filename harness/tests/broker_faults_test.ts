@@ -32,7 +32,7 @@ Deno.test(
     try {
       await withStack({ services: ["inventory", "notification"] }, async (stack) => {
         const order = await stack.start("order", {
-          AMQP_URL: viaProxy(stack.vhost.amqpUrl, proxy),
+          AMQP_URL: viaProxy(stack.envOf("order").AMQP_URL, proxy),
         });
         assert.equal(await statusOf(`${order.url}/ready`), 503);
         const orderIds: string[] = [];

@@ -216,8 +216,12 @@ async function main(): Promise<number> {
     log: createLogger("dlq", { level: "error" }),
     connectionName: "dlq",
     topology: { retryDelaysMs: config.retryDelaysMs },
+    tls: config.amqpTls,
   });
-  const tools = connectBrokerTools(config.amqpUrls.join(","), { connectionName: "dlq-tools" });
+  const tools = connectBrokerTools(config.amqpUrls.join(","), {
+    connectionName: "dlq-tools",
+    tls: config.amqpTls,
+  });
   try {
     const hosts = config.amqpUrls.map((url) => new URL(url).host).join(" or ");
     await waitFor(`the broker at ${hosts}`, () => broker.connected, {
