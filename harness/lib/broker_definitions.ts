@@ -22,6 +22,7 @@ import {
   EXCHANGE,
   Queue,
   RETRY_EXCHANGE,
+  TopologyMismatchError,
 } from "../../shared/topology.ts";
 import type { ManagementApi } from "./management_api.ts";
 import type { ServiceName } from "./service_process.ts";
@@ -200,10 +201,30 @@ export async function brokerDefinitions(options: DefinitionsOptions): Promise<De
 /**
  * Imports the definitions of `options` into the broker of `api`, whose user must be an
  * administrator: users (their passwords set anew), permissions and topology. Running it again
- * changes nothing else; a queue that exists with other arguments fails the import.
+ * changes nothing else.
+ * @throws {TopologyMismatchError} naming a queue that existed with other arguments: an import
+ * leaves such a queue as it is, and the services, checking passively, cannot tell
  */
 export async function setUpBroker(api: ManagementApi, options: DefinitionsOptions): Promise<void> {
-  await api("POST", "/api/definitions", await brokerDefinitions(options));
+  const definitions = await brokerDefinitions(options);
+  await api("POST", "/api/definitions", definitions);
+  const vhost = encodeURIComponent(options.vhost);
+  const existing = new Map(
+    (await api("GET", `/api/queues/${vhost}?columns=name,arguments`) as Array<
+      { name: string; arguments: Record<string, unknown> }
+    >).map((queue) => [queue.name, queue.arguments]),
+  );
+  for (const queue of definitions.queues) {
+    const found = existing.get(queue.name) ?? {};
+    const differs = Object.entries(queue.arguments).some(([key, value]) => found[key] !== value);
+    if (differs) {
+      throw new TopologyMismatchError(
+        `Cannot set up queue "${queue.name}" as it already exists with other arguments ` +
+          `(${JSON.stringify(found)}, not ${JSON.stringify(queue.arguments)}): move its messages ` +
+          `elsewhere (a shovel, or deno task dlq for a .dlq), delete it, then run this again`,
+      );
+    }
+  }
 }
 
 /** The user each service runs as: `campus-food-order` and so on, unless a prefix says otherwise. */

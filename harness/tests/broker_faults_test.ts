@@ -154,7 +154,9 @@ Deno.test(
 
 stackTest(
   "a classic queue where a quorum queue belongs gives a clear error and 503 on /ready, against the broker",
-  { services: [] },
+  // A service that declares finds the mismatch; one that may only check passively cannot, and
+  // broker:setup finds it instead (security_test.ts).
+  { services: [], secure: false },
   async (stack) => {
     const api = managementApi(stack.managementUrl);
     await api("DELETE", `/api/queues/${stack.vhost.name}/${Queue.orderPlaced}`);

@@ -175,6 +175,23 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "broker:setup refuses a queue that exists with other arguments, which a passive check cannot see, against the broker",
+  INTEGRATION,
+  async () => {
+    await withSetUpVhost(async (vhost, users) => {
+      const api = managementApi();
+      const queue = `/api/queues/${encodeURIComponent(vhost.name)}/${Queue.orderPlaced}`;
+      await api("DELETE", queue);
+      await api("PUT", queue, { durable: true });
+      await assert.rejects(
+        () => setUpBroker(api, { vhost: vhost.name, users }),
+        /Cannot set up queue "order-placed" as it already exists with other arguments/,
+      );
+    });
+  },
+);
+
 async function bearer(sub: string): Promise<Record<string, string>> {
   return { authorization: `Bearer ${await harnessToken(sub)}` };
 }

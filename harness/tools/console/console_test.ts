@@ -38,6 +38,8 @@ Deno.test({
   ...INTEGRATION,
   fn: async () => {
     await withStack({
+      // The console calls the order API without a bearer token.
+      secure: false,
       env: { RETRY_DELAYS: "50ms" },
       // Notification fails every outcome at first, so that each lands in inventory-reserved.dlq.
       serviceEnv: { notification: { FAULT_TRANSIENT_RATE: "1" } },
