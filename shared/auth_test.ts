@@ -125,6 +125,18 @@ function serveKeySet(): {
   };
 }
 
+/** Runs `fn` with a key set server of its own, shut down after. */
+async function withProvider(
+  fn: (provider: ReturnType<typeof serveKeySet>) => Promise<void>,
+): Promise<void> {
+  const provider = serveKeySet();
+  try {
+    await fn(provider);
+  } finally {
+    await provider.close();
+  }
+}
+
 /** A new ES256 key pair as JWKs named `kid`. */
 async function keyPair(kid: string): Promise<{ privateJwk: JsonWebKey; publicJwk: JsonWebKey }> {
   const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
@@ -144,8 +156,7 @@ function tokenSignedBy(privateJwk: JsonWebKey, claims: Record<string, unknown>):
 }
 
 Deno.test("authenticate() with a JWKS URL checks tokens against the provider's keys, fetched once", async () => {
-  const provider = serveKeySet();
-  try {
+  await withProvider(async (provider) => {
     const first = await keyPair("k1");
     provider.publish([first.publicJwk]);
     const app = appWith({ jwksUrl: provider.url });
@@ -161,14 +172,11 @@ Deno.test("authenticate() with a JWKS URL checks tokens against the provider's k
     );
     const hs256 = await token({ sub: "u1", role: "admin" });
     await assertUnauthorized(await get(app, "/me", hs256), /verification failure/);
-  } finally {
-    await provider.close();
-  }
+  });
 });
 
 Deno.test("authenticate() fetches the key set again for a rotated key, not for every unknown one", async () => {
-  const provider = serveKeySet();
-  try {
+  await withProvider(async (provider) => {
     const first = await keyPair("k1");
     const second = await keyPair("k2");
     provider.publish([first.publicJwk]);
@@ -191,14 +199,11 @@ Deno.test("authenticate() fetches the key set again for a rotated key, not for e
       provider.fetches() <= 2 + (Date.now() - started) / 100,
       `${provider.fetches()} fetches`,
     );
-  } finally {
-    await provider.close();
-  }
+  });
 });
 
 Deno.test("authenticate() keeps checking tokens with the last keys while the provider is down", async () => {
-  const provider = serveKeySet();
-  try {
+  await withProvider(async (provider) => {
     const { privateJwk, publicJwk } = await keyPair("k1");
     provider.publish([publicJwk]);
     const { log, lines } = recordingLogger();
@@ -211,14 +216,11 @@ Deno.test("authenticate() keeps checking tokens with the last keys while the pro
     const whileDown = await get(app, "/me", await tokenSignedBy(privateJwk, { sub: "u2" }));
     assert.equal(whileDown.status, 200);
     assert.ok(lines.includes("warn cannot refresh the JWKS key set, using the last one"));
-  } finally {
-    await provider.close();
-  }
+  });
 });
 
 Deno.test("authenticate() answers 503 when the key set was never fetched and the provider is down", async () => {
-  const provider = serveKeySet();
-  try {
+  await withProvider(async (provider) => {
     provider.down(true);
     const { privateJwk } = await keyPair("k1");
     const response = await get(
@@ -228,14 +230,11 @@ Deno.test("authenticate() answers 503 when the key set was never fetched and the
     );
     assert.equal(response.status, 503);
     assert.match((await response.json()).error, /cannot check tokens now/);
-  } finally {
-    await provider.close();
-  }
+  });
 });
 
 Deno.test("authenticate() takes a token it verified on trust, and only that very token", async () => {
-  const provider = serveKeySet();
-  try {
+  await withProvider(async (provider) => {
     const { privateJwk, publicJwk } = await keyPair("k1");
     provider.publish([publicJwk]);
     // Keys never kept: every signature check fetches them, which counts the checks.
@@ -246,9 +245,7 @@ Deno.test("authenticate() takes a token it verified on trust, and only that very
     const [header, payload] = good.split(".");
     const forged = `${header}.${payload}.${"A".repeat(86)}`;
     await assertUnauthorized(await get(app, "/me", forged), /verification failure/);
-  } finally {
-    await provider.close();
-  }
+  });
 });
 
 Deno.test("authenticate() stops taking a verified token once it expires", async () => {
