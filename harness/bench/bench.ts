@@ -7,7 +7,7 @@
  * 2. the drain of a backlog of `OrderPlaced` by inventory, and its ratio to (1);
  * 3. orders end to end over HTTP at a given concurrency;
  * 4. the latency of each order at a steady rate;
- * 5. the peak memory of each service.
+ * 5. the peak memory of each service, and its memory when idle beside a bare Deno process.
  *
  * It prints the figures beside the targets the system was built to meet (`TARGETS`), or one JSON
  * object with `--json`. It is not a test: a slow machine gets slow figures, not a failure.
@@ -15,6 +15,7 @@
  */
 import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
+import { measureIdle } from "./_idle.ts";
 import type { BenchConfig, MemoryPeaks, StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
@@ -22,7 +23,7 @@ import { round } from "../lib/format.ts";
 import { type Cluster, RabbitMqNotInstalledError, startCluster } from "../lib/rabbitmq_cluster.ts";
 
 /** The measurements `--only` can pick. */
-export const SECTIONS = ["ceiling", "drain", "e2e", "latency"] as const;
+export const SECTIONS = ["ceiling", "drain", "e2e", "latency", "idle"] as const;
 export type Section = typeof SECTIONS[number];
 
 /** Options for {@linkcode runBench}. */
@@ -133,6 +134,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     ? await measureLatency(rate, seconds, primary, measure)
     : undefined;
   if (latency) log(`latency: p99 POST → notification ${latency.notified.p99} ms`);
+  const idle = wanted.has("idle") ? await measureIdle(primary, measure) : undefined;
+  if (idle) log(`idle: bare Deno ${idle.bareMb} MB, services ${JSON.stringify(idle.servicesMb)}`);
 
   const measured = scale.filter((row) => row.drain || row.endToEnd);
   const partial = {
@@ -158,7 +161,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     ...partial,
     peakRssMb: memory.rssMb,
     peakPrivateMb: memory.privateMb,
-    targets: checkTargets({ ...partial, peakRssMb: memory.rssMb }),
+    idle,
+    targets: checkTargets({ ...partial, peakPrivateMb: memory.privateMb, idle }),
     durationSeconds: round((performance.now() - began) / 1000, 1),
   };
   return report;
@@ -220,7 +224,7 @@ const USAGE = `Usage: deno task bench [options]
                       SQLite with one inventory, to print them side by side
   --instances N[,N…]  inventory instances, e.g. 1,2,3 for one configuration each
                       (default 1; more than 1 needs --store postgres)
-  --only LIST         some of ceiling,drain,e2e,latency (default all)
+  --only LIST         some of ceiling,drain,e2e,latency,idle (default all)
   --cluster           also drain and end to end on a private three-node RabbitMQ
                       cluster started for the run, beside the single node
   --quick             small numbers for a smoke run (backlog 2000, orders 500, 100/s for 3 s)

@@ -36,7 +36,11 @@ Deno.test(
       assert.ok((report.peakRssMb[service] ?? 0) > 0, `peak RSS of ${service}: ${text}`);
       assert.ok((report.peakPrivateMb[service] ?? 0) > 0, `private memory of ${service}: ${text}`);
     }
-    assert.equal(report.targets.length, 6, text);
+    assert.ok(report.idle && report.idle.bareMb > 0, text);
+    for (const service of ["order", "inventory", "notification"] as const) {
+      assert.ok(report.idle.servicesMb[service]! > report.idle.bareMb, `idle ${service}: ${text}`);
+    }
+    assert.equal(report.targets.length, 9, text);
     assert.ok(report.machine.cpus > 0 && report.machine.rabbitmq !== "", text);
     assert.doesNotThrow(() => JSON.parse(JSON.stringify(report)));
   },
