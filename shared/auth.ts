@@ -15,6 +15,9 @@ import type { JWTPayload } from "hono/utils/jwt/types";
 import { describeError, type Logger } from "./log.ts";
 import { bearerTokenOf, cachedKeySet } from "./_key_set.ts";
 
+// For a tool that calls a service on its caller's behalf, with the token it was given.
+export { bearerTokenOf };
+
 /** How tokens are checked: a shared HS256 secret, or an identity provider's JWKS URL. */
 export type AuthKeys = { jwtSecret: string } | { jwksUrl: string };
 

@@ -78,6 +78,8 @@ async function startDevConsole(
       managementUrl: config.managementUrl,
       retryDelaysMs: config.retryDelaysMs,
       services,
+      auth: config.auth,
+      token: Deno.env.get("CONSOLE_TOKEN") || undefined,
       log: consoleLogger(),
     });
   } catch (error) {

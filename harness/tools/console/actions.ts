@@ -2,7 +2,7 @@
  * What a person can do from the page: place and cancel an order (through the order API, as any
  * client), replay dead letters (with the code of `deno task dlq:replay`), and, under
  * `deno task dev`, stop and start a service. Each is logged, and listed on the page, with who
- * asked: the remote address of the request.
+ * asked: the remote address of the request, and the bearer token's `sub` under authentication.
  * @module
  */
 import { describeError, type Logger } from "../../../shared/log.ts";
@@ -18,9 +18,29 @@ export interface ActionContext {
   log: Logger;
 }
 
+/**
+ * Who asked for an action: the remote address and, when the console checks tokens, the token's
+ * `sub` and the token itself, which the order API is then called with.
+ */
+export interface Asker {
+  address: string;
+  sub?: string;
+  token?: string;
+}
+
+/** Who asked, as log fields: `who` (the address), and `sub` when a token named one. */
+function logged(asker: Asker): { who: string; sub?: string } {
+  return asker.sub === undefined ? { who: asker.address } : { who: asker.address, sub: asker.sub };
+}
+
+/** Who asked, as the page's activity list shows it. */
+function shown(asker: Asker): string {
+  return asker.sub === undefined ? asker.address : `${asker.address} (${asker.sub})`;
+}
+
 /** How an action went: an HTTP status and one line for the person who asked. */
 export interface ActionAnswer {
-  status: 200 | 202 | 400 | 404 | 409 | 502 | 503;
+  status: 200 | 202 | 400 | 401 | 403 | 404 | 409 | 502 | 503;
   message: string;
   order_id?: string;
 }
@@ -38,41 +58,45 @@ export interface OrderForm {
 /** Places one order through the order API and shows it among the latest at once. */
 export async function placeOrder(
   context: ActionContext,
-  who: string,
+  who: Asker,
   form: OrderForm,
 ): Promise<ActionAnswer> {
   const { live, log } = context;
   const items = [{ sku: form.sku, qty: form.qty }];
-  const answer = await callOrderApi(context, "/order", { user_id: form.user_id, items });
+  const answer = await callOrderApi(context, "/order", {
+    token: who.token,
+    body: { user_id: form.user_id, items },
+  });
   if (answer.status !== 202) return answer;
   const order_id = String(answer.body.order_id);
   live.orders.add({ order_id, user_id: form.user_id, items, status: "PENDING", created_at: "" });
   live.refreshNow();
-  log.info("placed order", { order_id, who });
-  live.record({ who, what: `placed order …${order_id.slice(-8)}` });
+  log.info("placed order", { order_id, ...logged(who) });
+  live.record({ who: shown(who), what: `placed order …${order_id.slice(-8)}` });
   return { status: 202, message: `Order ${order_id} accepted, PENDING`, order_id };
 }
 
 /** Cancels an order through the order API. */
 export async function cancelOrder(
   context: ActionContext,
-  who: string,
+  who: Asker,
   orderId: string,
 ): Promise<ActionAnswer> {
   const { live, log } = context;
-  const answer = await callOrderApi(context, `/orders/${encodeURIComponent(orderId)}/cancel`);
+  const path = `/orders/${encodeURIComponent(orderId)}/cancel`;
+  const answer = await callOrderApi(context, path, { token: who.token });
   if (answer.status !== 202) return answer;
   live.orders.touch(orderId);
   live.refreshNow();
-  log.info("cancelled order", { order_id: orderId, who });
-  live.record({ who, what: `cancelled order …${orderId.slice(-8)}` });
+  log.info("cancelled order", { order_id: orderId, ...logged(who) });
+  live.record({ who: shown(who), what: `cancelled order …${orderId.slice(-8)}` });
   return { status: 202, message: `Order ${orderId} cancelled`, order_id: orderId };
 }
 
 /** Replays one dead letter, one DLQ, or every DLQ. */
 export async function replay(
   context: ActionContext,
-  who: string,
+  who: Asker,
   choice: { queue?: Queue; messageId?: string },
 ): Promise<ActionAnswer> {
   const { live, log } = context;
@@ -85,11 +109,20 @@ export async function replay(
     const replayed = await live.deadLetters.replay(choice);
     live.refreshNow();
     const ids = replayed.map((letter) => letter.message_id);
-    log.info("replayed dead letters", { who, from: where, count: ids.length, message_ids: ids });
-    live.record({ who, what: `replayed ${ids.length} from ${where}` });
+    log.info("replayed dead letters", {
+      ...logged(who),
+      from: where,
+      count: ids.length,
+      message_ids: ids,
+    });
+    live.record({ who: shown(who), what: `replayed ${ids.length} from ${where}` });
     return { status: 200, message: `Replayed ${ids.length} message(s) from ${where}` };
   } catch (error) {
-    log.warn("cannot replay dead letters", { who, from: where, error: describeError(error) });
+    log.warn("cannot replay dead letters", {
+      ...logged(who),
+      from: where,
+      error: describeError(error),
+    });
     return { status: 503, message: `Cannot replay ${where}: ${describeError(error)}` };
   }
 }
@@ -97,7 +130,7 @@ export async function replay(
 /** Stops or starts a service, where the console may: under `deno task dev`. */
 export async function controlService(
   context: ActionContext,
-  who: string,
+  who: Asker,
   request: { name: ServiceName; action: "stop" | "start" },
 ): Promise<ActionAnswer> {
   const { live, services, log } = context;
@@ -111,36 +144,43 @@ export async function controlService(
     };
   }
   // `name`, not `service`: that field says whose log line it is.
-  log.info(action === "stop" ? "stopping service" : "starting service", { name, who });
+  log.info(action === "stop" ? "stopping service" : "starting service", { name, ...logged(who) });
   try {
     await control[action](name);
   } catch (error) {
-    log.warn(`cannot ${action} service`, { name, who, error: describeError(error) });
+    log.warn(`cannot ${action} service`, { name, ...logged(who), error: describeError(error) });
     return { status: 502, message: `Cannot ${action} ${name}: ${describeError(error)}` };
   } finally {
     live.refreshNow();
   }
-  live.record({ who, what: `${action === "stop" ? "stopped" : "started"} ${name}` });
+  live.record({ who: shown(who), what: `${action === "stop" ? "stopped" : "started"} ${name}` });
   return { status: 200, message: `${action === "stop" ? "Stopped" : "Started"} ${name}` };
 }
 
-/** POSTs `body` (if any) to the order API and reads its JSON answer. */
+/**
+ * POSTs `body` (if any) to the order API, with the asker's bearer `token` (if any), and reads its
+ * JSON answer.
+ */
 async function callOrderApi(
   context: ActionContext,
   path: string,
-  body?: unknown,
+  request: { body?: unknown; token?: string },
 ): Promise<ActionAnswer & { body: Record<string, unknown> }> {
+  const { body, token } = request;
   const baseUrl = context.services.url("order");
   if (!baseUrl) return { status: 503, message: "The order service is not running", body: {} };
+  const headers = new Headers();
+  if (body !== undefined) headers.set("content-type", "application/json");
+  if (token !== undefined) headers.set("authorization", `Bearer ${token}`);
   try {
     const response = await fetch(baseUrl + path, {
       method: "POST",
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
     });
     const answer = await response.json() as Record<string, unknown>;
-    const status = [202, 400, 404, 409].includes(response.status)
+    const status = [202, 400, 401, 403, 404, 409].includes(response.status)
       ? response.status as ActionAnswer["status"]
       : 502;
     return {

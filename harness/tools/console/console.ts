@@ -5,6 +5,7 @@
  * @module
  */
 import { connectBroker } from "../../../shared/broker.ts";
+import type { AuthConfig } from "../../../shared/auth.ts";
 import type { Logger } from "../../../shared/log.ts";
 import { connectBrokerTools } from "../../lib/broker_tools.ts";
 import { managementApi } from "../../lib/management_api.ts";
@@ -51,6 +52,16 @@ export interface ConsoleOptions {
   retryDelaysMs?: readonly number[];
   /** Time between two readings, in milliseconds. @default {1000} */
   pollIntervalMs?: number;
+  /**
+   * How the bearer tokens of the page's actions are checked, as the services check theirs
+   * (`AUTH_JWT_SECRET` or `AUTH_JWKS_URL`). @default {not at all: anyone who reaches the page may act}
+   */
+  auth?: AuthConfig;
+  /**
+   * The bearer token of the console's own reads of orders and notifications (`CONSOLE_TOKEN`): an
+   * admin's, for services that check tokens. Actions carry the token of whoever asked instead.
+   */
+  token?: string;
 }
 
 /** A running console. */
@@ -95,6 +106,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     services,
     log,
     pollIntervalMs: options.pollIntervalMs,
+    token: options.token,
   });
   const app = consoleApp({
     live,
@@ -104,6 +116,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     assets,
     loopbackOnly: LOOPBACK.test(hostname),
     closing: closing.signal,
+    auth: options.auth,
   });
   const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
   const url = `http://${shown}:${server.addr.port}/`;

@@ -51,6 +51,8 @@ export interface LatestOrdersOptions {
   log: Logger;
   /** How many orders to keep. @default {10} */
   size?: number;
+  /** The bearer token the order and notification APIs are read with, if they want one. */
+  token?: string;
 }
 
 /** The latest orders; see {@linkcode watchLatestOrders}. */
@@ -75,7 +77,8 @@ export function watchLatestOrders(
   options: LatestOrdersOptions,
 ): LatestOrders {
   const { broker, tools } = connections;
-  const { log, size = 10 } = options;
+  const { log, size = 10, token } = options;
+  const get = (url: string) => getJson(url, { token });
   let rows: OrderRow[] = [];
   let tap: Tap | undefined;
   // A tap lives on one connection: after a reconnect a new one is needed.
@@ -126,7 +129,7 @@ export function watchLatestOrders(
       takeTapped();
       const due = rows.filter((row) => !isSettled(row) || stale.has(row.order_id));
       stale.clear();
-      const fresh = await Promise.all(due.map((row) => reread(row, urls)));
+      const fresh = await Promise.all(due.map((row) => reread(row, { urls, get })));
       const byId = new Map(fresh.map((row) => [row.order_id, row]));
       rows = rows.map((row) => byId.get(row.order_id) ?? row);
     },
@@ -137,10 +140,14 @@ export function watchLatestOrders(
 }
 
 /** What the order and notification APIs say of `row` now; what does not answer stays as it was. */
-async function reread(row: OrderRow, urls: ServiceUrls): Promise<OrderRow> {
+async function reread(
+  row: OrderRow,
+  apis: { urls: ServiceUrls; get: typeof getJson },
+): Promise<OrderRow> {
+  const { urls, get } = apis;
   const [order, told] = await Promise.all([
-    readService(urls("order"), `/orders/${row.order_id}`, getJson).catch(() => undefined),
-    readService(urls("notification"), `/notifications?order_id=${row.order_id}`, getJson)
+    readService(urls("order"), `/orders/${row.order_id}`, get).catch(() => undefined),
+    readService(urls("notification"), `/notifications?order_id=${row.order_id}`, get)
       .catch(() => undefined),
   ]);
   const next = { ...row };

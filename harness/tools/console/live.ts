@@ -79,6 +79,8 @@ export interface LiveOptions {
   pollIntervalMs?: number;
   /** How far back the charts go at most, in milliseconds. @default {300000} */
   windowMs?: number;
+  /** The bearer token the latest orders are read with, if the services want one. */
+  token?: string;
 }
 
 /** The live picture; see {@linkcode startLive}. */
@@ -102,7 +104,7 @@ const RATE_WINDOW_MS = 5_000;
 export function startLive(options: LiveOptions): Live {
   const { broker, tools, managementApi, vhost, services, log } = options;
   const { pollIntervalMs = 1_000, windowMs = 300_000 } = options;
-  const orders = watchLatestOrders({ broker, tools }, { log });
+  const orders = watchLatestOrders({ broker, tools }, { log, token: options.token });
   const deadLetters = viewDeadLetters({ broker, tools });
   const listeners = new Set<(snapshot: Snapshot) => void>();
   const counts: CountsAt[] = [];

@@ -5,7 +5,9 @@
  * `NOTIFICATION_PORT`) and the broker at `AMQP_URL` and `RABBITMQ_MANAGEMENT_URL`, as they do.
  * `CONSOLE_PORT` and `CONSOLE_HOST` choose where it listens; it stays on loopback unless told
  * otherwise. Run this way it only watches, places, cancels and replays: stopping and starting
- * services is offered under `deno task dev`, which owns them.
+ * services is offered under `deno task dev`, which owns them. With `AUTH_JWT_SECRET` or
+ * `AUTH_JWKS_URL`, as the services read them, each action needs an admin's bearer token, and
+ * `CONSOLE_TOKEN` is the admin token the console reads orders and notifications with.
  * @module
  */
 import { loadConfig } from "../../../shared/config.ts";
@@ -36,6 +38,8 @@ async function main(): Promise<number> {
       managementUrl: config.managementUrl,
       retryDelaysMs: config.retryDelaysMs,
       services: servicesAt(config.ports),
+      auth: config.auth,
+      token: Deno.env.get("CONSOLE_TOKEN") || undefined,
       log,
     });
   } catch (error) {

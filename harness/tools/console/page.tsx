@@ -31,8 +31,11 @@ function PlaceOrderForm({ skus }: { skus: string[] }) {
   );
 }
 
-/** The whole page as of `snapshot`; the script then keeps it live. */
-export function Page({ snapshot }: { snapshot: Snapshot }) {
+/**
+ * The whole page as of `snapshot`; the script then keeps it live. With `askToken`, the console
+ * checks tokens, and a field takes the admin token that the script sends with each action.
+ */
+export function Page({ snapshot, askToken }: { snapshot: Snapshot; askToken?: boolean }) {
   return (
     <html lang="en">
       <head>
@@ -46,6 +49,11 @@ export function Page({ snapshot }: { snapshot: Snapshot }) {
         <header>
           <h1>Campus food</h1>
           <Slot id="status" snapshot={snapshot} />
+          {askToken && (
+            <label class="token">
+              admin token <input id="token" type="password" autocomplete="off" size={12} />
+            </label>
+          )}
           <span id="live" class="dot">offline</span>
         </header>
         <p id="answer" role="status" aria-live="polite" />

@@ -10,11 +10,15 @@ import { describeError } from "../../../shared/log.ts";
 const READ_TIMEOUT_MS = 2_000;
 
 /**
- * GETs `url` and parses its JSON body, whatever the status.
+ * GETs `url`, with a bearer `token` if given, and parses its JSON body, whatever the status.
  * @throws {Error} naming the URL when nothing answered in time, or the body is not JSON
  */
-export async function getJson(url: string): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+export async function getJson(
+  url: string,
+  options: { token?: string } = {},
+): Promise<{ status: number; body: unknown }> {
+  const headers: HeadersInit = options.token ? { authorization: `Bearer ${options.token}` } : {};
+  const response = await fetch(url, { headers, signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
   try {
     return { status: response.status, body: await response.json() };
   } catch (cause) {

@@ -1,16 +1,25 @@
 /**
  * The console's HTTP interface: the page, its live updates over server-sent events, its two
  * assets, and one POST per action. A POST answers JSON to the page's script, and sends a browser
- * without it back to the page.
+ * without it back to the page. With `auth` set, every POST needs a bearer token with the `admin`
+ * role, checked as the services check theirs; the page and its updates stay open to read.
  * @module
  */
 import { type Context, Hono } from "hono";
 import { csrf } from "hono/csrf";
 import { streamSSE } from "hono/streaming";
+import {
+  ADMIN_ROLE,
+  type AuthConfig,
+  authenticate,
+  bearerTokenOf,
+  callerOf,
+  requireRole,
+} from "../../../shared/auth.ts";
 import { type Queue, QUEUES } from "../../../shared/topology.ts";
 import { type ServiceName, SERVICES } from "../../lib/service_process.ts";
 import * as actions from "./actions.ts";
-import type { ActionAnswer, ActionContext } from "./actions.ts";
+import type { ActionAnswer, ActionContext, Asker } from "./actions.ts";
 import { Page } from "./page.tsx";
 import type { PanelFeed } from "./panel_feed.ts";
 
@@ -26,6 +35,8 @@ export interface ConsoleAppOptions extends ActionContext {
   loopbackOnly?: boolean;
   /** Ends every event stream, so that the server can shut down. */
   closing: AbortSignal;
+  /** How the bearer tokens of actions are checked. @default {not at all: anyone may act} */
+  auth?: AuthConfig;
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -37,7 +48,7 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
 /** The console's app, over the live picture and actions of `options`. */
 export function consoleApp(options: ConsoleAppOptions): Hono {
-  const { panels, assets, loopbackOnly = true, closing } = options;
+  const { panels, assets, loopbackOnly = true, closing, auth } = options;
   const app = new Hono();
   app.use(async function refuseForeignHosts(c, next) {
     const host = new URL(c.req.url).hostname;
@@ -48,8 +59,17 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
   });
   // A form on another site must not be able to stop a service or replay a DLQ from a browser.
   app.use(csrf());
+  // Every action changes the system: under authentication only an admin may ask for one. Without
+  // it nothing is said, as the console is a local tool then, as it always was.
+  app.post(
+    "*",
+    authenticate(auth, { log: auth && options.log }),
+    requireRole(ADMIN_ROLE),
+  );
 
-  app.get("/", (c) => c.html(`<!doctype html>${Page({ snapshot: options.live.snapshot() })}`));
+  const page = (c: Context) =>
+    c.html(`<!doctype html>${Page({ snapshot: options.live.snapshot(), askToken: !!auth })}`);
+  app.get("/", page);
   app.get("/assets/:file", (c) => {
     const file = c.req.param("file");
     const text = assets.get(file);
@@ -129,8 +149,14 @@ function answer(c: Context, result: ActionAnswer): Response {
   return c.json(result, result.status);
 }
 
-/** Who asked: the remote address of the connection, for the log and the page. */
-function whoAsked(c: Context): string {
+/**
+ * Who asked: the remote address of the connection, for the log and the page, and under
+ * authentication the token's `sub` and the token, which the order API is called with.
+ */
+function whoAsked(c: Context): Asker {
   const info = c.env as Deno.ServeHandlerInfo<Deno.NetAddr> | undefined;
-  return info?.remoteAddr?.hostname ?? "unknown";
+  const address = info?.remoteAddr?.hostname ?? "unknown";
+  const caller = callerOf(c);
+  if (caller.open) return { address };
+  return { address, sub: caller.userId, token: bearerTokenOf(c.req.header("Authorization")) };
 }

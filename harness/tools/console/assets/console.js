@@ -1,9 +1,19 @@
 // The console page's script: it swaps in the panels the server sends over server-sent events, and
 // sends the page's forms with fetch so that the page stays where it is. Without it the page still
-// shows a reading and its forms still work, one reload at a time.
+// shows a reading and its forms still work, one reload at a time (unless the console wants a
+// token: only the script can send one).
 
 const live = document.getElementById("live");
 const answer = document.getElementById("answer");
+// Where the console checks tokens, the admin token typed once, kept for this tab only.
+const token = document.getElementById("token");
+if (token) {
+  token.value = sessionStorage.getItem("console-token") ?? "";
+  token.addEventListener(
+    "input",
+    () => sessionStorage.setItem("console-token", token.value.trim()),
+  );
+}
 
 /** Follows the server's readings; EventSource reconnects by itself after a loss. */
 function follow() {
@@ -35,14 +45,17 @@ function pathOf(details) {
 
 async function send(form, button) {
   button.disabled = true;
+  const headers = { accept: "application/json" };
+  if (token?.value.trim()) headers.authorization = `Bearer ${token.value.trim()}`;
   try {
     const response = await fetch(form.action, {
       method: "POST",
       body: new FormData(form),
-      headers: { accept: "application/json" },
+      headers,
     });
     const result = await response.json();
-    show(result.message, response.ok);
+    // The console's own answers say `message`; a refused token gets the services' `error`.
+    show(result.message ?? result.error, response.ok);
   } catch (error) {
     show(`The console did not answer: ${error.message}`, false);
   } finally {
