@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { waitFor } from "../../lib/async.ts";
 import { placeOrder } from "../../lib/http_probes.ts";
+import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
 import { INTEGRATION, withStack } from "../../lib/stack.ts";
 import type { LogFields, Logger } from "../../../shared/log.ts";
 import { type BrowserPage, CHROMIUM_HINT, findChromium, launchChromium } from "./chromium.ts";
@@ -37,19 +38,27 @@ Deno.test({
   ignore: missing,
   ...INTEGRATION,
   fn: async () => {
+    // Secure with HARNESS_SECURE=1: the services and the console then check bearer tokens.
     await withStack({
-      // The console calls the order API without a bearer token.
-      secure: false,
       env: { RETRY_DELAYS: "50ms" },
       // Notification fails every outcome at first, so that each lands in inventory-reserved.dlq.
       serviceEnv: { notification: { FAULT_TRANSIENT_RATE: "1" } },
     }, async (stack) => {
       const { log, logged } = keepingLogger();
+      // The operator's admin token (typed into the page) and the console's own (CONSOLE_TOKEN).
+      const [operator, reader] = stack.secure
+        ? await Promise.all([
+          harnessToken("operator", { role: "admin" }),
+          harnessToken("console", { role: "admin" }),
+        ])
+        : [];
       const console_ = await startConsole({
         amqpUrls: [stack.vhost.amqpUrl],
         managementUrl: stack.managementUrl,
         services: servicesOf(stack),
         retryDelaysMs: [50],
+        auth: stack.secure ? { jwtSecret: HARNESS_JWT_SECRET } : undefined,
+        token: reader,
         log,
         port: 0,
       });
@@ -62,6 +71,13 @@ Deno.test({
           "the page to go live",
           `document.getElementById("live").textContent === "live"`,
         );
+
+        if (operator) {
+          // Typed once, kept for the tab: it survives a reload.
+          await page.type("#token", operator);
+          await page.goto(console_.url);
+          await seen(page, "the token kept", `document.getElementById("token").value.length > 0`);
+        }
 
         // An order placed through the form becomes CONFIRMED in place.
         await page.type('form.place input[name="sku"]', "burger");
@@ -121,11 +137,12 @@ Deno.test({
         );
 
         assert.deepEqual(page.errors, [], "the page threw nothing");
-        // A stop, a start and a replay are logged with who asked.
+        // A stop, a start and a replay are logged with who asked, and whose token it was.
+        const sub = operator ? "operator" : undefined;
         for (const msg of ["stopping service", "starting service", "replayed dead letters"]) {
           assert.ok(
-            logged.some((line) => line.msg === msg && line.who === "127.0.0.1"),
-            `the console logged "${msg}" with who=127.0.0.1`,
+            logged.some((line) => line.msg === msg && line.who === "127.0.0.1" && line.sub === sub),
+            `the console logged "${msg}" with who=127.0.0.1 sub=${sub}`,
           );
         }
         const activity = await page.evaluate<string>(

@@ -6,12 +6,18 @@ import assert from "node:assert/strict";
 import { waitFor } from "../../lib/async.ts";
 import { createVhost } from "../../lib/management_api.ts";
 import { INTEGRATION } from "../../lib/stack.ts";
+import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
+import type { AuthConfig } from "../../../shared/auth.ts";
 import { recordingLogger } from "../../../shared/_test_log.ts";
 import { consoleAddress, type RunningConsole, startConsole } from "./console.ts";
 
-async function withConsole(fn: (console_: RunningConsole) => Promise<void>): Promise<void> {
+async function withConsole(
+  fn: (console_: RunningConsole) => Promise<void>,
+  options: { auth?: AuthConfig } = {},
+): Promise<void> {
   const vhost = await createVhost();
   const console_ = await startConsole({
+    auth: options.auth,
     amqpUrls: [vhost.amqpUrl],
     managementUrl: Deno.env.get("RABBITMQ_MANAGEMENT_URL") || "http://guest:guest@127.0.0.1:15672",
     // Nothing runs, and nothing may be stopped or started.
@@ -27,14 +33,18 @@ async function withConsole(fn: (console_: RunningConsole) => Promise<void>): Pro
   }
 }
 
-function post(url: string, init: { origin?: string; form?: Record<string, string> } = {}) {
+function post(
+  url: string,
+  init: { origin?: string; form?: Record<string, string>; token?: string } = {},
+) {
   const body = new FormData();
   for (const [name, value] of Object.entries(init.form ?? {})) body.set(name, value);
-  return fetch(url, {
-    method: "POST",
-    headers: { accept: "application/json", origin: init.origin ?? new URL(url).origin },
-    body,
+  const headers = new Headers({
+    accept: "application/json",
+    origin: init.origin ?? new URL(url).origin,
   });
+  if (init.token) headers.set("authorization", `Bearer ${init.token}`);
+  return fetch(url, { method: "POST", headers, body });
 }
 
 /** A GET with the `Host` header given, which fetch() would not send: as a rebound name would. */
@@ -130,6 +140,73 @@ Deno.test(
         form: { user_id: "u1", sku: "burger", qty: "1" },
       });
       assert.equal(json.status, 503, "no order service runs");
+    });
+  },
+);
+
+Deno.test(
+  "console under AUTH_JWT_SECRET lets only an admin act, and anyone read, against the broker",
+  INTEGRATION,
+  async () => {
+    const student = await harnessToken("s1");
+    const admin = await harnessToken("ops", { role: "admin" });
+    await withConsole(async ({ url, live }) => {
+      const page = await (await fetch(url)).text();
+      assert.match(page, /<input id="token" type="password"/, "the page asks for the token");
+      const events = await fetch(new URL("/events", url));
+      assert.equal(events.status, 200, "the live updates need no token");
+      await events.body?.cancel();
+      await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+
+      const replay = new URL("/dead-letters/replay", url).href;
+      const anonymous = await post(replay);
+      assert.equal(anonymous.status, 401);
+      assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Bearer/);
+      assert.match((await anonymous.json()).error, /a valid bearer token is required/);
+      const forged = await post(replay, { token: admin.slice(0, -2) + "xx" });
+      assert.equal(forged.status, 401);
+      await forged.body?.cancel();
+      const byStudent = await post(replay, { token: student });
+      assert.equal(byStudent.status, 403);
+      assert.match((await byStudent.json()).error, /this needs a token with the admin role/);
+      for (const path of ["/orders", "/orders/o1/cancel", "/services/inventory/stop"]) {
+        const refused = await post(new URL(path, url).href, { token: student });
+        assert.equal(refused.status, 403, `POST ${path} with a student's token`);
+        await refused.body?.cancel();
+      }
+
+      const byAdmin = await post(replay, { token: admin });
+      assert.equal(byAdmin.status, 200);
+      assert.match((await byAdmin.json()).message, /Replayed 0 message\(s\) from every DLQ/);
+      await waitFor("the replay listed", () => live.snapshot().activity.length > 0);
+      const done = live.snapshot().activity.map(({ who, what }) => `${what} by ${who}`);
+      // Nothing refused was done, and the admin's replay is listed with the token's sub.
+      assert.deepEqual(done, ["replayed 0 from every DLQ by 127.0.0.1 (ops)"]);
+      // A plain form post cannot carry the token: it is refused, not redirected.
+      const plain = await fetch(new URL("/orders", url), {
+        method: "POST",
+        headers: { origin: new URL(url).origin },
+        body: new URLSearchParams({ user_id: "u1", sku: "burger", qty: "1" }),
+        redirect: "manual",
+      });
+      assert.equal(plain.status, 401);
+      await plain.body?.cancel();
+    }, { auth: { jwtSecret: HARNESS_JWT_SECRET } });
+  },
+);
+
+Deno.test(
+  "console without authentication asks for no token and logs who asked without a sub, against the broker",
+  INTEGRATION,
+  async () => {
+    await withConsole(async ({ url, live }) => {
+      assert.doesNotMatch(await (await fetch(url)).text(), /id="token"/);
+      await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+      const own = await post(new URL("/dead-letters/replay", url).href);
+      assert.equal(own.status, 200);
+      await own.body?.cancel();
+      await waitFor("the replay listed", () => live.snapshot().activity.length > 0);
+      assert.equal(live.snapshot().activity[0].who, "127.0.0.1");
     });
   },
 );
