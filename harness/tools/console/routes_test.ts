@@ -47,6 +47,16 @@ function post(
   return fetch(url, { method: "POST", headers, body });
 }
 
+/** The order form posted as a browser without the page's script posts it. */
+function placeByPlainForm(url: string): Promise<Response> {
+  return fetch(new URL("/orders", url), {
+    method: "POST",
+    headers: { origin: new URL(url).origin },
+    body: new URLSearchParams({ user_id: "u1", sku: "burger", qty: "1" }),
+    redirect: "manual",
+  });
+}
+
 /** A GET with the `Host` header given, which fetch() would not send: as a rebound name would. */
 async function rawGet(url: string, host: string): Promise<string> {
   const { port } = new URL(url);
@@ -128,12 +138,7 @@ Deno.test(
   INTEGRATION,
   async () => {
     await withConsole(async ({ url }) => {
-      const response = await fetch(new URL("/orders", url), {
-        method: "POST",
-        headers: { origin: new URL(url).origin },
-        body: new URLSearchParams({ user_id: "u1", sku: "burger", qty: "1" }),
-        redirect: "manual",
-      });
+      const response = await placeByPlainForm(url);
       assert.equal(response.status, 303);
       assert.equal(response.headers.get("location"), "/");
       const json = await post(new URL("/orders", url).href, {
@@ -183,12 +188,7 @@ Deno.test(
       // Nothing refused was done, and the admin's replay is listed with the token's sub.
       assert.deepEqual(done, ["replayed 0 from every DLQ by 127.0.0.1 (ops)"]);
       // A plain form post cannot carry the token: it is refused, not redirected.
-      const plain = await fetch(new URL("/orders", url), {
-        method: "POST",
-        headers: { origin: new URL(url).origin },
-        body: new URLSearchParams({ user_id: "u1", sku: "burger", qty: "1" }),
-        redirect: "manual",
-      });
+      const plain = await placeByPlainForm(url);
       assert.equal(plain.status, 401);
       await plain.body?.cancel();
     }, { auth: { jwtSecret: HARNESS_JWT_SECRET } });
