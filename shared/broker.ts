@@ -40,6 +40,12 @@ export interface OutgoingMessage {
   headers?: Record<string, unknown>;
 }
 
+/**
+ * The plain {@linkcode Delivery} of an AMQP client message, as every consumer receives it: for
+ * tools that read queues on a connection of their own and must hand out the same thing.
+ */
+export { toDelivery } from "./_broker_consumer.ts";
+
 /** The prefetch of a consumer that sets none: batches of up to 100 deliveries. */
 export const DEFAULT_PREFETCH = 200;
 

@@ -11,7 +11,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Delivery } from "../../shared/delivery.ts";
 // The broker module's own mapping of an AMQP message to a Delivery, so that a tap or a browse hands
 // out exactly what a consumer would see (and what `Broker.forward()` takes to replay it).
-import { toDelivery } from "../../shared/_broker_consumer.ts";
+import { toDelivery } from "../../shared/broker.ts";
 import { EXCHANGE } from "../../shared/topology.ts";
 import { sleep, within } from "./async.ts";
 import { redact } from "../../shared/redact.ts";
