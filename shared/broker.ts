@@ -269,7 +269,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
         const { ended } = opened;
         log.info(connectedBefore ? "reconnected to broker" : "connected to broker", {
           node: nodeOf(url),
-          url: redact(url),
+          url,
           topology: session?.topology,
           ...(failures ? { failed_attempts: failures } : {}),
         });
