@@ -31,6 +31,13 @@ export interface BenchConfig {
   instances: number;
   /** Another broker to run on, such as a private cluster. @default {the broker at AMQP_URL} */
   broker?: BrokerAddress;
+  /**
+   * The PostgreSQL server to make the stack's database on, as a superuser's URL.
+   * @default {the server of TEST_DATABASE_URL}
+   */
+  databaseServer?: string;
+  /** More environment for the services, such as their retention windows. @default {none} */
+  env?: Record<string, string>;
 }
 
 /** Memory per service in MB, the largest of its instances and stacks. */
@@ -109,13 +116,16 @@ export async function withBenchStack<T>(
   fn: (bench: BenchStack) => Promise<T>,
 ): Promise<T> {
   const { services, memory, env: extraEnv = {} } = options;
-  const database = config.store === "postgres" ? await createDatabase() : undefined;
+  const database = config.store === "postgres"
+    ? await createDatabase(config.databaseServer)
+    : undefined;
   // withStack() closes the stack on Ctrl-C, and this drops the database after it.
   const forgetDatabase = database ? cleanUpOnInterrupt(database.drop) : () => {};
   try {
     // LOG_LEVEL stays info, a line per message as in production: the harness needs the lines.
     const env: Record<string, string> = {
       INVENTORY_STOCK: stockEnv(menuStock(STOCK_PER_SKU)),
+      ...config.env,
       ...extraEnv,
     };
     if (database) env.DATABASE_URL = database.url;

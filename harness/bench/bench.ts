@@ -20,6 +20,7 @@ import type { BenchConfig, MemoryPeaks, StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
 import { round } from "../lib/format.ts";
+import { parseDuration } from "../../shared/config.ts";
 import { type Cluster, RabbitMqNotInstalledError, startCluster } from "../lib/rabbitmq_cluster.ts";
 
 /** The measurements `--only` can pick. */
@@ -50,6 +51,11 @@ export interface BenchOptions {
    * run, beside the single node: the price of replicating every quorum queue. @default {false}
    */
   cluster?: boolean;
+  /**
+   * `INBOX_RETENTION` and `IDEMPOTENCY_KEY_RETENTION` of the services. A window of seconds has
+   * retention delete rows throughout the run: what the cleanup costs. @default {the services' own}
+   */
+  retention?: string;
   /** The measurements to run. @default {all} */
   only?: readonly Section[];
   /** Receives a line per step. @default {no output} */
@@ -73,6 +79,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     instances = [1],
     only = SECTIONS,
     cluster = false,
+    retention,
     log = () => {},
     command = "deno task bench",
   } = options;
@@ -93,6 +100,14 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
       `Cannot run the benchmark as several inventory instances need --store postgres (each SQLite file belongs to one process): current value is ${instances}`,
     );
   }
+  if (retention !== undefined && !parseDuration(retention)) {
+    throw new RangeError(
+      `Cannot run the benchmark as retention must be a duration such as 5s: current value is "${retention}"`,
+    );
+  }
+  const env = retention === undefined
+    ? undefined
+    : { INBOX_RETENTION: retention, IDEMPOTENCY_KEY_RETENTION: retention };
   const began = performance.now();
   const machine = await describeMachine();
   const loadAverageBefore = loadAverage();
@@ -105,8 +120,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
 
   // SQLite first when PostgreSQL is measured, so that the table reads from the default onwards.
   const configs: BenchConfig[] = [
-    ...(store === "postgres" ? [{ store: "sqlite" as const, instances: 1 }] : []),
-    ...instances.map((n) => ({ store, instances: n })),
+    ...(store === "postgres" ? [{ store: "sqlite" as const, instances: 1, env }] : []),
+    ...instances.map((n) => ({ store, instances: n, env })),
   ];
   // The targets are checked on the requested store with the first instance count.
   const primary = configs.find((c) => c.store === store)!;
@@ -156,6 +171,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
       store,
       instances: instances.join(","),
       only: [...wanted].join(","),
+      ...(retention === undefined ? {} : { retention }),
     },
     ceiling,
     ...partial,
@@ -224,6 +240,8 @@ const USAGE = `Usage: deno task bench [options]
                       SQLite with one inventory, to print them side by side
   --instances N[,N…]  inventory instances, e.g. 1,2,3 for one configuration each
                       (default 1; more than 1 needs --store postgres)
+  --retention D       INBOX_RETENTION and IDEMPOTENCY_KEY_RETENTION of the services; a
+                      few seconds keeps the cleanup deleting all along (default theirs, 7d/24h)
   --only LIST         some of ceiling,drain,e2e,latency,idle (default all)
   --cluster           also drain and end to end on a private three-node RabbitMQ
                       cluster started for the run, beside the single node
@@ -246,6 +264,7 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
       store: { type: "string" },
       instances: { type: "string" },
       only: { type: "string" },
+      retention: { type: "string" },
       quick: { type: "boolean" },
       cluster: { type: "boolean" },
       json: { type: "boolean" },
@@ -284,6 +303,7 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
     instances,
     only,
     cluster: values.cluster === true,
+    retention: typeof values.retention === "string" ? values.retention : undefined,
     json: values.json === true,
     help: values.help === true,
   };

@@ -54,17 +54,19 @@ Deno.test("parseBenchArgs() reads lists and --quick, and names a bad option", ()
   assert.equal(options.cluster, false);
   assert.equal(parseBenchArgs(["--cluster"]).cluster, true);
   assert.equal(parseBenchArgs(["--only", "ceiling,e2e"]).only?.join(), "ceiling,e2e");
+  assert.equal(parseBenchArgs(["--retention", "5s"]).retention, "5s");
   assert.throws(() => parseBenchArgs(["--store", "mysql"]), /--store must be one of/);
   assert.throws(() => parseBenchArgs(["--instances", "0"]), /--instances must be integers/);
   assert.throws(() => parseBenchArgs(["--only", "drain,speed"]), /--only must list/);
   assert.throws(() => parseBenchArgs(["--orders=0"]), /--orders must be a positive/);
 });
 
-Deno.test("runBench() refuses several inventories on SQLite before starting anything", async () => {
+Deno.test("runBench() refuses several inventories on SQLite, or a bad retention, before starting anything", async () => {
   await assert.rejects(
     runBench({ store: "sqlite", instances: [2] }),
     /several inventory instances need --store postgres/,
   );
+  await assert.rejects(runBench({ retention: "soon" }), /retention must be a duration/);
 });
 
 Deno.test("percentiles() takes the nearest rank", () => {

@@ -13,7 +13,8 @@ import { DatabaseSync } from "node:sqlite";
 import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
 // @ts-types="@types/pg"
 import pg from "pg";
-import { type MemoryPeaks, type StoreKind, withBenchStack } from "./_stack.ts";
+import { type BenchStack, type MemoryPeaks, type StoreKind, withBenchStack } from "./_stack.ts";
+import { startPostgresServer } from "../lib/postgres_server.ts";
 import { notificationSent } from "../lib/effects.ts";
 import { percentiles, privateRssMb, rssMb } from "./_stats.ts";
 import { streamOrders } from "../lib/order_stream.ts";
@@ -43,6 +44,11 @@ export interface SoakOptions {
   rate?: number;
   /** @default {"sqlite"} */
   store?: StoreKind;
+  /**
+   * On PostgreSQL, run a private server started for the soak, with PostgreSQL's defaults
+   * (autovacuum on), instead of the server of `TEST_DATABASE_URL`. @default {false}
+   */
+  privatePostgres?: boolean;
   /** `INBOX_RETENTION` and `IDEMPOTENCY_KEY_RETENTION` of the services. @default {"5m"} */
   retention?: string;
   /** Seconds between samples. @default {10} */
@@ -60,6 +66,8 @@ export interface SoakReport {
   figures: SoakFigures;
   /** Peak RSS (`VmHWM`) and private memory (sampled every 100 ms) per service over the run. */
   peaks: MemoryPeaks;
+  /** The PostgreSQL server's version and autovacuum setting, on PostgreSQL. */
+  postgres?: PostgresSettings;
   /** Orders answered 202, and those that got no 202 in the stream's deadline. */
   placed: number;
   failed: number;
@@ -74,6 +82,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
     minutes = 30,
     rate = 300,
     store = "sqlite",
+    privatePostgres = false,
     retention = "5m",
     intervalSeconds = 10,
     chart = join(Deno.env.get("TMPDIR") ?? "/tmp", `soak-${Date.now()}.svg`),
@@ -92,76 +101,123 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
       `Cannot run the soak as retention must be a duration such as 5m: current value is "${retention}"`,
     );
   }
-  const settings = { minutes, rate, store, retention, intervalSeconds, chart };
+  const settings = { minutes, rate, store, privatePostgres, retention, intervalSeconds, chart };
   const peaks: MemoryPeaks = { rssMb: {}, privateMb: {} };
   const env = { INBOX_RETENTION: retention, IDEMPOTENCY_KEY_RETENTION: retention };
-  const config = { store, instances: 1 };
-  return await withBenchStack(
-    config,
-    { services: [...SERVICES], memory: peaks, env },
-    async (bench) => {
-      const { stack } = bench;
-      const meter = await openStorageMeter(stack, bench.databaseUrl);
-      try {
-        const intervalMs = intervalSeconds * 1000;
-        const sentAt = new Map<string, number>();
-        const notifiedAt = new Map<string, number>();
-        const ordersIn: number[] = [];
-        let placed = 0;
-        let failed = 0;
-        const began = Date.now();
-        const windowOf = (ms: number) => Math.floor((ms - began) / intervalMs);
-        const streaming = streamOrders(
-          stack,
-          { seconds: minutes * 60, rate, label: "soak" },
-          (result) => {
-            if (!result.orderId) return void failed++;
-            placed++;
-            sentAt.set(result.orderId, result.sentAtMs);
-            const w = windowOf(result.sentAtMs);
-            ordersIn[w] = (ordersIn[w] ?? 0) + 1;
-          },
-        );
-        const samples: SoakSample[] = [];
-        log(formatSoakHeader());
-        const windows = Math.ceil((minutes * 60) / intervalSeconds);
-        for (let k = 1; k <= windows + 1; k++) {
-          // A sampling interval, not a wait for a condition.
-          const due = began + k * intervalMs;
-          if (k <= windows) await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now())));
-          else await streaming;
-          collectNotifications(stack, notifiedAt);
-          if (k <= windows) {
-            samples.push({
-              ...await sampleStack(stack, meter),
-              t: k * intervalSeconds,
-              late: 0,
-              orders: 0,
-            });
-          }
-          // Window k - 1 had a whole interval for its notifications; the last one gets a deadline.
-          if (k === windows + 1) {
-            await waitFor("the last window's notifications", () => {
-              collectNotifications(stack, notifiedAt);
-              return [...sentAt.keys()].every((id) => notifiedAt.has(id));
-            }, { timeoutMs: 30_000, intervalMs: 200 }).catch(() => {});
-          }
-          const finished = samples[k - 2];
-          if (!finished) continue;
-          Object.assign(finished, windowLatency(k - 2, { sentAt, notifiedAt, windowOf }));
-          finished.orders = ordersIn[k - 2] ?? 0;
-          log(formatSoakRow(finished));
-        }
-        const figures = summarizeSoak(samples, { retentionSeconds: retentionMs / 1000 });
-        const title =
-          `deno task soak: ${minutes} min at ${rate} orders/s on ${store}, retention ${retention}`;
-        await Deno.writeTextFile(chart, renderSoakChart(samples, title));
-        return { settings, samples, figures, peaks, placed, failed };
-      } finally {
-        await meter.close();
+  const server = store === "postgres" && privatePostgres ? await startPostgresServer() : undefined;
+  try {
+    const config = { store, instances: 1, databaseServer: server?.url };
+    return await withBenchStack(
+      config,
+      { services: [...SERVICES], memory: peaks, env },
+      (bench) => soakStack(bench, { ...settings, retentionMs, peaks, log }),
+    );
+  } finally {
+    await server?.stop();
+  }
+}
+
+/** The soak proper, on a stack that runs. */
+async function soakStack(
+  bench: BenchStack,
+  options: Required<Omit<SoakOptions, "log">> & {
+    retentionMs: number;
+    peaks: MemoryPeaks;
+    log: (line: string) => void;
+  },
+): Promise<SoakReport> {
+  const { retentionMs, peaks, log, ...settings } = options;
+  const { minutes, rate, store, retention, intervalSeconds, chart } = settings;
+  const { stack } = bench;
+  let postgres: PostgresSettings | undefined;
+  if (bench.databaseUrl) {
+    postgres = await readPostgresSettings(bench.databaseUrl);
+    log(`PostgreSQL ${postgres.version}, autovacuum ${postgres.autovacuum}`);
+    if (postgres.autovacuum !== "on") {
+      log(
+        "This server runs without autovacuum: deleted rows are never reclaimed, so its storage " +
+          "cannot level off. --private-postgres soaks on a server of its own with it on.",
+      );
+    }
+  }
+  const meter = await openStorageMeter(stack, bench.databaseUrl);
+  try {
+    const intervalMs = intervalSeconds * 1000;
+    const sentAt = new Map<string, number>();
+    const notifiedAt = new Map<string, number>();
+    const ordersIn: number[] = [];
+    let placed = 0;
+    let failed = 0;
+    const began = Date.now();
+    const windowOf = (ms: number) => Math.floor((ms - began) / intervalMs);
+    const streaming = streamOrders(
+      stack,
+      { seconds: minutes * 60, rate, label: "soak" },
+      (result) => {
+        if (!result.orderId) return void failed++;
+        placed++;
+        sentAt.set(result.orderId, result.sentAtMs);
+        const w = windowOf(result.sentAtMs);
+        ordersIn[w] = (ordersIn[w] ?? 0) + 1;
+      },
+    );
+    const samples: SoakSample[] = [];
+    log(formatSoakHeader());
+    const windows = Math.ceil((minutes * 60) / intervalSeconds);
+    for (let k = 1; k <= windows + 1; k++) {
+      // A sampling interval, not a wait for a condition.
+      const due = began + k * intervalMs;
+      if (k <= windows) await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now())));
+      else await streaming;
+      collectNotifications(stack, notifiedAt);
+      if (k <= windows) {
+        samples.push({
+          ...await sampleStack(stack, meter),
+          t: k * intervalSeconds,
+          late: 0,
+          orders: 0,
+        });
       }
-    },
-  );
+      // Window k - 1 had a whole interval for its notifications; the last one gets a deadline.
+      if (k === windows + 1) {
+        await waitFor("the last window's notifications", () => {
+          collectNotifications(stack, notifiedAt);
+          return [...sentAt.keys()].every((id) => notifiedAt.has(id));
+        }, { timeoutMs: 30_000, intervalMs: 200 }).catch(() => {});
+      }
+      const finished = samples[k - 2];
+      if (!finished) continue;
+      Object.assign(finished, windowLatency(k - 2, { sentAt, notifiedAt, windowOf }));
+      finished.orders = ordersIn[k - 2] ?? 0;
+      log(formatSoakRow(finished));
+    }
+    const figures = summarizeSoak(samples, { retentionSeconds: retentionMs / 1000 });
+    const title =
+      `deno task soak: ${minutes} min at ${rate} orders/s on ${store}, retention ${retention}`;
+    await Deno.writeTextFile(chart, renderSoakChart(samples, title));
+    return { settings, samples, figures, peaks, postgres, placed, failed };
+  } finally {
+    await meter.close();
+  }
+}
+
+/** What a PostgreSQL soak depends on: with autovacuum off, no storage levels off. */
+export interface PostgresSettings {
+  version: string;
+  autovacuum: string;
+}
+
+async function readPostgresSettings(url: string): Promise<PostgresSettings> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      "SELECT current_setting('server_version') AS version, current_setting('autovacuum') AS autovacuum",
+    );
+    return rows[0];
+  } finally {
+    await client.end();
+  }
 }
 
 /** Moves the notifications logged so far into `notifiedAt` and forgets every line read. */
@@ -304,6 +360,9 @@ const USAGE = `Usage: deno task soak [options]
   --minutes M      how long to send orders (default 30)
   --rate R         orders per second, open loop (default 300)
   --store S        sqlite or postgres (default sqlite)
+  --private-postgres
+                   with --store postgres, a private server started for the soak with
+                   PostgreSQL's defaults (autovacuum on), not the one of TEST_DATABASE_URL
   --retention D    INBOX_RETENTION and IDEMPOTENCY_KEY_RETENTION of the services
                    (default 5m, so that retention cycles several times in a run)
   --interval S     seconds between samples (default 10)
@@ -321,6 +380,7 @@ export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; he
       minutes: { type: "string" },
       rate: { type: "string" },
       store: { type: "string" },
+      "private-postgres": { type: "boolean" },
       retention: { type: "string" },
       interval: { type: "string" },
       chart: { type: "string" },
@@ -333,6 +393,7 @@ export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; he
     minutes: positive("minutes"),
     rate: positive("rate"),
     store,
+    privatePostgres: values["private-postgres"] === true,
     retention: typeof values.retention === "string" ? values.retention : undefined,
     intervalSeconds: positive("interval"),
     chart: typeof values.chart === "string" ? values.chart : undefined,
@@ -346,8 +407,9 @@ if (import.meta.main) {
     usage: USAGE,
     parse: parseSoakArgs,
     run: ({ json: _json, help: _help, ...soak }, log) => runSoak({ ...soak, log }),
-    format: (report) =>
-      `${formatSoakFigures(report.figures)}\n\n${report.placed} orders placed, ${report.failed} ` +
-      `without a 202; chart: ${report.settings.chart}`,
+    format: ({ figures, postgres, placed, failed, settings }) =>
+      `${formatSoakFigures(figures)}\n\n${placed} orders placed, ${failed} without a 202; ` +
+      (postgres ? `PostgreSQL ${postgres.version}, autovacuum ${postgres.autovacuum}; ` : "") +
+      `chart: ${settings.chart}`,
   });
 }

@@ -45,6 +45,8 @@ Deno.test("parseSoakArgs() names the option that is wrong", () => {
     parseSoakArgs(["--minutes", "15", "--rate", "200", "--store", "postgres"]).minutes,
     15,
   );
+  assert.equal(parseSoakArgs(["--store", "postgres", "--private-postgres"]).privatePostgres, true);
+  assert.equal(parseSoakArgs([]).privatePostgres, false);
   assert.throws(() => parseSoakArgs(["--rate", "0"]), /--rate must be a positive number/);
   assert.throws(
     () => parseSoakArgs(["--store", "mysql"]),

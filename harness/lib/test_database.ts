@@ -13,12 +13,12 @@ export interface TestDatabase {
 }
 
 /**
- * Creates a uniquely named database on the server of `TEST_DATABASE_URL` (default: the local
- * server as `postgres`), for one scenario or test.
+ * Creates a uniquely named database on the server of `adminUrl`, for one scenario or test.
+ * @param adminUrl a superuser's URL @default {`TEST_DATABASE_URL`, else the local server as `postgres`}
  */
-export async function createDatabase(): Promise<TestDatabase> {
-  const adminUrl = Deno.env.get("TEST_DATABASE_URL") ||
-    "postgres://postgres@127.0.0.1:5432/postgres";
+export async function createDatabase(
+  adminUrl = Deno.env.get("TEST_DATABASE_URL") || "postgres://postgres@127.0.0.1:5432/postgres",
+): Promise<TestDatabase> {
   const name = `campus_food_test_${crypto.randomUUID().slice(0, 8)}`;
   const admin = async (sql: string) => {
     const client = new pg.Client({ connectionString: adminUrl });
