@@ -591,11 +591,23 @@ Deno.test("orderRoutes() POST /orders/{id}/cancel of an unknown order is a JSON 
   });
 });
 
+Deno.test("serviceApp() is not ready while a consumer has not subscribed, and says which", async () => {
+  await withApp(async ({ app, store }) => {
+    const { log } = recordingLogger();
+    const outages = watchOutages(store, { log });
+    const broker = { connected: true, unattachedQueues: ["order-status"] } as unknown as Broker;
+    const response = await serviceApp(app, { store, broker, outages, log }).request("/ready");
+    assert.equal(response.status, 503);
+    assert.deepEqual((await response.json()).failed, { broker: "not consuming order-status yet" });
+    await outages.stop();
+  });
+});
+
 Deno.test("serviceApp() answers a wrong method with a JSON 405 and Allow, an unknown path with a JSON 404", async () => {
   await withApp(async ({ app, store }) => {
     const { log } = recordingLogger();
     const outages = watchOutages(store, { log });
-    const broker = { connected: true } as unknown as Broker;
+    const broker = { connected: true, unattachedQueues: [] } as unknown as Broker;
     const whole = serviceApp(app, { store, broker, outages, log });
     const cases: Array<[string, string, number, string | null]> = [
       ["GET", "/orders/01J0000000000000000000NOPE/cancel", 405, "POST"],
@@ -625,7 +637,7 @@ Deno.test({
     const { log, lines } = recordingLogger();
     const outages = watchOutages(store, { log, initialDelayMs: 10, maxDelayMs: 50 });
     // /ready is not asked here; the broker is only needed to build the app.
-    const broker = { connected: true } as Broker;
+    const broker = { connected: true, unattachedQueues: [] } as unknown as Broker;
     const app = serviceApp(orderRoutes(store), { store, broker, outages, log });
     try {
       await disk.fill();
@@ -755,7 +767,7 @@ Deno.test("serviceApp(orderRoutes()) with auth serves /health, /ready and /metri
   await withApp(async ({ app, store }) => {
     const { log } = recordingLogger();
     const outages = watchOutages(store, { log });
-    const broker = { connected: true } as unknown as Broker;
+    const broker = { connected: true, unattachedQueues: [] } as unknown as Broker;
     const whole = serviceApp(app, { store, broker, outages, log });
     try {
       for (const path of ["/health", "/ready", "/metrics"]) {

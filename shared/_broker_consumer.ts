@@ -63,6 +63,11 @@ export class ConsumerState {
     this.prefetch = options.prefetch;
   }
 
+  /** True once it has a channel on the current connection and is subscribed, or paused on purpose. */
+  get attached(): boolean {
+    return this.#channel !== undefined && (this.#paused || this.#consumerTag !== undefined);
+  }
+
   get #log(): Logger {
     return this.#options.log;
   }

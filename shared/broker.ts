@@ -74,6 +74,11 @@ export interface Consumer {
 export interface Broker {
   /** True while a connection is open and the topology declared. */
   readonly connected: boolean;
+  /**
+   * The queues whose consumers are not subscribed on the current connection yet: for a moment after
+   * every (re)connection, during which the service is connected but not yet taking messages.
+   */
+  readonly unattachedQueues: readonly Queue[];
   /** Publishes `messages` and resolves once the broker confirmed every one; rejects if any failed. */
   publish(messages: OutgoingMessage[]): Promise<void>;
   /** Why the last connection attempt failed, while not connected. */
@@ -358,6 +363,9 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
   return {
     get connected() {
       return session !== undefined;
+    },
+    get unattachedQueues() {
+      return consumers.filter((consumer) => !consumer.attached).map((consumer) => consumer.queue);
     },
     publish,
     get lastError() {

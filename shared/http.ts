@@ -25,7 +25,7 @@ export interface ServiceAppOptions {
 
 /**
  * The service's whole app: `GET /health` (the process answers), `GET /ready` (database and broker
- * work), `GET /metrics` (Prometheus text), and the service's own `routes`, every request counted
+ * work, every consumer subscribed), `GET /metrics` (Prometheus text), and the service's own `routes`, every request counted
  * and timed. A request that fails for an outage of the database is answered 503 with
  * `Retry-After`; any other failure 500; both as JSON.
  */
@@ -48,6 +48,9 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
     if (outages.reason) failed.database = `paused: ${outages.reason}`;
     else await store.ping().catch((error) => failed.database = describeError(error));
     if (!broker.connected) failed.broker = broker.lastError ?? "not connected";
+    else if (broker.unattachedQueues.length > 0) {
+      failed.broker = `not consuming ${broker.unattachedQueues.join(", ")} yet`;
+    }
     // A driver's error may quote the URL it was given, password and all.
     for (const [part, why] of Object.entries(failed)) failed[part] = redact(why);
     const ok = Object.keys(failed).length === 0;

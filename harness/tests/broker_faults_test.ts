@@ -18,7 +18,9 @@ import {
 import { SERVICES, startService } from "../lib/service_process.ts";
 import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
 import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
-import { managementApi } from "../lib/management_api.ts";
+import { createVhost, managementApi } from "../lib/management_api.ts";
+import { connectBroker } from "../../shared/broker.ts";
+import { recordingLogger } from "../../shared/_test_log.ts";
 import { Queue } from "../../shared/topology.ts";
 
 const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
@@ -207,6 +209,45 @@ Deno.test(
       silent.close();
       for (const conn of held) conn.close();
       await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
+  "a consumer counts as unattached until it subscribes, and again from a lost connection until it subscribes anew, against the broker",
+  INTEGRATION,
+  async () => {
+    const vhost = await createVhost();
+    const proxy = startTcpProxy(brokerTarget());
+    const { log } = recordingLogger();
+    const broker = connectBroker(viaProxy(vhost.amqpUrl, proxy), {
+      log,
+      connectionName: "unattached-test",
+      initialDelayMs: 50,
+      maxDelayMs: 200,
+    });
+    try {
+      await waitFor("the broker connection", () => broker.connected);
+      const consumer = broker.consume(Queue.orderPlaced, (batch) => {
+        return Promise.resolve(batch.map(() => ({ action: "ack" as const })));
+      });
+      // Subscribing takes a round trip to the broker: the moment after consume() is before it.
+      assert.deepEqual(broker.unattachedQueues, [Queue.orderPlaced]);
+      await waitFor("the consumer to subscribe", () => broker.unattachedQueues.length === 0);
+      proxy.cut();
+      await waitFor("the connection to drop", () => !broker.connected);
+      assert.deepEqual(broker.unattachedQueues, [Queue.orderPlaced]);
+      proxy.restore();
+      await waitFor(
+        "the consumer to subscribe again",
+        () => broker.connected && broker.unattachedQueues.length === 0,
+      );
+      await consumer.stop();
+      assert.deepEqual(broker.unattachedQueues, []);
+    } finally {
+      await broker.close();
+      proxy.close();
+      await vhost.delete();
     }
   },
 );
