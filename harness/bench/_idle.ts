@@ -12,37 +12,52 @@ import type { MeasureOptions } from "./_measure.ts";
 
 /** What {@linkcode measureIdle} found, in MB of resident memory (`VmRSS`). */
 export interface IdleResult {
-  /** Each service, started and ready, after {@linkcode IDLE_SETTLE_MS} with no work. */
+  /** Each service, started and ready, after `settleSeconds` with no work. */
   servicesMb: PeakRss;
   /** The bare process of `_bare_deno.ts`, after the same wait. */
   bareMb: number;
+  settleSeconds: number;
 }
 
-/** How long a process sits idle before its memory is read: start-up garbage is collected by then. */
-export const IDLE_SETTLE_MS = 5_000;
+/**
+ * How long a process sits idle before its memory is read, by default. V8 gives back the heap that
+ * start-up grew only once its memory reducer sees no allocation for a while: a service read 5 s
+ * after it started holds about 3 MB that it has given back by 30 s.
+ */
+export const IDLE_SETTLE_SECONDS = 45;
 
-/** Reads the idle memory of the three services of `config` and of a bare Deno process. */
+/**
+ * Reads the idle memory of the three services of `config` and of a bare Deno process, each after
+ * `settleSeconds` (default {@linkcode IDLE_SETTLE_SECONDS}) with nothing to do. The bare process
+ * sits out the same wait beside the services.
+ */
 export async function measureIdle(
   config: BenchConfig,
-  options: MeasureOptions = {},
+  options: MeasureOptions & { settleSeconds?: number } = {},
 ): Promise<IdleResult> {
-  const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
-  log("idle memory: the services, then a bare Deno process with their dependencies");
-  const servicesMb = await withBenchStack(
-    config,
-    { services: [...SERVICES], memory },
-    async ({ stack }) => {
-      await sleep(IDLE_SETTLE_MS);
+  const {
+    log = () => {},
+    memory = { rssMb: {}, privateMb: {} },
+    settleSeconds = IDLE_SETTLE_SECONDS,
+  } = options;
+  log(
+    `idle memory: the services and a bare Deno process with their dependencies, after ${settleSeconds} s`,
+  );
+  const settleMs = settleSeconds * 1000;
+  const [servicesMb, bareMb] = await Promise.all([
+    withBenchStack(config, { services: [...SERVICES], memory }, async ({ stack }) => {
+      await sleep(settleMs);
       const read: PeakRss = {};
       for (const name of SERVICES) read[name] = await rssMb(stack.services[name]!.pid);
       return read;
-    },
-  );
-  return { servicesMb, bareMb: await bareDenoRssMb(config.store) };
+    }),
+    bareDenoRssMb(config.store, settleMs),
+  ]);
+  return { servicesMb, bareMb, settleSeconds };
 }
 
 /** The resident memory of `_bare_deno.ts` run with the services' flags, once it sat idle. */
-async function bareDenoRssMb(store: BenchConfig["store"]): Promise<number> {
+async function bareDenoRssMb(store: BenchConfig["store"], settleMs: number): Promise<number> {
   const script = join(import.meta.dirname!, "_bare_deno.ts");
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...SERVICE_RUN_FLAGS, script, store],
@@ -57,7 +72,7 @@ async function bareDenoRssMb(store: BenchConfig["store"]): Promise<number> {
       throw new Error("Cannot measure a bare Deno process as it did not load its dependencies");
     }
     reader.releaseLock();
-    await sleep(IDLE_SETTLE_MS);
+    await sleep(settleMs);
     const mb = await rssMb(child.pid);
     if (mb === undefined) throw new Error("Cannot read the memory of the bare Deno process");
     return mb;

@@ -215,7 +215,12 @@ export function formatReport(report: BenchReport): string {
     ]);
   }
   if (report.idle) {
-    rows.push(["bare Deno with the services' dependencies", `${report.idle.bareMb} MB`, "", ""]);
+    rows.push([
+      `bare Deno with the services' dependencies, ${report.idle.settleSeconds} s idle`,
+      `${report.idle.bareMb} MB`,
+      "",
+      "",
+    ]);
     for (const [service, mb] of Object.entries(report.idle.servicesMb)) {
       const check = target(`idle RSS ${service}`);
       rows.push([

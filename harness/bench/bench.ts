@@ -15,7 +15,7 @@
  */
 import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
-import { measureIdle } from "./_idle.ts";
+import { IDLE_SETTLE_SECONDS, measureIdle } from "./_idle.ts";
 import type { BenchConfig, MemoryPeaks, StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
@@ -56,6 +56,8 @@ export interface BenchOptions {
    * retention delete rows throughout the run: what the cleanup costs. @default {the services' own}
    */
   retention?: string;
+  /** Seconds each process sits idle before its idle memory is read. @default {IDLE_SETTLE_SECONDS} */
+  idleSeconds?: number;
   /** The measurements to run. @default {all} */
   only?: readonly Section[];
   /** Receives a line per step. @default {no output} */
@@ -80,11 +82,13 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     only = SECTIONS,
     cluster = false,
     retention,
+    idleSeconds = IDLE_SETTLE_SECONDS,
     log = () => {},
     command = "deno task bench",
   } = options;
-  for (const [name, value] of Object.entries({ backlog, orders, concurrency, rate, seconds })) {
-    if (!(value > 0) || (name !== "rate" && name !== "seconds" && !Number.isInteger(value))) {
+  const counts = { backlog, orders, concurrency };
+  for (const [name, value] of Object.entries({ ...counts, rate, seconds, idleSeconds })) {
+    if (!(value > 0) || (name in counts && !Number.isInteger(value))) {
       throw new RangeError(
         `Cannot run the benchmark as ${name} must be a positive number: current value is ${value}`,
       );
@@ -149,7 +153,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     ? await measureLatency(rate, seconds, primary, measure)
     : undefined;
   if (latency) log(`latency: p99 POST → notification ${latency.notified.p99} ms`);
-  const idle = wanted.has("idle") ? await measureIdle(primary, measure) : undefined;
+  const idle = wanted.has("idle")
+    ? await measureIdle(primary, { ...measure, settleSeconds: idleSeconds })
+    : undefined;
   if (idle) log(`idle: bare Deno ${idle.bareMb} MB, services ${JSON.stringify(idle.servicesMb)}`);
 
   const measured = scale.filter((row) => row.drain || row.endToEnd);
@@ -245,7 +251,10 @@ const USAGE = `Usage: deno task bench [options]
   --only LIST         some of ceiling,drain,e2e,latency,idle (default all)
   --cluster           also drain and end to end on a private three-node RabbitMQ
                       cluster started for the run, beside the single node
-  --quick             small numbers for a smoke run (backlog 2000, orders 500, 100/s for 3 s)
+  --idle-seconds N    how long each process sits idle before its idle memory is read
+                      (default 45: V8 gives back start-up's heap after about 30 s)
+  --quick             small numbers for a smoke run (backlog 2000, orders 500, 100/s for 3 s,
+                      idle 5 s)
   --json              print one JSON object (the steps go to stderr)`;
 
 /**
@@ -265,6 +274,7 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
       instances: { type: "string" },
       only: { type: "string" },
       retention: { type: "string" },
+      "idle-seconds": { type: "string" },
       quick: { type: "boolean" },
       cluster: { type: "boolean" },
       json: { type: "boolean" },
@@ -299,6 +309,7 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
     concurrency: positive("concurrency"),
     rate: positive("rate", quick ? 100 : undefined),
     seconds: positive("seconds", quick ? 3 : undefined),
+    idleSeconds: positive("idle-seconds", quick ? 5 : undefined),
     store: oneOf("store", ["sqlite", "postgres"] as const),
     instances,
     only,

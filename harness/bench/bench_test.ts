@@ -18,6 +18,7 @@ Deno.test(
       concurrency: 10,
       rate: 50,
       seconds: 1,
+      idleSeconds: 2,
     });
     const text = formatReport(report);
     assert.ok(report.ceiling && report.ceiling.msgPerSec > 0, text);
@@ -51,6 +52,8 @@ Deno.test("parseBenchArgs() reads lists and --quick, and names a bad option", ()
   assert.equal(options.store, "postgres");
   assert.deepEqual(options.instances, [1, 2, 3]);
   assert.equal(options.backlog, 2000);
+  assert.equal(options.idleSeconds, 5);
+  assert.equal(parseBenchArgs(["--idle-seconds", "30"]).idleSeconds, 30);
   assert.equal(options.cluster, false);
   assert.equal(parseBenchArgs(["--cluster"]).cluster, true);
   assert.equal(parseBenchArgs(["--only", "ceiling,e2e"]).only?.join(), "ceiling,e2e");
