@@ -63,7 +63,13 @@ if (import.meta.main) {
     }),
   ];
   const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
-  const app = serviceApp(inventoryRoutes(store), { store, broker, outages, log });
+  const app = serviceApp(inventoryRoutes(store), {
+    store,
+    broker,
+    outages,
+    log,
+    maxInFlight: config.httpMaxInFlight,
+  });
   const server = serveHttp(app, config.ports.inventory, log);
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),

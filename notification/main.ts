@@ -61,7 +61,13 @@ if (import.meta.main) {
   ];
   const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
   const routes = notificationRoutes(store, { auth: config.auth, log });
-  const app = serviceApp(routes, { store, broker, outages, log });
+  const app = serviceApp(routes, {
+    store,
+    broker,
+    outages,
+    log,
+    maxInFlight: config.httpMaxInFlight,
+  });
   const server = serveHttp(app, config.ports.notification, log);
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),

@@ -55,7 +55,13 @@ if (import.meta.main) {
     decisionTimeoutMs: config.orderDecisionTimeoutMs,
     auth: config.auth,
   });
-  const app = serviceApp(routes, { store, broker, outages, log });
+  const app = serviceApp(routes, {
+    store,
+    broker,
+    outages,
+    log,
+    maxInFlight: config.httpMaxInFlight,
+  });
   const server = serveHttp(app, config.ports.order, log);
   onShutdown(log, [
     server.shutdown,

@@ -591,18 +591,6 @@ Deno.test("orderRoutes() POST /orders/{id}/cancel of an unknown order is a JSON 
   });
 });
 
-Deno.test("serviceApp() is not ready while a consumer has not subscribed, and says which", async () => {
-  await withApp(async ({ app, store }) => {
-    const { log } = recordingLogger();
-    const outages = watchOutages(store, { log });
-    const broker = { connected: true, unattachedQueues: ["order-status"] } as unknown as Broker;
-    const response = await serviceApp(app, { store, broker, outages, log }).request("/ready");
-    assert.equal(response.status, 503);
-    assert.deepEqual((await response.json()).failed, { broker: "not consuming order-status yet" });
-    await outages.stop();
-  });
-});
-
 Deno.test("serviceApp() answers a wrong method with a JSON 405 and Allow, an unknown path with a JSON 404", async () => {
   await withApp(async ({ app, store }) => {
     const { log } = recordingLogger();

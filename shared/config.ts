@@ -14,6 +14,9 @@ const DEFAULT_STOCK =
 const port = z.string().regex(/^\d{1,5}$/, "digits only").transform(Number).pipe(
   z.number().max(65535),
 );
+const count = z.string().regex(/^\d{1,7}$/, "digits only").transform(Number).pipe(
+  z.number().int().min(1),
+);
 const rate = z.string().regex(/^(0|1|0?\.\d+|1\.0*)$/, "a decimal number").transform(Number)
   .pipe(z.number().min(0).max(1));
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
@@ -137,6 +140,8 @@ const configSchema = z.object({
   INBOX_RETENTION: duration.prefault("7d"),
   IDEMPOTENCY_KEY_RETENTION: duration.prefault("24h"),
   ORDER_DECISION_TIMEOUT: duration.prefault("120s"),
+  // A few seconds of the busiest load this system takes.
+  HTTP_MAX_IN_FLIGHT: count.prefault("1000"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
   // 32 bytes at least: RFC 7518 asks an HS256 key to be as long as the hash.
@@ -198,6 +203,8 @@ export interface Config {
   idempotencyKeyRetentionMs: number;
   /** How long an order may stay PENDING before it becomes EXPIRED, in milliseconds. */
   orderDecisionTimeoutMs: number;
+  /** Requests a service's own routes handle at once; more are answered 503. */
+  httpMaxInFlight: number;
   logLevel: "debug" | "info" | "warn" | "error";
   /** `json` outside a terminal, `pretty` in one, unless LOG_FORMAT says otherwise. */
   logFormat?: "json" | "pretty";
@@ -247,6 +254,7 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
     inboxRetentionMs: c.INBOX_RETENTION,
     idempotencyKeyRetentionMs: c.IDEMPOTENCY_KEY_RETENTION,
     orderDecisionTimeoutMs: c.ORDER_DECISION_TIMEOUT,
+    httpMaxInFlight: c.HTTP_MAX_IN_FLIGHT,
     logLevel: c.LOG_LEVEL,
     logFormat: c.LOG_FORMAT,
     auth: authConfig(c),
@@ -286,6 +294,7 @@ const EXPECTED: Record<string, string> = {
   INBOX_RETENTION: "a duration such as 30m, 24h or 7d",
   IDEMPOTENCY_KEY_RETENTION: "a duration such as 30m, 24h or 7d",
   ORDER_DECISION_TIMEOUT: "a duration such as 30s, 2m or 1h",
+  HTTP_MAX_IN_FLIGHT: "a positive integer",
   LOG_LEVEL: "one of debug, info, warn, error",
   LOG_FORMAT: "json or pretty",
   AUTH_JWT_SECRET: "a secret of at least 32 characters",

@@ -180,6 +180,13 @@ Deno.test("parseConfig() reads ORDER_DECISION_TIMEOUT, 120 s by default", () => 
   assertConfigError({ ORDER_DECISION_TIMEOUT: "soon" }, "ORDER_DECISION_TIMEOUT", "soon");
 });
 
+Deno.test("parseConfig() reads HTTP_MAX_IN_FLIGHT, 1000 by default", () => {
+  assert.equal(parseConfig({}, "order").httpMaxInFlight, 1000);
+  assert.equal(parseConfig({ HTTP_MAX_IN_FLIGHT: "50" }, "order").httpMaxInFlight, 50);
+  assertConfigError({ HTTP_MAX_IN_FLIGHT: "0" }, "HTTP_MAX_IN_FLIGHT", "0");
+  assertConfigError({ HTTP_MAX_IN_FLIGHT: "lots" }, "HTTP_MAX_IN_FLIGHT", "lots");
+});
+
 Deno.test("parseConfig() rejects an INVENTORY_STOCK pair without a quantity", () => {
   assertConfigError({ INVENTORY_STOCK: "burger" }, "INVENTORY_STOCK", "burger");
 });

@@ -21,16 +21,22 @@ export interface ServiceAppOptions {
   /** The store's outages: `/ready` reports a pause, and a request that meets one gets a 503. */
   outages: OutageWatch;
   log: Logger;
+  /**
+   * Requests of `routes` handled at once; the next ones are answered 503 with `Retry-After`, so that
+   * a database falling behind makes clients wait outside rather than requests pile up inside.
+   * `/health`, `/ready` and `/metrics` always answer. @default {no limit}
+   */
+  maxInFlight?: number;
 }
 
 /**
  * The service's whole app: `GET /health` (the process answers), `GET /ready` (database and broker
  * work, every consumer subscribed), `GET /metrics` (Prometheus text), and the service's own `routes`, every request counted
- * and timed. A request that fails for an outage of the database is answered 503 with
- * `Retry-After`; any other failure 500; both as JSON.
+ * and timed. A request that fails for an outage of the database, or that finds `maxInFlight`
+ * requests in hand, is answered 503 with `Retry-After`; any other failure 500; all as JSON.
  */
 export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
-  const { store, broker, outages, log } = options;
+  const { store, broker, outages, log, maxInFlight = Infinity } = options;
   const app = new Hono();
   app.use(async function recordHttpMetrics(c, next) {
     const started = performance.now();
@@ -58,6 +64,20 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
   });
   app.get("/metrics", async (c) => {
     return c.body(await renderMetrics(), 200, { "content-type": METRICS_CONTENT_TYPE });
+  });
+  // After the routes above, which answer without calling on: they are never refused.
+  let inFlight = 0;
+  app.use(async function limitRequestsInFlight(c, next) {
+    if (inFlight >= maxInFlight) {
+      c.header("Retry-After", "1");
+      return c.json({ error: `over ${maxInFlight} requests in flight, try again later` }, 503);
+    }
+    inFlight++;
+    try {
+      await next();
+    } finally {
+      inFlight--;
+    }
   });
   app.route("/", routes);
   app.notFound(function answerUnmatched(c) {

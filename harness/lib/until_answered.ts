@@ -64,7 +64,7 @@ export async function placeUntilAnswered(
         }
         error = `POST /order answered ${response.status}: ${text.slice(0, 200)}`;
         if (FINAL_STATUSES.has(response.status)) break;
-        // A 503 of a service whose database is out says when to ask again.
+        // A 503 (the database is out, or too many requests are in hand) says when to ask again.
         const retryAfterS = Number(response.headers.get("retry-after"));
         if (retryAfterS > 0) pauseMs = Math.min(retryAfterS * 1000, deadline - Date.now());
       } catch (cause) {
