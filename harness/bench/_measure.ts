@@ -114,6 +114,8 @@ export interface DrainResult {
   cpuCores: CpuCores;
   /** Deadlocks in the PostgreSQL database; absent on SQLite. */
   deadlocks?: number;
+  /** Inbox rows that retention deleted while it drained: none unless its window is seconds. */
+  retentionDeletedRows: number;
 }
 
 /**
@@ -166,8 +168,20 @@ export async function measureDrain(
       msgPerSecWithStartup: Math.round(messages / ((ended - spawned) / 1000)),
       cpuCores,
       ...await deadlocksOf(bench),
+      retentionDeletedRows: await retentionDeletedRows(urls),
     };
   });
+}
+
+/** Rows that retention deleted so far in the services at `urls`, every table together. */
+async function retentionDeletedRows(urls: string[]): Promise<number> {
+  let rows = 0;
+  for (const url of urls) {
+    for (const table of ["inbox", "idempotency_keys"]) {
+      rows += await readMetric(url, "campus_food_retention_deleted_rows_total", { table });
+    }
+  }
+  return rows;
 }
 
 async function deadlocksOf(bench: BenchStack): Promise<{ deadlocks?: number }> {
@@ -301,6 +315,8 @@ export interface LatencyResult {
   confirmed: Percentiles;
   /** From sending the POST until the notification service logged the student's message. */
   notified: Percentiles;
+  /** Rows that retention deleted in the three services meanwhile: none unless its window is seconds. */
+  retentionDeletedRows: number;
 }
 
 /**
@@ -372,6 +388,7 @@ export async function measureLatency(
       http: percentiles(httpMs),
       confirmed: percentiles(since(confirmedAt)),
       notified: percentiles(since(notifiedAt)),
+      retentionDeletedRows: await retentionDeletedRows(services.map((name) => stack.url(name))),
     };
   });
 }

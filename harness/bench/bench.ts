@@ -135,7 +135,10 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     if (wanted.has("drain")) {
       row.drain = await measureDrain(backlog, config, measure);
       if (ceiling) row.drainRatio = round(row.drain.msgPerSec / ceiling.msgPerSec, 2);
-      log(`drain (${config.store} ×${config.instances}): ${row.drain.msgPerSec} msg/s`);
+      log(
+        `drain (${config.store} ×${config.instances}): ${row.drain.msgPerSec} msg/s` +
+          deletedNote(row.drain.retentionDeletedRows),
+      );
     }
     if (wanted.has("e2e")) {
       row.endToEnd = await measureEndToEnd(orders, { ...config, concurrency }, measure);
@@ -152,7 +155,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const latency = wanted.has("latency")
     ? await measureLatency(rate, seconds, primary, measure)
     : undefined;
-  if (latency) log(`latency: p99 POST → notification ${latency.notified.p99} ms`);
+  if (latency) {
+    log(
+      `latency: p99 POST → notification ${latency.notified.p99} ms` +
+        deletedNote(latency.retentionDeletedRows),
+    );
+  }
   const idle = wanted.has("idle")
     ? await measureIdle(primary, { ...measure, settleSeconds: idleSeconds })
     : undefined;
@@ -188,6 +196,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     durationSeconds: round((performance.now() - began) / 1000, 1),
   };
   return report;
+}
+
+/** Says how many rows retention deleted during a measurement, when it deleted any. */
+function deletedNote(rows: number): string {
+  return rows > 0 ? `; retention deleted ${rows} rows meanwhile` : "";
 }
 
 /**
