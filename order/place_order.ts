@@ -8,6 +8,7 @@ import { type OrderItem, orderPlaced } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
 import { newId } from "../shared/ids.ts";
 import { childTraceparent } from "../shared/trace.ts";
+import { DEFAULT_ORDER_DECISION_TIMEOUT_MS } from "../shared/config.ts";
 import {
   claimIdempotencyKey,
   findIdempotencyKey,
@@ -34,7 +35,10 @@ export interface PlaceOrderOptions {
   idempotencyKey?: string;
   /** The trace the `OrderPlaced` message carries. @default {a new trace} */
   traceparent?: string;
-  /** `ORDER_DECISION_TIMEOUT` in milliseconds, which sets the order's `decide_by`. @default {120000} */
+  /**
+   * `ORDER_DECISION_TIMEOUT` in milliseconds, which sets the order's `decide_by`.
+   * @default {DEFAULT_ORDER_DECISION_TIMEOUT_MS}
+   */
   decisionTimeoutMs?: number;
 }
 
@@ -44,7 +48,11 @@ export async function placeOrder(
   request: OrderRequest,
   options: PlaceOrderOptions = {},
 ): Promise<PlaceResult> {
-  const { idempotencyKey, traceparent = childTraceparent(), decisionTimeoutMs = 120_000 } = options;
+  const {
+    idempotencyKey,
+    traceparent = childTraceparent(),
+    decisionTimeoutMs = DEFAULT_ORDER_DECISION_TIMEOUT_MS,
+  } = options;
   const requestHash = idempotencyKey === undefined ? "" : await hashRequest(request);
   return store.transaction(async (tx) => {
     const placedAt = Date.now();

@@ -36,7 +36,10 @@ const idempotencyKeySchema = z.string().min(1).max(255).optional();
 export interface OrderRoutesOptions {
   /** Logs each accepted order. @default {no log} */
   log?: Logger;
-  /** `ORDER_DECISION_TIMEOUT` in milliseconds, carried by each `OrderPlaced`. @default {120000} */
+  /**
+   * `ORDER_DECISION_TIMEOUT` in milliseconds, carried by each `OrderPlaced`.
+   * @default {DEFAULT_ORDER_DECISION_TIMEOUT_MS}
+   */
   decisionTimeoutMs?: number;
   /** How bearer tokens are checked. @default {not at all: anyone may act for any student} */
   auth?: AuthConfig;

@@ -11,6 +11,9 @@ import { redact } from "./redact.ts";
 const DEFAULT_STOCK =
   "burger=500,fries=500,salad=300,pizza=300,wrap=300,soda=1000,coffee=1000,cookie=800";
 
+/** How long an order may stay PENDING, unless `ORDER_DECISION_TIMEOUT` says otherwise. */
+export const DEFAULT_ORDER_DECISION_TIMEOUT_MS = 120_000;
+
 const port = z.string().regex(/^\d{1,5}$/, "digits only").transform(Number).pipe(
   z.number().max(65535),
 );
@@ -139,7 +142,7 @@ const configSchema = z.object({
   RETRY_DELAYS: durations.prefault("1s,5s,30s"),
   INBOX_RETENTION: duration.prefault("7d"),
   IDEMPOTENCY_KEY_RETENTION: duration.prefault("24h"),
-  ORDER_DECISION_TIMEOUT: duration.prefault("120s"),
+  ORDER_DECISION_TIMEOUT: duration.prefault(`${DEFAULT_ORDER_DECISION_TIMEOUT_MS / 1000}s`),
   // A few seconds of the busiest load this system takes.
   HTTP_MAX_IN_FLIGHT: count.prefault("1000"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
