@@ -28,6 +28,7 @@ if (import.meta.main) {
   const store = await openStore(config.dataDir, "inventory", {
     migrations: INVENTORY_MIGRATIONS,
     databaseUrl: config.databaseUrl,
+    waitForServer: { log },
   });
   await seedStock(store, config.initialStock);
   const broker = connectBroker(config.amqpUrls, {

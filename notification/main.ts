@@ -26,6 +26,7 @@ if (import.meta.main) {
   const store = await openStore(config.dataDir, "notification", {
     migrations: NOTIFICATION_MIGRATIONS,
     databaseUrl: config.databaseUrl,
+    waitForServer: { log },
   });
   const broker = connectBroker(config.amqpUrls, {
     log,

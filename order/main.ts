@@ -28,6 +28,7 @@ if (import.meta.main) {
   const store = await openStore(config.dataDir, "order", {
     migrations: ORDER_MIGRATIONS,
     databaseUrl: config.databaseUrl,
+    waitForServer: { log },
   });
   const broker = connectBroker(config.amqpUrls, {
     log,

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { setImmediate } from "node:timers";
 // @ts-types="@types/pg"
 import type pg from "pg";
-import { errorChain } from "./log.ts";
+import { describeError, errorChain, type Logger } from "./log.ts";
 
 /** A value bound to a `?` placeholder. */
 export type SqlValue = string | number | null | Uint8Array;
@@ -137,7 +137,17 @@ export interface StoreOptions {
    * shared by every instance of the service. @default {SQLite under `dataDir`}
    */
   databaseUrl?: string;
+  /**
+   * Wait for a PostgreSQL server that cannot be reached at start (down, starting up, refusing
+   * connections), trying again with backoff and a line in `log` when it first fails, instead of
+   * rejecting at once: a service started before its database comes up when it does.
+   * @default {reject at once}
+   */
+  waitForServer?: { log: Logger };
 }
+
+/** The longest pause between two attempts to reach a PostgreSQL server at start, in milliseconds. */
+const MAX_START_RETRY_MS = 5000;
 
 /**
  * Opens the store of the service `name` and applies its pending migrations: SQLite in
@@ -151,7 +161,7 @@ export async function openStore(
   name: string,
   options: StoreOptions,
 ): Promise<Store> {
-  if (options.databaseUrl) return await openPostgres(options.databaseUrl, name, options.migrations);
+  if (options.databaseUrl) return await openPostgres(options.databaseUrl, name, options);
   await Deno.mkdir(dataDir, { recursive: true });
   const db = new DatabaseSync(join(dataDir, `${name}.db`));
   // The timeout first: switching to WAL needs a lock that another process may hold for a moment.
@@ -281,7 +291,8 @@ const RERUN_SQLSTATES = new Set(["40P01", "40001"]);
 /** Runs of a transaction that PostgreSQL keeps aborting for a deadlock, before its error is thrown. */
 const TRANSACTION_RUNS = 5;
 
-async function openPostgres(url: string, name: string, migrations: Migration[]): Promise<Store> {
+async function openPostgres(url: string, name: string, options: StoreOptions): Promise<Store> {
+  const { migrations, waitForServer } = options;
   // Loaded only here: a service on SQLite does not carry the driver in its memory.
   const { default: pg } = await import("pg");
   // BIGINT and COUNT(*) arrive as strings by default; every value here fits in a double.
@@ -375,30 +386,54 @@ async function openPostgres(url: string, name: string, migrations: Migration[]):
       ),
     close: () => closing ??= pool.end(),
   };
-  await withClient(async (client) => {
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch(async (error) => {
-      // Two instances starting together may race to create it; the loser finds it there.
-      if (
-        !(await client.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schema])).rowCount
-      ) {
+  async function prepare(): Promise<void> {
+    await withClient(async (client) => {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch(async (error) => {
+        // Two instances starting together may race to create it; the loser finds it there.
+        if (
+          !(await client.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schema])).rowCount
+        ) {
+          throw error;
+        }
+      });
+    });
+    await withClient(async (client) => {
+      await client.query("BEGIN");
+      try {
+        // Instances starting together migrate one at a time.
+        await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`migrate ${schema}`]);
+        // A script without parameters goes as a simple query, which may hold several statements.
+        await migrate(txOf(client), migrations, (m) => client.query(m.postgres ?? m.sql));
+        await client.query("COMMIT");
+      } catch (error) {
+        await client.query("ROLLBACK").catch(() => {});
         throw error;
       }
     });
-  });
-  await withClient(async (client) => {
-    await client.query("BEGIN");
+  }
+  for (let failures = 0;; failures++) {
     try {
-      // Instances starting together migrate one at a time.
-      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`migrate ${schema}`]);
-      // A script without parameters goes as a simple query, which may hold several statements.
-      await migrate(txOf(client), migrations, (m) => client.query(m.postgres ?? m.sql));
-      await client.query("COMMIT");
+      await prepare();
+      if (failures > 0) {
+        waitForServer?.log.info("reached the database", { failed_attempts: failures });
+      }
+      return store;
     } catch (error) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw error;
+      if (!waitForServer || !store.isOutage(error)) {
+        await pool.end().catch(() => {});
+        throw error;
+      }
+      if (failures === 0) {
+        waitForServer.log.warn("cannot reach the database, retrying", {
+          error: describeError(error),
+        });
+      }
+      const ceiling = Math.min(MAX_START_RETRY_MS, 200 * 2 ** Math.min(failures, 8));
+      await new Promise((resolve) =>
+        setTimeout(resolve, ceiling / 2 + Math.random() * ceiling / 2)
+      );
     }
-  });
-  return store;
+  }
 }
 
 async function migrate(

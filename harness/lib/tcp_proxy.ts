@@ -11,6 +11,8 @@ export interface TcpProxy {
   port: number;
   /** Closes every proxied connection and refuses new ones until `restore()`. */
   cut(): void;
+  /** Connections refused so far while cut: how often a client tried. */
+  readonly refused: number;
   restore(): void;
   close(): void;
 }
@@ -20,6 +22,7 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const open = new Set<Deno.Conn>();
   let isCut = false;
+  let refused = 0;
 
   function closeQuietly(conn: Deno.Conn): void {
     open.delete(conn);
@@ -39,6 +42,7 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
   (async () => {
     for await (const client of listener) {
       if (isCut) {
+        refused++;
         closeQuietly(client);
         continue;
       }
@@ -58,6 +62,9 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
 
   return {
     port: (listener.addr as Deno.NetAddr).port,
+    get refused() {
+      return refused;
+    },
     cut() {
       isCut = true;
       for (const conn of [...open]) closeQuietly(conn);

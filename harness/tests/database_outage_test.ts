@@ -167,6 +167,50 @@ for (const service of SERVICES) {
   );
 }
 
+Deno.test(
+  "a service started while its PostgreSQL cannot be reached waits for it, and takes orders once it answers, against the broker",
+  { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  async () => {
+    const database = await createDatabase();
+    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: postgresPort(database.url) });
+    proxy.cut();
+    try {
+      await withStack({
+        env: { DATABASE_URL: database.url },
+        services: ["inventory", "notification"],
+      }, async (stack) => {
+        // It listens only once its database answered: start() resolves then, or rejects if it exits.
+        const starting = stack.start("order", { DATABASE_URL: viaProxy(database.url, proxy) });
+        await waitFor("order to try its database again", () => proxy.refused >= 3, {
+          timeoutMs: 15_000,
+        });
+        proxy.restore();
+        const order = await starting;
+        const messages = order.logs.map((line) => line.msg);
+        assert.equal(
+          messages.filter((msg) => msg === "cannot reach the database, retrying").length,
+          1,
+        );
+        assert.ok(messages.includes("reached the database"), JSON.stringify(messages));
+        await waitReady(stack);
+        const response = await postOrder(order.url, {
+          user_id: "u1",
+          items: [{ sku: "burger", qty: 1 }],
+        });
+        assert.equal(response.status, 202);
+        const { order_id } = await response.json();
+        await waitFor(
+          "the order to be confirmed",
+          async () => await orderStatus(stack, order_id) === "CONFIRMED",
+        );
+      });
+    } finally {
+      proxy.close();
+      await database.drop();
+    }
+  },
+);
+
 function postgresPort(url: string): number {
   return Number(new URL(url).port) || 5432;
 }
