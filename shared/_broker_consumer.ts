@@ -63,7 +63,7 @@ export class ConsumerState {
     this.prefetch = options.prefetch;
   }
 
-  /** True once it has a channel on the current connection and is subscribed, or paused on purpose. */
+  /** True once it is subscribed on a channel of the current connection, or paused on purpose. */
   get attached(): boolean {
     return this.#channel !== undefined && (this.#paused || this.#consumerTag !== undefined);
   }

@@ -31,9 +31,10 @@ export interface ServiceAppOptions {
 
 /**
  * The service's whole app: `GET /health` (the process answers), `GET /ready` (database and broker
- * work, every consumer subscribed), `GET /metrics` (Prometheus text), and the service's own `routes`, every request counted
- * and timed. A request that fails for an outage of the database, or that finds `maxInFlight`
- * requests in hand, is answered 503 with `Retry-After`; any other failure 500; all as JSON.
+ * work, every consumer subscribed), `GET /metrics` (Prometheus text), and the service's own
+ * `routes`, every request counted and timed. A request that fails for an outage of the database,
+ * or that finds `maxInFlight` requests in hand, is answered 503 with `Retry-After`; any other
+ * failure 500; all as JSON.
  */
 export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
   const { store, broker, outages, log, maxInFlight = Infinity } = options;

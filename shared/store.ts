@@ -386,7 +386,7 @@ async function openPostgres(url: string, name: string, options: StoreOptions): P
       ),
     close: () => closing ??= pool.end(),
   };
-  async function prepare(): Promise<void> {
+  async function createSchemaAndMigrate(): Promise<void> {
     await withClient(async (client) => {
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch(async (error) => {
         // Two instances starting together may race to create it; the loser finds it there.
@@ -413,7 +413,7 @@ async function openPostgres(url: string, name: string, options: StoreOptions): P
   }
   for (let failures = 0;; failures++) {
     try {
-      await prepare();
+      await createSchemaAndMigrate();
       if (failures > 0) {
         waitForServer?.log.info("reached the database", { failed_attempts: failures });
       }
