@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import type { Store } from "./store.ts";
+import { type Store, tryLockForTransaction } from "./store.ts";
 import { STORE_KINDS } from "./_test_stores.ts";
 import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION, inboxRetention } from "./inbox.ts";
 import { deleteExpired } from "./retention.ts";
 
 const HOUR_MS = 3_600_000;
+const POSTGRES_STORE = STORE_KINDS.find((kind) => kind.name === "postgres");
 const NOW = Date.parse("2026-11-27T12:00:00.000Z");
 
 /** Inserts `count` inbox rows received `ageMs` before NOW, with ids `<prefix>-<n>`. */
@@ -62,3 +63,41 @@ for (const kind of STORE_KINDS) {
     });
   });
 }
+
+Deno.test({
+  name:
+    "deleteExpired() skips a round while another instance cleans the table, but not while another service cleans its own (postgres)",
+  ignore: POSTGRES_STORE === undefined,
+  async fn() {
+    const migrations = [INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION];
+    await POSTGRES_STORE!.with("retention_a", migrations, async (store, reopen) => {
+      const instance = await reopen();
+      await POSTGRES_STORE!.with("retention_b", migrations, async (otherService) => {
+        await insertInbox(store, "old", 5, 2 * HOUR_MS);
+        const rule = inboxRetention(HOUR_MS);
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => release = resolve);
+        let locked!: () => void;
+        const lockTaken = new Promise<void>((resolve) => locked = resolve);
+        const holding = otherService.transaction(async (tx) => {
+          assert.ok(await tryLockForTransaction(tx, "retention inbox"));
+          locked();
+          await held;
+        });
+        try {
+          await lockTaken;
+          assert.equal(await deleteExpired(store, rule, { now: NOW }), 5);
+          await insertInbox(store, "older", 3, 3 * HOUR_MS);
+          await instance.transaction(async (tx) => {
+            assert.ok(await tryLockForTransaction(tx, "retention inbox"));
+            assert.equal(await deleteExpired(store, rule, { now: NOW }), 0);
+          });
+        } finally {
+          release();
+          await holding;
+        }
+        assert.equal(await deleteExpired(store, rule, { now: NOW }), 3);
+      });
+    });
+  },
+});

@@ -28,14 +28,23 @@ export function jsonArrayTable(dialect: Dialect): string {
 }
 
 /**
- * Takes the lock called `name` until `tx` ends, if no other instance holds it: on PostgreSQL a
- * transaction-level advisory lock, on SQLite always (one process owns its file).
+ * The SQL of an advisory lock's key for the name `nameSql` in the store's own schema: advisory locks
+ * belong to the whole database, which the services may share, and one service's lock must not hold
+ * up another's.
+ */
+function advisoryKey(nameSql: string): string {
+  return `hashtext(current_schema() || ' ' || ${nameSql})`;
+}
+
+/**
+ * Takes the lock called `name` until `tx` ends, if no other instance of the service holds it: on
+ * PostgreSQL a transaction-level advisory lock, on SQLite always (one process owns its file).
  * @returns false when another instance holds it
  */
 export async function tryLockForTransaction(tx: Tx, name: string): Promise<boolean> {
   if (tx.dialect === "sqlite") return true;
   const row = await tx.get<{ locked: boolean }>(
-    "SELECT pg_try_advisory_xact_lock(hashtext(?)) AS locked",
+    `SELECT pg_try_advisory_xact_lock(${advisoryKey("?")}) AS locked`,
     name,
   );
   return row?.locked === true;
@@ -52,7 +61,8 @@ export async function lockForTransaction(tx: Tx, names: readonly string[]): Prom
   if (tx.dialect === "sqlite" || names.length === 0) return;
   // A function scan yields the array's elements in order, and each row takes its lock in turn.
   await tx.all(
-    "SELECT pg_advisory_xact_lock(hashtext(value)) FROM json_array_elements_text(?::json)",
+    `SELECT pg_advisory_xact_lock(${advisoryKey("value")})
+       FROM json_array_elements_text(?::json)`,
     JSON.stringify([...new Set(names)].sort()),
   );
 }
