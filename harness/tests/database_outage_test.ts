@@ -181,9 +181,15 @@ Deno.test(
       }, async (stack) => {
         // It listens only once its database answered: start() resolves then, or rejects if it exits.
         const starting = stack.start("order", { DATABASE_URL: viaProxy(database.url, proxy) });
-        await waitFor("order to try its database again", () => proxy.refused >= 3, {
-          timeoutMs: 15_000,
-        });
+        // A start that fails (the service exited) is reported where it is awaited, below; until
+        // then its rejection must not end the test before the stack and the database are cleaned up.
+        let exited = false;
+        starting.catch(() => exited = true);
+        await waitFor(
+          "order to try its database again",
+          () => exited || proxy.refused >= 3,
+          { timeoutMs: 15_000 },
+        );
         proxy.restore();
         const order = await starting;
         const messages = order.logs.map((line) => line.msg);
