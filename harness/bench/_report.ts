@@ -226,7 +226,7 @@ export function formatReport(report: BenchReport): string {
       rows.push([
         `  idle RSS ${service}`,
         check?.measured ?? `${mb} MB`,
-        "≤ bare + 10 MB",
+        check?.target ?? "",
         verdict(check),
       ]);
     }

@@ -40,6 +40,11 @@ export interface BenchConfig {
   env?: Record<string, string>;
 }
 
+/** The environment that sets both retention windows of the services to `window`, such as `5m`. */
+export function retentionEnv(window: string): Record<string, string> {
+  return { INBOX_RETENTION: window, IDEMPOTENCY_KEY_RETENTION: window };
+}
+
 /** Memory per service in MB, the largest of its instances and stacks. */
 export type PeakRss = Partial<Record<ServiceName, number>>;
 
@@ -112,10 +117,10 @@ export async function publishAll(
  */
 export async function withBenchStack<T>(
   config: BenchConfig,
-  options: { services: ServiceName[]; memory: MemoryPeaks; env?: Record<string, string> },
+  options: { services: ServiceName[]; memory: MemoryPeaks },
   fn: (bench: BenchStack) => Promise<T>,
 ): Promise<T> {
-  const { services, memory, env: extraEnv = {} } = options;
+  const { services, memory } = options;
   const database = config.store === "postgres"
     ? await createDatabase(config.databaseServer)
     : undefined;
@@ -126,7 +131,6 @@ export async function withBenchStack<T>(
     const env: Record<string, string> = {
       INVENTORY_STOCK: stockEnv(menuStock(STOCK_PER_SKU)),
       ...config.env,
-      ...extraEnv,
     };
     if (database) env.DATABASE_URL = database.url;
     return await withStack({ env, services, broker: config.broker }, async (stack) => {

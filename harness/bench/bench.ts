@@ -16,7 +16,7 @@
 import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
 import { IDLE_SETTLE_SECONDS, measureIdle } from "./_idle.ts";
-import type { BenchConfig, MemoryPeaks, StoreKind } from "./_stack.ts";
+import { type BenchConfig, type MemoryPeaks, retentionEnv, type StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
 import { round } from "../lib/format.ts";
@@ -109,9 +109,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
       `Cannot run the benchmark as retention must be a duration such as 5s: current value is "${retention}"`,
     );
   }
-  const env = retention === undefined
-    ? undefined
-    : { INBOX_RETENTION: retention, IDEMPOTENCY_KEY_RETENTION: retention };
+  const env = retention === undefined ? undefined : retentionEnv(retention);
   const began = performance.now();
   const machine = await describeMachine();
   const loadAverageBefore = loadAverage();

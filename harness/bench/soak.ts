@@ -13,7 +13,13 @@ import { DatabaseSync } from "node:sqlite";
 import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
 // @ts-types="@types/pg"
 import pg from "pg";
-import { type BenchStack, type MemoryPeaks, type StoreKind, withBenchStack } from "./_stack.ts";
+import {
+  type BenchStack,
+  type MemoryPeaks,
+  retentionEnv,
+  type StoreKind,
+  withBenchStack,
+} from "./_stack.ts";
 import { startPostgresServer } from "../lib/postgres_server.ts";
 import { notificationSent } from "../lib/effects.ts";
 import { percentiles, privateRssMb, rssMb } from "./_stats.ts";
@@ -103,13 +109,17 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
   }
   const settings = { minutes, rate, store, privatePostgres, retention, intervalSeconds, chart };
   const peaks: MemoryPeaks = { rssMb: {}, privateMb: {} };
-  const env = { INBOX_RETENTION: retention, IDEMPOTENCY_KEY_RETENTION: retention };
   const server = store === "postgres" && privatePostgres ? await startPostgresServer() : undefined;
   try {
-    const config = { store, instances: 1, databaseServer: server?.url };
+    const config = {
+      store,
+      instances: 1,
+      databaseServer: server?.url,
+      env: retentionEnv(retention),
+    };
     return await withBenchStack(
       config,
-      { services: [...SERVICES], memory: peaks, env },
+      { services: [...SERVICES], memory: peaks },
       (bench) => soakStack(bench, { ...settings, retentionMs, peaks, log }),
     );
   } finally {
