@@ -150,7 +150,7 @@ const configSchema = z.object({
   // 32 bytes at least: RFC 7518 asks an HS256 key to be as long as the hash.
   AUTH_JWT_SECRET: z.string().min(32).optional(),
   AUTH_JWKS_URL: jwksUrl.optional(),
-  AUTH_AUDIENCE: z.string().min(1).optional(),
+  AUTH_AUDIENCE: z.string().trim().min(1).optional(),
   AUTH_ISSUER: z.string().min(1).optional(),
   AMQP_CA_FILE: pemFile.optional(),
   AMQP_CERT_FILE: pemFile.optional(),
@@ -161,6 +161,15 @@ const configSchema = z.object({
       code: "custom",
       path: ["AUTH_JWKS_URL"],
       message: "AUTH_JWT_SECRET is set too: set one of them",
+    });
+  }
+  // An identity provider issues tokens to many applications: without the audience, an admin
+  // token it issued to any of them would be an admin token here.
+  if (c.AUTH_JWKS_URL && !c.AUTH_AUDIENCE) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["AUTH_AUDIENCE"],
+      message: "AUTH_JWKS_URL is set, and a shared identity provider's tokens need their audience",
     });
   }
   if ((c.AUTH_AUDIENCE || c.AUTH_ISSUER) && !c.AUTH_JWT_SECRET && !c.AUTH_JWKS_URL) {
@@ -302,7 +311,7 @@ const EXPECTED: Record<string, string> = {
   LOG_FORMAT: "json or pretty",
   AUTH_JWT_SECRET: "a secret of at least 32 characters",
   AUTH_JWKS_URL: "the https:// URL of a JSON Web Key Set, given alone",
-  AUTH_AUDIENCE: "the audience tokens are issued for, with AUTH_JWT_SECRET or AUTH_JWKS_URL",
+  AUTH_AUDIENCE: "the audience tokens are issued for: required with AUTH_JWKS_URL",
   AUTH_ISSUER: "the issuer of the tokens, with AUTH_JWT_SECRET or AUTH_JWKS_URL",
   AMQP_CA_FILE: "a readable PEM file",
   AMQP_CERT_FILE: "a readable PEM file, given with AMQP_KEY_FILE",

@@ -274,7 +274,10 @@ Deno.test("parseConfig() rejects a JWKS URL over plain http to another host, and
     "AUTH_JWKS_URL",
     "http://id.example/jwks.json",
   );
-  assert.ok(parseConfig({ AUTH_JWKS_URL: "http://127.0.0.1:9/jwks" }, "order").auth);
+  assert.ok(
+    parseConfig({ AUTH_JWKS_URL: "http://127.0.0.1:9/jwks", AUTH_AUDIENCE: "campus-food" }, "order")
+      .auth,
+  );
   assertConfigError(
     { AUTH_JWT_SECRET: SECRET, AUTH_JWKS_URL: "https://id.example/jwks" },
     "AUTH_JWKS_URL",
@@ -343,4 +346,27 @@ Deno.test("parseConfig() reads the PEM files of AMQP_CA_FILE, AMQP_CERT_FILE and
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("parseConfig() requires AUTH_AUDIENCE with AUTH_JWKS_URL, in one line naming it", () => {
+  const jwks = "https://id.example/.well-known/jwks.json";
+  for (const audience of [undefined, "", "  "]) {
+    assert.throws(
+      () => parseConfig({ AUTH_JWKS_URL: jwks, AUTH_AUDIENCE: audience }, "order"),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+        assert.ok(!error.message.includes("\n"), "the message is one line");
+        assert.match(
+          error.message,
+          /^Cannot start order as AUTH_AUDIENCE must be the audience tokens are issued for: required with AUTH_JWKS_URL: current value is /,
+        );
+        return true;
+      },
+      `AUTH_AUDIENCE=${JSON.stringify(audience)}`,
+    );
+  }
+  const auth = parseConfig({ AUTH_JWKS_URL: jwks, AUTH_AUDIENCE: "campus-food" }, "order").auth;
+  assert.deepEqual(auth, { jwksUrl: jwks, audience: "campus-food", issuer: undefined });
+  // A shared secret is this system's own: no other application holds it, so no audience is needed.
+  assert.equal(parseConfig({ AUTH_JWT_SECRET: SECRET }, "order").auth?.audience, undefined);
 });
