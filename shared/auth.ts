@@ -97,7 +97,14 @@ export function authenticate(
       await next();
     };
   }
-  const verification = { aud: config.audience, iss: config.issuer };
+  // Hono checks exp, nbf and iat to the second, with no leeway: they are checked below instead.
+  const verification = {
+    aud: config.audience,
+    iss: config.issuer,
+    exp: false,
+    nbf: false,
+    iat: false,
+  };
   const check = "jwtSecret" in config
     ? jwt({ secret: config.jwtSecret, alg: "HS256", verification })
     : jwk({ keys: cachedKeySet(config.jwksUrl, options), alg: ASYMMETRIC, verification });
@@ -118,15 +125,22 @@ export function authenticate(
       return c.json({ error: "cannot check tokens now, try again later" }, 503);
     }
     const payload = c.get("jwtPayload") as JWTPayload;
-    const caller = callerFrom(payload);
+    const caller = callerFrom(payload, Date.now() / 1000);
     if (typeof caller === "string") {
       return unauthorized(c, new HTTPException(401, { message: caller }));
     }
-    verified.remember(token!, caller, payload.exp!);
+    verified.remember(token!, caller, payload.exp! + CLOCK_LEEWAY_S);
     c.set("caller", caller);
     await next();
   };
 }
+
+/**
+ * How far, in seconds, the clocks of the identity provider and of this machine may disagree:
+ * `exp` is honoured this much after it passed, `nbf` and `iat` this much before they come. Without
+ * it a token minted on a clock a second ahead is refused at once, and one near its `exp` flaps.
+ */
+export const CLOCK_LEEWAY_S = 30;
 
 /** How long a verified token is taken on trust, in milliseconds, at most: its `exp` comes first. */
 const VERIFIED_FOR_MS = 60_000;
@@ -151,25 +165,43 @@ class VerifiedTokens {
     return undefined;
   }
 
-  remember(token: string, caller: Caller, expSeconds: number): void {
+  /** Takes `token` on trust until `untilSeconds` (unix seconds) at most. */
+  remember(token: string, caller: Caller, untilSeconds: number): void {
     // Map keeps insertion order: the first key is the oldest.
     if (this.#tokens.size >= VERIFIED_MAX) this.#tokens.delete(this.#tokens.keys().next().value!);
-    const untilMs = Math.min(expSeconds * 1000, Date.now() + VERIFIED_FOR_MS);
+    const untilMs = Math.min(untilSeconds * 1000, Date.now() + VERIFIED_FOR_MS);
     this.#tokens.set(token, { caller, untilMs });
   }
 }
 
-/** The caller a verified token names, or why it names none. */
-function callerFrom(payload: JWTPayload): Caller | string {
-  const { sub, exp, role, roles } = payload;
+/**
+ * The caller a token with a good signature names at `nowSeconds`, or why it names none: its times
+ * are checked here with {@linkcode CLOCK_LEEWAY_S}.
+ */
+function callerFrom(payload: JWTPayload, nowSeconds: number): Caller | string {
+  const { sub, exp, nbf, iat, role, roles } = payload;
   if (typeof sub !== "string" || sub.length < 1 || sub.length > 128) {
     return "token verification failure: sub must name the user in 1-128 characters";
   }
   // A token that never expires cannot be taken back: refuse to honour one.
-  if (typeof exp !== "number") return "token verification failure: exp is missing";
+  if (exp === undefined) return "token verification failure: exp is missing";
+  if (!isTime(exp) || exp + CLOCK_LEEWAY_S <= nowSeconds) {
+    return "token verification failure: the token expired";
+  }
+  if (nbf !== undefined && (!isTime(nbf) || nbf - CLOCK_LEEWAY_S > nowSeconds)) {
+    return "token verification failure: the token is not valid yet (nbf)";
+  }
+  if (iat !== undefined && (!isTime(iat) || iat - CLOCK_LEEWAY_S > nowSeconds)) {
+    return "token verification failure: the token was issued in the future (iat)";
+  }
   const granted = [role, ...(Array.isArray(roles) ? roles : [])]
     .filter((r): r is string => typeof r === "string");
   return { userId: sub, roles: granted, open: false };
+}
+
+/** True for a JWT NumericDate: a finite number of seconds. */
+function isTime(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value);
 }
 
 function unauthorized(c: Context, error: HTTPException): Response {

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { sign } from "hono/jwt";
-import { type AuthConfig, authenticate, callerOf, mayActFor, requireRole } from "./auth.ts";
+import {
+  type AuthConfig,
+  authenticate,
+  callerOf,
+  CLOCK_LEEWAY_S,
+  mayActFor,
+  requireRole,
+} from "./auth.ts";
 import { recordingLogger } from "./_test_log.ts";
 
 const SECRET = "a-test-secret-of-at-least-thirty-two-characters";
@@ -71,7 +78,7 @@ Deno.test("authenticate() answers 401 as JSON to a missing, malformed, forged or
   );
   const forged = await token({ sub: "u1", role: "admin" }, "another-secret-thirty-two-chars-long!");
   await assertUnauthorized(await get(app, "/me", forged), /verification failure/);
-  const expired = await token({ sub: "u1", exp: Math.floor(Date.now() / 1000) - 10 });
+  const expired = await token({ sub: "u1", exp: Math.floor(Date.now() / 1000) - 60 });
   await assertUnauthorized(await get(app, "/me", expired), /verification failure/);
 });
 
@@ -250,7 +257,11 @@ Deno.test("authenticate() takes a token it verified on trust, and only that very
 
 Deno.test("authenticate() stops taking a verified token once it expires", async () => {
   const app = appWith({ jwtSecret: SECRET });
-  const shortLived = await token({ sub: "u1", exp: Math.floor(Date.now() / 1000) + 1 });
+  // Past its exp, but within the clock leeway for another second.
+  const shortLived = await token({
+    sub: "u1",
+    exp: Math.floor(Date.now() / 1000) + 1 - CLOCK_LEEWAY_S,
+  });
   assert.equal((await get(app, "/me", shortLived)).status, 200);
   const deadline = Date.now() + 3_000;
   while ((await get(app, "/me", shortLived)).status === 200) {
@@ -258,4 +269,30 @@ Deno.test("authenticate() stops taking a verified token once it expires", async 
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   await assertUnauthorized(await get(app, "/me", shortLived), /verification failure/);
+});
+
+Deno.test("authenticate() allows 30 s of clock skew on exp, nbf and iat, and no more", async () => {
+  const now = Math.floor(Date.now() / 1000);
+  for (const verifier of ["secret", "jwks"] as const) {
+    await withProvider(async (provider) => {
+      const { privateJwk, publicJwk } = await keyPair("k1");
+      provider.publish([publicJwk]);
+      const app = verifier === "secret"
+        ? appWith({ jwtSecret: SECRET })
+        : appWith({ jwksUrl: provider.url, audience: "campus-food" });
+      const signed = (claims: Record<string, unknown>) =>
+        verifier === "secret"
+          ? token({ sub: "u1", ...claims })
+          : tokenSignedBy(privateJwk, { sub: "u1", aud: "campus-food", ...claims });
+      const status = async (claims: Record<string, unknown>) =>
+        (await get(app, "/me", await signed(claims))).status;
+      assert.equal(await status({ exp: now - 10 }), 200, `${verifier}: expired 10 s ago`);
+      assert.equal(await status({ nbf: now + 10 }), 200, `${verifier}: nbf 10 s ahead`);
+      assert.equal(await status({ iat: now + 10 }), 200, `${verifier}: iat 10 s ahead`);
+      await assertUnauthorized(await get(app, "/me", await signed({ exp: now - 60 })), /expired/);
+      await assertUnauthorized(await get(app, "/me", await signed({ nbf: now + 60 })), /nbf/);
+      await assertUnauthorized(await get(app, "/me", await signed({ iat: now + 60 })), /iat/);
+      await assertUnauthorized(await get(app, "/me", await signed({ exp: "tomorrow" })), /expired/);
+    });
+  }
 });
