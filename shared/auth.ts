@@ -109,6 +109,8 @@ export function authenticate(
     ? jwt({ secret: config.jwtSecret, alg: "HS256", verification })
     : jwk({ keys: cachedKeySet(config.jwksUrl, options), alg: ASYMMETRIC, verification });
   const verified = new VerifiedTokens();
+  // The key set fails with the same error until its next fetch: say each failure once.
+  let lastUnchecked: unknown;
   return async function authenticateBearer(c, next) {
     const token = bearerTokenOf(c.req.header("Authorization"));
     const known = token === undefined ? undefined : verified.get(token);
@@ -121,7 +123,10 @@ export function authenticate(
     } catch (error) {
       if (error instanceof HTTPException && error.status === 401) return unauthorized(c, error);
       // The key set could not be fetched: the token may well be good, so this is no 401.
-      log?.warn("cannot check a bearer token", { error: describeError(error) });
+      if (error !== lastUnchecked) {
+        log?.warn("cannot check a bearer token", { error: describeError(error) });
+        lastUnchecked = error;
+      }
       return c.json({ error: "cannot check tokens now, try again later" }, 503);
     }
     const payload = c.get("jwtPayload") as JWTPayload;

@@ -296,3 +296,51 @@ Deno.test("authenticate() allows 30 s of clock skew on exp, nbf and iat, and no 
     });
   }
 });
+
+Deno.test("authenticate() backs off fetching a key set that is down, answering 503 at once meanwhile", async () => {
+  await withProvider(async (provider) => {
+    provider.down(true);
+    const { privateJwk, publicJwk } = await keyPair("k1");
+    const { log, lines } = recordingLogger();
+    const app = appWith({ jwksUrl: provider.url, audience: "campus-food" }, log);
+    const bearer = await tokenSignedBy(privateJwk, { sub: "u1", aud: "campus-food" });
+    const started = Date.now();
+    let requests = 0;
+    while (Date.now() - started < 1_500) {
+      const asked = Date.now();
+      const response = await get(app, "/me", bearer);
+      assert.equal(response.status, 503);
+      await response.body?.cancel();
+      assert.ok(Date.now() - asked < 500, "answered without waiting for the provider");
+      requests++;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // One fetch at once, the next a second later; the third not before 3 s.
+    assert.ok(requests > 20, `${requests} requests`);
+    assert.ok(provider.fetches() <= 2, `${provider.fetches()} fetches for ${requests} requests`);
+    assert.equal(lines.filter((line) => line.startsWith("warn cannot fetch the JWKS")).length, 1);
+
+    provider.publish([publicJwk]);
+    provider.down(false);
+    const deadline = Date.now() + 6_000;
+    while ((await get(app, "/me", bearer)).status !== 200) {
+      assert.ok(Date.now() < deadline, "the key set was fetched again once the provider was back");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(lines.includes("info fetched the JWKS key set again"), lines.join("\n"));
+  });
+});
+
+Deno.test("authenticate() answers 503, not 401, while the key set's server refuses connections", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  const { privateJwk } = await keyPair("k1");
+  const app = appWith({ jwksUrl: `http://127.0.0.1:${port}/jwks.json`, audience: "campus-food" });
+  const bearer = await tokenSignedBy(privateJwk, { sub: "u1", aud: "campus-food" });
+  for (let i = 0; i < 2; i++) {
+    const response = await get(app, "/me", bearer);
+    assert.equal(response.status, 503, `request ${i + 1}`);
+    assert.match((await response.json()).error, /cannot check tokens now/);
+  }
+});
