@@ -70,8 +70,9 @@ if (import.meta.main) {
     outages,
     log,
     maxInFlight: config.httpMaxInFlight,
+    bodyTimeoutMs: config.httpBodyTimeoutMs,
   });
-  const server = serveHttp(app, config.ports.inventory, log);
+  const server = serveHttp(app, config.ports.inventory, log, { hostname: config.httpHost });
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),
     relay.stop,

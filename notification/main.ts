@@ -68,8 +68,9 @@ if (import.meta.main) {
     outages,
     log,
     maxInFlight: config.httpMaxInFlight,
+    bodyTimeoutMs: config.httpBodyTimeoutMs,
   });
-  const server = serveHttp(app, config.ports.notification, log);
+  const server = serveHttp(app, config.ports.notification, log, { hostname: config.httpHost });
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),
     retention.stop,

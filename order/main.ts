@@ -62,8 +62,9 @@ if (import.meta.main) {
     outages,
     log,
     maxInFlight: config.httpMaxInFlight,
+    bodyTimeoutMs: config.httpBodyTimeoutMs,
   });
-  const server = serveHttp(app, config.ports.order, log);
+  const server = serveHttp(app, config.ports.order, log, { hostname: config.httpHost });
   onShutdown(log, [
     server.shutdown,
     consumer.stop,

@@ -59,9 +59,11 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)) {
       return c.json({ error: `content-type must be application/json, not "${contentType}"` }, 415);
     }
+    // Read outside the try: a body cut off at HTTP_BODY_TIMEOUT is a 408, not invalid JSON.
+    const text = await c.req.text();
     let json: unknown;
     try {
-      json = JSON.parse(await c.req.text());
+      json = JSON.parse(text);
     } catch (error) {
       return c.json({ error: `body is not valid JSON: ${(error as Error).message}` }, 400);
     }

@@ -145,6 +145,9 @@ const configSchema = z.object({
   ORDER_DECISION_TIMEOUT: duration.prefault(`${DEFAULT_ORDER_DECISION_TIMEOUT_MS / 1000}s`),
   // A few seconds of the busiest load this system takes.
   HTTP_MAX_IN_FLIGHT: count.prefault("1000"),
+  HTTP_BODY_TIMEOUT: duration.prefault("10s"),
+  HTTP_HOST: z.union([z.ipv4(), z.ipv6(), z.hostname()]).optional(),
+  MAX_UNITS_PER_STUDENT: count.optional(),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
   // 32 bytes at least: RFC 7518 asks an HS256 key to be as long as the hash.
@@ -217,6 +220,12 @@ export interface Config {
   orderDecisionTimeoutMs: number;
   /** Requests a service's own routes handle at once; more are answered 503. */
   httpMaxInFlight: number;
+  /** How long a request may take to send its body before it is answered 408, in milliseconds. */
+  httpBodyTimeoutMs: number;
+  /** The address the HTTP server listens on: loopback unless set, or authentication is on. */
+  httpHost: string;
+  /** The most units one student's PENDING and CONFIRMED orders may hold together; unset: no cap. */
+  maxUnitsPerStudent?: number;
   logLevel: "debug" | "info" | "warn" | "error";
   /** `json` outside a terminal, `pretty` in one, unless LOG_FORMAT says otherwise. */
   logFormat?: "json" | "pretty";
@@ -267,6 +276,10 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
     idempotencyKeyRetentionMs: c.IDEMPOTENCY_KEY_RETENTION,
     orderDecisionTimeoutMs: c.ORDER_DECISION_TIMEOUT,
     httpMaxInFlight: c.HTTP_MAX_IN_FLIGHT,
+    httpBodyTimeoutMs: c.HTTP_BODY_TIMEOUT,
+    // An open service answers anyone who reaches it, so it stays on this machine unless told.
+    httpHost: c.HTTP_HOST ?? (authConfig(c) ? "0.0.0.0" : "127.0.0.1"),
+    maxUnitsPerStudent: c.MAX_UNITS_PER_STUDENT,
     logLevel: c.LOG_LEVEL,
     logFormat: c.LOG_FORMAT,
     auth: authConfig(c),
@@ -307,6 +320,9 @@ const EXPECTED: Record<string, string> = {
   IDEMPOTENCY_KEY_RETENTION: "a duration such as 30m, 24h or 7d",
   ORDER_DECISION_TIMEOUT: "a duration such as 30s, 2m or 1h",
   HTTP_MAX_IN_FLIGHT: "a positive integer",
+  HTTP_BODY_TIMEOUT: "a duration such as 500ms, 10s or 1m",
+  HTTP_HOST: "an IP address or a host name to listen on, such as 127.0.0.1 or 0.0.0.0",
+  MAX_UNITS_PER_STUDENT: "a positive integer",
   LOG_LEVEL: "one of debug, info, warn, error",
   LOG_FORMAT: "json or pretty",
   AUTH_JWT_SECRET: "a secret of at least 32 characters",

@@ -187,6 +187,39 @@ Deno.test("parseConfig() reads HTTP_MAX_IN_FLIGHT, 1000 by default", () => {
   assertConfigError({ HTTP_MAX_IN_FLIGHT: "lots" }, "HTTP_MAX_IN_FLIGHT", "lots");
 });
 
+Deno.test("parseConfig() reads HTTP_BODY_TIMEOUT as a duration, 10 s by default", () => {
+  assert.equal(parseConfig({}, "order").httpBodyTimeoutMs, 10_000);
+  assert.equal(parseConfig({ HTTP_BODY_TIMEOUT: "500ms" }, "order").httpBodyTimeoutMs, 500);
+  assert.equal(parseConfig({ HTTP_BODY_TIMEOUT: "1m" }, "order").httpBodyTimeoutMs, 60_000);
+  assertConfigError({ HTTP_BODY_TIMEOUT: "0s" }, "HTTP_BODY_TIMEOUT", "0s");
+  assertConfigError({ HTTP_BODY_TIMEOUT: "10" }, "HTTP_BODY_TIMEOUT", "10");
+});
+
+Deno.test("parseConfig() listens on loopback by default, on every interface once authentication is on", () => {
+  assert.equal(parseConfig({}, "order").httpHost, "127.0.0.1");
+  const secret = "x".repeat(32);
+  assert.equal(parseConfig({ AUTH_JWT_SECRET: secret }, "order").httpHost, "0.0.0.0");
+  const jwks = { AUTH_JWKS_URL: "https://idp.example/jwks.json", AUTH_AUDIENCE: "campus-food" };
+  assert.equal(parseConfig(jwks, "order").httpHost, "0.0.0.0");
+  assert.equal(parseConfig({ HTTP_HOST: "0.0.0.0" }, "order").httpHost, "0.0.0.0");
+  assert.equal(parseConfig({ HTTP_HOST: "::1" }, "order").httpHost, "::1");
+  assert.equal(
+    parseConfig({ HTTP_HOST: "127.0.0.1", AUTH_JWT_SECRET: secret }, "order").httpHost,
+    "127.0.0.1",
+  );
+  assert.equal(parseConfig({ HTTP_HOST: "order.internal" }, "order").httpHost, "order.internal");
+  assertConfigError({ HTTP_HOST: "http://0.0.0.0" }, "HTTP_HOST", "http://0.0.0.0");
+  assertConfigError({ HTTP_HOST: "0.0.0.0:8001" }, "HTTP_HOST", "0.0.0.0:8001");
+});
+
+Deno.test("parseConfig() reads MAX_UNITS_PER_STUDENT, no cap by default", () => {
+  assert.equal(parseConfig({}, "order").maxUnitsPerStudent, undefined);
+  assert.equal(parseConfig({ MAX_UNITS_PER_STUDENT: "20" }, "order").maxUnitsPerStudent, 20);
+  assertConfigError({ MAX_UNITS_PER_STUDENT: "0" }, "MAX_UNITS_PER_STUDENT", "0");
+  assertConfigError({ MAX_UNITS_PER_STUDENT: "-5" }, "MAX_UNITS_PER_STUDENT", "-5");
+  assertConfigError({ MAX_UNITS_PER_STUDENT: "2.5" }, "MAX_UNITS_PER_STUDENT", "2.5");
+});
+
 Deno.test("parseConfig() rejects an INVENTORY_STOCK pair without a quantity", () => {
   assertConfigError({ INVENTORY_STOCK: "burger" }, "INVENTORY_STOCK", "burger");
 });

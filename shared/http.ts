@@ -10,7 +10,7 @@ import { routePath } from "hono/route";
 import { HTTPException } from "hono/http-exception";
 import { describeError, type Logger } from "./log.ts";
 import type { OutageWatch } from "./outage.ts";
-import { metrics, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { httpMethodLabel, metrics, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { nameServerSpan } from "./tracing.ts";
 import { redact } from "./redact.ts";
 
@@ -27,6 +27,20 @@ export interface ServiceAppOptions {
    * `/health`, `/ready` and `/metrics` always answer. @default {no limit}
    */
   maxInFlight?: number;
+  /**
+   * How long a request of `routes` may take to send its whole body, in milliseconds, counted from
+   * when it takes its slot: a slower one is answered 408, so that clients trickling bytes cannot
+   * keep every slot of `maxInFlight`. @default {DEFAULT_BODY_TIMEOUT_MS}
+   */
+  bodyTimeoutMs?: number;
+}
+
+/** How long a request may take to send its body, unless `HTTP_BODY_TIMEOUT` says otherwise. */
+export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
+
+/** What a body read fails with once the request's body timeout has passed. */
+export class BodyTimeoutError extends Error {
+  override name = "BodyTimeoutError";
 }
 
 /**
@@ -37,13 +51,24 @@ export interface ServiceAppOptions {
  * failure 500; all as JSON.
  */
 export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
-  const { store, broker, outages, log, maxInFlight = Infinity } = options;
+  const {
+    store,
+    broker,
+    outages,
+    log,
+    maxInFlight = Infinity,
+    bodyTimeoutMs = DEFAULT_BODY_TIMEOUT_MS,
+  } = options;
   const app = new Hono();
   app.use(async function recordHttpMetrics(c, next) {
     const started = performance.now();
     await next();
     const matched = routePath(c, -1);
-    const labels = { method: c.req.method, route: matched === "/*" ? "unmatched" : matched };
+    // Both bounded: the method falls back to `other`, the route is a pattern of the app's own.
+    const labels = {
+      method: httpMethodLabel(c.req.method),
+      route: matched === "/*" ? "unmatched" : matched,
+    };
     nameServerSpan(labels.method, labels.route);
     metrics.httpRequests.inc({ ...labels, status: String(c.res.status) });
     metrics.httpDuration.observe(labels, (performance.now() - started) / 1000);
@@ -80,6 +105,19 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
       inFlight--;
     }
   });
+  app.use(async function limitBodyTime(c, next) {
+    const body = c.req.raw.body;
+    if (!body) return await next();
+    const timed = deadlineBody(body, bodyTimeoutMs);
+    c.req.raw = new Request(c.req.raw, { body: timed.body, duplex: "half" } as RequestInit);
+    try {
+      await next();
+    } finally {
+      timed.stop();
+    }
+    // A handler that swallowed the failed read answered for a body it never had.
+    if (timed.expired() && c.res.status !== 408) c.res = bodyTimeoutResponse(bodyTimeoutMs);
+  });
   app.route("/", routes);
   app.notFound(function answerUnmatched(c) {
     const allowed = allowedMethods(app, c.req.path);
@@ -91,6 +129,7 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
   });
   app.onError(async function answerFailure(error, c) {
     if (error instanceof HTTPException) return error.getResponse();
+    if (error instanceof BodyTimeoutError) return bodyTimeoutResponse(bodyTimeoutMs);
     if (await outages.report(error)) {
       // Its transaction rolled back whole, so nothing of the request was kept; a connection lost
       // during the COMMIT itself leaves that unknown, which a retry with an Idempotency-Key settles.
@@ -98,13 +137,68 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
       return c.json({ error: "the database is unavailable, try again later" }, 503);
     }
     log.error("request failed", {
-      method: c.req.method,
+      method: httpMethodLabel(c.req.method),
       path: c.req.path,
       error: describeError(error),
     });
     return c.json({ error: "internal error" }, 500);
   });
   return app;
+}
+
+/** The JSON 408 of a request whose body took longer than `timeoutMs`. */
+function bodyTimeoutResponse(timeoutMs: number): Response {
+  return Response.json(
+    { error: `the request body did not arrive within ${timeoutMs} ms` },
+    { status: 408, headers: { connection: "close" } },
+  );
+}
+
+/**
+ * `body` as a stream that fails with {@linkcode BodyTimeoutError} when a read is still waiting for
+ * bytes `timeoutMs` after this call, and gives the rest of `body` up. It reads only as its reader
+ * asks (a handler that never reads a body is not cut off), so nothing beyond what the handler
+ * takes is buffered.
+ */
+function deadlineBody(
+  body: ReadableStream<Uint8Array>,
+  timeoutMs: number,
+): { body: ReadableStream<Uint8Array>; expired(): boolean; stop(): void } {
+  const reader = body.getReader();
+  let expired = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new BodyTimeoutError(`Cannot read the request body as it took over ${timeoutMs} ms`),
+        ),
+      timeoutMs,
+    );
+  });
+  deadline.catch(() => {});
+  const timed = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await Promise.race([reader.read(), deadline]);
+      } catch (error) {
+        if (error instanceof BodyTimeoutError) {
+          expired = true;
+          reader.cancel(error).catch(() => {});
+        }
+        throw error;
+      }
+      if (chunk.done) {
+        clearTimeout(timer);
+        controller.close();
+      } else {
+        controller.enqueue(chunk.value);
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+  return { body: timed, expired: () => expired, stop: () => clearTimeout(timer) };
 }
 
 /** The methods of `app`'s routes whose path pattern matches `path`; HEAD wherever GET is. */
@@ -138,12 +232,29 @@ export interface HttpServer {
   shutdown(): Promise<void>;
 }
 
-/** Serves `app` on `port` (0 picks a free one) and logs `listening` with the port. */
-export function serveHttp(app: Hono, port: number, log: Logger): HttpServer {
+/** Options for {@linkcode serveHttp}. */
+export interface ServeHttpOptions {
+  /**
+   * The address to listen on (`HTTP_HOST`): `0.0.0.0` for every interface.
+   * @default {"127.0.0.1": only this machine reaches a service started without a host}
+   */
+  hostname?: string;
+}
+
+/**
+ * Serves `app` on `port` (0 picks a free one) and logs `listening` with the host and the port.
+ */
+export function serveHttp(
+  app: Hono,
+  port: number,
+  log: Logger,
+  options: ServeHttpOptions = {},
+): HttpServer {
+  const { hostname = "127.0.0.1" } = options;
   const server = Deno.serve({
     port,
-    hostname: "0.0.0.0",
-    onListen: ({ port }) => log.info("listening", { port }),
+    hostname,
+    onListen: ({ hostname, port }) => log.info("listening", { host: hostname, port }),
   }, app.fetch);
   return { port: server.addr.port, shutdown: () => server.shutdown() };
 }

@@ -136,6 +136,28 @@ function gauge(name: string, help: string, value: number): string {
   return `${header(name, help, "gauge")}${name} ${value}\n`;
 }
 
+/** The methods of HTTP (RFC 9110) and PATCH (RFC 5789); methods are case-sensitive. */
+const STANDARD_METHODS = new Set([
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "CONNECT",
+  "OPTIONS",
+  "TRACE",
+  "PATCH",
+]);
+
+/**
+ * `method` as a label, span name or log field: a standard method as it is, any other `other`. A
+ * client picks the method, and each distinct label value is a series kept for the life of the
+ * process, so a client sending made-up methods would otherwise grow `/metrics` without bound.
+ */
+export function httpMethodLabel(method: string): string {
+  return STANDARD_METHODS.has(method) ? method : "other";
+}
+
 const byQueue = ["queue", "event_type"] as const;
 
 /** Every metric the services record. */

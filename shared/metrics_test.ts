@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { metrics, renderMetrics, watchOutbox } from "./metrics.ts";
+import { httpMethodLabel, metrics, renderMetrics, watchOutbox } from "./metrics.ts";
 
 function linesOf(text: string, prefix: string): string[] {
   return text.split("\n").filter((line) => line.startsWith(prefix));
@@ -60,4 +60,14 @@ Deno.test("renderMetrics() reads the outbox and the process memory at each scrap
   pending = 0;
   text = await renderMetrics();
   assert.deepEqual(linesOf(text, "campus_food_outbox_pending "), ["campus_food_outbox_pending 0"]);
+});
+
+Deno.test("httpMethodLabel() keeps the standard methods and calls every other one other", () => {
+  for (const method of ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE"]) {
+    assert.equal(httpMethodLabel(method), method);
+  }
+  assert.equal(httpMethodLabel("PATCH"), "PATCH");
+  for (const method of ["get", "PROPFIND", "X".repeat(400), "", "GET "]) {
+    assert.equal(httpMethodLabel(method), "other");
+  }
 });
