@@ -284,6 +284,7 @@ export function toDelivery(message: ConsumeMessage): Delivery {
     messageId: properties.messageId,
     correlationId: properties.correlationId,
     type: properties.type,
+    userId: properties.userId,
     contentType: properties.contentType,
     persistent: properties.deliveryMode === 2,
     timestamp: properties.timestamp ? properties.timestamp * 1000 : undefined,

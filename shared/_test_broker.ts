@@ -18,7 +18,7 @@ export interface Forwarded {
 
 /** The broker seen by the relay and the consumer, with what a test needs to drive and watch it. */
 export interface FakeBroker
-  extends Pick<Broker, "connected" | "publish" | "onConnect" | "consume" | "forward"> {
+  extends Pick<Broker, "connected" | "user" | "publish" | "onConnect" | "consume" | "forward"> {
   connected: boolean;
   /** Every message confirmed, in order. */
   readonly published: OutgoingMessage[];
@@ -42,8 +42,8 @@ export interface FakeBroker
   until<T>(what: string, condition: () => T | false | undefined, timeoutMs?: number): Promise<T>;
 }
 
-/** Creates a connected {@linkcode FakeBroker}. */
-export function fakeBroker(): FakeBroker {
+/** Creates a connected {@linkcode FakeBroker}, logged in as `options.user` (`guest`). */
+export function fakeBroker(options: { user?: string } = {}): FakeBroker {
   const consumers = new Map<string, { handler: BatchHandler; paused: boolean }>();
   const connectListeners: Array<() => void> = [];
   const waiters = new Set<() => void>();
@@ -53,6 +53,7 @@ export function fakeBroker(): FakeBroker {
   }
   const fake: FakeBroker = {
     connected: true,
+    user: options.user ?? "guest",
     published: [],
     get publishCalls() {
       return publishCalls;
@@ -129,15 +130,16 @@ export function fakeBroker(): FakeBroker {
 /** A delivery of `body` (JSON unless bytes) from the events exchange, as `type`. */
 export function testDelivery(
   body: unknown,
-  options: { type?: string; headers?: Record<string, unknown> } = {},
+  options: { type?: string; headers?: Record<string, unknown>; userId?: string } = {},
 ): Delivery {
-  const { type = "TestEvent", headers = {} } = options;
+  const { type = "TestEvent", headers = {}, userId } = options;
   return {
     body: body instanceof Uint8Array ? body : new TextEncoder().encode(JSON.stringify(body)),
     exchange: EXCHANGE,
     routingKey: type,
     messageId: (body as { event_id?: string })?.event_id,
     type,
+    userId,
     contentType: "application/json",
     persistent: true,
     headers,

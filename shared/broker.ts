@@ -38,6 +38,11 @@ export interface OutgoingMessage {
   /** Milliseconds since the epoch. @default {now} */
   timestamp?: number;
   headers?: Record<string, unknown>;
+  /**
+   * The broker user the message says published it, which the broker checks: another than the
+   * connection's own needs the `impersonator` tag. @default {the connection's user}
+   */
+  userId?: string;
 }
 
 /**
@@ -79,6 +84,8 @@ export interface Broker {
    * every (re)connection, during which the service is connected but not yet taking messages.
    */
   readonly unattachedQueues: readonly Queue[];
+  /** The broker user this connection logs in as: every message it publishes carries it. */
+  readonly user: string;
   /** Publishes `messages` and resolves once the broker confirmed every one; rejects if any failed. */
   publish(messages: OutgoingMessage[]): Promise<void>;
   /** Why the last connection attempt failed, while not connected. */
@@ -86,12 +93,14 @@ export interface Broker {
   /**
    * Publishes a copy of `delivery` (body, properties and headers) to `to`, with `headers` added, and
    * resolves once the broker confirmed it: how a consumer parks a message in a retry queue or a DLQ.
+   * The copy is published by this connection's user unless `userId` says otherwise, and never
+   * carries `CC` or `BCC`, which would route it to more queues than `to`.
    */
   forward(
     delivery: Delivery,
     to: { exchange: string; routingKey: string },
     headers: Record<string, unknown>,
-    options?: { dropHeaders?: readonly string[] },
+    options?: { dropHeaders?: readonly string[]; userId?: string },
   ): Promise<void>;
   /** Consumes `queue` for as long as the broker runs, across reconnects. */
   consume(queue: Queue, handler: BatchHandler, options?: ConsumeOptions): Consumer;
@@ -166,6 +175,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
     onFatal = () => Deno.exit(1),
   } = options;
   const nodes = shuffle(typeof urls === "string" ? [urls] : [...urls]);
+  const user = userOf(nodes[0]);
   const consumers: ConsumerState[] = [];
   const connectListeners: Array<() => void> = [];
   const stopping = new AbortController();
@@ -330,6 +340,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
             messageId: message.messageId,
             correlationId: message.correlationId,
             type: message.type,
+            userId: message.userId ?? user,
             timestamp: Math.floor((message.timestamp ?? Date.now()) / 1000),
             headers: message.headers,
           }, (error) => {
@@ -367,14 +378,14 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
     get unattachedQueues() {
       return consumers.filter((consumer) => !consumer.attached).map((consumer) => consumer.queue);
     },
+    user,
     publish,
     get lastError() {
       return session ? undefined : lastError;
     },
     forward(delivery, to, headers, forwardOptions = {}) {
       const kept = { ...delivery.headers };
-      // The queue sets x-delivery-count itself on every delivery: a copy starts afresh.
-      for (const name of ["x-delivery-count", ...forwardOptions.dropHeaders ?? []]) {
+      for (const name of [...NOT_FORWARDED, ...forwardOptions.dropHeaders ?? []]) {
         delete kept[name];
       }
       return publish([{
@@ -385,6 +396,7 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
         type: delivery.type,
         timestamp: delivery.timestamp,
         headers: { ...kept, ...headers },
+        userId: forwardOptions.userId,
       }]);
     },
     consume(queue, handler, consumeOptions = {}) {
@@ -443,6 +455,17 @@ function tlsRefusal(error: unknown): string | undefined {
   return /alert/i.test(text)
     ? "it refused our TLS client certificate (see AMQP_CERT_FILE and AMQP_KEY_FILE)"
     : "its TLS certificate is not trusted (see AMQP_CA_FILE)";
+}
+
+/**
+ * The headers a copy drops: the count its queue keeps, and the sender-selected destinations, which
+ * a copy of a neighbour's message must not carry to more queues than the one it is sent to.
+ */
+const NOT_FORWARDED = ["x-delivery-count", "CC", "BCC"];
+
+/** The broker user `url` logs in as; amqplib logs in as `guest` when it names none. */
+function userOf(url: string): string {
+  return decodeURIComponent(new URL(url).username) || "guest";
 }
 
 /** A node as logs and metrics name it: `host:port`, without the credentials. */

@@ -12,12 +12,21 @@ import type { Broker, Consumer } from "./broker.ts";
 import type { Delivery, Settlement } from "./delivery.ts";
 import type { Store, Tx } from "./store.ts";
 import {
+  consumerOf,
   DEAD_LETTER_EXCHANGE,
   DEFAULT_RETRY_DELAYS_MS,
+  EventType,
   type Queue,
   RETRY_EXCHANGE,
   retryQueue,
 } from "./topology.ts";
+import {
+  isTrusted,
+  prefixOf,
+  PUBLISHED_BY_HEADER,
+  publisherOf,
+  UNTRUSTED_PUBLISHER,
+} from "./origin.ts";
 import { type Event, parseEvent } from "./events.ts";
 import { enqueueOutbox, type OutboxEntry } from "./outbox.ts";
 import { recordInbox } from "./inbox.ts";
@@ -62,10 +71,10 @@ export type EventHandler<T> = (
 ) => Promise<(() => void) | void>;
 
 /** What the consumer needs of the broker. */
-export type ConsumerBroker = Pick<Broker, "consume" | "forward">;
+export type ConsumerBroker = Pick<Broker, "consume" | "forward" | "user">;
 
 /** Options for {@linkcode startConsumer}. */
-export interface ConsumerOptions<T extends { event_id: string }> {
+export interface ConsumerOptions<T extends { event_id: string; event_type: EventType }> {
   /** The queue, which also names this consumer in the inbox. */
   queue: Queue;
   schema: z.ZodType<T>;
@@ -111,12 +120,16 @@ interface ValidDelivery<T> {
   trace: MessageTrace;
 }
 
+const EVENT_TYPES: ReadonlySet<string> = new Set(Object.values(EventType));
+
+/** The event type a delivery claims, as a metric label: one of a known few, whatever it says. */
 function eventTypeOf(delivery: Delivery): string {
-  return delivery.type ?? delivery.routingKey;
+  const claimed = delivery.type ?? delivery.routingKey;
+  return EVENT_TYPES.has(claimed) ? claimed : "other";
 }
 
 /** Consumes `options.queue` with exactly-once effects; see the module doc. */
-export function startConsumer<T extends { event_id: string }>(
+export function startConsumer<T extends { event_id: string; event_type: EventType }>(
   broker: ConsumerBroker,
   store: Store,
   options: ConsumerOptions<T>,
@@ -133,6 +146,17 @@ export function startConsumer<T extends { event_id: string }>(
     faultRate = 0,
   } = options;
   const stopping = new AbortController();
+  // Where each service has a broker user of its own, an event is believed only from its publisher.
+  const prefix = prefixOf(broker.user, consumerOf(queue));
+
+  /**
+   * The headers that say who published `delivery`, for a copy this consumer publishes as its own
+   * user: see `origin.ts`. A header the message brought along is never passed on as it is.
+   */
+  function publishedBy(delivery: Delivery): Record<string, unknown> {
+    const publisher = publisherOf(delivery, queue, prefix);
+    return { [PUBLISHED_BY_HEADER]: publisher ?? "" };
+  }
 
   /**
    * Handles `batch` in `tx`, recording in `work.attempted` what each event leaves to do after the
@@ -215,6 +239,7 @@ export function startConsumer<T extends { event_id: string }>(
       await broker.forward(delivery, { exchange: DEAD_LETTER_EXCHANGE, routingKey: queue }, {
         "x-rejected-at": new Date().toISOString(),
         ...origin(delivery),
+        ...publishedBy(delivery),
         ...headers,
       });
       metrics.deadLettered.inc({ queue, event_type: eventTypeOf(delivery) });
@@ -245,6 +270,7 @@ export function startConsumer<T extends { event_id: string }>(
         [RETRY_ATTEMPT_HEADER]: attempt,
         "x-last-error": error,
         ...origin(delivery),
+        ...publishedBy(delivery),
       });
       metrics.retried.inc({ queue, event_type: eventTypeOf(delivery) });
       trace.event("retry scheduled", {
@@ -308,11 +334,15 @@ export function startConsumer<T extends { event_id: string }>(
     for (const [index, delivery] of batch.entries()) {
       metrics.consumed.inc({ queue, event_type: eventTypeOf(delivery) });
       const parsed = parseEvent(delivery.body, schema);
-      if (parsed.ok) {
-        valid.push({ index, event: parsed.event, delivery, trace: traces[index] });
-      } else {
+      if (!parsed.ok) {
         poison.push({ index, reason: parsed.reason });
         traces[index].fail(new PoisonMessageError(parsed.reason));
+      } else if (!isTrusted(delivery, parsed.event.event_type, { queue, prefix })) {
+        const publisher = publisherOf(delivery, queue, prefix) ?? "no user_id";
+        poison.push({ index, reason: UNTRUSTED_PUBLISHER });
+        traces[index].fail(new PoisonMessageError(`${UNTRUSTED_PUBLISHER}: ${publisher}`));
+      } else {
+        valid.push({ index, event: parsed.event, delivery, trace: traces[index] });
       }
     }
     if (valid.length > 0) {

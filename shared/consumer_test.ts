@@ -22,6 +22,7 @@ import {
   startConsumer,
 } from "./consumer.ts";
 import { type OutageWatch, watchOutages } from "./outage.ts";
+import { PUBLISHED_BY_HEADER, UNTRUSTED_PUBLISHER } from "./origin.ts";
 
 const QUEUE = Queue.orderCancelled;
 const RETRY_DELAYS_MS = [1000, 5000];
@@ -71,8 +72,12 @@ interface Fixture {
 }
 
 /** Runs `fn` with a consumer of `QUEUE` over `store` and a fake broker; stops it after. */
-async function withConsumer(store: Store, fn: (fixture: Fixture) => Promise<void>): Promise<void> {
-  const broker = fakeBroker();
+async function withConsumer(
+  store: Store,
+  fn: (fixture: Fixture) => Promise<void>,
+  options: { user?: string } = {},
+): Promise<void> {
+  const broker = fakeBroker(options);
   const { log, lines } = recordingLogger();
   const outages = watchOutages(store, { log, initialDelayMs: 10, maxDelayMs: 50 });
   const consumer = startConsumer(broker, store, {
@@ -107,8 +112,11 @@ async function withConsumer(store: Store, fn: (fixture: Fixture) => Promise<void
   }
 }
 
-function withSqlite(fn: (fixture: Fixture) => Promise<void>): Promise<void> {
-  return sqlite.with("consumer", MIGRATIONS, (store) => withConsumer(store, fn));
+function withSqlite(
+  fn: (fixture: Fixture) => Promise<void>,
+  options: { user?: string } = {},
+): Promise<void> {
+  return sqlite.with("consumer", MIGRATIONS, (store) => withConsumer(store, fn, options));
 }
 
 const ACK: Settlement = { action: "ack" };
@@ -254,4 +262,69 @@ Deno.test({
         assert.deepEqual(broker.forwarded, [], "nothing was retried or parked");
       });
     }),
+});
+
+// QUEUE is inventory's, and OrderCancelled the order service's to publish.
+const AS_INVENTORY = { user: "shop-inventory" };
+
+function from(
+  orderId: string,
+  userId: string | undefined,
+  headers: Record<string, unknown> = {},
+): Delivery {
+  return testDelivery(cancelled(orderId), { type: EventType.OrderCancelled, headers, userId });
+}
+
+Deno.test("startConsumer() under per-service users handles an event from the user of the service that publishes its type", async () => {
+  await withSqlite(async ({ deliver, committed }) => {
+    assert.deepEqual(await deliver([from("o1", "shop-order")]), [ACK]);
+    assert.deepEqual((await committed()).effects, ["o1"]);
+  }, AS_INVENTORY);
+});
+
+Deno.test("startConsumer() under per-service users dead-letters an event from any other user, or from none, and changes nothing", async () => {
+  await withSqlite(async ({ deliver, committed, broker }) => {
+    const settlements = await deliver([
+      from("o1", "shop-notification"),
+      from("o2", undefined),
+      // A neighbour cannot borrow the header that only the consumer's own copies are believed in.
+      from("o3", "shop-notification", { [PUBLISHED_BY_HEADER]: "shop-order" }),
+      from("o4", "guest"),
+    ]);
+    const untrusted = { action: "dead-letter", reason: UNTRUSTED_PUBLISHER };
+    assert.deepEqual(settlements, [untrusted, untrusted, untrusted, untrusted]);
+    assert.deepEqual(await committed(), { effects: [], outbox: [] });
+    assert.deepEqual(
+      broker.forwarded.map((f) => [f.exchange, f.headers[PUBLISHED_BY_HEADER]]),
+      [
+        [DEAD_LETTER_EXCHANGE, "shop-notification"],
+        [DEAD_LETTER_EXCHANGE, ""],
+        [DEAD_LETTER_EXCHANGE, "shop-notification"],
+        [DEAD_LETTER_EXCHANGE, "guest"],
+      ],
+    );
+  }, AS_INVENTORY);
+});
+
+Deno.test("startConsumer() under per-service users believes its own copy back from a retry queue by the publisher it named", async () => {
+  await withSqlite(async ({ deliver, committed, broker }) => {
+    await deliver([from("fail-1", "shop-order")]);
+    const [retry] = broker.forwarded;
+    assert.equal(retry.exchange, RETRY_EXCHANGE);
+    assert.equal(retry.headers[PUBLISHED_BY_HEADER], "shop-order");
+    // The copy comes back published by inventory's own user, as the broker dead-letters it.
+    const own = from("o2", "shop-inventory", { [PUBLISHED_BY_HEADER]: "shop-order" });
+    const forged = from("o3", "shop-inventory", { [PUBLISHED_BY_HEADER]: "shop-inventory" });
+    const settlements = await deliver([own, forged]);
+    assert.deepEqual(settlements[0], ACK);
+    assert.deepEqual(settlements[1], { action: "dead-letter", reason: UNTRUSTED_PUBLISHER });
+    assert.deepEqual((await committed()).effects, ["o2"]);
+  }, AS_INVENTORY);
+});
+
+Deno.test("startConsumer() under per-service users checks nothing where the services share one broker user", async () => {
+  await withSqlite(async ({ deliver, committed }) => {
+    assert.deepEqual(await deliver([from("o1", undefined), from("o2", "guest")]), [ACK, ACK]);
+    assert.deepEqual((await committed()).effects, ["o1", "o2"]);
+  });
 });

@@ -14,6 +14,8 @@ export interface Delivery {
   messageId?: string;
   correlationId?: string;
   type?: string;
+  /** The broker user that published it, which the broker checked (see `origin.ts`). */
+  userId?: string;
   contentType?: string;
   /** True when it was published persistent (delivery mode 2): it survives a broker restart. */
   persistent: boolean;

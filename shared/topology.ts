@@ -57,6 +57,50 @@ const BINDINGS: Record<Queue, EventType[]> = {
   [Queue.orderCancelledNotifications]: [EventType.OrderCancelled],
 };
 
+/** The three services. */
+export type ServiceName = "order" | "inventory" | "notification";
+export const SERVICES: readonly ServiceName[] = ["order", "inventory", "notification"];
+
+/** What one service does on the broker: the queues it consumes, the events it publishes. */
+export interface ServiceAccess {
+  consumes: readonly Queue[];
+  publishes: readonly EventType[];
+}
+
+/**
+ * What each service does on the broker, as its `main.ts` wires it: what its broker user is allowed
+ * (`deno task broker:setup`), and whom a consumer believes (see `origin.ts`).
+ */
+export const SERVICE_ACCESS: Readonly<Record<ServiceName, ServiceAccess>> = {
+  order: {
+    consumes: [Queue.orderStatus],
+    publishes: [EventType.OrderPlaced, EventType.OrderCancelled],
+  },
+  inventory: {
+    consumes: [Queue.orderPlaced, Queue.orderCancelled],
+    publishes: [EventType.InventoryReserved, EventType.InventoryFailed],
+  },
+  notification: {
+    consumes: [Queue.inventoryReserved, Queue.inventoryFailed, Queue.orderCancelledNotifications],
+    publishes: [],
+  },
+};
+
+/** The service that publishes `eventType`: the only one whose events of that type are believed. */
+export function publisherOfType(eventType: EventType): ServiceName {
+  return SERVICES.find((service) => SERVICE_ACCESS[service].publishes.includes(eventType))!;
+}
+
+/** The service that consumes `queue`. */
+export function consumerOf(queue: Queue): ServiceName {
+  return SERVICES.find((service) => SERVICE_ACCESS[service].consumes.includes(queue))!;
+}
+
+/** The event types bound to `queue`: the only ones a replay may put into it. */
+export function eventTypesOf(queue: Queue): readonly EventType[] {
+  return BINDINGS[queue];
+}
+
 /** The dead-letter queue of `queue`. */
 export function deadLetterQueue(queue: Queue): string {
   return `${queue}.dlq`;

@@ -12,42 +12,34 @@
  *   permissions hold it to; `campus-food.retry`, held to its own retry queues likewise;
  *   `campus-food.dlx`, a direct exchange, so any queue's DLQ (see docs/security.md).
  * - read: the queues it consumes, and no others.
+ *
+ * Every service publishes with `user_id` set to its user, which the broker checks, and a consumer
+ * believes an event only from the user of the service that publishes it (`shared/origin.ts`): what
+ * a neighbour can still route to a queue it should not reach (a `CC` header, which RabbitMQ before
+ * 4.0.3 does not hold to topic permissions; a DLQ through the direct `campus-food.dlx`) is
+ * dead-lettered as an untrusted publisher's and changes nothing.
+ *
+ * The operator's user (`<prefix>-operator`: `deno task dlq`, `dlq:replay` and the console) may
+ * watch (the `monitoring` tag), read the DLQs, tap the events on a queue of its own, and publish a
+ * replay straight to a queue (the default exchange) as the user that published the original (the
+ * `impersonator` tag): it can put any event into any consumed queue, so guard its password as an
+ * administrator's.
  * @module
  */
 import {
   DEAD_LETTER_EXCHANGE,
+  deadLetterQueue,
   declareTopology,
   type DeclaringChannel,
-  EventType,
   EXCHANGE,
-  Queue,
+  QUEUES,
   RETRY_EXCHANGE,
+  SERVICE_ACCESS,
+  type ServiceName,
   TopologyMismatchError,
 } from "../../shared/topology.ts";
 import type { ManagementApi } from "./management_api.ts";
-import type { ServiceName } from "./service_process.ts";
-
-/** What one service does on the broker: the queues it consumes, the events it publishes. */
-export interface ServiceAccess {
-  consumes: readonly Queue[];
-  publishes: readonly EventType[];
-}
-
-/** What each service does on the broker, as its `main.ts` wires it. */
-export const SERVICE_ACCESS: Readonly<Record<ServiceName, ServiceAccess>> = {
-  order: {
-    consumes: [Queue.orderStatus],
-    publishes: [EventType.OrderPlaced, EventType.OrderCancelled],
-  },
-  inventory: {
-    consumes: [Queue.orderPlaced, Queue.orderCancelled],
-    publishes: [EventType.InventoryReserved, EventType.InventoryFailed],
-  },
-  notification: {
-    consumes: [Queue.inventoryReserved, Queue.inventoryFailed, Queue.orderCancelledNotifications],
-    publishes: [],
-  },
-};
+import type { OPERATOR } from "../../shared/origin.ts";
 
 /** A broker user's name and password. */
 export interface BrokerUser {
@@ -64,6 +56,8 @@ export interface DefinitionsOptions {
   retryDelaysMs?: readonly number[];
   /** Users with every right in the vhost and the administrator tag. @default {none} */
   administrators?: readonly BrokerUser[];
+  /** The user of the DLQ tool and the console; see the module doc. @default {none} */
+  operator?: BrokerUser;
 }
 
 /** A RabbitMQ definitions document, as `rabbitmqctl export_definitions` writes one. */
@@ -111,7 +105,11 @@ export interface Definitions {
 /** A regular expression that matches exactly `names`, or nothing when there are none. */
 function exactly(names: readonly string[]): string {
   if (names.length === 0) return "^$";
-  return `^(${names.map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`;
+  return `^(${names.map(escapeRegExp).join("|")})$`;
+}
+
+function escapeRegExp(name: string): string {
+  return name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /**
@@ -119,7 +117,7 @@ function exactly(names: readonly string[]): string {
  * `declareTopology()` declares, recorded rather than sent, so that the two cannot drift apart.
  */
 export async function brokerDefinitions(options: DefinitionsOptions): Promise<Definitions> {
-  const { vhost, users, retryDelaysMs, administrators = [] } = options;
+  const { vhost, users, retryDelaysMs, administrators = [], operator } = options;
   const definitions: Definitions = {
     users: [],
     vhosts: [{ name: vhost }],
@@ -167,6 +165,19 @@ export async function brokerDefinitions(options: DefinitionsOptions): Promise<De
       configure: ".*",
       write: ".*",
       read: ".*",
+    });
+  }
+  if (operator) {
+    // Server-named queues: the console's tap of the events.
+    const own = "amq\\.gen-.*";
+    const reads = [EXCHANGE, ...QUEUES.map(deadLetterQueue)].map(escapeRegExp);
+    definitions.users.push({ ...operator, tags: ["monitoring", "impersonator"] });
+    definitions.permissions.push({
+      user: operator.name,
+      vhost,
+      configure: `^${own}$`,
+      write: `^(amq\\.default|${own})$`,
+      read: `^(${reads.join("|")}|${own})$`,
     });
   }
   for (const service of Object.keys(SERVICE_ACCESS) as ServiceName[]) {
@@ -227,12 +238,10 @@ export async function setUpBroker(api: ManagementApi, options: DefinitionsOption
   }
 }
 
-/** The user each service runs as: `campus-food-order` and so on, unless a prefix says otherwise. */
-export function serviceUserName(service: ServiceName, prefix = "campus-food"): string {
-  return `${prefix}-${service}`;
-}
+/** The prefix of the broker users `deno task broker:setup` makes: `campus-food-order` and so on. */
+export const USER_PREFIX = "campus-food";
 
-/** The environment variable that holds the password of `service`'s user. */
-export function passwordVariable(service: ServiceName): string {
-  return `BROKER_${service.toUpperCase()}_PASSWORD`;
+/** The environment variable that holds the password of `role`'s user. */
+export function passwordVariable(role: ServiceName | typeof OPERATOR): string {
+  return `BROKER_${role.toUpperCase()}_PASSWORD`;
 }

@@ -34,6 +34,8 @@ export interface Browse {
 
 /** The broker operations of tests, scenarios and tools. */
 export interface BrokerTools {
+  /** The broker user the tools log in as. */
+  readonly user: string;
   /** Messages ready in `queue` (not counting those delivered and unacked); rejects if it is missing. */
   queueDepth(queue: string): Promise<number>;
   /**
@@ -117,6 +119,7 @@ export function connectBrokerTools(
   }
 
   return {
+    user: decodeURIComponent(new URL(nodes[0]).username) || "guest",
     queueDepth,
     async tap(routingKeys) {
       const tapping = await channel();

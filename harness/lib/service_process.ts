@@ -27,9 +27,10 @@ export function serviceEnvFile(program: string): string {
   return `observability/env/${program}.env`;
 }
 
+import { type ServiceName, SERVICES } from "../../shared/topology.ts";
+
 /** The three services. */
-export type ServiceName = "order" | "inventory" | "notification";
-export const SERVICES: readonly ServiceName[] = ["order", "inventory", "notification"];
+export { type ServiceName, SERVICES };
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 

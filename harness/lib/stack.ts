@@ -4,7 +4,9 @@
  * ports, each with its JSON log kept for assertions.
  * @module
  */
-import { type Broker, connectBroker } from "../../shared/broker.ts";
+import { type Broker, connectBroker, type OutgoingMessage } from "../../shared/broker.ts";
+import { brokerUserOf, OPERATOR } from "../../shared/origin.ts";
+import { EventType, publisherOfType } from "../../shared/topology.ts";
 import { createLogger, type LogLevel } from "../../shared/log.ts";
 import { parseConfig } from "../../shared/config.ts";
 import { type BrokerUser, setUpBroker } from "./broker_definitions.ts";
@@ -13,7 +15,7 @@ import { waitFor } from "./async.ts";
 import { type BrokerAddress, brokerAddress } from "./broker_address.ts";
 import { type BrokerTools, connectBrokerTools } from "./broker_tools.ts";
 import { cleanUpOnInterrupt } from "./interrupt.ts";
-import { createVhost, managementApi, type Vhost } from "./management_api.ts";
+import { createVhost, type ManagementApi, managementApi, type Vhost } from "./management_api.ts";
 import {
   type RunningService,
   type ServiceName,
@@ -80,7 +82,12 @@ export interface Stack {
   managementUrl: string;
   dataDir: string;
   services: Partial<Record<ServiceName, RunningService>>;
-  /** A connection of the stack's own to its vhost, for publishing and consuming as a service does. */
+  /**
+   * A connection of the stack's own to its vhost, for publishing and consuming as a service does.
+   * An event it publishes carries the broker user of the service that publishes its type, unless
+   * the message names another, so that the consumers believe it in a secure stack too (where the
+   * stack's user may act as any, as an operator's may).
+   */
   broker: Broker;
   /** Taps, queue depths and browsing in the stack's vhost, on a connection of their own. */
   tools: BrokerTools;
@@ -114,6 +121,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const services: Stack["services"] = {};
   const instances = new Set<RunningService>();
   const users = secure ? serviceUsers(vhost.name) : undefined;
+  const api = managementApi(options.broker?.managementUrl ?? brokerAddress().managementUrl);
+  // In a secure stack, the harness's connections log in as a user that may act as any other.
+  const harnessUser = secure ? await impersonator(api, vhost) : undefined;
+  const harnessUrl = harnessUser ? withUser(vhost.amqpUrl, harnessUser) : vhost.amqpUrl;
   function envOf(name: ServiceName): Record<string, string> {
     const amqpUrl = users ? withUser(vhost.amqpUrl, users[name]) : vhost.amqpUrl;
     return {
@@ -128,13 +139,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   function launch(name: ServiceName, env: Record<string, string>): Promise<RunningService> {
     return startService(name, { env: { ...envOf(name), ...env }, echo: options.echo });
   }
-  const broker = connectBroker(vhost.amqpUrl.split(","), {
+  const connection = connectBroker(harnessUrl.split(","), {
     log: createLogger("harness", { level: options.brokerLogLevel ?? "warn" }),
     connectionName: "harness",
   });
-  const tools = connectBrokerTools(vhost.amqpUrl);
+  const broker = users ? publishingAsPublishers(connection, users) : connection;
+  const tools = connectBrokerTools(harnessUrl);
   const managementUrl = options.broker?.managementUrl ?? brokerAddress().managementUrl;
-  const api = managementApi(managementUrl);
   const stack: Stack = {
     vhost,
     managementUrl,
@@ -173,7 +184,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await tools.close();
       await broker.close();
       await vhost.delete().catch(() => {});
-      for (const user of Object.values(users ?? {})) {
+      for (const user of [...Object.values(users ?? {}), ...harnessUser ? [harnessUser] : []]) {
         await api("DELETE", `/api/users/${encodeURIComponent(user.name)}`).catch(() => {});
       }
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
@@ -200,8 +211,52 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 /** A user per service, named after the vhost (users are the broker's, not the vhost's). */
 function serviceUsers(vhost: string): Record<ServiceName, BrokerUser> {
   return Object.fromEntries(
-    SERVICES.map((name) => [name, { name: `${vhost}-${name}`, password: crypto.randomUUID() }]),
+    SERVICES.map((
+      name,
+    ) => [name, { name: brokerUserOf(name, vhost), password: crypto.randomUUID() }]),
   ) as Record<ServiceName, BrokerUser>;
+}
+
+/**
+ * Makes the secure stack's own user in `vhost`: every right there, and the `impersonator` tag, so
+ * that it can publish as any service, as an operator's replay does. Named as the deployment's
+ * operator is (`<vhost>-operator`), so that the DLQ tool run as it knows the deployment.
+ */
+async function impersonator(api: ManagementApi, vhost: Vhost): Promise<BrokerUser> {
+  const user = { name: brokerUserOf(OPERATOR, vhost.name), password: crypto.randomUUID() };
+  const name = encodeURIComponent(user.name);
+  try {
+    await api("PUT", `/api/users/${name}`, { password: user.password, tags: "impersonator" });
+    await api("PUT", `/api/permissions/${encodeURIComponent(vhost.name)}/${name}`, {
+      configure: ".*",
+      write: ".*",
+      read: ".*",
+    });
+    return user;
+  } catch (error) {
+    await api("DELETE", `/api/users/${name}`).catch(() => {});
+    await vhost.delete().catch(() => {});
+    throw error;
+  }
+}
+
+/** `broker`, publishing each event as the user of the service that publishes its type. */
+function publishingAsPublishers(
+  broker: Broker,
+  users: Readonly<Record<ServiceName, BrokerUser>>,
+): Broker {
+  const eventTypes: readonly string[] = Object.values(EventType);
+  return Object.assign(Object.create(broker), {
+    publish(messages: OutgoingMessage[]): Promise<void> {
+      return broker.publish(
+        messages.map((message) =>
+          message.userId === undefined && message.type && eventTypes.includes(message.type)
+            ? { ...message, userId: users[publisherOfType(message.type as EventType)].name }
+            : message
+        ),
+      );
+    },
+  });
 }
 
 /** `urls` (one or a cluster's, comma-separated) with `user`'s name and password. */

@@ -1,18 +1,23 @@
 /**
  * `deno task broker:setup` readies the vhost of `AMQP_URL` for services that run with least
  * privilege: a broker user per service (`campus-food-order`, `campus-food-inventory`,
- * `campus-food-notification`), each allowed only what that service does, and the whole topology,
+ * `campus-food-notification`), each allowed only what that service does, the operator's user
+ * (`campus-food-operator`) of `deno task dlq`, `dlq:replay` and the console, and the whole topology,
  * in one import of definitions through the management API with an administrator's credentials
  * (those of `RABBITMQ_MANAGEMENT_URL`). `--definitions FILE` writes the same definitions to a file
  * instead, for a broker that loads them at boot, as compose.yaml's does (`rabbitmq/`).
  *
  * ```sh
  * BROKER_ORDER_PASSWORD=… BROKER_INVENTORY_PASSWORD=… BROKER_NOTIFICATION_PASSWORD=… \
- *   deno task broker:setup [--definitions FILE] [--dev]
+ * BROKER_OPERATOR_PASSWORD=… deno task broker:setup [--definitions FILE] [--dev]
  * ```
  *
  * `--dev` makes a development broker's: a password left unset is the user's name, and `guest`
  * (password `guest`) is an administrator, as on a fresh broker.
+ *
+ * RabbitMQ before 4.0.3 does not hold `CC` and `BCC` headers to topic permissions, so there a
+ * service's user can route its messages into queues it should not reach; the consumers dead-letter
+ * them (`shared/origin.ts`), and the tool says so in one line when it finds such a broker.
  * @module
  */
 import { loadConfig } from "../../shared/config.ts";
@@ -26,9 +31,33 @@ import {
   type BrokerUser,
   type DefinitionsOptions,
   passwordVariable,
-  serviceUserName,
   setUpBroker,
+  USER_PREFIX,
 } from "../lib/broker_definitions.ts";
+import { brokerUserOf, OPERATOR } from "../../shared/origin.ts";
+import type { ManagementApi } from "../lib/management_api.ts";
+
+/** Whom the tool makes a broker user for. */
+const ROLES: ReadonlyArray<ServiceName | typeof OPERATOR> = [...SERVICES, OPERATOR];
+
+/** The first RabbitMQ release that holds `CC`/`BCC` headers to topic permissions. */
+const CC_CHECKED_SINCE = [4, 0, 3];
+
+/**
+ * A line of warning when the broker of `api` lets `CC`/`BCC` headers past topic permissions, or
+ * undefined when it does not.
+ */
+export async function ccWarning(api: ManagementApi): Promise<string | undefined> {
+  const { rabbitmq_version: version } = await api("GET", "/api/overview") as {
+    rabbitmq_version?: string;
+  };
+  const parts = String(version ?? "").split(/[.-]/).slice(0, 3).map(Number);
+  const older = CC_CHECKED_SINCE.findIndex((part, i) => (parts[i] || 0) !== part);
+  if (older === -1 || (parts[older] || 0) > CC_CHECKED_SINCE[older]) return undefined;
+  return `Warning: RabbitMQ ${version} does not hold CC/BCC headers to topic permissions (fixed ` +
+    `in 4.0.3): a service's user can route messages into other services' queues, where the ` +
+    `consumers dead-letter them as an untrusted publisher's (docs/security.md); upgrade the broker`;
+}
 
 async function main(): Promise<number> {
   const { values } = readCommandLine(Deno.args, {
@@ -37,23 +66,24 @@ async function main(): Promise<number> {
   });
   const dev = values.dev === true;
   const config = loadConfig("broker:setup");
-  const users = {} as Record<ServiceName, BrokerUser>;
-  for (const service of SERVICES) {
-    const name = serviceUserName(service);
-    const password = Deno.env.get(passwordVariable(service)) || (dev ? name : undefined);
+  const users = {} as Record<ServiceName | typeof OPERATOR, BrokerUser>;
+  for (const role of ROLES) {
+    const name = brokerUserOf(role, USER_PREFIX);
+    const password = Deno.env.get(passwordVariable(role)) || (dev ? name : undefined);
     if (!password) {
       console.error(
-        `Cannot set up the broker as ${passwordVariable(service)} must hold the password of ` +
+        `Cannot set up the broker as ${passwordVariable(role)} must hold the password of ` +
           `${name}: current value is unset (or pass --dev for a development broker)`,
       );
       return 1;
     }
-    users[service] = { name, password };
+    users[role] = { name, password };
   }
   const vhost = decodeURIComponent(new URL(config.amqpUrls[0]).pathname.slice(1)) || "/";
   const options: DefinitionsOptions = {
     vhost,
     users,
+    operator: users[OPERATOR],
     retryDelaysMs: config.retryDelaysMs,
     administrators: dev ? [{ name: "guest", password: "guest" }] : [],
   };
@@ -63,15 +93,19 @@ async function main(): Promise<number> {
     console.log(`Wrote the definitions of vhost ${vhost} to ${values.definitions}`);
     return 0;
   }
+  const api = managementApi(config.managementUrl);
   try {
-    await setUpBroker(managementApi(config.managementUrl), options);
+    await setUpBroker(api, options);
+    const warning = await ccWarning(api);
+    if (warning) console.error(warning);
   } catch (error) {
     console.error(`Cannot set up the broker: ${redact(describeError(error))}`);
     return 1;
   }
   console.log(
     `Set up vhost ${vhost} at ${redact(config.managementUrl)}: users ` +
-      `${SERVICES.map((s) => users[s].name).join(", ")}, their permissions, and the topology`,
+      `${ROLES.map((role) => users[role].name).join(", ")}, their ` +
+      `permissions, and the topology`,
   );
   return 0;
 }

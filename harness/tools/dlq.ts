@@ -2,8 +2,12 @@
  * `deno task dlq` lists what sits in each `.dlq`; `deno task dlq:replay` sends it back.
  *
  * Listing takes the messages without settling them and lets them go again, so nothing is lost or
- * reordered. Replay republishes each chosen message to the events exchange with its original
- * routing key, with publisher confirms, and removes it from its DLQ only after the confirm. A
+ * reordered. Replay republishes each chosen message to the queue it was dead-lettered from, and to
+ * no other (through the default exchange, without `CC`/`BCC`), with publisher confirms, and removes
+ * it from its DLQ only after the confirm. A message whose event type that queue does not take stays
+ * where it is. A replay is published as the broker user that published the original (see
+ * `shared/origin.ts`), so that it is believed exactly as much as the original was: that takes a
+ * broker user tagged `impersonator`, such as the operator user of `deno task broker:setup`. A
  * replayed event that was handled before is absorbed by the consumer's inbox, so replaying twice
  * changes nothing twice.
  *
@@ -18,7 +22,14 @@ import { loadConfig } from "../../shared/config.ts";
 import { type Broker, connectBroker } from "../../shared/broker.ts";
 import type { Delivery } from "../../shared/delivery.ts";
 import { createLogger } from "../../shared/log.ts";
-import { deadLetterQueue, EXCHANGE, type Queue, QUEUES } from "../../shared/topology.ts";
+import {
+  deadLetterQueue,
+  type EventType,
+  eventTypesOf,
+  type Queue,
+  QUEUES,
+} from "../../shared/topology.ts";
+import { OPERATOR, prefixOf, PUBLISHED_BY_HEADER, publisherOf } from "../../shared/origin.ts";
 import { RETRY_ATTEMPT_HEADER } from "../../shared/consumer.ts";
 import { replayTraced } from "../../shared/tracing.ts";
 import { waitFor } from "../lib/async.ts";
@@ -33,6 +44,15 @@ export interface DeadLetter {
   first_failed_at: string;
   order_id: string;
   routing_key: string;
+  /** The event type it claims: its `type` property, else its body's `event_type`. */
+  event_type: string;
+  /**
+   * The broker user that published it, as far as the broker vouches for it (see `origin.ts`), in
+   * the deployment of the tool's own user; `""` when it carries none.
+   */
+  published_by: string;
+  /** Whether replay sends it back: only when its queue takes its event type. */
+  replayable: boolean;
   /** The body's first 80 characters, as a JSON string. */
   preview: string;
   /** The whole body, as text. */
@@ -52,11 +72,19 @@ function firstDeath(message: Delivery): Death | undefined {
   return Array.isArray(deaths) ? deaths.at(-1) as Death : undefined;
 }
 
-/** Describes a dead-lettered message of the DLQ of `queue`. */
-export function describeDeadLetter(queue: string, message: Delivery): DeadLetter {
+/**
+ * Describes a dead-lettered message of the DLQ of `queue`, as seen by a tool of the deployment of
+ * `prefix` (see `origin.ts`; undefined where the services share one broker user).
+ */
+export function describeDeadLetter(
+  queue: Queue,
+  message: Delivery,
+  prefix?: string,
+): DeadLetter {
   const { headers } = message;
   const death = firstDeath(message);
   const text = new TextDecoder().decode(message.body);
+  const eventType = message.type ?? eventTypeOf(text);
   const deathTime = death?.time instanceof Date
     ? death.time.toISOString()
     : death?.time?.value
@@ -70,9 +98,20 @@ export function describeDeadLetter(queue: string, message: Delivery): DeadLetter
     first_failed_at: String(headers["x-rejected-at"] ?? deathTime),
     order_id: message.correlationId ?? orderIdOf(text),
     routing_key: originalRoutingKey(message),
+    event_type: eventType,
+    published_by: publisherOf(message, queue, prefix) ?? "",
+    replayable: eventTypesOf(queue).includes(eventType as EventType),
     preview: JSON.stringify(text.length > 80 ? text.slice(0, 80) + "…" : text),
     body: text,
   };
+}
+
+function eventTypeOf(text: string): string {
+  try {
+    return String(JSON.parse(text)?.event_type ?? "");
+  } catch {
+    return "";
+  }
 }
 
 function orderIdOf(text: string): string {
@@ -109,9 +148,10 @@ export async function listDeadLetters(
 ): Promise<DeadLetter[]> {
   const { queues = QUEUES, limit = 10_000 } = options;
   const found: DeadLetter[] = [];
+  const prefix = prefixOf(tools.user, OPERATOR);
   for (const queue of queues) {
     const browse = await tools.browse(deadLetterQueue(queue), limit);
-    found.push(...browse.messages.map((message) => describeDeadLetter(queue, message)));
+    found.push(...browse.messages.map((message) => describeDeadLetter(queue, message, prefix)));
     await browse.close();
   }
   return found;
@@ -124,8 +164,9 @@ export interface ReplayConnections {
 }
 
 /**
- * Republishes the chosen dead letters to their original routing key and removes each from its
- * DLQ once the broker confirmed the republish.
+ * Republishes the chosen dead letters to the queues they came from, each as the user that
+ * published it, and removes each from its DLQ once the broker confirmed the republish; see the
+ * module doc.
  * @returns what was replayed
  */
 export async function replayDeadLetters(
@@ -135,13 +176,16 @@ export async function replayDeadLetters(
   const { broker, tools } = connections;
   const { queues = QUEUES, messageIds, limit = 10_000 } = options;
   const replayed: DeadLetter[] = [];
+  const prefix = prefixOf(broker.user, OPERATOR);
   for (const queue of queues) {
     const browse = await tools.browse(deadLetterQueue(queue), limit);
     try {
       for (const message of browse.messages) {
-        const letter = describeDeadLetter(queue, message);
+        const letter = describeDeadLetter(queue, message, prefix);
         if (messageIds && !messageIds.includes(letter.message_id)) continue;
-        const to = { exchange: EXCHANGE, routingKey: letter.routing_key };
+        if (!letter.replayable) continue;
+        // The default exchange routes by queue name: to this queue, and to no other.
+        const to = { exchange: "", routingKey: queue };
         const from = deadLetterQueue(queue);
         await replayTraced(message, {
           ...to,
@@ -151,7 +195,10 @@ export async function replayDeadLetters(
               "x-replayed-from": from,
               "x-replayed-at": new Date().toISOString(),
               ...traceHeaders,
-            }, { dropHeaders: FAILURE_HEADERS }),
+            }, {
+              dropHeaders: [...FAILURE_HEADERS, PUBLISHED_BY_HEADER],
+              userId: letter.published_by || undefined,
+            }),
         });
         browse.ack(message);
         replayed.push(letter);

@@ -88,14 +88,15 @@ stackTest(
     const orderId = await placeOrder(stack, BURGER);
     await waitFor("the notification", async () => await notificationCount(stack, orderId) === 1);
     await waitFor("the outcome on the tap", () => tap.messages.length === 1);
-    // Park a copy of the handled outcome, as a crash between commit and ack could leave one.
+    // Park a copy of the handled outcome, as a crash between commit and ack could leave one: the
+    // broker's own dead-lettering keeps its publisher.
     await stack.broker.forward(tap.messages[0], {
       exchange: DEAD_LETTER_EXCHANGE,
       routingKey: Queue.inventoryReserved,
     }, {
       "x-rejected-reason": "copy for the test",
       "x-original-routing-key": EventType.InventoryReserved,
-    });
+    }, { userId: tap.messages[0].userId });
     await waitForDepth(stack, deadLetterQueue(Queue.inventoryReserved), 1);
     assert.equal((await replayDeadLetters(stack)).length, 1);
     await waitFor(

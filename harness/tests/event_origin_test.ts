@@ -1,0 +1,165 @@
+/**
+ * Event origin against the real broker (SPEC guarantee 9): with a broker user per service, a
+ * consumer acts only on events from the service allowed to publish them, whatever route a
+ * neighbour's forgery takes (a `CC` header through the retry exchange, a DLQ and the operator's
+ * replay), while the services' own retries and replays are believed as before.
+ */
+import assert from "node:assert/strict";
+// The raw client, not shared/broker.ts: a forger does what no service ever does.
+import amqp from "amqplib";
+import { Buffer } from "node:buffer";
+import { waitFor } from "../lib/async.ts";
+import { waitForDepth } from "../lib/broker_probes.ts";
+import { getJson } from "../lib/http_probes.ts";
+import { harnessToken } from "../lib/secure_mode.ts";
+import { type Stack, stackTest } from "../lib/stack.ts";
+import { listDeadLetters, replayDeadLetters } from "../tools/dlq.ts";
+import { inventoryOutcome } from "../../shared/events.ts";
+import { UNTRUSTED_PUBLISHER } from "../../shared/origin.ts";
+import {
+  DEAD_LETTER_EXCHANGE,
+  deadLetterQueue,
+  EventType,
+  Queue,
+  RETRY_EXCHANGE,
+  retryQueue,
+  type ServiceName,
+} from "../../shared/topology.ts";
+
+const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
+
+/** Asks `path` of service `name` as an admin: these stacks want tokens whatever HARNESS_SECURE says. */
+async function askAsAdmin(
+  stack: Stack,
+  name: ServiceName,
+  path: string,
+  init: RequestInit = {},
+): Promise<{ status: number; body: unknown }> {
+  const token = await harnessToken("harness", { role: "admin" });
+  const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+  return await getJson(`${stack.url(name)}${path}`, { ...init, headers });
+}
+
+async function placeOrder(stack: Stack): Promise<string> {
+  const placed = await askAsAdmin(stack, "order", "/order", {
+    method: "POST",
+    body: JSON.stringify(BURGER),
+  });
+  assert.equal(placed.status, 202);
+  return (placed.body as { order_id: string }).order_id;
+}
+
+async function orderStatus(stack: Stack, orderId: string): Promise<string> {
+  return ((await askAsAdmin(stack, "order", `/orders/${orderId}`)).body as { status: string })
+    .status;
+}
+
+async function notificationCount(stack: Stack, orderId: string): Promise<number> {
+  const answer = await askAsAdmin(stack, "notification", `/notifications?order_id=${orderId}`);
+  return (answer.body as unknown[]).length;
+}
+
+/**
+ * Publishes an `InventoryReserved` for `orderId` as `service`'s broker user would, with `user_id`
+ * set to that user as the broker demands, to `exchange` under `routingKey` and `headers`.
+ */
+async function forge(
+  stack: Stack,
+  as: ServiceName,
+  to: { exchange: string; routingKey: string; headers?: Record<string, unknown> },
+  orderId: string,
+): Promise<void> {
+  const url = new URL(stack.envOf(as).AMQP_URL.split(",")[0]);
+  const connection = await amqp.connect(url.toString());
+  try {
+    const channel = await connection.createConfirmChannel();
+    const event = inventoryOutcome({ order_id: orderId, ...BURGER });
+    await new Promise<void>((resolve, reject) =>
+      channel.publish(to.exchange, to.routingKey, Buffer.from(JSON.stringify(event)), {
+        persistent: true,
+        contentType: "application/json",
+        messageId: event.event_id,
+        correlationId: orderId,
+        type: EventType.InventoryReserved,
+        userId: decodeURIComponent(url.username),
+        headers: to.headers,
+      }, (error) => error ? reject(error) : resolve())
+    );
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Waits for one untrusted publisher's message in the DLQ of `queue`, and returns it. */
+async function untrustedIn(stack: Stack, queue: Queue): Promise<void> {
+  await waitForDepth(stack, deadLetterQueue(queue), 1);
+  const [letter] = await listDeadLetters(stack.tools, { queues: [queue] });
+  assert.equal(letter.reason, UNTRUSTED_PUBLISHER);
+}
+
+stackTest(
+  "an InventoryReserved that notification's user routes through the retry exchange with a CC header changes no order, against the broker",
+  { secure: true, services: ["order", "notification"] },
+  async (stack) => {
+    const orderId = await placeOrder(stack);
+    // Its own retry queue is what its topic permission allows; RabbitMQ before 4.0.3 does not hold
+    // the CC header to it, so the copy also lands in the order service's retry queue.
+    await forge(stack, "notification", {
+      exchange: RETRY_EXCHANGE,
+      routingKey: retryQueue(Queue.inventoryReserved, 1000),
+      headers: { CC: [retryQueue(Queue.orderStatus, 1000)] },
+    }, orderId);
+    await untrustedIn(stack, Queue.orderStatus);
+    assert.equal(await orderStatus(stack, orderId), "PENDING", "inventory never reserved it");
+    // The copy routed to notification's own retry queue comes back without a publisher it vouches for.
+    await untrustedIn(stack, Queue.inventoryReserved);
+    assert.equal(await notificationCount(stack, orderId), 0);
+  },
+);
+
+stackTest(
+  "an event planted in a DLQ by another service's user is replayed as that user and refused again, against the broker",
+  { secure: true, services: ["order", "notification"] },
+  async (stack) => {
+    const orderId = await placeOrder(stack);
+    await forge(stack, "notification", {
+      exchange: DEAD_LETTER_EXCHANGE,
+      routingKey: Queue.orderStatus,
+      headers: { "x-original-routing-key": EventType.InventoryReserved },
+    }, orderId);
+    await waitForDepth(stack, deadLetterQueue(Queue.orderStatus), 1);
+    const [planted] = await listDeadLetters(stack.tools, { queues: [Queue.orderStatus] });
+    assert.match(planted.published_by, /-notification$/);
+
+    assert.equal((await replayDeadLetters(stack, { queues: [Queue.orderStatus] })).length, 1);
+    await waitFor(
+      "the replay to be refused",
+      async () =>
+        (await listDeadLetters(stack.tools, { queues: [Queue.orderStatus] }))[0]?.reason ===
+          UNTRUSTED_PUBLISHER,
+    );
+    assert.equal(await orderStatus(stack, orderId), "PENDING");
+  },
+);
+
+stackTest(
+  "a message a service retried and parked itself is replayed as its publisher and believed, against the broker",
+  {
+    secure: true,
+    env: { RETRY_DELAYS: "50ms" },
+    serviceEnv: { notification: { FAULT_TRANSIENT_RATE: "1" } },
+  },
+  async (stack) => {
+    const orderId = await placeOrder(stack);
+    await waitForDepth(stack, deadLetterQueue(Queue.inventoryReserved), 1);
+    const [parked] = await listDeadLetters(stack.tools, { queues: [Queue.inventoryReserved] });
+    assert.match(parked.reason, /Injected transient fault/, "retried, so believed on its return");
+    assert.match(parked.published_by, /-inventory$/);
+
+    await stack.stop("notification");
+    await stack.start("notification", { FAULT_TRANSIENT_RATE: "0" });
+    assert.equal((await replayDeadLetters(stack)).length, 1);
+    await waitFor("the notification", async () => await notificationCount(stack, orderId) === 1);
+    assert.equal(await stack.tools.queueDepth(deadLetterQueue(Queue.inventoryReserved)), 0);
+  },
+);
