@@ -56,9 +56,7 @@ export function createLogger(service: string, options: LoggerOptions = {}): Logg
     if (RANK[lineLevel] < RANK[level]) return;
     const record = { time: new Date().toISOString(), level: lineLevel, service, msg, ...fields };
     // Whatever a field holds, a library's error quoting a URL say, no password leaves the process.
-    const line = redact(
-      format === "json" ? JSON.stringify(record, errorReplacer) : renderPretty(record),
-    );
+    const line = format === "json" ? JSON.stringify(record, safeReplacer) : renderPretty(record);
     if (unwritten === "") queueMicrotask(flushLines);
     unwritten += line + "\n";
     if (RANK[lineLevel] >= RANK.warn) flushLines();
@@ -73,20 +71,43 @@ export function createLogger(service: string, options: LoggerOptions = {}): Logg
 
 /**
  * Renders one JSON log record as a coloured line: `inventory info reserved stock order_id=…`.
- * A record without `service` renders without it, for a caller that prefixes lines itself.
+ * A record without `service` renders without it, for a caller that prefixes lines itself. Every
+ * password is hidden, as in a JSON line, and every control character escaped: a value a client
+ * chose (a SKU, say) can neither start a forged line nor drive the terminal.
  */
 export function renderPretty(record: Record<string, unknown>): string {
   const { time, level, service, msg, ...fields } = record;
   const lineLevel = (level as LogLevel) in COLOUR ? level as LogLevel : "info";
-  const clock = typeof time === "string" ? time.slice(11, 23) : "";
-  const rest = Object.entries(fields)
-    .map(([key, value]) =>
-      `${key}=${typeof value === "string" ? value : JSON.stringify(value, errorReplacer)}`
-    )
+  const clock = typeof time === "string" ? printable(time.slice(11, 23)) : "";
+  const shown = (value: unknown) =>
+    printable(
+      redact(typeof value === "string" ? value : JSON.stringify(value, errorReplacer) ?? ""),
+    );
+  const rest = Object.entries(fields).map(([key, value]) => `${shown(key)}=${shown(value)}`)
     .join(" ");
-  return [`\x1b[90m${clock}\x1b[0m`, service, `${COLOUR[lineLevel]}${lineLevel}\x1b[0m`, msg, rest]
-    .filter(Boolean)
-    .join(" ");
+  const parts = [
+    `\x1b[90m${clock}\x1b[0m`,
+    service === undefined ? "" : shown(service),
+    `${COLOUR[lineLevel]}${lineLevel}\x1b[0m`,
+    msg === undefined ? "" : shown(msg),
+    rest,
+  ];
+  return parts.filter(Boolean).join(" ");
+}
+
+/**
+ * Control characters (C0, DEL, C1), line and paragraph separators and bidirectional overrides,
+ * which could end a line early, move the cursor or reorder what a reader sees.
+ */
+// deno-lint-ignore no-control-regex -- matching them is the point
+const UNPRINTABLE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** `text` with every control character written as an escape (`\n`, `\u001b`), for a terminal. */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (char) => {
+    const escaped = JSON.stringify(char).slice(1, -1);
+    return escaped.length > 1 ? escaped : `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
 }
 
 /** Describes an error for a log line: its message and, after a colon, its causes. */
@@ -106,4 +127,10 @@ export function errorChain(error: unknown): unknown[] {
 
 function errorReplacer(_key: string, value: unknown): unknown {
   return value instanceof Error ? describeError(value) : value;
+}
+
+/** As {@linkcode errorReplacer}, and every string with its passwords hidden. */
+function safeReplacer(key: string, value: unknown): unknown {
+  const replaced = errorReplacer(key, value);
+  return typeof replaced === "string" ? redact(replaced) : replaced;
 }
