@@ -8,7 +8,14 @@
 import { join } from "node:path";
 import { parseEnv } from "node:util";
 import { type Config, loadConfig } from "../../shared/config.ts";
-import { describeError, type Logger, type LogLevel, renderPretty } from "../../shared/log.ts";
+import {
+  describeError,
+  type Logger,
+  type LogLevel,
+  printable,
+  renderPretty,
+} from "../../shared/log.ts";
+import { redact } from "../../shared/redact.ts";
 import { ensureBroker } from "../lib/broker_check.ts";
 import { brokerAddress } from "../lib/broker_address.ts";
 import { readLines, serviceArgs, type ServiceName, SERVICES } from "../lib/service_process.ts";
@@ -34,19 +41,20 @@ function pipeLog(
   onRecord: (record: Record<string, unknown>) => void,
 ): Promise<void> {
   return readLines(stream, (line) => {
-    let text = line;
+    // Not a log record (a crash trace, say): shown as it is, but for passwords and control characters.
+    let text = printable(redact(line));
     try {
       const { service: _, ...record } = JSON.parse(line);
       onRecord(record);
       text = renderPretty(record);
     } catch {
-      // Not a log record (a crash trace, say): show it as it is.
+      // Not a log record: `text` stays the line.
     }
     console.log(prefix(name) + text);
   });
 }
 
-/** The console's log, in the same readable lines as the services'. */
+/** The console's log, in the same readable lines as the services', passwords hidden as theirs are. */
 function consoleLogger(): Logger {
   const line = (level: LogLevel) => (msg: string, fields = {}) =>
     console.log(

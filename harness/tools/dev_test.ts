@@ -1,6 +1,7 @@
 /**
- * `deno task dev` against the broker: it prints the console's address, the console stops and
- * starts a service without the others going down, and Ctrl-C ends everything with exit code 0.
+ * `deno task dev` against the broker: it prints the console's address and no password, the console
+ * stops and starts a service without the others going down, and Ctrl-C ends everything with exit
+ * code 0.
  */
 import assert from "node:assert/strict";
 import { stripVTControlCharacters } from "node:util";
@@ -40,6 +41,13 @@ Deno.test(
         "dev to print the console's address",
         () => /console +│ open (http:\/\/\S+)/.exec(printed())?.[1],
       );
+      // The console runs in dev's process and logs through dev's printer: it too hides passwords.
+      const connected = await waitFor(
+        "the console's connected line",
+        () => /console +│ .*connected to broker .*/.exec(printed())?.[0],
+      );
+      assert.match(connected, /url=amqp:\/\/guest:\*\*\*@/);
+      assert.ok(!printed().includes("guest:guest@"), "dev prints no broker password");
       const state = async (name: string) =>
         new RegExp(`data-service="${name}" data-state="([a-z ]+)"`)
           .exec(await (await fetch(url)).text())?.[1];
