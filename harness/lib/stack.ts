@@ -91,6 +91,11 @@ export interface Stack {
   broker: Broker;
   /** Taps, queue depths and browsing in the stack's vhost, on a connection of their own. */
   tools: BrokerTools;
+  /**
+   * The AMQP URL of the harness's own connections, for a tool a test runs as an operator would:
+   * the vhost's as the broker's administrator, or in a secure stack as its operator.
+   */
+  amqpUrl: string;
   /** True when the services run with their own broker users and want bearer tokens. */
   secure: boolean;
   /**
@@ -153,6 +158,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     services,
     broker,
     tools,
+    amqpUrl: harnessUrl,
     secure,
     envOf,
     url(name) {

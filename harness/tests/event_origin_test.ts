@@ -12,18 +12,22 @@ import { waitFor } from "../lib/async.ts";
 import { waitForDepth } from "../lib/broker_probes.ts";
 import { getJson } from "../lib/http_probes.ts";
 import { harnessToken } from "../lib/secure_mode.ts";
-import { type Stack, stackTest } from "../lib/stack.ts";
+import { INTEGRATION, type Stack, stackTest } from "../lib/stack.ts";
+import { type BrokerUser, setUpBroker } from "../lib/broker_definitions.ts";
+import { createVhost, managementApi } from "../lib/management_api.ts";
 import { listDeadLetters, replayDeadLetters } from "../tools/dlq.ts";
 import { inventoryOutcome } from "../../shared/events.ts";
-import { UNTRUSTED_PUBLISHER } from "../../shared/origin.ts";
+import { brokerUserOf, OPERATOR, UNTRUSTED_PUBLISHER } from "../../shared/origin.ts";
 import {
   DEAD_LETTER_EXCHANGE,
   deadLetterQueue,
   EventType,
+  EXCHANGE,
   Queue,
   RETRY_EXCHANGE,
   retryQueue,
   type ServiceName,
+  SERVICES,
 } from "../../shared/topology.ts";
 
 const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
@@ -161,5 +165,85 @@ stackTest(
     assert.equal((await replayDeadLetters(stack)).length, 1);
     await waitFor("the notification", async () => await notificationCount(stack, orderId) === 1);
     assert.equal(await stack.tools.queueDepth(deadLetterQueue(Queue.inventoryReserved)), 0);
+  },
+);
+
+Deno.test(
+  "broker:setup's operator may read the DLQs, tap the events and replay into a queue as its publisher, and nothing else, against the broker",
+  INTEGRATION,
+  async () => {
+    const api = managementApi();
+    const vhost = await createVhost();
+    const users = Object.fromEntries(
+      SERVICES.map((name) => [name, {
+        name: brokerUserOf(name, vhost.name),
+        password: crypto.randomUUID(),
+      }]),
+    ) as Record<ServiceName, BrokerUser>;
+    const operator = { name: brokerUserOf(OPERATOR, vhost.name), password: crypto.randomUUID() };
+    const url = new URL(vhost.amqpUrl);
+    url.username = operator.name;
+    url.password = operator.password;
+    try {
+      await setUpBroker(api, { vhost: vhost.name, users, operator });
+      const connection = await amqp.connect(url.toString());
+      connection.on("error", () => {});
+      try {
+        const may = async (
+          operation: (channel: amqp.ConfirmChannel) => Promise<unknown>,
+        ): Promise<number | "ok"> => {
+          const channel = await connection.createConfirmChannel();
+          const closed = new Promise<never>((_, reject) => channel.once("error", reject));
+          try {
+            await Promise.race([operation(channel), closed]);
+            await channel.close();
+            return "ok";
+          } catch (error) {
+            return (error as { code?: number }).code ?? Promise.reject(error);
+          }
+        };
+        const publishAs =
+          (exchange: string, routingKey: string, userId: string) =>
+          (channel: amqp.ConfirmChannel) =>
+            new Promise<void>((resolve, reject) =>
+              channel.publish(
+                exchange,
+                routingKey,
+                Buffer.from("{}"),
+                { userId },
+                (error) => error ? reject(error) : resolve(),
+              )
+            );
+        const ACCESS_REFUSED = 403;
+        assert.equal(await may(publishAs("", Queue.orderStatus, users.inventory.name)), "ok");
+        assert.equal(await may((c) => c.get(deadLetterQueue(Queue.orderStatus))), "ok");
+        assert.equal(
+          await may(async (c) => {
+            const { queue } = await c.assertQueue("", { exclusive: true });
+            await c.bindQueue(queue, EXCHANGE, EventType.OrderPlaced);
+          }),
+          "ok",
+          "the console's tap",
+        );
+        assert.equal(
+          await may(publishAs(EXCHANGE, EventType.OrderPlaced, operator.name)),
+          ACCESS_REFUSED,
+        );
+        assert.equal(
+          await may(publishAs(DEAD_LETTER_EXCHANGE, Queue.orderPlaced, operator.name)),
+          ACCESS_REFUSED,
+        );
+        assert.equal(await may((c) => c.get(Queue.orderPlaced)), ACCESS_REFUSED);
+        assert.equal(await may((c) => c.purgeQueue(Queue.orderPlaced)), ACCESS_REFUSED);
+        assert.equal(await may((c) => c.deleteQueue(Queue.orderPlaced)), ACCESS_REFUSED);
+      } finally {
+        await connection.close();
+      }
+    } finally {
+      await vhost.delete();
+      for (const user of [...Object.values(users), operator]) {
+        await api("DELETE", `/api/users/${encodeURIComponent(user.name)}`).catch(() => {});
+      }
+    }
   },
 );

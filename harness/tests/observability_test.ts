@@ -195,7 +195,7 @@ async function replayDeadLetters(
       "--queue",
       queue,
     ],
-    env: { AMQP_URL: stack.vhost.amqpUrl, ...exportTo(receiver) },
+    env: { AMQP_URL: stack.amqpUrl, ...exportTo(receiver) },
     stdout: "null",
     stderr: "piped",
   }).output();

@@ -122,7 +122,7 @@ stackTest("deno task dlq prints the dead letters as JSON with --json, against th
       "list",
       "--json",
     ],
-    env: { AMQP_URL: stack.vhost.amqpUrl },
+    env: { AMQP_URL: stack.amqpUrl },
   }).output();
   assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
   const report = JSON.parse(new TextDecoder().decode(output.stdout));

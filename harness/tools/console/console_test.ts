@@ -53,7 +53,7 @@ Deno.test({
         ])
         : [];
       const console_ = await startConsole({
-        amqpUrls: [stack.vhost.amqpUrl],
+        amqpUrls: [stack.amqpUrl],
         managementUrl: stack.managementUrl,
         services: servicesOf(stack),
         retryDelaysMs: [50],
