@@ -109,7 +109,12 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
     const body = c.req.raw.body;
     if (!body) return await next();
     const timed = deadlineBody(body, bodyTimeoutMs);
-    c.req.raw = new Request(c.req.raw, { body: timed.body, duplex: "half" } as RequestInit);
+    // From the parts, not from the request: copying its signal makes Deno warn of legacy aborts.
+    const { url, method, headers } = c.req.raw;
+    c.req.raw = new Request(
+      url,
+      { method, headers, body: timed.body, duplex: "half" } as RequestInit,
+    );
     try {
       await next();
     } finally {
