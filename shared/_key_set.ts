@@ -3,6 +3,7 @@
  * @module
  */
 import type { Context } from "hono";
+import { getCookie } from "hono/cookie";
 import { decode } from "hono/jwt";
 import type { HonoJsonWebKey } from "hono/utils/jwt/jws";
 import { describeError, type Logger } from "./log.ts";
@@ -22,6 +23,15 @@ export interface KeySetOptions {
   jwksRetryMinMs?: number;
   /** The longest wait between two failed fetches, in milliseconds. @default {30000} */
   jwksRetryMaxMs?: number;
+  /** A cookie that carries the token when there is no `Authorization` header. */
+  cookie?: string;
+}
+
+/** The bearer token of a request: its `Authorization` header's, else the `cookie` named. */
+export function tokenOf(c: Context, cookie?: string): string | undefined {
+  const header = c.req.header("Authorization");
+  if (header !== undefined || cookie === undefined) return bearerTokenOf(header);
+  return getCookie(c, cookie) || undefined;
 }
 
 /**
@@ -82,7 +92,7 @@ export function cachedKeySet(
   return async function currentKeys(c) {
     const now = Date.now();
     const age = now - fetchedAt;
-    const wanted = kidOf(c.req.header("Authorization"));
+    const wanted = kidOf(tokenOf(c, options.cookie));
     const unknown = wanted !== undefined && !keys?.some((key) => key.kid === wanted);
     if (keys && age < jwksMaxAgeMs && !(unknown && age >= minRefetchMs)) return keys;
     if (!fetching && now < retryAt) {
@@ -101,9 +111,8 @@ export function cachedKeySet(
   };
 }
 
-/** The `kid` in the header of the bearer token of `authorization`, if it has one. */
-function kidOf(authorization: string | undefined): string | undefined {
-  const token = bearerTokenOf(authorization);
+/** The `kid` in the header of `token`, if it has one. */
+function kidOf(token: string | undefined): string | undefined {
   if (!token) return undefined;
   try {
     return decode(token).header.kid;

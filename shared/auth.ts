@@ -13,10 +13,10 @@ import { jwk } from "hono/jwk";
 import type { AsymmetricAlgorithm } from "hono/utils/jwt/jwa";
 import type { JWTPayload } from "hono/utils/jwt/types";
 import { describeError, type Logger } from "./log.ts";
-import { bearerTokenOf, cachedKeySet } from "./_key_set.ts";
+import { bearerTokenOf, cachedKeySet, tokenOf } from "./_key_set.ts";
 
 // For a tool that calls a service on its caller's behalf, with the token it was given.
-export { bearerTokenOf };
+export { bearerTokenOf, tokenOf };
 
 /** How tokens are checked: a shared HS256 secret, or an identity provider's JWKS URL. */
 export type AuthKeys = { jwtSecret: string } | { jwksUrl: string };
@@ -59,6 +59,11 @@ export interface AuthenticateOptions {
    * @default {300000}
    */
   jwksMaxAgeMs?: number;
+  /**
+   * A cookie that carries the token when the request has no `Authorization` header: for a browser
+   * page, whose navigations and `EventSource` cannot send one. @default {none: the header only}
+   */
+  cookie?: string;
 }
 
 /** The asymmetric algorithms a JWKS key may sign with; HS256 needs the shared secret instead. */
@@ -105,14 +110,15 @@ export function authenticate(
     nbf: false,
     iat: false,
   };
+  const { cookie } = options;
   const check = "jwtSecret" in config
-    ? jwt({ secret: config.jwtSecret, alg: "HS256", verification })
-    : jwk({ keys: cachedKeySet(config.jwksUrl, options), alg: ASYMMETRIC, verification });
+    ? jwt({ secret: config.jwtSecret, alg: "HS256", verification, cookie })
+    : jwk({ keys: cachedKeySet(config.jwksUrl, options), alg: ASYMMETRIC, verification, cookie });
   const verified = new VerifiedTokens();
   // The key set fails with the same error until its next fetch: say each failure once.
   let lastUnchecked: unknown;
   return async function authenticateBearer(c, next) {
-    const token = bearerTokenOf(c.req.header("Authorization"));
+    const token = tokenOf(c, cookie);
     const known = token === undefined ? undefined : verified.get(token);
     if (known) {
       c.set("caller", known);

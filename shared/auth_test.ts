@@ -8,6 +8,7 @@ import {
   CLOCK_LEEWAY_S,
   mayActFor,
   requireRole,
+  tokenOf,
 } from "./auth.ts";
 import { recordingLogger } from "./_test_log.ts";
 
@@ -343,4 +344,29 @@ Deno.test("authenticate() answers 503, not 401, while the key set's server refus
     assert.equal(response.status, 503, `request ${i + 1}`);
     assert.match((await response.json()).error, /cannot check tokens now/);
   }
+});
+
+Deno.test("authenticate() with a cookie takes the token from it when there is no Authorization header", async () => {
+  const admin = await token({ sub: "ops", role: "admin" });
+  const withCookie = new Hono();
+  withCookie.get("/me", authenticate({ jwtSecret: SECRET }, { cookie: "t" }), (c) => {
+    return c.json({ ...callerOf(c), token: tokenOf(c, "t") === admin });
+  });
+  const byCookie = await withCookie.request("/me", { headers: { cookie: `t=${admin}` } });
+  assert.deepEqual(await byCookie.json(), {
+    userId: "ops",
+    roles: ["admin"],
+    open: false,
+    token: true,
+  });
+  // A header, even a bad one, is what the caller meant: the cookie does not stand in for it.
+  const both = await withCookie.request("/me", {
+    headers: { cookie: `t=${admin}`, authorization: "Bearer nonsense" },
+  });
+  await assertUnauthorized(both, /verification failure|invalid/);
+  // Without the option a cookie is no credential at all.
+  await assertUnauthorized(
+    await appWith({ jwtSecret: SECRET }).request("/me", { headers: { cookie: `t=${admin}` } }),
+    /no authorization included/,
+  );
 });
