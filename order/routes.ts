@@ -24,10 +24,33 @@ import { type AuthConfig, authenticate, type Caller, callerOf, mayActFor } from 
 /** The largest request body accepted, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
+/**
+ * Characters that are not text a person reads: controls (C0, DEL, C1: `Cc`), lone surrogates
+ * (valid in JSON, not in UTF-8), the line and paragraph separators, and the bidirectional marks,
+ * embeddings, overrides and isolates. In an id they break log lines and CSV exports, or show one
+ * name to a reader while storing another.
+ */
+const UNPRINTABLE = /[\p{Cc}\p{Cs}\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/u;
+
+/** A string of `min`–`max` characters with none of {@linkcode UNPRINTABLE}. */
+function printableText(min: number, max: number) {
+  return z.string().min(min).max(max).superRefine((text, ctx) => {
+    const found = UNPRINTABLE.exec(text);
+    if (!found) return;
+    const code = found[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
+    ctx.addIssue({
+      code: "custom",
+      message: `must be printable text: U+${code} at position ${found.index} is a control ` +
+        "or formatting character",
+    });
+  });
+}
+
 const orderRequestSchema = z.strictObject({
   /** Optional with a bearer token, whose subject it must then name. */
-  user_id: z.string().min(1).max(128).optional(),
-  items: z.array(z.strictObject(orderItemSchema.shape)).min(1).max(50),
+  user_id: printableText(1, 128).optional(),
+  items: z.array(z.strictObject({ ...orderItemSchema.shape, sku: printableText(1, 64) })).min(1)
+    .max(50),
 });
 
 const idempotencyKeySchema = z.string().min(1).max(255).optional();

@@ -212,6 +212,49 @@ Deno.test("orderRoutes() POST /order accepts a user_id of 128 chars", async () =
   });
 });
 
+const UNPRINTABLE_CASES: Record<string, string> = {
+  "NUL": "\u0000",
+  "a newline": "\n",
+  "ESC": "\u001b",
+  "DEL": "\u007f",
+  "a C1 control (NEL)": "\u0085",
+  "the line separator": "\u2028",
+  "the paragraph separator": "\u2029",
+  "a right-to-left override": "\u202e",
+  "a left-to-right isolate": "\u2066",
+  "a right-to-left mark": "\u200f",
+  "a lone surrogate": "\ud800",
+};
+
+for (const [name, character] of Object.entries(UNPRINTABLE_CASES)) {
+  Deno.test(`orderRoutes() POST /order rejects a user_id or a sku with ${name} with 400`, async () => {
+    await withApp((harness) =>
+      assertRejected(harness, { ...VALID, user_id: `u${character}1` }, "user_id", /printable/)
+    );
+    await withApp((harness) =>
+      assertRejected(
+        harness,
+        { ...VALID, items: [{ sku: "soda", qty: 1 }, { sku: `bur${character}ger`, qty: 1 }] },
+        "items[1].sku",
+        /printable/,
+      )
+    );
+  });
+}
+
+Deno.test("orderRoutes() POST /order accepts printable text beyond ASCII in user_id and sku", async () => {
+  await withApp(async ({ app, store }) => {
+    const body = { user_id: "Zoë 李 👩‍🍳", items: [{ sku: "crème-brûlée", qty: 1 }] };
+    const response = await post(app, body);
+    assert.equal(response.status, 202);
+    const { order_id } = await response.json();
+    const order = await (await app.request(`/orders/${order_id}`)).json();
+    assert.equal(order.user_id, body.user_id);
+    assert.deepEqual(order.items, body.items);
+    assert.equal((await counts(store)).orders, 1);
+  });
+});
+
 Deno.test("orderRoutes() POST /order rejects a user_id that is not a string with 400", async () => {
   await withApp((harness) => assertRejected(harness, { ...VALID, user_id: 42 }, "user_id"));
 });
