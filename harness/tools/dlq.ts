@@ -21,7 +21,8 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../../shared/config.ts";
 import { type Broker, connectBroker } from "../../shared/broker.ts";
 import type { Delivery } from "../../shared/delivery.ts";
-import { createLogger } from "../../shared/log.ts";
+import { createLogger, describeError } from "../../shared/log.ts";
+import { redact } from "../../shared/redact.ts";
 import {
   deadLetterQueue,
   type EventType,
@@ -29,7 +30,14 @@ import {
   type Queue,
   QUEUES,
 } from "../../shared/topology.ts";
-import { OPERATOR, prefixOf, PUBLISHED_BY_HEADER, publisherOf } from "../../shared/origin.ts";
+import {
+  brokerUserOf,
+  OPERATOR,
+  prefixOf,
+  PUBLISHED_BY_HEADER,
+  publisherOf,
+} from "../../shared/origin.ts";
+import { USER_PREFIX } from "../lib/broker_definitions.ts";
 import { RETRY_ATTEMPT_HEADER } from "../../shared/consumer.ts";
 import { replayTraced } from "../../shared/tracing.ts";
 import { waitFor } from "../lib/async.ts";
@@ -187,6 +195,7 @@ export async function replayDeadLetters(
         // The default exchange routes by queue name: to this queue, and to no other.
         const to = { exchange: "", routingKey: queue };
         const from = deadLetterQueue(queue);
+        const as = letter.published_by || broker.user;
         await replayTraced(message, {
           ...to,
           from,
@@ -197,8 +206,16 @@ export async function replayDeadLetters(
               ...traceHeaders,
             }, {
               dropHeaders: [...FAILURE_HEADERS, PUBLISHED_BY_HEADER],
-              userId: letter.published_by || undefined,
+              userId: as,
             }),
+        }).catch((error) => {
+          if (as === broker.user) throw error;
+          throw new Error(
+            `Cannot replay ${letter.message_id} as ${as}, who published it, unless the broker ` +
+              `user ${broker.user} is tagged impersonator: run as the operator's user ` +
+              `(${brokerUserOf(OPERATOR, USER_PREFIX)}, made by deno task broker:setup)`,
+            { cause: error },
+          );
         });
         browse.ack(message);
         replayed.push(letter);
@@ -275,9 +292,15 @@ async function main(): Promise<number> {
       timeoutMs: 10_000,
     });
     const options = { queues: queues as Queue[] | undefined, messageIds: values["message-id"] };
-    const letters = command === "list"
-      ? await listDeadLetters(tools, options)
-      : await replayDeadLetters({ broker, tools }, options);
+    let letters: DeadLetter[];
+    try {
+      letters = command === "list"
+        ? await listDeadLetters(tools, options)
+        : await replayDeadLetters({ broker, tools }, options);
+    } catch (error) {
+      console.error(`Cannot ${command} the dead letters: ${redact(describeError(error))}`);
+      return 1;
+    }
     if (values.json) console.log(JSON.stringify({ command, count: letters.length, letters }));
     else {
       printTable(letters);
