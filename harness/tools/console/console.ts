@@ -15,14 +15,19 @@ import { vhostOf } from "./probes.ts";
 import { consoleApp } from "./routes.ts";
 import type { Services } from "./services.ts";
 
-/** Where the console listens, from `CONSOLE_PORT` and `CONSOLE_HOST`. */
+/** Where the console listens, and by which names, from `CONSOLE_PORT`, `CONSOLE_HOST` and `CONSOLE_ALLOWED_HOSTS`. */
 export interface ConsoleAddress {
   port: number;
   hostname: string;
+  /** Names of this machine a request's `Host` may give, besides `localhost` and IP addresses. */
+  allowedHosts: string[];
 }
 
+const HOST_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i;
+
 /**
- * Reads `CONSOLE_PORT` (default 8000) and `CONSOLE_HOST` (default 127.0.0.1) from `env`.
+ * Reads `CONSOLE_PORT` (default 8000), `CONSOLE_HOST` (default 127.0.0.1) and
+ * `CONSOLE_ALLOWED_HOSTS` (comma-separated host names, default none) from `env`.
  * @throws {RangeError} naming the variable and what it must be
  */
 export function consoleAddress(env: Record<string, string | undefined>): ConsoleAddress {
@@ -33,7 +38,17 @@ export function consoleAddress(env: Record<string, string | undefined>): Console
       `Cannot start the console as CONSOLE_PORT must be an integer 0-65535: current value is "${text}"`,
     );
   }
-  return { port, hostname: env.CONSOLE_HOST?.trim() || "127.0.0.1" };
+  const names = (env.CONSOLE_ALLOWED_HOSTS ?? "").split(",").map((name) => name.trim())
+    .filter(Boolean);
+  const bad = names.find((name) => !HOST_NAME.test(name));
+  if (bad !== undefined) {
+    throw new RangeError(
+      `Cannot start the console as CONSOLE_ALLOWED_HOSTS must be comma-separated host names: current value is ${
+        JSON.stringify(env.CONSOLE_ALLOWED_HOSTS)
+      }`,
+    );
+  }
+  return { port, hostname: env.CONSOLE_HOST?.trim() || "127.0.0.1", allowedHosts: names };
 }
 
 /** Options for {@linkcode startConsole}. */
@@ -48,6 +63,11 @@ export interface ConsoleOptions {
   port?: number;
   /** The address to listen on; anything but loopback lets other machines in. @default {"127.0.0.1"} */
   hostname?: string;
+  /**
+   * Names of this machine that a request's `Host` may give, besides `localhost`, `hostname` and
+   * any IP address; other names are refused (DNS rebinding). @default {none}
+   */
+  allowedHosts?: readonly string[];
   /** The retry queues' delays, as the services declare them, in milliseconds. @default {the services' default} */
   retryDelaysMs?: readonly number[];
   /** Time between two readings, in milliseconds. @default {1000} */
@@ -72,8 +92,6 @@ export interface RunningConsole {
   /** Closes the page's streams, stops reading and closes the broker connection. */
   close(): Promise<void>;
 }
-
-const LOOPBACK = /^(127\.|localhost$|::1$)/;
 
 /**
  * Starts the console and resolves once it listens.
@@ -114,7 +132,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     log,
     panels: feedPanels(live),
     assets,
-    loopbackOnly: LOOPBACK.test(hostname),
+    // The name it was told to listen on is one of this machine's.
+    allowedHosts: [...options.allowedHosts ?? [], hostname],
     closing: closing.signal,
     auth: options.auth,
   });

@@ -45,7 +45,7 @@ Deno.test({
       serviceEnv: { notification: { FAULT_TRANSIENT_RATE: "1" } },
     }, async (stack) => {
       const { log, logged } = keepingLogger();
-      // The operator's admin token (typed into the page) and the console's own (CONSOLE_TOKEN).
+      // The operator's admin token (typed into the sign-in page) and the console's own (CONSOLE_TOKEN).
       const [operator, reader] = stack.secure
         ? await Promise.all([
           harnessToken("operator", { role: "admin" }),
@@ -66,18 +66,19 @@ Deno.test({
       try {
         const { page } = browser;
         await page.goto(console_.url);
+        if (operator) {
+          // The console shows nothing until an admin signs in; the browser keeps the token in a
+          // cookie, so that it survives a reload and rides with the page's live updates.
+          await page.type("#token", operator);
+          await page.click("form.login button");
+          await seen(page, "the page after signing in", `document.getElementById("live") !== null`);
+          await page.goto(console_.url);
+        }
         await seen(
           page,
           "the page to go live",
           `document.getElementById("live").textContent === "live"`,
         );
-
-        if (operator) {
-          // Typed once, kept for the tab: it survives a reload.
-          await page.type("#token", operator);
-          await page.goto(console_.url);
-          await seen(page, "the token kept", `document.getElementById("token").value.length > 0`);
-        }
 
         // An order placed through the form becomes CONFIRMED in place.
         await page.type('form.place input[name="sku"]', "burger");

@@ -30,6 +30,17 @@ export interface OrderRow {
   created_at: string;
 }
 
+/** An order id as the order service makes them: a ULID, 26 characters of Crockford's base 32. */
+const ORDER_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+
+/**
+ * True when `id` is an order id the order service could have made. The console puts ids into
+ * URLs and form actions, and an id is what anyone who may publish `OrderPlaced` says it is.
+ */
+export function isOrderId(id: unknown): id is string {
+  return typeof id === "string" && ORDER_ID.test(id);
+}
+
 /** The notification that tells a student of each status. */
 const TOLD: Record<string, string> = {
   CONFIRMED: "order_confirmed",
@@ -114,6 +125,8 @@ export function watchLatestOrders(
       const parsed = parseEvent(delivery.body, orderPlacedSchema);
       if (!parsed.ok) continue;
       const { order_id, user_id, items, created_at = "" } = parsed.event.order;
+      // Not an order the order service made: nothing to read, nothing to cancel.
+      if (!isOrderId(order_id)) continue;
       add({ order_id, user_id, items, created_at, status: "UNKNOWN" });
     }
   }
@@ -146,8 +159,13 @@ async function reread(
 ): Promise<OrderRow> {
   const { urls, get } = apis;
   const [order, told] = await Promise.all([
-    readService(urls("order"), `/orders/${row.order_id}`, get).catch(() => undefined),
-    readService(urls("notification"), `/notifications?order_id=${row.order_id}`, get)
+    readService(urls("order"), `/orders/${encodeURIComponent(row.order_id)}`, get)
+      .catch(() => undefined),
+    readService(
+      urls("notification"),
+      `/notifications?order_id=${encodeURIComponent(row.order_id)}`,
+      get,
+    )
       .catch(() => undefined),
   ]);
   const next = { ...row };

@@ -4,10 +4,12 @@
  * It reads the services at the ports they read (`ORDER_PORT`, `INVENTORY_PORT`,
  * `NOTIFICATION_PORT`) and the broker at `AMQP_URL` and `RABBITMQ_MANAGEMENT_URL`, as they do.
  * `CONSOLE_PORT` and `CONSOLE_HOST` choose where it listens; it stays on loopback unless told
- * otherwise. Run this way it only watches, places, cancels and replays: stopping and starting
- * services is offered under `deno task dev`, which owns them. With `AUTH_JWT_SECRET` or
- * `AUTH_JWKS_URL`, as the services read them, each action needs an admin's bearer token, and
- * `CONSOLE_TOKEN` is the admin token the console reads orders and notifications with.
+ * otherwise, and answers only IP addresses and the names in `CONSOLE_ALLOWED_HOSTS` as `Host`.
+ * Run this way it only watches, places, cancels and replays: stopping and starting services is
+ * offered under `deno task dev`, which owns them. With `AUTH_JWT_SECRET` or `AUTH_JWKS_URL`, as
+ * the services read them, the page, its updates and each action need an admin's bearer token (a
+ * browser signs in once), and `CONSOLE_TOKEN` is the admin token the console reads orders and
+ * notifications with.
  * @module
  */
 import { loadConfig } from "../../../shared/config.ts";

@@ -32,10 +32,10 @@ function PlaceOrderForm({ skus }: { skus: string[] }) {
 }
 
 /**
- * The whole page as of `snapshot`; the script then keeps it live. With `askToken`, the console
- * checks tokens, and a field takes the admin token that the script sends with each action.
+ * The whole page as of `snapshot`; the script then keeps it live. With `signedIn`, the console
+ * checks tokens and this browser signed in: a button signs it out.
  */
-export function Page({ snapshot, askToken }: { snapshot: Snapshot; askToken?: boolean }) {
+export function Page({ snapshot, signedIn }: { snapshot: Snapshot; signedIn?: boolean }) {
   return (
     <html lang="en">
       <head>
@@ -49,10 +49,10 @@ export function Page({ snapshot, askToken }: { snapshot: Snapshot; askToken?: bo
         <header>
           <h1>Campus food</h1>
           <Slot id="status" snapshot={snapshot} />
-          {askToken && (
-            <label class="token">
-              admin token <input id="token" type="password" autocomplete="off" size={12} />
-            </label>
+          {signedIn && (
+            <form method="post" action="/session/end" class="inline sign-out">
+              <button type="submit">Sign out</button>
+            </form>
           )}
           <span id="live" class="dot">offline</span>
         </header>
@@ -86,6 +86,45 @@ export function Page({ snapshot, askToken }: { snapshot: Snapshot; askToken?: bo
           <section>
             <h2>Done here</h2>
             <Slot id="activity" snapshot={snapshot} />
+          </section>
+        </main>
+      </body>
+    </html>
+  );
+}
+
+/**
+ * The page a browser gets until it signs in with an admin token, under authentication: a plain
+ * form, no script, nothing read from the system. `error` says why the last token was refused.
+ */
+export function SignIn({ error }: { error?: string }) {
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>Campus food · console · sign in</title>
+        <link rel="stylesheet" href="/assets/console.css" />
+      </head>
+      <body>
+        <header>
+          <h1>Campus food</h1>
+        </header>
+        <main>
+          <section>
+            <h2>Sign in</h2>
+            {error && <p id="answer" class="bad">{error}</p>}
+            <form method="post" action="/session" class="login">
+              <label>
+                admin token{" "}
+                <input id="token" name="token" type="password" autocomplete="off" required />
+              </label>
+              <button type="submit">Sign in</button>
+            </form>
+            <p class="hint">
+              A bearer token with the admin role. This browser keeps it in a cookie that no script
+              can read, until the token expires or you sign out.
+            </p>
           </section>
         </main>
       </body>

@@ -7,7 +7,7 @@
  */
 import type { Child } from "hono/jsx";
 import type { Snapshot } from "./live.ts";
-import { isSettled } from "./latest_orders.ts";
+import { isOrderId, isSettled } from "./latest_orders.ts";
 import { Queues, Rates } from "./chart_panels.tsx";
 import { DeadLetters } from "./dead_letters_panel.tsx";
 
@@ -42,7 +42,9 @@ function Services({ snapshot }: { snapshot: Snapshot }) {
           {snapshot.controls && (
             <form
               method="post"
-              action={`/services/${name}/${state === "stopped" ? "start" : "stop"}`}
+              action={`/services/${encodeURIComponent(name)}/${
+                state === "stopped" ? "start" : "stop"
+              }`}
             >
               <button type="submit">{state === "stopped" ? "Start" : "Stop"}</button>
             </form>
@@ -85,8 +87,9 @@ function Orders({ snapshot }: { snapshot: Snapshot }) {
             </td>
             <td>{order.notified?.replace("order_", "") ?? "–"}</td>
             <td>
-              {(order.status === "PENDING" || order.status === "CONFIRMED") && (
-                <form method="post" action={`/orders/${order.order_id}/cancel`}>
+              {(order.status === "PENDING" || order.status === "CONFIRMED") &&
+                isOrderId(order.order_id) && (
+                <form method="post" action={`/orders/${encodeURIComponent(order.order_id)}/cancel`}>
                   <button type="submit">Cancel</button>
                 </form>
               )}

@@ -1,26 +1,31 @@
 /**
  * The console's HTTP interface: the page, its live updates over server-sent events, its two
  * assets, and one POST per action. A POST answers JSON to the page's script, and sends a browser
- * without it back to the page. With `auth` set, every POST needs a bearer token with the `admin`
- * role, checked as the services check theirs; the page and its updates stay open to read.
+ * without it back to the page. With `auth` set, the page, its updates and every POST need a
+ * bearer token with the `admin` role, checked as the services check theirs: the page is filled
+ * with what the console reads with its own admin token, so reading it is an admin's business too.
+ * A browser signs in once with a form; the token then rides in an HttpOnly, SameSite=Strict cookie.
  * @module
  */
 import { type Context, Hono } from "hono";
+import { deleteCookie, setCookie } from "hono/cookie";
 import { csrf } from "hono/csrf";
+import { decode } from "hono/jwt";
 import { streamSSE } from "hono/streaming";
 import {
   ADMIN_ROLE,
   type AuthConfig,
   authenticate,
-  bearerTokenOf,
   callerOf,
   requireRole,
+  tokenOf,
 } from "../../../shared/auth.ts";
 import { type Queue, QUEUES } from "../../../shared/topology.ts";
 import { type ServiceName, SERVICES } from "../../lib/service_process.ts";
 import * as actions from "./actions.ts";
 import type { ActionAnswer, ActionContext, Asker } from "./actions.ts";
-import { Page } from "./page.tsx";
+import { isOrderId } from "./latest_orders.ts";
+import { Page, SignIn } from "./page.tsx";
 import type { PanelFeed } from "./panel_feed.ts";
 
 /** What {@linkcode consoleApp} serves. */
@@ -29,10 +34,12 @@ export interface ConsoleAppOptions extends ActionContext {
   /** The page's script and style sheet, by file name. */
   assets: ReadonlyMap<string, string>;
   /**
-   * Answer only requests whose `Host` is this machine: a console bound to loopback is then out of
-   * reach of a web page that renames its own host to 127.0.0.1 (DNS rebinding). @default {true}
+   * Host names besides `localhost` that a request's `Host` may name (`CONSOLE_ALLOWED_HOSTS`, and
+   * `CONSOLE_HOST` when it is a name). An IP address is always answered; any other name is
+   * refused, so that a web page that renames its own host to this machine (DNS rebinding) cannot
+   * read the console. @default {none}
    */
-  loopbackOnly?: boolean;
+  allowedHosts?: readonly string[];
   /** Ends every event stream, so that the server can shut down. */
   closing: AbortSignal;
   /** How the bearer tokens of actions are checked. @default {not at all: anyone may act} */
@@ -44,32 +51,91 @@ const CONTENT_TYPES: Record<string, string> = {
   css: "text/css; charset=utf-8",
 };
 
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+/** The cookie that keeps a signed-in browser's admin token. */
+export const TOKEN_COOKIE = "console_token";
+
+/** How long a browser stays signed in at most, in seconds; the token's `exp` may end it sooner. */
+const SESSION_MAX_AGE_S = 12 * 3600;
+
+/**
+ * A `Host` that no DNS rebinding can produce: an IP address, which is the page's origin only when
+ * the browser was pointed at this machine by address. Rebinding needs a name of the attacker's.
+ */
+const ADDRESS = /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\])$/i;
 
 /** The console's app, over the live picture and actions of `options`. */
 export function consoleApp(options: ConsoleAppOptions): Hono {
-  const { panels, assets, loopbackOnly = true, closing, auth } = options;
+  const { panels, assets, closing, auth } = options;
+  const hosts = new Set(["localhost", ...(options.allowedHosts ?? [])].map((h) => h.toLowerCase()));
   const app = new Hono();
   app.use(async function refuseForeignHosts(c, next) {
     const host = new URL(c.req.url).hostname;
-    if (loopbackOnly && !LOOPBACK_HOSTS.has(host)) {
-      return c.text(`This console answers on 127.0.0.1 or localhost, not on ${host}`, 403);
+    if (!hosts.has(host) && !ADDRESS.test(host)) {
+      return c.text(
+        `This console answers on an IP address or ${[...hosts].join(", ")}, not on ${host}: ` +
+          `add it to CONSOLE_ALLOWED_HOSTS if it is this machine's name`,
+        403,
+      );
     }
     await next();
   });
   // A form on another site must not be able to stop a service or replay a DLQ from a browser.
   app.use(csrf());
-  // Every action changes the system: under authentication only an admin may ask for one. Without
-  // it nothing is said, as the console is a local tool then, as it always was.
-  app.post(
-    "*",
-    authenticate(auth, { log: auth && options.log }),
-    requireRole(ADMIN_ROLE),
-  );
 
-  const page = (c: Context) =>
-    c.html(`<!doctype html>${Page({ snapshot: options.live.snapshot(), askToken: !!auth })}`);
-  app.get("/", page);
+  const check = authenticate(auth, { log: auth && options.log, cookie: TOKEN_COOKIE });
+  const adminOnly = requireRole(ADMIN_ROLE);
+  /** The answer refusing `c` (401, 403, or 503 if tokens cannot be checked now), if any. */
+  async function refusal(c: Context): Promise<Response | undefined> {
+    let authenticated = false;
+    const unauthenticated = await check(c, () => Promise.resolve(void (authenticated = true)));
+    if (!authenticated) return unauthenticated as Response;
+    let admitted = false;
+    const denied = await adminOnly(c, () => Promise.resolve(void (admitted = true)));
+    return admitted ? undefined : denied as Response;
+  }
+  // Checks a token typed into the sign-in form as a request carrying it would be checked.
+  const tokenCheck = new Hono();
+  tokenCheck.get("/", async (c) => await refusal(c) ?? c.body(null, 204));
+
+  // Without authentication the console is a local tool, as it always was: these let all through.
+  app.post("/session", async (c) => {
+    if (!auth) return c.redirect("/", 303);
+    const form = await c.req.parseBody();
+    const token = typeof form.token === "string" ? form.token.trim() : "";
+    // A JWT is base64url parts and dots; anything else could not even be sent as a header.
+    const checked = await tokenCheck.request("/", {
+      headers: /^[\w.~+/=-]+$/.test(token) ? { authorization: `Bearer ${token}` } : {},
+    });
+    if (checked.status !== 204) return await signIn(c, checked);
+    const exp = Number(decode(token).payload.exp);
+    const maxAge = Math.max(0, Math.min(SESSION_MAX_AGE_S, Math.floor(exp - Date.now() / 1000)));
+    // HttpOnly: no script on the page can read it. Strict: no other site's page sends it along.
+    setCookie(c, TOKEN_COOKIE, token, { httpOnly: true, sameSite: "Strict", path: "/", maxAge });
+    return c.redirect("/", 303);
+  });
+  app.post("/session/end", (c) => {
+    deleteCookie(c, TOKEN_COOKIE, { path: "/" });
+    return c.redirect("/", 303);
+  });
+  // Every action changes the system: under authentication only an admin may ask for one.
+  app.post("*", async function adminsOnly(c, next) {
+    const refused = await refusal(c);
+    if (refused) return refused;
+    await next();
+  });
+  app.use("/events", async function adminsOnly(c, next) {
+    const refused = await refusal(c);
+    if (refused) return refused;
+    await next();
+  });
+
+  app.get("/", async (c) => {
+    const refused = await refusal(c);
+    if (refused) return await signIn(c, refused);
+    return c.html(
+      `<!doctype html>${Page({ snapshot: options.live.snapshot(), signedIn: !!auth })}`,
+    );
+  });
   app.get("/assets/:file", (c) => {
     const file = c.req.param("file");
     const text = assets.get(file);
@@ -122,7 +188,15 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
     return answer(c, await actions.placeOrder(options, whoAsked(c), order));
   });
   app.post("/orders/:order_id/cancel", async (c) => {
-    return answer(c, await actions.cancelOrder(options, whoAsked(c), c.req.param("order_id")));
+    const orderId = c.req.param("order_id");
+    if (!isOrderId(orderId)) {
+      return answer(c, {
+        status: 400,
+        message: `Cannot cancel the order as its id must be a ULID (26 characters of Crockford's ` +
+          `base 32): current value is ${JSON.stringify(orderId)}`,
+      });
+    }
+    return answer(c, await actions.cancelOrder(options, whoAsked(c), orderId));
   });
   app.post("/dead-letters/replay", async (c) => {
     const form = await c.req.parseBody();
@@ -143,6 +217,20 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
   return app;
 }
 
+/**
+ * The sign-in page, with why the request was refused (`refused`, a JSON error): its status and
+ * challenge, and a cookie that failed cleared.
+ */
+async function signIn(c: Context, refused: Response): Promise<Response> {
+  const { error } = await refused.json().catch(() => ({ error: undefined })) as { error?: string };
+  const challenge = refused.headers.get("WWW-Authenticate");
+  if (challenge) c.header("WWW-Authenticate", challenge);
+  deleteCookie(c, TOKEN_COOKIE, { path: "/" });
+  const tried = c.req.method === "POST" || c.req.header("cookie")?.includes(`${TOKEN_COOKIE}=`);
+  const status = refused.status as 401 | 403 | 503;
+  return c.html(`<!doctype html>${SignIn({ error: tried ? error : undefined })}`, status);
+}
+
 /** JSON for the page's script; a plain form post goes back to the page. */
 function answer(c: Context, result: ActionAnswer): Response {
   if (!c.req.header("accept")?.includes("application/json")) return c.redirect("/", 303);
@@ -158,5 +246,5 @@ function whoAsked(c: Context): Asker {
   const address = info?.remoteAddr?.hostname ?? "unknown";
   const caller = callerOf(c);
   if (caller.open) return { address };
-  return { address, sub: caller.userId, token: bearerTokenOf(c.req.header("Authorization")) };
+  return { address, sub: caller.userId, token: tokenOf(c, TOKEN_COOKIE) };
 }

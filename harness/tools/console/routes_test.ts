@@ -10,14 +10,17 @@ import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
 import type { AuthConfig } from "../../../shared/auth.ts";
 import { recordingLogger } from "../../../shared/_test_log.ts";
 import { consoleAddress, type RunningConsole, startConsole } from "./console.ts";
+import { renderPanels } from "./panels.tsx";
 
 async function withConsole(
   fn: (console_: RunningConsole) => Promise<void>,
-  options: { auth?: AuthConfig } = {},
+  options: { auth?: AuthConfig; hostname?: string; allowedHosts?: string[] } = {},
 ): Promise<void> {
   const vhost = await createVhost();
   const console_ = await startConsole({
     auth: options.auth,
+    hostname: options.hostname,
+    allowedHosts: options.allowedHosts,
     amqpUrls: [vhost.amqpUrl],
     managementUrl: Deno.env.get("RABBITMQ_MANAGEMENT_URL") || "http://guest:guest@127.0.0.1:15672",
     // Nothing runs, and nothing may be stopped or started.
@@ -35,7 +38,7 @@ async function withConsole(
 
 function post(
   url: string,
-  init: { origin?: string; form?: Record<string, string>; token?: string } = {},
+  init: { origin?: string; form?: Record<string, string>; token?: string; cookie?: string } = {},
 ) {
   const body = new FormData();
   for (const [name, value] of Object.entries(init.form ?? {})) body.set(name, value);
@@ -44,7 +47,16 @@ function post(
     origin: init.origin ?? new URL(url).origin,
   });
   if (init.token) headers.set("authorization", `Bearer ${init.token}`);
-  return fetch(url, { method: "POST", headers, body });
+  if (init.cookie) headers.set("cookie", init.cookie);
+  return fetch(url, { method: "POST", headers, body, redirect: "manual" });
+}
+
+/** A GET with an admin's `token` in the Authorization header, or a sign-in `cookie`. */
+function get(url: string, init: { token?: string; cookie?: string } = {}): Promise<Response> {
+  const headers = new Headers();
+  if (init.token) headers.set("authorization", `Bearer ${init.token}`);
+  if (init.cookie) headers.set("cookie", init.cookie);
+  return fetch(url, { headers, redirect: "manual" });
 }
 
 /** The order form posted as a browser without the page's script posts it. */
@@ -150,17 +162,12 @@ Deno.test(
 );
 
 Deno.test(
-  "console under AUTH_JWT_SECRET lets only an admin act, and anyone read, against the broker",
+  "console under AUTH_JWT_SECRET lets only an admin act, against the broker",
   INTEGRATION,
   async () => {
     const student = await harnessToken("s1");
     const admin = await harnessToken("ops", { role: "admin" });
     await withConsole(async ({ url, live }) => {
-      const page = await (await fetch(url)).text();
-      assert.match(page, /<input id="token" type="password"/, "the page asks for the token");
-      const events = await fetch(new URL("/events", url));
-      assert.equal(events.status, 200, "the live updates need no token");
-      await events.body?.cancel();
       await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
 
       const replay = new URL("/dead-letters/replay", url).href;
@@ -174,7 +181,13 @@ Deno.test(
       const byStudent = await post(replay, { token: student });
       assert.equal(byStudent.status, 403);
       assert.match((await byStudent.json()).error, /this needs a token with the admin role/);
-      for (const path of ["/orders", "/orders/o1/cancel", "/services/inventory/stop"]) {
+      for (
+        const path of [
+          "/orders",
+          "/orders/01JABCDEFGHJKMNPQRSTVWXYZ0/cancel",
+          "/services/inventory/stop",
+        ]
+      ) {
         const refused = await post(new URL(path, url).href, { token: student });
         assert.equal(refused.status, 403, `POST ${path} with a student's token`);
         await refused.body?.cancel();
@@ -212,13 +225,153 @@ Deno.test(
 );
 
 Deno.test("consoleAddress() reads CONSOLE_PORT and CONSOLE_HOST, loopback by default", () => {
-  assert.deepEqual(consoleAddress({}), { port: 8000, hostname: "127.0.0.1" });
-  assert.deepEqual(consoleAddress({ CONSOLE_PORT: "0", CONSOLE_HOST: "0.0.0.0" }), {
-    port: 0,
-    hostname: "0.0.0.0",
-  });
+  assert.deepEqual(consoleAddress({}), { port: 8000, hostname: "127.0.0.1", allowedHosts: [] });
+  assert.deepEqual(
+    consoleAddress({
+      CONSOLE_PORT: "0",
+      CONSOLE_HOST: "0.0.0.0",
+      CONSOLE_ALLOWED_HOSTS: "console.lan, ops-laptop",
+    }),
+    { port: 0, hostname: "0.0.0.0", allowedHosts: ["console.lan", "ops-laptop"] },
+  );
+  assert.throws(
+    () => consoleAddress({ CONSOLE_ALLOWED_HOSTS: "console.lan,http://evil/" }),
+    /Cannot start the console as CONSOLE_ALLOWED_HOSTS must be comma-separated host names: current value is "console.lan,http:\/\/evil\/"/,
+  );
   assert.throws(
     () => consoleAddress({ CONSOLE_PORT: "80a" }),
     /Cannot start the console as CONSOLE_PORT must be an integer 0-65535: current value is "80a"/,
   );
 });
+
+Deno.test(
+  "console under AUTH_JWT_SECRET shows its page and live updates to a signed-in admin only, against the broker",
+  INTEGRATION,
+  async () => {
+    const student = await harnessToken("s1");
+    const admin = await harnessToken("ops", { role: "admin" });
+    await withConsole(async ({ url }) => {
+      const events = new URL("/events", url).href;
+      // Nothing the console reads with its own admin token reaches a stranger.
+      const stranger = await get(url);
+      assert.equal(stranger.status, 401);
+      assert.match(stranger.headers.get("www-authenticate") ?? "", /^Bearer/);
+      const signInPage = await stranger.text();
+      assert.match(signInPage, /<form method="post" action="\/session" class="login">/);
+      assert.match(signInPage, /<input id="token" name="token" type="password"/);
+      assert.doesNotMatch(signInPage, /id="orders"|id="services"|EventSource|console\.js/);
+      assert.equal((await get(events)).status, 401, "the live updates need a token");
+      const byStudent = await get(events, { token: student });
+      assert.equal(byStudent.status, 403);
+      await byStudent.body?.cancel();
+      assert.equal((await get(url, { token: student })).status, 403);
+      const byHeader = await get(url, { token: admin });
+      assert.equal(byHeader.status, 200, "a tool may send the token as a header");
+      assert.match(await byHeader.text(), /<div id="orders">/);
+
+      // Signing in: a student's token and a bad one are refused, an admin's is kept in a cookie.
+      const refused = await post(new URL("/session", url).href, { form: { token: student } });
+      assert.equal(refused.status, 403);
+      assert.match(await refused.text(), /this needs a token with the admin role/);
+      const garbled = await post(new URL("/session", url).href, { form: { token: "x.y.z" } });
+      assert.equal(garbled.status, 401);
+      await garbled.body?.cancel();
+      const forged = await post(new URL("/session", url).href, {
+        form: { token: admin },
+        origin: "http://evil.example",
+      });
+      assert.equal(forged.status, 403, "another site cannot sign a browser in");
+      await forged.body?.cancel();
+      const signedIn = await post(new URL("/session", url).href, { form: { token: admin } });
+      assert.equal(signedIn.status, 303);
+      assert.equal(signedIn.headers.get("location"), "/");
+      const setCookie = signedIn.headers.get("set-cookie") ?? "";
+      assert.match(
+        setCookie,
+        /^console_token=[\w.-]+; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict$/,
+      );
+      const cookie = setCookie.split(";")[0];
+
+      const page = await get(url, { cookie });
+      assert.equal(page.status, 200);
+      const html = await page.text();
+      assert.match(html, /<div id="orders">/);
+      assert.match(html, /action="\/session\/end"/, "the page offers to sign out");
+      const stream = await get(events, { cookie });
+      assert.equal(stream.status, 200);
+      assert.match(stream.headers.get("content-type") ?? "", /text\/event-stream/);
+      await stream.body?.cancel();
+      // With the cookie even a plain form post (no script) may act, and goes back to the page.
+      const plain = await fetch(new URL("/dead-letters/replay", url), {
+        method: "POST",
+        headers: { origin: new URL(url).origin, cookie },
+        body: new URLSearchParams({}),
+        redirect: "manual",
+      });
+      assert.equal(plain.status, 303);
+      await plain.body?.cancel();
+      // A cookie whose token no longer passes gets the sign-in page, and is cleared.
+      const stale = await get(url, { cookie: `console_token=${admin.slice(0, -2)}xx` });
+      assert.equal(stale.status, 401);
+      assert.match(stale.headers.get("set-cookie") ?? "", /^console_token=; Max-Age=0/);
+      assert.match(await stale.text(), /class="bad"/);
+
+      const signedOut = await post(new URL("/session/end", url).href, { cookie });
+      assert.equal(signedOut.status, 303);
+      assert.match(signedOut.headers.get("set-cookie") ?? "", /^console_token=; Max-Age=0/);
+    }, { auth: { jwtSecret: HARNESS_JWT_SECRET } });
+  },
+);
+
+Deno.test(
+  "console on 0.0.0.0 keeps refusing a foreign Host, and answers its addresses and allowed names, against the broker",
+  INTEGRATION,
+  async () => {
+    await withConsole(async ({ url }) => {
+      const local = `http://127.0.0.1:${new URL(url).port}/`;
+      assert.match(await rawGet(local, "evil.example"), /^HTTP\/1\.1 403/);
+      assert.match(await rawGet(local, "console.lan.evil.example"), /^HTTP\/1\.1 403/);
+      for (const host of ["127.0.0.1", "localhost", "192.168.1.20", "[::1]", "console.lan"]) {
+        assert.match(await rawGet(local, host), /^HTTP\/1\.1 200/, host);
+      }
+    }, { hostname: "0.0.0.0", allowedHosts: ["console.lan"] });
+  },
+);
+
+Deno.test(
+  "console encodes order ids in its forms, offers no Cancel for an id that is no ULID, and refuses one with 400, against the broker",
+  INTEGRATION,
+  async () => {
+    await withConsole(async ({ url, live }) => {
+      const good = "01JABCDEFGHJKMNPQRSTVWXYZ0";
+      const evil = "../services/inventory/stop?";
+      const row = (order_id: string) => ({
+        order_id,
+        user_id: "u1",
+        items: [{ sku: "burger", qty: 1 }],
+        status: "PENDING",
+        created_at: "",
+      });
+      const html = renderPanels({ ...live.snapshot(), orders: [row(good), row(evil)] })
+        .get("orders")!;
+      const actions = [...html.matchAll(/action="([^"]*)"/g)].map((match) => match[1]);
+      assert.deepEqual(actions, [`/orders/${good}/cancel`]);
+      assert.match(html, /data-order-id="\.\.\/services\/inventory\/stop\?"/, "still listed");
+
+      await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+      for (
+        const id of ["..%2Fservices%2Finventory%2Fstop%3F", "o1", `${good}x`, good.toLowerCase()]
+      ) {
+        const refused = await post(new URL(`/orders/${id}/cancel`, url).href);
+        assert.equal(refused.status, 400, id);
+        assert.match(
+          (await refused.json()).message,
+          /Cannot cancel the order as its id must be a ULID/,
+        );
+      }
+      const ulid = await post(new URL(`/orders/${good}/cancel`, url).href);
+      assert.equal(ulid.status, 503, "a ULID goes on to the order API, which does not run here");
+      await ulid.body?.cancel();
+    });
+  },
+);

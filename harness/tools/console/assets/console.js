@@ -1,25 +1,20 @@
 // The console page's script: it swaps in the panels the server sends over server-sent events, and
 // sends the page's forms with fetch so that the page stays where it is. Without it the page still
-// shows a reading and its forms still work, one reload at a time (unless the console wants a
-// token: only the script can send one).
+// shows a reading and its forms still work, one reload at a time. Under authentication the
+// browser's sign-in cookie carries the admin token with every request, the script's included.
 
 const live = document.getElementById("live");
 const answer = document.getElementById("answer");
-// Where the console checks tokens, the admin token typed once, kept for this tab only.
-const token = document.getElementById("token");
-if (token) {
-  token.value = sessionStorage.getItem("console-token") ?? "";
-  token.addEventListener(
-    "input",
-    () => sessionStorage.setItem("console-token", token.value.trim()),
-  );
-}
-
 /** Follows the server's readings; EventSource reconnects by itself after a loss. */
 function follow() {
   const events = new EventSource("/events");
   events.addEventListener("open", () => setLive(true));
-  events.addEventListener("error", () => setLive(false));
+  events.addEventListener("error", () => {
+    setLive(false);
+    // Refused rather than cut off (the sign-in expired, say): EventSource gives up, so the page
+    // is loaded again, which asks to sign in.
+    if (events.readyState === EventSource.CLOSED) setTimeout(() => location.reload(), 2_000);
+  });
   events.addEventListener("panels", (event) => {
     for (const [id, html] of Object.entries(JSON.parse(event.data))) {
       const panel = document.getElementById(id);
@@ -46,7 +41,6 @@ function pathOf(details) {
 async function send(form, button) {
   button.disabled = true;
   const headers = { accept: "application/json" };
-  if (token?.value.trim()) headers.authorization = `Bearer ${token.value.trim()}`;
   try {
     const response = await fetch(form.action, {
       method: "POST",
@@ -70,7 +64,8 @@ function show(message, ok) {
 
 document.addEventListener("submit", (event) => {
   const form = event.target;
-  if (!(form instanceof HTMLFormElement)) return;
+  // Signing out is a navigation: the browser posts it and follows the redirect itself.
+  if (!(form instanceof HTMLFormElement) || form.classList.contains("sign-out")) return;
   event.preventDefault();
   send(form, event.submitter ?? form.querySelector("button"));
 });
