@@ -147,10 +147,10 @@ Deno.test("serveHttp(serviceApp(orderRoutes())) cuts off bodies trickled over re
 });
 
 /** Sends `request` on a connection of its own and reads the status line of the answer. */
-async function rawStatus(port: number, request: string): Promise<number> {
+async function rawStatus(port: number, request: string | Uint8Array): Promise<number> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    const bytes = new TextEncoder().encode(request);
+    const bytes = typeof request === "string" ? new TextEncoder().encode(request) : request;
     const writing = (async () => {
       for (let offset = 0; offset < bytes.length;) {
         offset += await conn.write(bytes.subarray(offset));
@@ -180,14 +180,20 @@ Deno.test("serveHttp() refuses a 1 MB header, 200 headers and a 1 MB URL with 40
       const status = await rawStatus(port, request);
       assert.ok(refused.includes(status), `${name}: ${status}`);
     }
-    // Each refused header is dropped with its connection: a hundred more leave memory flat.
+    // Each refused header is dropped with its connection: 200 MB more of them leave memory flat.
+    // The request is encoded once, so that the client in this process allocates nothing per send.
+    const bigHeader = new TextEncoder().encode(cases["1 MB header"]);
+    const sendBigHeaders = async (times: number) => {
+      for (let i = 0; i < times; i++) {
+        const status = await rawStatus(port, bigHeader);
+        assert.ok(refused.includes(status), `1 MB header, again: ${status}`);
+      }
+    };
+    await sendBigHeaders(20);
     const before = Deno.memoryUsage().rss;
-    for (let i = 0; i < 100; i++) {
-      const status = await rawStatus(port, cases["1 MB header"]);
-      assert.ok(refused.includes(status), `1 MB header, again: ${status}`);
-    }
+    await sendBigHeaders(200);
     const grownMb = (Deno.memoryUsage().rss - before) / 2 ** 20;
-    assert.ok(grownMb < 50, `resident memory grew by ${grownMb.toFixed(1)} MB`);
+    assert.ok(grownMb < 20, `resident memory grew by ${grownMb.toFixed(1)} MB`);
     assert.equal((await (await fetch(`${url}/health`)).json()).status, "ok");
     assert.equal(await countOrders(store), 0);
   });

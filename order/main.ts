@@ -55,6 +55,7 @@ if (import.meta.main) {
     log,
     decisionTimeoutMs: config.orderDecisionTimeoutMs,
     auth: config.auth,
+    maxUnitsPerStudent: config.maxUnitsPerStudent,
   });
   const app = serviceApp(routes, {
     store,

@@ -58,6 +58,32 @@ export const ORDER_MIGRATIONS: Migration[] = [
       CHECK (status IN ('PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED', 'EXPIRED'));
     CREATE INDEX orders_pending_by_created_at ON orders (created_at) WHERE status = 'PENDING'`,
   },
+  {
+    // A key belongs to the student who used it: the same key from another student is another
+    // request, and must neither fail nor tell them the key was used. Existing keys take the
+    // student of their order. Portable SQL: both databases rebuild the table the same way.
+    name: "idempotency_keys_per_student",
+    sql: `CREATE TABLE idempotency_keys_v2 (
+      user_id TEXT NOT NULL,
+      idempotency_key TEXT NOT NULL,
+      request_hash TEXT NOT NULL,
+      order_id TEXT NOT NULL,
+      created_at TEXT NOT NULL,
+      PRIMARY KEY (user_id, idempotency_key)
+    );
+    INSERT INTO idempotency_keys_v2 (user_id, idempotency_key, request_hash, order_id, created_at)
+      SELECT orders.user_id, keys.idempotency_key, keys.request_hash, keys.order_id, keys.created_at
+      FROM idempotency_keys AS keys JOIN orders ON orders.order_id = keys.order_id;
+    DROP TABLE idempotency_keys;
+    ALTER TABLE idempotency_keys_v2 RENAME TO idempotency_keys;
+    CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at)`,
+  },
+  {
+    // MAX_UNITS_PER_STUDENT adds up a student's open orders at each POST /order.
+    name: "orders_open_by_user",
+    sql: `CREATE INDEX orders_open_by_user ON orders (user_id)
+      WHERE status IN ('PENDING', 'CONFIRMED')`,
+  },
 ];
 
 /**
@@ -65,7 +91,12 @@ export const ORDER_MIGRATIONS: Migration[] = [
  * places a new order, as with Stripe's keys, which expire after 24 hours.
  */
 export function idempotencyKeyRetention(keepMs: number): RetentionRule {
-  return { table: "idempotency_keys", key: ["idempotency_key"], time: "created_at", keepMs };
+  return {
+    table: "idempotency_keys",
+    key: ["user_id", "idempotency_key"],
+    time: "created_at",
+    keepMs,
+  };
 }
 
 /**
@@ -191,33 +222,56 @@ export async function expirePendingOrders(
   return rows.map((row) => ({ ...row, items: JSON.parse(row.items) as OrderItem[] }));
 }
 
-/** The order and request hash an idempotency key was first used with, if any. */
+/** The order and request hash student `userId` first used an idempotency key with, if any. */
 export function findIdempotencyKey(
   tx: Tx,
+  userId: string,
   key: string,
 ): Promise<{ order_id: string; request_hash: string } | undefined> {
   return tx.get(
-    "SELECT order_id, request_hash FROM idempotency_keys WHERE idempotency_key = ?",
+    "SELECT order_id, request_hash FROM idempotency_keys WHERE user_id = ? AND idempotency_key = ?",
+    userId,
     key,
   );
 }
 
 /**
- * Claims `key` for a new order `orderId` made from a request whose hash is `requestHash`. On
- * PostgreSQL a concurrent claim of the same key waits for the first to commit, then loses.
- * @returns false when the key was claimed before: the request is a retry, or a conflict
+ * Claims `key` of student `entry.userId` for a new order `orderId` made from a request whose hash
+ * is `requestHash`. Keys are per student: another student's use of the same key is not a claim of
+ * it. On PostgreSQL a concurrent claim of the same key waits for the first to commit, then loses.
+ * @returns false when the student claimed the key before: the request is a retry, or a conflict
  */
 export async function claimIdempotencyKey(
   tx: Tx,
   key: string,
-  entry: { orderId: string; requestHash: string },
+  entry: { userId: string; orderId: string; requestHash: string },
 ): Promise<boolean> {
   return 1 === await tx.run(
-    `INSERT INTO idempotency_keys (idempotency_key, request_hash, order_id, created_at)
-     VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    `INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, order_id, created_at)
+     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    entry.userId,
     key,
     entry.requestHash,
     entry.orderId,
     new Date().toISOString(),
   );
+}
+
+/**
+ * The units (the sum of `qty` over their items) that student `userId`'s PENDING and CONFIRMED
+ * orders hold together: what `MAX_UNITS_PER_STUDENT` caps.
+ */
+export async function countOpenUnits(tx: Tx, userId: string): Promise<number> {
+  const items = tx.dialect === "postgres"
+    ? "json_array_elements(orders.items::json) AS item"
+    : "json_each(orders.items) AS item";
+  const qty = tx.dialect === "postgres"
+    ? "(item.value->>'qty')::integer"
+    : "json_extract(item.value, '$.qty')";
+  const row = await tx.get<{ units: number }>(
+    `SELECT COALESCE(SUM(${qty}), 0) AS units FROM orders, ${items}
+     WHERE orders.user_id = ? AND orders.status IN ('PENDING', 'CONFIRMED')`,
+    userId,
+  );
+  return Number(row?.units ?? 0);
 }

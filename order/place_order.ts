@@ -3,7 +3,7 @@
  * all in one transaction, so an accepted order is always published and never twice created.
  * @module
  */
-import type { Store } from "../shared/store.ts";
+import { lockForTransaction, type Store, type Tx } from "../shared/store.ts";
 import { type OrderItem, orderPlaced } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
 import { newId } from "../shared/ids.ts";
@@ -11,6 +11,7 @@ import { childTraceparent } from "../shared/trace.ts";
 import { DEFAULT_ORDER_DECISION_TIMEOUT_MS } from "../shared/config.ts";
 import {
   claimIdempotencyKey,
+  countOpenUnits,
   findIdempotencyKey,
   getOrder,
   insertOrder,
@@ -27,7 +28,8 @@ export interface OrderRequest {
 export type PlaceResult =
   | { kind: "created"; order: OrderView }
   | { kind: "replayed"; order: OrderView }
-  | { kind: "conflict" };
+  | { kind: "conflict" }
+  | { kind: "over_unit_limit"; limit: number; held: number; requested: number };
 
 /** Options for {@linkcode placeOrder}. */
 export interface PlaceOrderOptions {
@@ -40,6 +42,19 @@ export interface PlaceOrderOptions {
    * @default {DEFAULT_ORDER_DECISION_TIMEOUT_MS}
    */
   decisionTimeoutMs?: number;
+  /**
+   * `MAX_UNITS_PER_STUDENT`: the most units the student's PENDING and CONFIRMED orders may hold
+   * together, this one included. @default {no cap}
+   */
+  maxUnitsPerStudent?: number;
+}
+
+/** Thrown inside the transaction to roll back the key it claimed; never leaves this module. */
+class OverUnitLimit extends Error {
+  override name = "OverUnitLimit";
+  constructor(readonly held: number, readonly requested: number) {
+    super(`Cannot place the order as it would hold ${held + requested} units`);
+  }
 }
 
 /** Places `request`; see {@linkcode PlaceOrderOptions}. */
@@ -52,9 +67,23 @@ export async function placeOrder(
     idempotencyKey,
     traceparent = childTraceparent(),
     decisionTimeoutMs = DEFAULT_ORDER_DECISION_TIMEOUT_MS,
+    maxUnitsPerStudent,
   } = options;
   const requestHash = idempotencyKey === undefined ? "" : await hashRequest(request);
-  return store.transaction(async (tx) => {
+  const requested = request.items.reduce((units, item) => units + item.qty, 0);
+  try {
+    return await store.transaction(placeInTransaction);
+  } catch (error) {
+    if (!(error instanceof OverUnitLimit)) throw error;
+    return { kind: "over_unit_limit", limit: maxUnitsPerStudent!, held: error.held, requested };
+  }
+
+  async function placeInTransaction(tx: Tx): Promise<PlaceResult> {
+    // Concurrent orders of one student (other instances included, on PostgreSQL) take turns, so
+    // each counts the units of those committed before it; SQLite has one writer at a time.
+    if (maxUnitsPerStudent !== undefined) {
+      await lockForTransaction(tx, [`units of ${request.user_id}`]);
+    }
     const placedAt = Date.now();
     const now = new Date(placedAt).toISOString();
     const order = {
@@ -66,9 +95,13 @@ export async function placeOrder(
     // The key is claimed before anything is written, so two concurrent retries make one order.
     if (
       idempotencyKey !== undefined &&
-      !(await claimIdempotencyKey(tx, idempotencyKey, { orderId: order.order_id, requestHash }))
+      !(await claimIdempotencyKey(tx, idempotencyKey, {
+        userId: request.user_id,
+        orderId: order.order_id,
+        requestHash,
+      }))
     ) {
-      const previous = await findIdempotencyKey(tx, idempotencyKey);
+      const previous = await findIdempotencyKey(tx, request.user_id, idempotencyKey);
       if (previous?.request_hash !== requestHash) return { kind: "conflict" };
       const existing = await getOrder(tx, previous.order_id);
       if (!existing) {
@@ -76,12 +109,16 @@ export async function placeOrder(
       }
       return { kind: "replayed", order: existing };
     }
+    if (maxUnitsPerStudent !== undefined) {
+      const held = await countOpenUnits(tx, request.user_id);
+      if (held + requested > maxUnitsPerStudent) throw new OverUnitLimit(held, requested);
+    }
     await insertOrder(tx, order);
     const decideBy = new Date(placedAt + decisionTimeoutMs).toISOString();
     const event = orderPlaced({ ...order, decide_by: decideBy });
     await enqueueOutbox(tx, [{ event, headers: { traceparent } }]);
     return { kind: "created", order: { ...order, status: "PENDING", updated_at: now } };
-  });
+  }
 }
 
 async function hashRequest(request: OrderRequest): Promise<string> {

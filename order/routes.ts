@@ -66,6 +66,11 @@ export interface OrderRoutesOptions {
   decisionTimeoutMs?: number;
   /** How bearer tokens are checked. @default {not at all: anyone may act for any student} */
   auth?: AuthConfig;
+  /**
+   * `MAX_UNITS_PER_STUDENT`: the most units one student's PENDING and CONFIRMED orders may hold
+   * together; an order beyond it is a 409. @default {no cap}
+   */
+  maxUnitsPerStudent?: number;
 }
 
 /** Creates the order API's app. */
@@ -116,12 +121,26 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
           idempotencyKey: key.data,
           traceparent,
           decisionTimeoutMs: options.decisionTimeoutMs,
+          maxUnitsPerStudent: options.maxUnitsPerStudent,
         }),
     );
     if (result.kind === "conflict") {
       return c.json({
         error: "Idempotency-Key was already used with a different request",
         field: "Idempotency-Key",
+      }, 409);
+    }
+    if (result.kind === "over_unit_limit") {
+      const { limit, held, requested } = result;
+      return c.json({
+        error:
+          `Cannot place the order as ${user_id}'s open orders would hold ${
+            held + requested
+          } units, over MAX_UNITS_PER_STUDENT (${limit}): ${held} held in PENDING and CONFIRMED ` +
+          `orders, ${requested} in this one`,
+        limit,
+        held,
+        requested,
       }, 409);
     }
     const { order_id, status } = result.order;

@@ -23,7 +23,7 @@ interface Harness {
 /** Runs `fn` with the order routes over a store in a fresh temp dir, removed after. */
 async function withApp(
   fn: (harness: Harness) => Promise<void>,
-  options: { onCommit?: () => void; auth?: AuthConfig } = {},
+  options: { onCommit?: () => void; auth?: AuthConfig; maxUnitsPerStudent?: number } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "order_routes_test_" });
   try {
@@ -34,7 +34,9 @@ async function withApp(
         commits++;
         options.onCommit?.();
       });
-      await fn({ app: orderRoutes(store, { auth: options.auth }), store, commits: () => commits });
+      const { auth, maxUnitsPerStudent } = options;
+      const app = orderRoutes(store, { auth, maxUnitsPerStudent });
+      await fn({ app, store, commits: () => commits });
     } finally {
       await store.close();
     }
@@ -492,6 +494,26 @@ Deno.test("orderRoutes() POST /order with the same Idempotency-Key and another b
   });
 });
 
+Deno.test("orderRoutes() POST /order gives two students using the same Idempotency-Key two orders", async () => {
+  await withApp(async ({ app, store }) => {
+    const headers = { "idempotency-key": "lunch" };
+    const b = await post(app, { ...VALID, user_id: "b" }, { headers });
+    assert.equal(b.status, 202);
+    // Neither a 409 nor a replay: nothing tells a that b used the key.
+    const a = await post(app, { ...VALID, user_id: "a" }, { headers });
+    assert.equal(a.status, 202);
+    assert.equal(a.headers.get("idempotent-replayed"), null);
+    const [first, second] = [await b.json(), await a.json()];
+    assert.notEqual(first.order_id, second.order_id);
+    const replay = await post(app, { ...VALID, user_id: "a" }, { headers });
+    assert.equal(replay.status, 202);
+    assert.equal((await replay.json()).order_id, second.order_id);
+    const other = await post(app, { user_id: "a", items: [{ sku: "soda", qty: 1 }] }, { headers });
+    assert.equal(other.status, 409);
+    assert.deepEqual(await counts(store), { orders: 2, outbox: 2, keys: 2 });
+  });
+});
+
 Deno.test("orderRoutes() POST /order with different Idempotency-Keys creates two orders", async () => {
   await withApp(async ({ app, store, commits }) => {
     const first = await post(app, VALID, { headers: { "idempotency-key": "a" } });
@@ -552,7 +574,8 @@ Deno.test("orderRoutes() wakes the outbox's listeners once per created order onl
     const statuses = [
       (await post(harness.app, VALID, { headers })).status,
       (await post(harness.app, VALID, { headers })).status,
-      (await post(harness.app, { ...VALID, user_id: "u2" }, { headers })).status,
+      (await post(harness.app, { ...VALID, items: [{ sku: "soda", qty: 2 }] }, { headers }))
+        .status,
       (await post(harness.app, { ...VALID, items: [] })).status,
       (await post(harness.app, VALID, { path: "/orders" })).status,
     ];
@@ -810,4 +833,25 @@ Deno.test("serviceApp(orderRoutes()) with auth serves /health, /ready and /metri
       await outages.stop();
     }
   }, AUTH);
+});
+
+Deno.test("orderRoutes() with maxUnitsPerStudent answers an order beyond the cap with a JSON 409 naming it, keeping nothing", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const first = await post(app, { user_id: "u1", items: [{ sku: "burger", qty: 3 }] });
+    assert.equal(first.status, 202);
+    const refused = await post(app, { user_id: "u1", items: [{ sku: "soda", qty: 2 }] }, {
+      headers: { "idempotency-key": "more" },
+    });
+    assert.equal(refused.status, 409);
+    assert.match(refused.headers.get("content-type") ?? "", /application\/json/);
+    const json = await refused.json();
+    assert.match(json.error, /MAX_UNITS_PER_STUDENT \(4\)/);
+    assert.deepEqual([json.limit, json.held, json.requested], [4, 3, 2]);
+    assert.deepEqual(await counts(store), { orders: 1, outbox: 1, keys: 0 });
+    assert.equal(commits(), 1);
+    assert.equal(
+      (await post(app, { user_id: "u2", items: [{ sku: "soda", qty: 4 }] })).status,
+      202,
+    );
+  }, { maxUnitsPerStudent: 4 });
 });
