@@ -6,6 +6,11 @@
 import { jsonArrayTable, lockForTransaction, type Migration, type Tx } from "../shared/store.ts";
 import type { OrderItem } from "../shared/events.ts";
 import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION } from "../shared/inbox.ts";
+import {
+  type DeliveryState,
+  enqueueDelivery,
+  WEBHOOK_DELIVERIES_MIGRATION,
+} from "./webhook_deliveries.ts";
 
 export const NOTIFICATION_MIGRATIONS: Migration[] = [
   INBOX_MIGRATION,
@@ -46,6 +51,7 @@ export const NOTIFICATION_MIGRATIONS: Migration[] = [
     ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
       CHECK (kind IN ('order_confirmed', 'order_rejected', 'order_cancelled', 'order_expired'))`,
   },
+  WEBHOOK_DELIVERIES_MIGRATION,
 ];
 
 /** What a notification tells the student. */
@@ -137,30 +143,81 @@ export function notificationMessage(kind: NotificationKind, order: OrderSummary)
   }
 }
 
+/** A notification with the state of its webhook delivery, when it has one. */
+export interface ListedNotification extends Notification {
+  delivery?: DeliveryState;
+}
+
+/** Options for {@linkcode listNotifications}. */
+export interface ListOptions {
+  /** Add each notification's webhook delivery, where it has one. @default {false} */
+  withDelivery?: boolean;
+}
+
 /**
  * The notifications of one order or one user, oldest first; of two recorded at the same instant,
  * the outcome comes before the cancellation.
  */
-export function listNotifications(
+export async function listNotifications(
   tx: Tx,
   filter: { order_id?: string; user_id?: string },
-): Promise<Notification[]> {
+  options: ListOptions = {},
+): Promise<ListedNotification[]> {
   const [column, value] = filter.order_id !== undefined
     ? ["order_id", filter.order_id]
     : ["user_id", filter.user_id ?? ""];
-  return tx.all<Notification>(
-    `SELECT order_id, user_id, kind, message, created_at FROM notifications WHERE ${column} = ?
-     ORDER BY created_at, order_id,
-       CASE WHEN kind IN ('order_cancelled', 'order_expired') THEN 1 ELSE 0 END
+  const rows = await tx.all<Notification & Partial<Record<`delivery_${string}`, unknown>>>(
+    `SELECT n.order_id, n.user_id, n.kind, n.message, n.created_at${
+      options.withDelivery
+        ? `, d.webhook_id AS delivery_webhook_id, d.status AS delivery_status,
+           d.attempts AS delivery_attempts, d.delivered_at AS delivery_delivered_at`
+        : ""
+    }
+     FROM notifications n${
+      options.withDelivery
+        ? " LEFT JOIN webhook_deliveries d ON d.order_id = n.order_id AND d.kind = n.kind"
+        : ""
+    }
+     WHERE n.${column} = ?
+     ORDER BY n.created_at, n.order_id,
+       CASE WHEN n.kind IN ('order_cancelled', 'order_expired') THEN 1 ELSE 0 END
      LIMIT 1000`,
     value,
   );
+  return rows.map((row) => {
+    const { order_id, user_id, kind, message, created_at } = row;
+    const listed: ListedNotification = { order_id, user_id, kind, message, created_at };
+    if (typeof row.delivery_webhook_id === "string") {
+      listed.delivery = {
+        webhook_id: row.delivery_webhook_id,
+        status: row.delivery_status as DeliveryState["status"],
+        attempts: Number(row.delivery_attempts),
+        ...typeof row.delivery_delivered_at === "string"
+          ? { delivered_at: row.delivery_delivered_at }
+          : {},
+      };
+    }
+    return listed;
+  });
+}
+
+/**
+ * Whether {@linkcode notifyOrder} also writes a webhook delivery. Process-wide, as the handlers
+ * that call it know nothing of webhooks: the notification service sets it at start when
+ * `NOTIFY_WEBHOOK_URL` is set.
+ */
+let deliverToWebhook = false;
+
+/** Makes {@linkcode notifyOrder} write a pending webhook delivery with each notification (or not). */
+export function setWebhookDelivery(enabled: boolean): void {
+  deliverToWebhook = enabled;
 }
 
 /**
  * Records the notification of `kind` about `order`, dated now, unless superseded (see
- * {@linkcode recordNotification}).
- * @returns its message, to send once the transaction commits; undefined when nothing was recorded
+ * {@linkcode recordNotification}), and with a webhook configured its pending delivery, in the same
+ * transaction: every notification recorded is delivered, whatever event caused it.
+ * @returns its message, to log once the transaction commits; undefined when nothing was recorded
  */
 export async function notifyOrder(
   tx: Tx,
@@ -168,12 +225,14 @@ export async function notifyOrder(
   order: OrderSummary,
 ): Promise<string | undefined> {
   const message = notificationMessage(kind, order);
-  const recorded = await recordNotification(tx, {
+  const notification: Notification = {
     order_id: order.order_id,
     user_id: order.user_id ?? "unknown user",
     kind,
     message,
     created_at: new Date().toISOString(),
-  });
-  return recorded ? message : undefined;
+  };
+  if (!await recordNotification(tx, notification)) return undefined;
+  if (deliverToWebhook) await enqueueDelivery(tx, notification);
+  return message;
 }

@@ -2,7 +2,8 @@
  * Notification's HTTP routes: `GET /notifications?order_id=…` or `?user_id=…`. With authentication
  * on, a student sees only their own: without a filter, all of them; a filter narrows them down,
  * so asking for another student's (by `user_id` or by one of their `order_id`s) finds nothing, just
- * as for a student who was never told anything. An admin sees anyone's.
+ * as for a student who was never told anything. An admin sees anyone's. With a webhook configured,
+ * each notification shows where its delivery stands.
  * @module
  */
 import { Hono } from "hono";
@@ -17,6 +18,11 @@ export interface NotificationRoutesOptions {
   auth?: AuthConfig;
   /** Says at start that authentication is off. @default {no log} */
   log?: Logger;
+  /**
+   * A webhook is configured: each notification shows its delivery (`webhook_id`, `status`,
+   * `attempts`, `delivered_at`). @default {false}
+   */
+  webhook?: boolean;
 }
 
 /** Creates the notification's app. */
@@ -33,7 +39,8 @@ export function notificationRoutes(store: Store, options: NotificationRoutesOpti
     if (filter.order_id === undefined && filter.user_id === undefined) {
       return c.json({ error: "order_id or user_id is required", field: "order_id" }, 400);
     }
-    const found = await store.read((tx) => listNotifications(tx, filter));
+    const withDelivery = options.webhook ?? false;
+    const found = await store.read((tx) => listNotifications(tx, filter, { withDelivery }));
     return c.json(own === undefined ? found : found.filter((n) => n.user_id === own));
   });
   return app;

@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import type { Hono } from "hono";
 import type { Store } from "../shared/store.ts";
 import { STORE_KINDS } from "../shared/_test_stores.ts";
-import { type Notification, NOTIFICATION_MIGRATIONS, recordNotification } from "./notifications.ts";
+import {
+  type ListedNotification,
+  type Notification,
+  NOTIFICATION_MIGRATIONS,
+  notifyOrder,
+  recordNotification,
+  setWebhookDelivery,
+} from "./notifications.ts";
+import { claimDeliveries, markDelivered } from "./webhook_deliveries.ts";
 import { notificationRoutes, type NotificationRoutesOptions } from "./routes.ts";
 import { sign } from "hono/jwt";
 
@@ -114,4 +122,39 @@ Deno.test("notificationRoutes() with auth lists anyone's for an admin", async ()
     assert.deepEqual(await listed(app, "?user_id=u2", "desk", "admin"), ["o3"]);
     assert.deepEqual(await listed(app, "?order_id=o1", "desk", "admin"), ["o1", "o1"]);
   }, AUTH);
+});
+
+Deno.test("notificationRoutes() with a webhook shows each notification's delivery", async () => {
+  await sqlite.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+    setWebhookDelivery(true);
+    try {
+      await store.transaction(async (tx) => {
+        await notifyOrder(tx, "order_confirmed", { order_id: "o9", user_id: "u9" });
+        await notifyOrder(tx, "order_cancelled", { order_id: "o9", user_id: "u9" });
+      });
+    } finally {
+      setWebhookDelivery(false);
+    }
+    const [claimed] = await store.transaction((tx) =>
+      claimDeliveries(tx, { limit: 1, now: Date.now(), leaseMs: 30_000 })
+    );
+    await store.transaction((tx) => markDelivered(tx, claimed.webhook_id, Date.now()));
+    const { body } = await getJson(
+      notificationRoutes(store, { webhook: true }),
+      "/notifications?order_id=o9",
+    );
+    const deliveries = (body as ListedNotification[]).map((n) => n.delivery);
+    assert.equal(deliveries.length, 2);
+    assert.deepEqual(deliveries.map((d) => [d?.status, d?.attempts]), [["delivered", 1], [
+      "pending",
+      0,
+    ]]);
+    assert.match(deliveries[0]!.webhook_id, /^msg_/);
+    assert.ok(!Number.isNaN(Date.parse(deliveries[0]!.delivered_at!)));
+    assert.equal(deliveries[1]!.delivered_at, undefined);
+    assert.notEqual(deliveries[0]!.webhook_id, deliveries[1]!.webhook_id);
+    // Without a webhook configured, the list is as it was.
+    const plain = await getJson(notificationRoutes(store), "/notifications?order_id=o9");
+    assert.ok((plain.body as ListedNotification[]).every((n) => !("delivery" in n)));
+  });
 });

@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { STORE_KINDS } from "../shared/_test_stores.ts";
+import type { Store } from "../shared/store.ts";
+import { type Notification, NOTIFICATION_MIGRATIONS, recordNotification } from "./notifications.ts";
+import {
+  claimDeliveries,
+  deliveryBody,
+  enqueueDelivery,
+  markAttemptFailed,
+  markDelivered,
+  readDeliveryBacklog,
+  releaseLeases,
+} from "./webhook_deliveries.ts";
+
+const T0 = Date.parse("2026-01-01T00:00:00.000Z");
+
+function notification(orderId: string, offsetMs = 0): Notification {
+  return {
+    order_id: orderId,
+    user_id: "u1",
+    kind: "order_confirmed",
+    message: `order ${orderId} confirmed`,
+    created_at: new Date(T0 + offsetMs).toISOString(),
+  };
+}
+
+async function enqueue(store: Store, count: number): Promise<string[]> {
+  return await store.transaction(async (tx) => {
+    const ids: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const n = notification(`o${i}`, i);
+      await recordNotification(tx, n);
+      ids.push(await enqueueDelivery(tx, n));
+    }
+    return ids;
+  });
+}
+
+for (const kind of STORE_KINDS) {
+  Deno.test(`claimDeliveries() leases due deliveries, oldest first, and counts the attempt (${kind.name})`, async () => {
+    await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+      const ids = await enqueue(store, 3);
+      const claim = (now: number, limit = 10) =>
+        store.transaction((tx) => claimDeliveries(tx, { limit, now, leaseMs: 30_000 }));
+      const first = await claim(T0 + 1000, 2);
+      assert.deepEqual(first.map((d) => d.webhook_id).sort(), ids.slice(0, 2).sort());
+      assert.deepEqual(first.map((d) => d.attempts), [1, 1]);
+      for (const delivery of first) {
+        const orderId = JSON.parse(delivery.body).data.order_id;
+        assert.equal(delivery.body, deliveryBody(notification(orderId, Number(orderId.slice(1)))));
+      }
+      // Leased: nobody claims them again before the lease ends, but the third is free.
+      assert.deepEqual((await claim(T0 + 2000)).map((d) => d.webhook_id), [ids[2]]);
+      assert.deepEqual(await claim(T0 + 3000), []);
+      // A sender that died holding a lease: its deliveries come back when the lease ends.
+      const again = await claim(T0 + 2000 + 30_000);
+      assert.equal(again.length, 3);
+      assert.ok(again.every((d) => d.attempts === 2));
+    });
+  });
+
+  Deno.test(`markAttemptFailed() reschedules or fails, and only under the lease it was claimed with (${kind.name})`, async () => {
+    await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+      const [id] = await enqueue(store, 1);
+      const claim = (now: number) =>
+        store.transaction((tx) => claimDeliveries(tx, { limit: 10, now, leaseMs: 30_000 }));
+      const [stale] = await claim(T0);
+      // The lease ran out and another sender took it: the first one's failure changes nothing.
+      const [current] = await claim(T0 + 31_000);
+      assert.equal(current.webhook_id, id);
+      assert.equal(
+        await store.transaction((tx) =>
+          markAttemptFailed(tx, stale, { retryAt: T0 + 32_000, error: "HTTP 500" })
+        ),
+        false,
+      );
+      assert.ok(
+        await store.transaction((tx) =>
+          markAttemptFailed(tx, current, { retryAt: T0 + 40_000, error: "HTTP 500" })
+        ),
+      );
+      assert.deepEqual(await claim(T0 + 39_999), [], "not due before its retry time");
+      const [third] = await claim(T0 + 40_000);
+      assert.equal(third.attempts, 3);
+      assert.ok(
+        await store.transaction((tx) => markAttemptFailed(tx, third, { error: "gave up" })),
+      );
+      assert.deepEqual(await claim(T0 + 100_000), [], "a failed delivery is not tried again");
+      assert.equal((await store.read(readDeliveryBacklog)).count, 0);
+    });
+  });
+
+  Deno.test(`markDelivered() ends a delivery for good, and releaseLeases() frees those in flight (${kind.name})`, async () => {
+    await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+      const [a, b] = await enqueue(store, 2);
+      assert.deepEqual(await store.read(readDeliveryBacklog), {
+        count: 2,
+        oldestCreatedAt: new Date(T0).toISOString(),
+      });
+      const claimed = await store.transaction((tx) =>
+        claimDeliveries(tx, { limit: 10, now: T0 + 5, leaseMs: 30_000 })
+      );
+      assert.equal(claimed.length, 2);
+      assert.ok(await store.transaction((tx) => markDelivered(tx, a, T0 + 10)));
+      assert.equal(await store.transaction((tx) => markDelivered(tx, a, T0 + 20)), false);
+      assert.equal(await store.transaction(releaseLeases), 1);
+      const [again] = await store.transaction((tx) =>
+        claimDeliveries(tx, { limit: 10, now: T0 + 30, leaseMs: 30_000 })
+      );
+      assert.equal(again.webhook_id, b);
+      assert.equal(again.attempts, 2);
+      assert.equal((await store.read(readDeliveryBacklog)).count, 1);
+    });
+  });
+}
+
+const postgres = STORE_KINDS.find((kind) => kind.name === "postgres");
+
+Deno.test({
+  name:
+    "claimDeliveries() on PostgreSQL: two senders claiming at once never take the same delivery",
+  ignore: postgres === undefined,
+  async fn() {
+    await postgres!.with("notification", NOTIFICATION_MIGRATIONS, async (store, reopen) => {
+      const ids = await enqueue(store, 60);
+      const other = await reopen();
+      const taken: string[] = [];
+      // Each round, both stores claim concurrently, each in its own transaction.
+      for (let round = 0; round < 10; round++) {
+        const [mine, theirs] = await Promise.all(
+          [store, other].map((s) =>
+            s.transaction((tx) =>
+              claimDeliveries(tx, { limit: 4, now: T0 + 1000, leaseMs: 30_000 })
+            )
+          ),
+        );
+        taken.push(...mine.map((d) => d.webhook_id), ...theirs.map((d) => d.webhook_id));
+      }
+      assert.equal(taken.length, 60);
+      assert.equal(new Set(taken).size, 60, "no delivery claimed twice");
+      assert.deepEqual([...taken].sort(), [...ids].sort());
+    });
+  },
+});
