@@ -126,6 +126,31 @@ const jwksUrl = z.url({ protocol: /^https?$/, hostname: /./ }).refine(
   "http:// is only for localhost",
 );
 
+/**
+ * A Standard Webhooks secret, `whsec_` and the key in base64 (24 to 64 bytes, as the spec asks):
+ * its key bytes. Decoded here so that a bad secret stops the service at start, not at its first send.
+ */
+const webhookSecret = z.string().transform((text, ctx) => {
+  const base64 = text.startsWith("whsec_") ? text.slice("whsec_".length) : undefined;
+  let key: Uint8Array | undefined;
+  try {
+    if (base64 !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(base64)) {
+      key = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    }
+  } catch {
+    // Not base64: said below.
+  }
+  if (!key) {
+    ctx.addIssue({ code: "custom", message: "not whsec_ followed by base64" });
+    return z.NEVER;
+  }
+  if (key.length < 24 || key.length > 64) {
+    ctx.addIssue({ code: "custom", message: `its key is ${key.length} bytes` });
+    return z.NEVER;
+  }
+  return key;
+});
+
 const configSchema = z.object({
   AMQP_URL: amqpNodes.prefault("amqp://guest:guest@127.0.0.1:5672/"),
   RABBITMQ_MANAGEMENT_URL: z.url({ protocol: /^https?$/, hostname: /./ }).default(
@@ -158,7 +183,24 @@ const configSchema = z.object({
   AMQP_CA_FILE: pemFile.optional(),
   AMQP_CERT_FILE: pemFile.optional(),
   AMQP_KEY_FILE: pemFile.optional(),
+  NOTIFY_WEBHOOK_URL: z.url({ protocol: /^https?$/, hostname: /./ }).optional(),
+  NOTIFY_WEBHOOK_SECRET: webhookSecret.optional(),
 }).superRefine((c, ctx) => {
+  // An unsigned webhook would let anyone who finds the receiver's URL tell students anything.
+  if (c.NOTIFY_WEBHOOK_URL && !c.NOTIFY_WEBHOOK_SECRET) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["NOTIFY_WEBHOOK_SECRET"],
+      message: "NOTIFY_WEBHOOK_URL is set, and every delivery is signed with it",
+    });
+  }
+  if (c.NOTIFY_WEBHOOK_SECRET && !c.NOTIFY_WEBHOOK_URL) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["NOTIFY_WEBHOOK_SECRET"],
+      message: "NOTIFY_WEBHOOK_URL is not set, so nothing is sent or signed",
+    });
+  }
   if (c.AUTH_JWT_SECRET && c.AUTH_JWKS_URL) {
     ctx.addIssue({
       code: "custom",
@@ -233,6 +275,11 @@ export interface Config {
   auth?: AuthConfig;
   /** PEM contents for `amqps://`: the CA to trust instead of the system's, a client certificate. */
   amqpTls: { ca?: string; cert?: string; key?: string };
+  /**
+   * Where notification POSTs each notification, and the key (the bytes of the `whsec_` secret) it
+   * signs them with; undefined: notifications are only recorded.
+   */
+  notifyWebhook?: { url: string; key: Uint8Array };
 }
 
 /** Thrown by {@linkcode parseConfig}; its message is the one line to print. */
@@ -284,6 +331,9 @@ export function parseConfig(env: Record<string, string | undefined>, service: st
     logFormat: c.LOG_FORMAT,
     auth: authConfig(c),
     amqpTls: { ca: c.AMQP_CA_FILE, cert: c.AMQP_CERT_FILE, key: c.AMQP_KEY_FILE },
+    notifyWebhook: c.NOTIFY_WEBHOOK_URL && c.NOTIFY_WEBHOOK_SECRET
+      ? { url: c.NOTIFY_WEBHOOK_URL, key: c.NOTIFY_WEBHOOK_SECRET }
+      : undefined,
   };
 }
 
@@ -295,7 +345,7 @@ function authConfig(c: z.infer<typeof configSchema>): AuthConfig | undefined {
 }
 
 /** Variables whose value an error must not repeat. */
-const SECRETS = new Set(["AUTH_JWT_SECRET"]);
+const SECRETS = new Set(["AUTH_JWT_SECRET", "NOTIFY_WEBHOOK_SECRET"]);
 
 /** `value` as an error shows it: quoted, with any URL password hidden, a secret not at all. */
 function shown(name: string, value: string | undefined): string {
@@ -332,6 +382,9 @@ const EXPECTED: Record<string, string> = {
   AMQP_CA_FILE: "a readable PEM file",
   AMQP_CERT_FILE: "a readable PEM file, given with AMQP_KEY_FILE",
   AMQP_KEY_FILE: "a readable PEM file, given with AMQP_CERT_FILE",
+  NOTIFY_WEBHOOK_URL: "an http:// or https:// URL to POST notifications to",
+  NOTIFY_WEBHOOK_SECRET:
+    "whsec_ followed by a base64 key of 24 to 64 bytes, given with NOTIFY_WEBHOOK_URL",
 };
 
 function describe(name: string): string {

@@ -403,3 +403,53 @@ Deno.test("parseConfig() requires AUTH_AUDIENCE with AUTH_JWKS_URL, in one line 
   // A shared secret is this system's own: no other application holds it, so no audience is needed.
   assert.equal(parseConfig({ AUTH_JWT_SECRET: SECRET }, "order").auth?.audience, undefined);
 });
+
+const WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+Deno.test("parseConfig() reads NOTIFY_WEBHOOK_URL with its secret's key; unset, no webhook", () => {
+  assert.equal(parseConfig({}, "notification").notifyWebhook, undefined);
+  const config = parseConfig({
+    NOTIFY_WEBHOOK_URL: "https://campus-app.example/hooks/food",
+    NOTIFY_WEBHOOK_SECRET: WEBHOOK_SECRET,
+  }, "notification");
+  assert.equal(config.notifyWebhook?.url, "https://campus-app.example/hooks/food");
+  assert.deepEqual(
+    config.notifyWebhook?.key,
+    Uint8Array.from(atob("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), (c) => c.charCodeAt(0)),
+  );
+});
+
+Deno.test("parseConfig() stops at a missing or bad NOTIFY_WEBHOOK_SECRET in one line, without showing it", () => {
+  const url = { NOTIFY_WEBHOOK_URL: "http://127.0.0.1:9000/hook" };
+  for (
+    const secret of [
+      undefined,
+      "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+      "whsec_not*base64",
+      `whsec_${btoa("too short")}`,
+    ]
+  ) {
+    assert.throws(
+      () => parseConfig({ ...url, NOTIFY_WEBHOOK_SECRET: secret }, "notification"),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+        assert.ok(!error.message.includes("\n"), "the message is one line");
+        assert.match(
+          error.message,
+          /^Cannot start notification as NOTIFY_WEBHOOK_SECRET must be whsec_ followed by a base64 key of 24 to 64 bytes, given with NOTIFY_WEBHOOK_URL: current value is /,
+        );
+        if (secret) assert.ok(!error.message.includes(secret), error.message);
+        return true;
+      },
+      `NOTIFY_WEBHOOK_SECRET=${secret}`,
+    );
+  }
+  assert.throws(
+    () => parseConfig({ NOTIFY_WEBHOOK_SECRET: WEBHOOK_SECRET }, "notification"),
+    {
+      name: "ConfigError",
+      message: /NOTIFY_WEBHOOK_SECRET must be .*NOTIFY_WEBHOOK_URL is not set/,
+    },
+  );
+  assertConfigError({ NOTIFY_WEBHOOK_URL: "ftp://x/hook" }, "NOTIFY_WEBHOOK_URL", "ftp://x/hook");
+});

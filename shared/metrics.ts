@@ -215,6 +215,18 @@ export const metrics = {
     "Seconds the consumers and the outbox relay spent paused for an outage",
     ["cause"],
   ),
+  webhookAttempts: counter(
+    "webhook_attempts_total",
+    "Attempts to deliver a notification to the webhook, by outcome: delivered (a 2xx), " +
+      "refused (another status), timeout (no answer within 10 s), unreachable (no connection)",
+    ["outcome"],
+  ),
+  webhookDeliveries: counter(
+    "webhook_deliveries_total",
+    "Notifications whose webhook delivery ended, by status: delivered, or failed after retrying " +
+      "for a day",
+    ["status"],
+  ),
   httpRequests: counter("http_requests_total", "HTTP requests answered", [
     "method",
     "route",
@@ -277,6 +289,34 @@ families.push(async () => {
 /** Reports the outbox at each scrape: rows waiting and the age of the oldest, in seconds. */
 export function watchOutbox(read: () => Promise<OutboxBacklog>): void {
   readOutbox = read;
+}
+
+let readWebhook: (() => Promise<OutboxBacklog>) | undefined;
+families.push(async () => {
+  if (!readWebhook) return "";
+  let backlog: OutboxBacklog;
+  try {
+    backlog = await readWebhook();
+  } catch (error) {
+    return `# ${PREFIX}webhook_pending unavailable: ${describeError(error).replace(/\n/g, " ")}\n`;
+  }
+  const { count, oldestCreatedAt } = backlog;
+  const age = oldestCreatedAt ? Math.max(0, (Date.now() - Date.parse(oldestCreatedAt)) / 1000) : 0;
+  return gauge(
+    `${PREFIX}webhook_pending`,
+    "Webhook deliveries not yet delivered or failed",
+    count,
+  ) +
+    gauge(
+      `${PREFIX}webhook_oldest_pending_age_seconds`,
+      "Age of the oldest pending webhook delivery's notification, 0 when none is pending",
+      age,
+    );
+});
+
+/** Reports the webhook deliveries at each scrape: pending, and the age of the oldest, in seconds. */
+export function watchWebhookDeliveries(read: () => Promise<OutboxBacklog>): void {
+  readWebhook = read;
 }
 
 /** Every metric in the Prometheus text format, for `GET /metrics`. */
