@@ -4,35 +4,35 @@ import { STORE_KINDS } from "../shared/_test_stores.ts";
 import { testContext } from "../shared/_test_context.ts";
 import {
   CancelReason,
-  type InventoryOutcome,
-  inventoryOutcome,
   type OrderCancelled,
   orderCancelled,
+  orderConfirmed,
+  orderRejected,
 } from "../shared/events.ts";
 import { createLogger } from "../shared/log.ts";
 import { listNotifications, lockNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
-import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
+import { handleOrderDecision, type OrderDecision } from "./handle_order_decision.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 
 const log = createLogger("notification", { level: "error" });
-const onOutcome = handleInventoryOutcome(log);
+const onDecision = handleOrderDecision(log);
 const onCancelled = handleOrderCancelled(log);
 const ORDER = { order_id: "o1", user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
 
-const confirmed = () => inventoryOutcome(ORDER);
-const rejected = (reason = "not enough stock") => inventoryOutcome(ORDER, reason);
+const confirmed = () => orderConfirmed(ORDER);
+const rejected = (reason = "not enough stock") => orderRejected(ORDER, reason);
 const cancelled = (previousStatus: "PENDING" | "CONFIRMED" = "PENDING") =>
   orderCancelled(ORDER, { reason: CancelReason.cancelled, previousStatus });
 const expired = () =>
   orderCancelled(ORDER, { reason: CancelReason.expired, previousStatus: "PENDING" });
 
 /** Handles `events` one transaction each, in order, and lists the order's notification kinds. */
-async function notify(store: Store, events: Array<InventoryOutcome | OrderCancelled>) {
+async function notify(store: Store, events: Array<OrderDecision | OrderCancelled>) {
   for (const event of events) {
     await store.transaction((tx) =>
       event.event_type === "OrderCancelled"
         ? onCancelled(tx, event, testContext())
-        : onOutcome(tx, event, testContext())
+        : onDecision(tx, event, testContext())
     );
   }
   const list = await store.read((tx) => listNotifications(tx, { order_id: ORDER.order_id }));
@@ -42,32 +42,22 @@ async function notify(store: Store, events: Array<InventoryOutcome | OrderCancel
 for (const kind of STORE_KINDS) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("notification", NOTIFICATION_MIGRATIONS, (store) => fn(store));
-  const cases: Array<[string, () => Array<InventoryOutcome | OrderCancelled>, string[]]> = [
+  const cases: Array<[string, () => Array<OrderDecision | OrderCancelled>, string[]]> = [
     ["confirmed, then cancelled: both, in order", () => [confirmed(), cancelled("CONFIRMED")], [
       "order_confirmed",
       "order_cancelled",
     ]],
     [
-      "the cancellation of a CONFIRMED order before its InventoryReserved: both, in order",
+      "the cancellation of a CONFIRMED order before its OrderConfirmed: both, in order",
       () => [cancelled("CONFIRMED"), confirmed()],
       ["order_confirmed", "order_cancelled"],
     ],
-    ["expired, then a late InventoryReserved: only expired", () => [expired(), confirmed()], [
+    ["expired, then a late OrderConfirmed: only expired", () => [expired(), confirmed()], [
       "order_expired",
     ]],
-    ["cancelled while PENDING, then a late InventoryFailed", () => [cancelled(), rejected()], [
+    ["cancelled while PENDING, then a late OrderRejected", () => [cancelled(), rejected()], [
       "order_cancelled",
     ]],
-    [
-      "InventoryFailed 'order cancelled' before the cancellation: only cancelled",
-      () => [rejected("order cancelled"), cancelled()],
-      ["order_cancelled"],
-    ],
-    [
-      "InventoryFailed 'order expired' before the expiry: only expired",
-      () => [rejected("order expired"), expired()],
-      ["order_expired"],
-    ],
     ["the same kind twice, from two events: once", () => [expired(), expired(), cancelled()], [
       "order_expired",
     ]],
@@ -76,28 +66,28 @@ for (const kind of STORE_KINDS) {
     ]],
   ];
   for (const [name, events, kinds] of cases) {
-    Deno.test(`handleOrderCancelled() and handleInventoryOutcome(): ${name} (${kind.name})`, async () => {
+    Deno.test(`handleOrderCancelled() and handleOrderDecision(): ${name} (${kind.name})`, async () => {
       await withStore(async (store) => {
         assert.deepEqual(await notify(store, events()), kinds);
       });
     });
   }
 
-  Deno.test(`handleOrderCancelled() racing handleInventoryOutcome() on two instances ends with the cancellation (${kind.name})`, async () => {
+  Deno.test(`handleOrderCancelled() racing handleOrderDecision() on two instances ends with the cancellation (${kind.name})`, async () => {
     await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store, reopen) => {
       const other = await reopen();
       const ids = Array.from({ length: 40 }, (_, i) => `race-${i}`);
-      const handle = (on: Store, event: InventoryOutcome | OrderCancelled) =>
+      const handle = (on: Store, event: OrderDecision | OrderCancelled) =>
         on.transaction(async (tx) => {
           await lockNotifications(tx, [event.order_id]);
           await (event.event_type === "OrderCancelled"
             ? onCancelled(tx, event, testContext())
-            : onOutcome(tx, event, testContext()));
+            : onDecision(tx, event, testContext()));
         });
       await Promise.all(ids.flatMap((id) => {
         const order = { ...ORDER, order_id: id };
         return [
-          handle(store, inventoryOutcome(order)),
+          handle(store, orderConfirmed(order)),
           handle(other, orderCancelled(order, { reason: "expired", previousStatus: "PENDING" })),
         ];
       }));

@@ -1,6 +1,6 @@
 /**
- * The notification service: consumes the inventory outcomes and the cancellations, and records and
- * sends each message to the student once: confirmed or rejected, then cancelled or expired.
+ * The notification service: consumes the order service's decisions, and records and sends each
+ * message to the student once: confirmed or rejected, then cancelled or expired.
  * @module
  */
 import { loadConfig } from "../shared/config.ts";
@@ -10,13 +10,17 @@ import { connectBroker } from "../shared/broker.ts";
 import { startConsumer } from "../shared/consumer.ts";
 import { inboxRetention } from "../shared/inbox.ts";
 import { watchOutages } from "../shared/outage.ts";
-import { inventoryOutcomeSchema, orderCancelledSchema } from "../shared/events.ts";
+import {
+  orderCancelledSchema,
+  orderConfirmedSchema,
+  orderRejectedSchema,
+} from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
 import { startRetention } from "../shared/retention.ts";
 import { lockNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
-import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
+import { handleOrderDecision } from "./handle_order_decision.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 import { notificationRoutes } from "./routes.ts";
 
@@ -45,14 +49,18 @@ if (import.meta.main) {
     faultRate: config.faultTransientRate,
   };
   const consumers = [
-    ...[Queue.inventoryReserved, Queue.inventoryFailed].map((queue) =>
-      startConsumer(broker, store, {
-        queue,
-        schema: inventoryOutcomeSchema,
-        handle: handleInventoryOutcome(log),
-        ...common,
-      })
-    ),
+    startConsumer(broker, store, {
+      queue: Queue.orderConfirmed,
+      schema: orderConfirmedSchema,
+      handle: handleOrderDecision(log),
+      ...common,
+    }),
+    startConsumer(broker, store, {
+      queue: Queue.orderRejected,
+      schema: orderRejectedSchema,
+      handle: handleOrderDecision(log),
+      ...common,
+    }),
     startConsumer(broker, store, {
       queue: Queue.orderCancelledNotifications,
       schema: orderCancelledSchema,

@@ -117,12 +117,10 @@ for (const kind of STORE_KINDS) {
       const order = await store.read((tx) => getOrder(tx, orderId));
       assert.equal(order?.status satisfies OrderStatus | undefined, "PENDING");
       assert.deepEqual(order?.items, [{ sku: "fries", qty: 2 }]);
-      assert.equal(
-        await store.transaction((tx) =>
-          changeStatus(tx, orderId, { from: "PENDING", to: "EXPIRED" })
-        ),
-        true,
+      const expired = await store.transaction((tx) =>
+        changeStatus(tx, orderId, { from: "PENDING", to: "EXPIRED" })
       );
+      assert.equal(expired?.order_id, orderId);
     });
   });
 }

@@ -1,7 +1,8 @@
 /**
  * The order service: accepts orders over HTTP, stores each with its `OrderPlaced` event in one
- * transaction, publishes through the outbox, and follows each order to CONFIRMED or REJECTED, or to
- * CANCELLED (the student asked) or EXPIRED (no outcome within ORDER_DECISION_TIMEOUT).
+ * transaction, publishes through the outbox, and alone decides each order's fate: CONFIRMED or
+ * REJECTED from inventory's outcome, CANCELLED (the student asked) or EXPIRED (no outcome within
+ * ORDER_DECISION_TIMEOUT), each decision published in the transaction that makes it.
  * @module
  */
 import { loadConfig } from "../shared/config.ts";
@@ -38,14 +39,16 @@ if (import.meta.main) {
   });
   const outages = watchOutages(store, { log });
   const relay = startOutboxRelay(store, broker, { log, outages });
-  const consumer = startConsumer(broker, store, {
-    queue: Queue.orderStatus,
-    schema: inventoryOutcomeSchema,
-    handle: handleInventoryOutcome(log),
-    log,
-    outages,
-    retryDelaysMs: config.retryDelaysMs,
-  });
+  const consumers = [Queue.inventoryReserved, Queue.inventoryFailed].map((queue) =>
+    startConsumer(broker, store, {
+      queue,
+      schema: inventoryOutcomeSchema,
+      handle: handleInventoryOutcome(log),
+      log,
+      outages,
+      retryDelaysMs: config.retryDelaysMs,
+    })
+  );
   const expiry = startExpiry(store, config.orderDecisionTimeoutMs, { log });
   const retention = startRetention(store, [
     inboxRetention(config.inboxRetentionMs),
@@ -68,7 +71,7 @@ if (import.meta.main) {
   const server = serveHttp(app, config.ports.order, log, { hostname: config.httpHost });
   onShutdown(log, [
     server.shutdown,
-    consumer.stop,
+    ...consumers.map((consumer) => consumer.stop),
     expiry.stop,
     relay.stop,
     retention.stop,

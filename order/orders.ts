@@ -113,6 +113,32 @@ export interface OrderView extends Order {
   updated_at: string;
 }
 
+/**
+ * Records an order this service never took, already decided `status` (for `reason`): one that was
+ * published to the broker by hand, as the original system's scripts do, and came back with
+ * inventory's outcome. Created now. Does nothing when the order exists.
+ * @returns false when the order existed
+ */
+export async function adoptOrder(
+  tx: Tx,
+  order: OrderFacts,
+  decision: { status: "CONFIRMED" | "REJECTED"; reason?: string },
+): Promise<boolean> {
+  const now = new Date().toISOString();
+  const inserted = await tx.run(
+    `INSERT INTO orders (order_id, user_id, items, status, reason, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING`,
+    order.order_id,
+    order.user_id,
+    JSON.stringify(order.items),
+    decision.status,
+    decision.reason ?? null,
+    now,
+    now,
+  );
+  return inserted === 1;
+}
+
 /** Inserts a new, pending order. */
 export async function insertOrder(tx: Tx, order: Order): Promise<void> {
   await tx.run(
@@ -170,30 +196,34 @@ export interface StatusChange {
   reason?: string;
 }
 
+/** What the events about an order carry of it: whose it is and what is in it. */
+export type OrderFacts = Pick<OrderView, "order_id" | "user_id" | "items">;
+
 /**
  * Changes the status of `orderId` if it is still `change.from`: a conditional UPDATE, so that of
  * two changes racing for one order (an outcome and a cancellation, say) exactly one wins.
- * @returns false when the order does not exist or no longer has status `change.from`
+ * @returns the order, or undefined when it does not exist or no longer has status `change.from`
  */
 export async function changeStatus(
   tx: Tx,
   orderId: string,
   change: StatusChange,
-): Promise<boolean> {
-  const changed = await tx.run(
+): Promise<OrderFacts | undefined> {
+  const [row] = await tx.all<{ order_id: string; user_id: string; items: string }>(
     `UPDATE orders SET status = ?, reason = COALESCE(?, reason), updated_at = ?
-     WHERE order_id = ? AND status = ?`,
+     WHERE order_id = ? AND status = ?
+     RETURNING order_id, user_id, items`,
     change.to,
     change.reason ?? null,
     new Date().toISOString(),
     orderId,
     change.from,
   );
-  return changed === 1;
+  return row && { ...row, items: JSON.parse(row.items) as OrderItem[] };
 }
 
 /** An order the expiry sweep moved to EXPIRED. */
-export type ExpiredOrder = Pick<OrderView, "order_id" | "user_id" | "items">;
+export type ExpiredOrder = OrderFacts;
 
 /**
  * Moves up to `limit` orders that are PENDING and were created before `createdBefore` (an ISO

@@ -230,7 +230,10 @@ export function connectBroker(urls: string | readonly string[], options: BrokerO
       await openPublisher(current);
       // On channels of their own: a refused declaration closes its channel, which must not be the
       // publisher's (a publisher channel's close closes the connection).
-      current.topology = await ensureTopology(() => spareChannel(connection), topology);
+      current.topology = await ensureTopology(() => spareChannel(connection), {
+        ...topology,
+        warn: (message) => log.warn(message),
+      });
       // Consumers may need to publish (poison to a DLQ) from their first delivery on.
       session = current;
       for (const consumer of consumers) await consumer.attach(connection);

@@ -72,6 +72,27 @@ export const inventoryOutcomeSchema = z.discriminatedUnion("event_type", [
 ]);
 export type InventoryOutcome = z.infer<typeof inventoryOutcomeSchema>;
 
+/**
+ * The order service's decision that the kitchen makes the order: published in the transaction that
+ * makes it CONFIRMED, and the only thing that tells a student an order is confirmed.
+ */
+export const orderConfirmedSchema = z.object({
+  ...outcomeFields,
+  event_type: z.literal(EventType.OrderConfirmed),
+  user_id: z.string().min(1).max(128),
+  items: orderItemsSchema,
+});
+export type OrderConfirmed = z.infer<typeof orderConfirmedSchema>;
+
+/** The order service's decision that the kitchen cannot make the order, and why. */
+export const orderRejectedSchema = z.object({
+  ...outcomeFields,
+  event_type: z.literal(EventType.OrderRejected),
+  user_id: z.string().min(1).max(128),
+  reason: z.string().min(1).max(1000),
+});
+export type OrderRejected = z.infer<typeof orderRejectedSchema>;
+
 /** Why an order was called off: the student cancelled it, or no outcome came in time. */
 export const CancelReason = { cancelled: "cancelled", expired: "expired" } as const;
 export type CancelReason = typeof CancelReason[keyof typeof CancelReason];
@@ -102,7 +123,12 @@ export const orderCancelledSchema = z.object({
 export type OrderCancelled = z.infer<typeof orderCancelledSchema>;
 
 /** Any event this system publishes. */
-export type Event = OrderPlaced | InventoryOutcome | OrderCancelled;
+export type Event =
+  | OrderPlaced
+  | InventoryOutcome
+  | OrderConfirmed
+  | OrderRejected
+  | OrderCancelled;
 
 /** What {@linkcode parseEvent} found: the event, or why the message is poison. */
 export type ParseResult<T> = { ok: true; event: T } | { ok: false; reason: string };
@@ -212,6 +238,16 @@ export function inventoryOutcome(order: OrderFacts, reason?: string): InventoryO
   return reason === undefined
     ? { ...fields, event_type: EventType.InventoryReserved }
     : { ...fields, event_type: EventType.InventoryFailed, reason };
+}
+
+/** Creates the `OrderConfirmed` event of `order`. */
+export function orderConfirmed(order: OrderFacts): OrderConfirmed {
+  return { ...aboutOrder(order), event_type: EventType.OrderConfirmed };
+}
+
+/** Creates the `OrderRejected` event of `order`, rejected for `reason`. */
+export function orderRejected(order: OrderFacts, reason: string): OrderRejected {
+  return { ...aboutOrder(order), event_type: EventType.OrderRejected, reason };
 }
 
 /** Creates the `OrderCancelled` event of `order`, which left `previousStatus` for `reason`. */

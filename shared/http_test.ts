@@ -33,10 +33,12 @@ function appOf(
 
 Deno.test("serviceApp() is not ready while a consumer has not subscribed, and says which", async () => {
   await withStore(async (store) => {
-    const broker = { unattachedQueues: ["order-status"] } as Partial<Broker>;
+    const broker = { unattachedQueues: ["inventory-reserved"] } as Partial<Broker>;
     const response = await appOf(new Hono(), store, { broker }).request("/ready");
     assert.equal(response.status, 503);
-    assert.deepEqual((await response.json()).failed, { broker: "not consuming order-status yet" });
+    assert.deepEqual((await response.json()).failed, {
+      broker: "not consuming inventory-reserved yet",
+    });
     const ready = await appOf(new Hono(), store).request("/ready");
     assert.equal(ready.status, 200);
   });

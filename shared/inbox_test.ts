@@ -64,7 +64,7 @@ for (const kind of STORE_KINDS) {
         await store.transaction((tx) => recordOne(tx, "inventory-reserved", "e1")),
         true,
       );
-      assert.equal(await store.transaction((tx) => recordOne(tx, "order-status", "e1")), true);
+      assert.equal(await store.transaction((tx) => recordOne(tx, "order-confirmed", "e1")), true);
       const rows = await store.read((tx) => tx.all("SELECT * FROM inbox"));
       assert.equal(rows.length, 2);
     });

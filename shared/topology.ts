@@ -27,20 +27,24 @@ export const EventType = {
   OrderPlaced: "OrderPlaced",
   InventoryReserved: "InventoryReserved",
   InventoryFailed: "InventoryFailed",
+  OrderConfirmed: "OrderConfirmed",
+  OrderRejected: "OrderRejected",
   OrderCancelled: "OrderCancelled",
 } as const;
 export type EventType = typeof EventType[keyof typeof EventType];
 
 /** The consumed queues, each with the event types bound to it. */
 export const Queue = {
-  /** OrderPlaced, for inventory. */
+  /** OrderPlaced, for inventory to reserve the order's stock. */
   orderPlaced: "order-placed",
-  /** InventoryReserved, for notification. */
+  /** InventoryReserved, for the order service to decide the order. */
   inventoryReserved: "inventory-reserved",
-  /** InventoryFailed, for notification. */
+  /** InventoryFailed, for the order service to decide the order. */
   inventoryFailed: "inventory-failed",
-  /** Both inventory outcomes, for the order service to update each order's status. */
-  orderStatus: "order-status",
+  /** OrderConfirmed, for notification to tell the student. */
+  orderConfirmed: "order-confirmed",
+  /** OrderRejected, for notification to tell the student. */
+  orderRejected: "order-rejected",
   /** OrderCancelled, for inventory to release the order's stock (or never take it). */
   orderCancelled: "order-cancelled",
   /** OrderCancelled, for notification to tell the student. */
@@ -52,10 +56,18 @@ const BINDINGS: Record<Queue, EventType[]> = {
   [Queue.orderPlaced]: [EventType.OrderPlaced],
   [Queue.inventoryReserved]: [EventType.InventoryReserved],
   [Queue.inventoryFailed]: [EventType.InventoryFailed],
-  [Queue.orderStatus]: [EventType.InventoryReserved, EventType.InventoryFailed],
+  [Queue.orderConfirmed]: [EventType.OrderConfirmed],
+  [Queue.orderRejected]: [EventType.OrderRejected],
   [Queue.orderCancelled]: [EventType.OrderCancelled],
   [Queue.orderCancelledNotifications]: [EventType.OrderCancelled],
 };
+
+/**
+ * A queue of an earlier version that this one neither binds nor consumes: `order-status`, bound to
+ * both inventory outcomes and consumed by the order service before it took them from
+ * `inventory-reserved` and `inventory-failed`. See docs/operations.md, Upgrading.
+ */
+export const RETIRED_QUEUE = "order-status";
 
 /** The three services. */
 export type ServiceName = "order" | "inventory" | "notification";
@@ -73,15 +85,20 @@ export interface ServiceAccess {
  */
 export const SERVICE_ACCESS: Readonly<Record<ServiceName, ServiceAccess>> = {
   order: {
-    consumes: [Queue.orderStatus],
-    publishes: [EventType.OrderPlaced, EventType.OrderCancelled],
+    consumes: [Queue.inventoryReserved, Queue.inventoryFailed],
+    publishes: [
+      EventType.OrderPlaced,
+      EventType.OrderConfirmed,
+      EventType.OrderRejected,
+      EventType.OrderCancelled,
+    ],
   },
   inventory: {
     consumes: [Queue.orderPlaced, Queue.orderCancelled],
     publishes: [EventType.InventoryReserved, EventType.InventoryFailed],
   },
   notification: {
-    consumes: [Queue.inventoryReserved, Queue.inventoryFailed, Queue.orderCancelledNotifications],
+    consumes: [Queue.orderConfirmed, Queue.orderRejected, Queue.orderCancelledNotifications],
     publishes: [],
   },
 };
@@ -200,11 +217,18 @@ export async function declareTopology(
   }
 }
 
-/** What {@linkcode ensureTopology} needs of a channel: declaring, checking, closing. */
+/** What {@linkcode ensureTopology} needs of a channel: declaring, checking, deleting, closing. */
 export interface TopologyChannel extends DeclaringChannel {
   checkExchange(name: string): Promise<unknown>;
   checkQueue(name: string): Promise<unknown>;
+  deleteQueue(name: string, options: { ifEmpty: boolean }): Promise<unknown>;
   close(): Promise<void>;
+}
+
+/** Options for {@linkcode ensureTopology}. */
+export interface EnsureTopologyOptions extends TopologyOptions {
+  /** Told, in a sentence, when {@linkcode RETIRED_QUEUE} still holds messages. @default {nothing} */
+  warn?: (message: string) => void;
 }
 
 /**
@@ -219,11 +243,12 @@ export interface TopologyChannel extends DeclaringChannel {
  */
 export async function ensureTopology(
   openChannel: () => Promise<TopologyChannel>,
-  options: TopologyOptions = {},
+  options: EnsureTopologyOptions = {},
 ): Promise<"declared" | "checked"> {
   const declaring = await openChannel();
   try {
     await declareTopology(declaring, options);
+    await retire(await openChannel(), options.warn);
     return "declared";
   } catch (error) {
     if (!hasReplyCode(error, ACCESS_REFUSED)) throw error;
@@ -236,6 +261,25 @@ export async function ensureTopology(
     return "checked";
   } finally {
     await checking.close().catch(() => {});
+  }
+}
+
+/**
+ * Deletes {@linkcode RETIRED_QUEUE} once it is empty, so that it stops collecting outcomes nobody
+ * reads; one still holding messages is left to the order service of the version that consumes it
+ * (docs/operations.md, Upgrading), and `warn` is told.
+ */
+async function retire(channel: TopologyChannel, warn?: (message: string) => void): Promise<void> {
+  try {
+    await channel.deleteQueue(RETIRED_QUEUE, { ifEmpty: true });
+  } catch (error) {
+    if (!hasReplyCode(error, PRECONDITION_FAILED)) throw error;
+    warn?.(
+      `Queue "${RETIRED_QUEUE}" of an earlier version still holds messages: let an order service ` +
+        `of that version drain it, and this one deletes it (docs/operations.md, Upgrading)`,
+    );
+  } finally {
+    await channel.close().catch(() => {});
   }
 }
 

@@ -49,8 +49,8 @@ export interface CeilingResult {
 /**
  * The physical limit of this machine for one hop: `messages` persistent `OrderPlaced`-sized
  * messages wait in `order-placed`; a consumer with the services' client, prefetch and batching
- * republishes each batch to `InventoryReserved` (routed to `inventory-reserved` and `order-status`,
- * the fan-out the real inventory causes) with confirms, then acks the batch with one multiple ack.
+ * republishes each batch to `InventoryReserved` (routed to `inventory-reserved`, as the real
+ * inventory's outcomes are) with confirms, then acks the batch with one multiple ack.
  * No database, no services.
  */
 export async function measureCeiling(
@@ -233,7 +233,7 @@ export async function measureEndToEnd(
     const { stack } = bench;
     const notified = () =>
       readMetric(stack.url("notification"), "campus_food_messages_acked_total", {
-        queue: Queue.inventoryReserved,
+        queue: Queue.orderConfirmed,
       });
     await postOrders(stack.url("order"), WARM_UP_ORDERS, { concurrency });
     await waitFor("the warm-up orders", async () => await notified() >= WARM_UP_ORDERS);

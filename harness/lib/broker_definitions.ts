@@ -33,6 +33,7 @@ import {
   type DeclaringChannel,
   EXCHANGE,
   QUEUES,
+  RETIRED_QUEUE,
   RETRY_EXCHANGE,
   SERVICE_ACCESS,
   type ServiceName,
@@ -225,6 +226,17 @@ export async function setUpBroker(api: ManagementApi, options: DefinitionsOption
       { name: string; arguments: Record<string, unknown> }
     >).map((queue) => [queue.name, queue.arguments]),
   );
+  if (existing.has(RETIRED_QUEUE)) {
+    // Emptied by the order service of the version that consumed it; then it only collects.
+    await api("DELETE", `/api/queues/${vhost}/${RETIRED_QUEUE}?if-empty=true`).catch((error) => {
+      throw new Error(
+        `Cannot delete queue "${RETIRED_QUEUE}" of an earlier version as it still holds ` +
+          `messages: let an order service of that version drain it, then run this again ` +
+          `(docs/operations.md, Upgrading)`,
+        { cause: error },
+      );
+    });
+  }
   for (const queue of definitions.queues) {
     const found = existing.get(queue.name) ?? {};
     const differs = Object.entries(queue.arguments).some(([key, value]) => found[key] !== value);

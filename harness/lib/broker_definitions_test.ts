@@ -63,7 +63,7 @@ Deno.test("brokerDefinitions() hold the whole topology and let no service config
     p.user === users.inventory.name && p.exchange === RETRY_EXCHANGE
   )!;
   assert.ok(new RegExp(inventoryRetries.write).test("order-placed.retry.500ms"));
-  assert.ok(!new RegExp(inventoryRetries.write).test("order-status.retry.500ms"));
+  assert.ok(!new RegExp(inventoryRetries.write).test("inventory-reserved.retry.500ms"));
   assert.ok(!new RegExp(inventoryRetries.write).test("order-placed.dlq"));
 });
 

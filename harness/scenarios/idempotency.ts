@@ -104,6 +104,8 @@ export function runIdempotency(options: IdempotencyOptions = {}): Promise<Scenar
         Queue.orderPlaced,
         Queue.inventoryReserved,
         Queue.inventoryFailed,
+        Queue.orderConfirmed,
+        Queue.orderRejected,
       ]);
       checkEffects(
         report,

@@ -21,13 +21,13 @@ import { PAUSED_MSG, RESUMED_MSG } from "../../shared/outage.ts";
 import { newId } from "../../shared/ids.ts";
 import { type Broker, connectBroker, type Consumer } from "../../shared/broker.ts";
 import { startConsumer } from "../../shared/consumer.ts";
-import { inventoryOutcome, inventoryOutcomeSchema } from "../../shared/events.ts";
+import { orderConfirmed, orderConfirmedSchema } from "../../shared/events.ts";
 import { openStore, type Store } from "../../shared/store.ts";
 import { watchOutages } from "../../shared/outage.ts";
 import { recordingLogger } from "../../shared/_test_log.ts";
 import { type BrokerTools, connectBrokerTools } from "../lib/broker_tools.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
-import { handleInventoryOutcome } from "../../notification/handle_inventory_outcome.ts";
+import { handleOrderDecision } from "../../notification/handle_order_decision.ts";
 import { NOTIFICATION_MIGRATIONS } from "../../notification/notifications.ts";
 
 /** Short retries: the outage lasts five times as long as all of them together (600 ms). */
@@ -258,7 +258,7 @@ interface ConsumerRig {
 }
 
 /**
- * Runs `fn` with notification's consumer of `inventory-reserved` in a vhost of its own, reaching the
+ * Runs `fn` with notification's consumer of `order-confirmed` in a vhost of its own, reaching the
  * broker through `proxy` if given, over a SQLite store that `wrap` turns into the store it uses.
  */
 async function withConsumer(
@@ -277,19 +277,19 @@ async function withConsumer(
   try {
     await waitFor("the broker connection", () => broker.connected);
     const consumer = startConsumer(broker, store, {
-      queue: Queue.inventoryReserved,
-      schema: inventoryOutcomeSchema,
-      handle: handleInventoryOutcome(log),
+      queue: Queue.orderConfirmed,
+      schema: orderConfirmedSchema,
+      handle: handleOrderDecision(log),
       log,
       outages,
     });
     const publish = (body: string, messageId: string) =>
       broker.publish([{
         exchange: EXCHANGE,
-        routingKey: EventType.InventoryReserved,
+        routingKey: EventType.OrderConfirmed,
         body,
         messageId,
-        type: EventType.InventoryReserved,
+        type: EventType.OrderConfirmed,
       }]);
     await fn({ broker, tools, lines, consumer, publish });
   } finally {
@@ -302,8 +302,8 @@ async function withConsumer(
   }
 }
 
-function reserved(): { body: string; eventId: string; orderId: string } {
-  const event = inventoryOutcome({
+function confirmed(): { body: string; eventId: string; orderId: string } {
+  const event = orderConfirmed({
     order_id: newId(),
     user_id: "u1",
     items: [{ sku: "burger", qty: 1 }],
@@ -330,7 +330,7 @@ Deno.test(
       },
     });
     await withConsumer({ wrap }, async ({ tools, lines, consumer, publish }) => {
-      const event = reserved();
+      const event = confirmed();
       await publish(event.body, event.eventId);
       const sent = (line: string) => line.startsWith(`info order ${event.orderId} `);
       await waitFor("the notification to be sent", () => lines.some(sent));
@@ -339,7 +339,7 @@ Deno.test(
       assert.ok(lines.includes(`warn ${PAUSED_MSG}`), "the lost COMMIT paused the consumer");
       assert.equal(lines.filter(sent).length, 1);
       assert.ok(!lines.includes("info skipped duplicate"), lines.join("\n"));
-      assert.equal(await tools.queueDepth(Queue.inventoryReserved), 0);
+      assert.equal(await tools.queueDepth(Queue.orderConfirmed), 0);
     });
   },
 );
@@ -369,7 +369,7 @@ Deno.test(
     const proxy = startTcpProxy(brokerTarget());
     try {
       await withConsumer({ wrap, proxy }, async ({ broker, tools, lines, consumer, publish }) => {
-        const [first, held] = [reserved(), reserved()];
+        const [first, held] = [confirmed(), confirmed()];
         await publish(first.body, first.eventId);
         await publish(held.body, held.eventId);
         await publish("not json", "poison-held");
@@ -387,7 +387,7 @@ Deno.test(
         await consumer.stop();
         const parked = lines.filter((line) => line === "warn dead-lettered message");
         assert.equal(parked.length, 1, lines.join("\n"));
-        assert.equal(await tools.queueDepth(deadLetterQueue(Queue.inventoryReserved)), 1);
+        assert.equal(await tools.queueDepth(deadLetterQueue(Queue.orderConfirmed)), 1);
         const sent = (line: string) => line.startsWith(`info order ${held.orderId} `);
         assert.equal(lines.filter(sent).length, 1);
       });

@@ -16,7 +16,7 @@ import { INTEGRATION, type Stack, stackTest } from "../lib/stack.ts";
 import { type BrokerUser, setUpBroker } from "../lib/broker_definitions.ts";
 import { createVhost, managementApi } from "../lib/management_api.ts";
 import { listDeadLetters, replayDeadLetters } from "../tools/dlq.ts";
-import { inventoryOutcome } from "../../shared/events.ts";
+import { type Event, inventoryOutcome, orderConfirmed } from "../../shared/events.ts";
 import { brokerUserOf, OPERATOR, UNTRUSTED_PUBLISHER } from "../../shared/origin.ts";
 import {
   DEAD_LETTER_EXCHANGE,
@@ -64,27 +64,28 @@ async function notificationCount(stack: Stack, orderId: string): Promise<number>
 }
 
 /**
- * Publishes an `InventoryReserved` for `orderId` as `service`'s broker user would, with `user_id`
- * set to that user as the broker demands, to `exchange` under `routingKey` and `headers`.
+ * Publishes `event` (an `InventoryReserved` for `orderId` unless given) as `service`'s broker user
+ * would, with `user_id` set to that user as the broker demands, to `exchange` under `routingKey`
+ * and `headers`.
  */
 async function forge(
   stack: Stack,
   as: ServiceName,
   to: { exchange: string; routingKey: string; headers?: Record<string, unknown> },
   orderId: string,
+  event: Event = inventoryOutcome({ order_id: orderId, ...BURGER }),
 ): Promise<void> {
   const url = new URL(stack.envOf(as).AMQP_URL.split(",")[0]);
   const connection = await amqp.connect(url.toString());
   try {
     const channel = await connection.createConfirmChannel();
-    const event = inventoryOutcome({ order_id: orderId, ...BURGER });
     await new Promise<void>((resolve, reject) =>
       channel.publish(to.exchange, to.routingKey, Buffer.from(JSON.stringify(event)), {
         persistent: true,
         contentType: "application/json",
         messageId: event.event_id,
         correlationId: orderId,
-        type: EventType.InventoryReserved,
+        type: event.event_type,
         userId: decodeURIComponent(url.username),
         headers: to.headers,
       }, (error) => error ? reject(error) : resolve())
@@ -110,14 +111,35 @@ stackTest(
     // the CC header to it, so the copy also lands in the order service's retry queue.
     await forge(stack, "notification", {
       exchange: RETRY_EXCHANGE,
-      routingKey: retryQueue(Queue.inventoryReserved, 1000),
-      headers: { CC: [retryQueue(Queue.orderStatus, 1000)] },
+      routingKey: retryQueue(Queue.orderConfirmed, 1000),
+      headers: { CC: [retryQueue(Queue.inventoryReserved, 1000)] },
     }, orderId);
-    await untrustedIn(stack, Queue.orderStatus);
-    assert.equal(await orderStatus(stack, orderId), "PENDING", "inventory never reserved it");
-    // The copy routed to notification's own retry queue comes back without a publisher it vouches for.
     await untrustedIn(stack, Queue.inventoryReserved);
+    assert.equal(await orderStatus(stack, orderId), "PENDING", "inventory never reserved it");
     assert.equal(await notificationCount(stack, orderId), 0);
+  },
+);
+
+stackTest(
+  "an OrderConfirmed that inventory's user routes with a CC header tells no student, against the broker",
+  { secure: true, services: ["order", "notification"] },
+  async (stack) => {
+    const orderId = await placeOrder(stack);
+    // InventoryReserved is a routing key inventory may publish; the CC header takes the copy on
+    // to the queue of the order service's decisions.
+    await forge(
+      stack,
+      "inventory",
+      {
+        exchange: EXCHANGE,
+        routingKey: EventType.InventoryReserved,
+        headers: { CC: [EventType.OrderConfirmed] },
+      },
+      orderId,
+      orderConfirmed({ order_id: orderId, ...BURGER }),
+    );
+    await untrustedIn(stack, Queue.orderConfirmed);
+    assert.equal(await notificationCount(stack, orderId), 0, "only the order service decides");
   },
 );
 
@@ -128,18 +150,18 @@ stackTest(
     const orderId = await placeOrder(stack);
     await forge(stack, "notification", {
       exchange: DEAD_LETTER_EXCHANGE,
-      routingKey: Queue.orderStatus,
+      routingKey: Queue.inventoryReserved,
       headers: { "x-original-routing-key": EventType.InventoryReserved },
     }, orderId);
-    await waitForDepth(stack, deadLetterQueue(Queue.orderStatus), 1);
-    const [planted] = await listDeadLetters(stack.tools, { queues: [Queue.orderStatus] });
+    await waitForDepth(stack, deadLetterQueue(Queue.inventoryReserved), 1);
+    const [planted] = await listDeadLetters(stack.tools, { queues: [Queue.inventoryReserved] });
     assert.match(planted.published_by, /-notification$/);
 
-    assert.equal((await replayDeadLetters(stack, { queues: [Queue.orderStatus] })).length, 1);
+    assert.equal((await replayDeadLetters(stack, { queues: [Queue.inventoryReserved] })).length, 1);
     await waitFor(
       "the replay to be refused",
       async () =>
-        (await listDeadLetters(stack.tools, { queues: [Queue.orderStatus] }))[0]?.reason ===
+        (await listDeadLetters(stack.tools, { queues: [Queue.inventoryReserved] }))[0]?.reason ===
           UNTRUSTED_PUBLISHER,
     );
     assert.equal(await orderStatus(stack, orderId), "PENDING");
@@ -155,16 +177,16 @@ stackTest(
   },
   async (stack) => {
     const orderId = await placeOrder(stack);
-    await waitForDepth(stack, deadLetterQueue(Queue.inventoryReserved), 1);
-    const [parked] = await listDeadLetters(stack.tools, { queues: [Queue.inventoryReserved] });
+    await waitForDepth(stack, deadLetterQueue(Queue.orderConfirmed), 1);
+    const [parked] = await listDeadLetters(stack.tools, { queues: [Queue.orderConfirmed] });
     assert.match(parked.reason, /Injected transient fault/, "retried, so believed on its return");
-    assert.match(parked.published_by, /-inventory$/);
+    assert.match(parked.published_by, /-order$/);
 
     await stack.stop("notification");
     await stack.start("notification", { FAULT_TRANSIENT_RATE: "0" });
     assert.equal((await replayDeadLetters(stack)).length, 1);
     await waitFor("the notification", async () => await notificationCount(stack, orderId) === 1);
-    assert.equal(await stack.tools.queueDepth(deadLetterQueue(Queue.inventoryReserved)), 0);
+    assert.equal(await stack.tools.queueDepth(deadLetterQueue(Queue.orderConfirmed)), 0);
   },
 );
 
@@ -215,8 +237,8 @@ Deno.test(
               )
             );
         const ACCESS_REFUSED = 403;
-        assert.equal(await may(publishAs("", Queue.orderStatus, users.inventory.name)), "ok");
-        assert.equal(await may((c) => c.get(deadLetterQueue(Queue.orderStatus))), "ok");
+        assert.equal(await may(publishAs("", Queue.inventoryReserved, users.inventory.name)), "ok");
+        assert.equal(await may((c) => c.get(deadLetterQueue(Queue.inventoryReserved))), "ok");
         assert.equal(
           await may(async (c) => {
             const { queue } = await c.assertQueue("", { exclusive: true });

@@ -54,7 +54,7 @@ stackTest(
   },
   async (stack) => {
     const orderId = await placeOrder(stack, BURGER);
-    const dlq = deadLetterQueue(Queue.inventoryReserved);
+    const dlq = deadLetterQueue(Queue.orderConfirmed);
     await waitForDepth(stack, dlq, 1);
     const [parked] = await peekQueue(stack, dlq);
     const headers = parked.properties.headers ?? {};
@@ -92,7 +92,7 @@ stackTest(
     const retried = [stack.services.inventory!, stack.services.notification!]
       .flatMap((s) => s.logs).filter((l) => l.msg === "handling failed, retrying later");
     assert.ok(retried.length > 0, "some faults were injected and retried");
-    for (const queue of [Queue.orderPlaced, Queue.inventoryReserved]) {
+    for (const queue of [Queue.orderPlaced, Queue.orderConfirmed]) {
       assert.equal(await stack.tools.queueDepth(deadLetterQueue(queue)), 0);
     }
   },

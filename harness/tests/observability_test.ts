@@ -73,8 +73,9 @@ interface OrderTrace {
   processPlaced: ReceivedSpan;
   commitPlaced: ReceivedSpan;
   publishOutcome: ReceivedSpan;
-  notify: ReceivedSpan;
   updateStatus: ReceivedSpan;
+  publishDecision: ReceivedSpan;
+  notify: ReceivedSpan;
 }
 
 /**
@@ -97,6 +98,12 @@ function waitForOrderTrace(receiver: OtlpReceiver, traceId: string): Promise<Ord
       `publish ${EXCHANGE}:${EventType.InventoryReserved}`,
       "inventory",
     );
+    const updateStatus = child(publishOutcome, `process ${Queue.inventoryReserved}`, "order");
+    const publishDecision = child(
+      updateStatus,
+      `publish ${EXCHANGE}:${EventType.OrderConfirmed}`,
+      "order",
+    );
     const found = {
       request: server,
       placeOrder: child(server, "place order", "order"),
@@ -104,8 +111,9 @@ function waitForOrderTrace(receiver: OtlpReceiver, traceId: string): Promise<Ord
       processPlaced,
       commitPlaced: child(processPlaced, `commit ${Queue.orderPlaced}`, "inventory"),
       publishOutcome,
-      notify: child(publishOutcome, `process ${Queue.inventoryReserved}`, "notification"),
-      updateStatus: child(publishOutcome, `process ${Queue.orderStatus}`, "order"),
+      updateStatus,
+      publishDecision,
+      notify: child(publishDecision, `process ${Queue.orderConfirmed}`, "notification"),
     };
     const missing = Object.keys(found).filter((place) => !found[place as keyof OrderTrace]);
     if (missing.length === 0) return found as OrderTrace;
@@ -137,8 +145,9 @@ function assertOrderTrace(trace: OrderTrace): void {
       ["processPlaced", "consumer"],
       ["commitPlaced", "internal"],
       ["publishOutcome", "producer"],
-      ["notify", "consumer"],
       ["updateStatus", "consumer"],
+      ["publishDecision", "producer"],
+      ["notify", "consumer"],
     ],
   );
   const orderId = publishPlaced.attributes["messaging.message.conversation_id"];
@@ -165,12 +174,19 @@ function assertOrderTrace(trace: OrderTrace): void {
     "messaging.rabbitmq.destination.routing_key": EventType.InventoryReserved,
     "messaging.message.conversation_id": orderId,
   });
-  for (const consumer of [trace.notify, trace.updateStatus]) {
-    assertMessaging(consumer, {
-      "messaging.operation.type": "process",
-      "messaging.message.id": publishOutcome.attributes["messaging.message.id"],
-    });
-  }
+  assertMessaging(trace.updateStatus, {
+    "messaging.operation.type": "process",
+    "messaging.message.id": publishOutcome.attributes["messaging.message.id"],
+  });
+  assertMessaging(trace.publishDecision, {
+    "messaging.operation.type": "send",
+    "messaging.rabbitmq.destination.routing_key": EventType.OrderConfirmed,
+    "messaging.message.conversation_id": orderId,
+  });
+  assertMessaging(trace.notify, {
+    "messaging.operation.type": "process",
+    "messaging.message.id": trace.publishDecision.attributes["messaging.message.id"],
+  });
 }
 
 async function metricsText(stack: Stack, service: ServiceName): Promise<string> {
@@ -374,7 +390,7 @@ Deno.test(
             await stack.stop("notification");
             await stack.start("notification", { FAULT_TRANSIENT_RATE: "1" });
             const traceId = await placeTracedOrder(stack);
-            const notify = `process ${Queue.inventoryReserved}`;
+            const notify = `process ${Queue.orderConfirmed}`;
             const failed = await waitFor(
               "the failed handling's span",
               () => only(receiver.trace(traceId), (span) => span.name === notify),

@@ -73,7 +73,7 @@ stackTest(
     await waitFor("the notification metric", async () => {
       const text = await (await request(`${stack.url("notification")}/metrics`)).text();
       return metricSample(text, "campus_food_messages_acked_total", {
-        queue: "inventory-reserved",
+        queue: "order-confirmed",
       }) ===
         1;
     });

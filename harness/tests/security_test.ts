@@ -135,7 +135,7 @@ Deno.test(
   INTEGRATION,
   async () => {
     await withSetUpVhost(async (vhost, users) => {
-      const missing = `${Queue.orderStatus}.retry.5s`;
+      const missing = `${Queue.inventoryReserved}.retry.5s`;
       const api = managementApi();
       const queuePath = `/api/queues/${encodeURIComponent(vhost.name)}/${missing}`;
       await api("DELETE", queuePath);

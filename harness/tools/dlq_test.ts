@@ -48,9 +48,9 @@ stackTest(
   },
   async (stack) => {
     const orderIds = [await placeOrder(stack, BURGER), await placeOrder(stack, BURGER)];
-    const dlq = deadLetterQueue(Queue.inventoryReserved);
+    const dlq = deadLetterQueue(Queue.orderConfirmed);
     await waitForDepth(stack, dlq, 2);
-    const [parked] = await listDeadLetters(stack.tools, { queues: [Queue.inventoryReserved] });
+    const [parked] = await listDeadLetters(stack.tools, { queues: [Queue.orderConfirmed] });
     assert.equal(parked.attempts, 2);
     assert.match(parked.reason, /Injected transient fault/);
 
@@ -59,14 +59,14 @@ stackTest(
     await stack.start("notification", { FAULT_TRANSIENT_RATE: "0" });
     const chosen = await replayDeadLetters(stack, { messageIds: [parked.message_id] });
     assert.deepEqual(chosen.map((l) => l.order_id), [parked.order_id]);
-    assert.equal(chosen[0].routing_key, EventType.InventoryReserved);
+    assert.equal(chosen[0].routing_key, EventType.OrderConfirmed);
     await waitFor(
       "the replayed notification",
       async () => await notificationCount(stack, parked.order_id) === 1,
     );
     assert.equal(await stack.tools.queueDepth(dlq), 1, "the other message stays");
 
-    const rest = await replayDeadLetters(stack, { queues: [Queue.inventoryReserved] });
+    const rest = await replayDeadLetters(stack, { queues: [Queue.orderConfirmed] });
     assert.equal(rest.length, 1);
     await waitFor(
       "every notification",
@@ -84,7 +84,7 @@ stackTest(
   "replayDeadLetters() of an event that was handled before is absorbed by the inbox, against the broker",
   {},
   async (stack) => {
-    const tap = await stack.tools.tap([EventType.InventoryReserved]);
+    const tap = await stack.tools.tap([EventType.OrderConfirmed]);
     const orderId = await placeOrder(stack, BURGER);
     await waitFor("the notification", async () => await notificationCount(stack, orderId) === 1);
     await waitFor("the outcome on the tap", () => tap.messages.length === 1);
@@ -92,12 +92,12 @@ stackTest(
     // broker's own dead-lettering keeps its publisher.
     await stack.broker.forward(tap.messages[0], {
       exchange: DEAD_LETTER_EXCHANGE,
-      routingKey: Queue.inventoryReserved,
+      routingKey: Queue.orderConfirmed,
     }, {
       "x-rejected-reason": "copy for the test",
-      "x-original-routing-key": EventType.InventoryReserved,
+      "x-original-routing-key": EventType.OrderConfirmed,
     }, { userId: tap.messages[0].userId });
-    await waitForDepth(stack, deadLetterQueue(Queue.inventoryReserved), 1);
+    await waitForDepth(stack, deadLetterQueue(Queue.orderConfirmed), 1);
     assert.equal((await replayDeadLetters(stack)).length, 1);
     await waitFor(
       "notification to skip the duplicate",

@@ -30,7 +30,7 @@ function seen<T>(page: BrowserPage, what: string, expression: string, timeoutMs 
 
 const row = (orderId: string) => `document.querySelector('tr[data-order-id="${orderId}"]')`;
 const depthPath = `document.querySelector('path[data-series="order-placed ready"]')`;
-const parked = `document.querySelectorAll('[data-dlq="inventory-reserved"] li[data-message-id]')`;
+const parked = `document.querySelectorAll('[data-dlq="order-confirmed"] li[data-message-id]')`;
 
 Deno.test({
   name:
@@ -41,7 +41,7 @@ Deno.test({
     // Secure with HARNESS_SECURE=1: the services and the console then check bearer tokens.
     await withStack({
       env: { RETRY_DELAYS: "50ms" },
-      // Notification fails every outcome at first, so that each lands in inventory-reserved.dlq.
+      // Notification fails every outcome at first, so that each lands in order-confirmed.dlq.
       serviceEnv: { notification: { FAULT_TRANSIENT_RATE: "1" } },
     }, async (stack) => {
       const { log, logged } = keepingLogger();
