@@ -19,7 +19,8 @@ import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
 import { startRetention } from "../shared/retention.ts";
-import { lockNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
+import { lockNotifications, NOTIFICATION_MIGRATIONS, setWebhookDelivery } from "./notifications.ts";
+import { startWebhookSender } from "./webhook_sender.ts";
 import { handleOrderDecision } from "./handle_order_decision.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 import { notificationRoutes } from "./routes.ts";
@@ -39,6 +40,9 @@ if (import.meta.main) {
     tls: config.amqpTls,
   });
   const outages = watchOutages(store, { log });
+  const webhook = config.notifyWebhook;
+  setWebhookDelivery(webhook !== undefined);
+  const sender = webhook && startWebhookSender(store, { ...webhook, log, outages });
   const prepare = (tx: Tx, events: Array<{ order_id: string }>) =>
     lockNotifications(tx, events.map((event) => event.order_id));
   const common = {
@@ -69,7 +73,7 @@ if (import.meta.main) {
     }),
   ];
   const retention = startRetention(store, [inboxRetention(config.inboxRetentionMs)], { log });
-  const routes = notificationRoutes(store, { auth: config.auth, log });
+  const routes = notificationRoutes(store, { auth: config.auth, log, webhook: Boolean(webhook) });
   const app = serviceApp(routes, {
     store,
     broker,
@@ -82,6 +86,7 @@ if (import.meta.main) {
   onShutdown(log, [
     ...consumers.map((consumer) => consumer.stop),
     retention.stop,
+    ...sender ? [sender.stop] : [],
     outages.stop,
     broker.close,
     server.shutdown,
