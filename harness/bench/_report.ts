@@ -9,6 +9,7 @@ import type { Machine, Percentiles } from "./_stats.ts";
 import type { CeilingResult, DrainResult, EndToEndResult, LatencyResult } from "./_measure.ts";
 import type { PeakRss, StoreKind } from "./_stack.ts";
 import type { IdleResult } from "./_idle.ts";
+import type { WebhookResult } from "./_webhook.ts";
 
 /** Drain and end to end for one store and number of inventory instances. */
 export interface ScaleRow {
@@ -51,6 +52,8 @@ export interface BenchReport {
   peakPrivateMb: PeakRss;
   /** Each service's resident memory when idle, beside a bare Deno process with its dependencies. */
   idle?: IdleResult;
+  /** The webhook sender's drain of pending deliveries to a local receiver. */
+  webhook?: WebhookResult;
   targets: TargetCheck[];
   durationSeconds: number;
 }
@@ -230,6 +233,14 @@ export function formatReport(report: BenchReport): string {
         verdict(check),
       ]);
     }
+  }
+  if (report.webhook) {
+    rows.push([
+      `webhook sender: ${count(report.webhook.deliveries)} deliveries to a local receiver, sqlite`,
+      `${count(report.webhook.deliveriesPerSec)} deliveries/s`,
+      "",
+      "",
+    ]);
   }
   lines.push(...table(rows));
   if (report.scale.length > 1 || report.primary.store === "postgres") {

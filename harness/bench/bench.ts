@@ -7,7 +7,8 @@
  * 2. the drain of a backlog of `OrderPlaced` by inventory, and its ratio to (1);
  * 3. orders end to end over HTTP at a given concurrency;
  * 4. the latency of each order at a steady rate;
- * 5. the peak memory of each service, and its memory when idle beside a bare Deno process.
+ * 5. the peak memory of each service, and its memory when idle beside a bare Deno process;
+ * 6. the webhook sender's drain of pending deliveries to a local receiver.
  *
  * It prints the figures beside the targets the system was built to meet (`TARGETS`), or one JSON
  * object with `--json`. It is not a test: a slow machine gets slow figures, not a failure.
@@ -16,6 +17,7 @@
 import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
 import { IDLE_SETTLE_SECONDS, measureIdle } from "./_idle.ts";
+import { measureWebhook } from "./_webhook.ts";
 import { type BenchConfig, type MemoryPeaks, retentionEnv, type StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
@@ -24,7 +26,7 @@ import { parseDuration } from "../../shared/config.ts";
 import { type Cluster, RabbitMqNotInstalledError, startCluster } from "../lib/rabbitmq_cluster.ts";
 
 /** The measurements `--only` can pick. */
-export const SECTIONS = ["ceiling", "drain", "e2e", "latency", "idle"] as const;
+export const SECTIONS = ["ceiling", "drain", "e2e", "latency", "idle", "webhook"] as const;
 export type Section = typeof SECTIONS[number];
 
 /** Options for {@linkcode runBench}. */
@@ -163,6 +165,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     ? await measureIdle(primary, { ...measure, settleSeconds: idleSeconds })
     : undefined;
   if (idle) log(`idle: bare Deno ${idle.bareMb} MB, services ${JSON.stringify(idle.servicesMb)}`);
+  // As many deliveries as orders end to end: one notification each.
+  const webhook = wanted.has("webhook") ? await measureWebhook(orders, measure) : undefined;
+  if (webhook) log(`webhook: ${webhook.deliveriesPerSec} deliveries/s`);
 
   const measured = scale.filter((row) => row.drain || row.endToEnd);
   const partial = {
@@ -190,6 +195,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     peakRssMb: memory.rssMb,
     peakPrivateMb: memory.privateMb,
     idle,
+    webhook,
     targets: checkTargets({ ...partial, peakPrivateMb: memory.privateMb, idle }),
     durationSeconds: round((performance.now() - began) / 1000, 1),
   };
@@ -259,7 +265,7 @@ const USAGE = `Usage: deno task bench [options]
                       (default 1; more than 1 needs --store postgres)
   --retention D       INBOX_RETENTION and IDEMPOTENCY_KEY_RETENTION of the services; a
                       few seconds keeps the cleanup deleting all along (default theirs, 7d/24h)
-  --only LIST         some of ceiling,drain,e2e,latency,idle (default all)
+  --only LIST         some of ceiling,drain,e2e,latency,idle,webhook (default all)
   --cluster           also drain and end to end on a private three-node RabbitMQ
                       cluster started for the run, beside the single node
   --idle-seconds N    how long each process sits idle before its idle memory is read

@@ -1,0 +1,73 @@
+/**
+ * The webhook sender's throughput: a backlog of pending deliveries written into notification's
+ * SQLite file before it starts, then drained by the real service to a local receiver that verifies
+ * every signature and answers 204. Timed from the receiver's first request to the last delivery.
+ * @module
+ */
+import { waitFor } from "../lib/async.ts";
+import { withStack } from "../lib/stack.ts";
+import { startWebhookReceiver } from "../lib/webhook_receiver.ts";
+import { round } from "../lib/format.ts";
+import { openStore } from "../../shared/store.ts";
+import { newId } from "../../shared/ids.ts";
+import {
+  NOTIFICATION_MIGRATIONS,
+  notifyOrder,
+  setWebhookDelivery,
+} from "../../notification/notifications.ts";
+
+/** What {@linkcode measureWebhook} found. */
+export interface WebhookResult {
+  deliveries: number;
+  seconds: number;
+  deliveriesPerSec: number;
+}
+
+/** Drains `deliveries` pending webhook deliveries through notification (SQLite) to a local receiver. */
+export async function measureWebhook(
+  deliveries: number,
+  options: { log: (line: string) => void },
+): Promise<WebhookResult> {
+  const receiver = startWebhookReceiver();
+  try {
+    return await withStack(
+      { services: [], serviceEnv: { notification: receiver.env } },
+      async (stack) => {
+        options.log(`webhook: writing ${deliveries} pending deliveries`);
+        const store = await openStore(stack.dataDir, "notification", {
+          migrations: NOTIFICATION_MIGRATIONS,
+        });
+        setWebhookDelivery(true);
+        try {
+          for (let start = 0; start < deliveries; start += 500) {
+            await store.transaction(async (tx) => {
+              for (let i = start; i < Math.min(deliveries, start + 500); i++) {
+                await notifyOrder(tx, "order_confirmed", { order_id: newId(), user_id: `u${i}` });
+              }
+            });
+          }
+        } finally {
+          setWebhookDelivery(false);
+          await store.close();
+        }
+        await stack.start("notification");
+        const delivered = new Set<string>();
+        const last = await waitFor(`${deliveries} webhook deliveries`, () => {
+          for (const r of receiver.received) if (r.status === 204) delivered.add(r.id);
+          return delivered.size >= deliveries &&
+            Math.max(...receiver.received.map((r) => r.answeredAt ?? 0));
+        }, { timeoutMs: 120_000, intervalMs: 20 });
+        const invalid = receiver.received.filter((r) => !r.valid).length;
+        if (invalid > 0) throw new Error(`Cannot measure webhooks as ${invalid} signatures failed`);
+        const seconds = (last - receiver.received[0].at) / 1000;
+        return {
+          deliveries,
+          seconds: round(seconds, 2),
+          deliveriesPerSec: Math.round(deliveries / seconds),
+        };
+      },
+    );
+  } finally {
+    await receiver.close();
+  }
+}
