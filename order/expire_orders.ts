@@ -1,7 +1,8 @@
 /**
  * The decision timeout: an order still PENDING `ORDER_DECISION_TIMEOUT` after it was placed
  * becomes EXPIRED, with an `OrderCancelled` (`reason: "expired"`) in the outbox in the same
- * transaction, so that the student is told and inventory never keeps stock for it.
+ * transaction, so that the student is told and inventory never keeps stock for it. The
+ * `OrderCancelled` continues the order's trace.
  *
  * The timer is the orders table itself: a sweep looks for PENDING orders older than the timeout
  * (through a partial index of the PENDING ones), so nothing is lost when the service restarts, and
@@ -48,11 +49,13 @@ export async function expireOverdueOrders(
       const orders = await expirePendingOrders(tx, createdBefore, { limit: batchSize, reason });
       await enqueueOutbox(
         tx,
-        orders.map((order) => ({
+        orders.map(({ traceparent, ...order }) => ({
           event: orderCancelled(order, {
             reason: CancelReason.expired,
             previousStatus: "PENDING",
           }),
+          // Its publish joins the order's trace, under the request that placed it.
+          ...(traceparent ? { headers: { traceparent } } : {}),
         })),
       );
       return orders;

@@ -163,4 +163,24 @@ for (const kind of STORE_KINDS) {
       }
     });
   });
+
+  Deno.test(`expireOverdueOrders() publishes an order's OrderCancelled in the trace of the request that placed it (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+      const placed = await placeOrder(
+        store,
+        { user_id: "u1", items: [{ sku: "burger", qty: 1 }] },
+        {
+          traceparent,
+        },
+      );
+      assert.equal(placed.kind, "created");
+      await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER() });
+      const rows = await store.read((tx) => claimOutbox(tx, 10_000));
+      assert.deepEqual(
+        rows.map((row) => [row.event_type, JSON.parse(row.headers).traceparent]),
+        [["OrderPlaced", traceparent], ["OrderCancelled", traceparent]],
+      );
+    });
+  });
 }

@@ -84,6 +84,11 @@ export const ORDER_MIGRATIONS: Migration[] = [
     sql: `CREATE INDEX orders_open_by_user ON orders (user_id)
       WHERE status IN ('PENDING', 'CONFIRMED')`,
   },
+  {
+    // Events the order service publishes long after the request (the expiry) continue its trace.
+    name: "orders_traceparent",
+    sql: "ALTER TABLE orders ADD COLUMN traceparent TEXT",
+  },
 ];
 
 /**
@@ -139,16 +144,24 @@ export async function adoptOrder(
   return inserted === 1;
 }
 
-/** Inserts a new, pending order. */
-export async function insertOrder(tx: Tx, order: Order): Promise<void> {
+/**
+ * Inserts a new, pending order, with the `traceparent` of its placing, which the events published
+ * about it later (its expiry) continue.
+ */
+export async function insertOrder(
+  tx: Tx,
+  order: Order,
+  options: { traceparent?: string } = {},
+): Promise<void> {
   await tx.run(
-    `INSERT INTO orders (order_id, user_id, items, status, created_at, updated_at)
-     VALUES (?, ?, ?, 'PENDING', ?, ?)`,
+    `INSERT INTO orders (order_id, user_id, items, status, created_at, updated_at, traceparent)
+     VALUES (?, ?, ?, 'PENDING', ?, ?, ?)`,
     order.order_id,
     order.user_id,
     JSON.stringify(order.items),
     order.created_at,
     order.created_at,
+    options.traceparent ?? null,
   );
 }
 
@@ -222,8 +235,8 @@ export async function changeStatus(
   return row && { ...row, items: JSON.parse(row.items) as OrderItem[] };
 }
 
-/** An order the expiry sweep moved to EXPIRED. */
-export type ExpiredOrder = OrderFacts;
+/** An order the expiry sweep moved to EXPIRED, with the trace of its placing if it has one. */
+export type ExpiredOrder = OrderFacts & { traceparent?: string };
 
 /**
  * Moves up to `limit` orders that are PENDING and were created before `createdBefore` (an ISO
@@ -237,19 +250,25 @@ export async function expirePendingOrders(
   createdBefore: string,
   options: { limit: number; reason: string },
 ): Promise<ExpiredOrder[]> {
-  const rows = await tx.all<{ order_id: string; user_id: string; items: string }>(
+  const rows = await tx.all<
+    { order_id: string; user_id: string; items: string; traceparent: string | null }
+  >(
     `UPDATE orders SET status = 'EXPIRED', reason = ?, updated_at = ?
      WHERE status = 'PENDING' AND order_id IN (
        SELECT order_id FROM orders WHERE status = 'PENDING' AND created_at < ?
        ORDER BY created_at LIMIT ?${tx.dialect === "postgres" ? " FOR UPDATE SKIP LOCKED" : ""}
      )
-     RETURNING order_id, user_id, items`,
+     RETURNING order_id, user_id, items, traceparent`,
     options.reason,
     new Date().toISOString(),
     createdBefore,
     options.limit,
   );
-  return rows.map((row) => ({ ...row, items: JSON.parse(row.items) as OrderItem[] }));
+  return rows.map(({ traceparent, ...row }) => ({
+    ...row,
+    items: JSON.parse(row.items) as OrderItem[],
+    ...(traceparent === null ? {} : { traceparent }),
+  }));
 }
 
 /** The order and request hash student `userId` first used an idempotency key with, if any. */

@@ -113,7 +113,7 @@ export async function placeOrder(
       const held = await countOpenUnits(tx, request.user_id);
       if (held + requested > maxUnitsPerStudent) throw new OverUnitLimit(held, requested);
     }
-    await insertOrder(tx, order);
+    await insertOrder(tx, order, { traceparent });
     const decideBy = new Date(placedAt + decisionTimeoutMs).toISOString();
     const event = orderPlaced({ ...order, decide_by: decideBy });
     await enqueueOutbox(tx, [{ event, headers: { traceparent } }]);
