@@ -7,7 +7,9 @@
 import { join } from "node:path";
 import { waitFor } from "./async.ts";
 import { amqpPort } from "./broker_address.ts";
-import { managementApi, ManagementApiError } from "./management_api.ts";
+import { createVhost, managementApi, ManagementApiError } from "./management_api.ts";
+// The raw client: this checks the broker itself, before any of the project's code runs on it.
+import amqp from "amqplib";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"];
@@ -132,4 +134,37 @@ export async function ensureManagementApi(
       `set RABBITMQ_MANAGEMENT_URL to it`,
   );
   return false;
+}
+
+/**
+ * Why the broker cannot run the project's quorum queues, or undefined when it can: a quorum queue
+ * with at-least-once dead-lettering is declared in a vhost of its own and deleted. RabbitMQ 3.10
+ * can lose the supervisor of that dead-lettering after queues are deleted while they start (many
+ * short test vhosts), and then refuses every such queue with `INTERNAL_ERROR`: a whole test run
+ * would time out test by test instead of saying so once.
+ */
+export async function quorumQueueProblem(): Promise<string | undefined> {
+  const vhost = await createVhost();
+  const connection = await amqp.connect(vhost.amqpUrl).catch((error: Error) => error);
+  try {
+    if (connection instanceof Error) return `cannot connect: ${connection.message}`;
+    connection.on("error", () => {});
+    const channel = await connection.createChannel();
+    channel.on("error", () => {});
+    await channel.assertQueue("preflight", {
+      durable: true,
+      arguments: {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+      },
+    });
+    return undefined;
+  } catch (error) {
+    return String((error as Error).message ?? error);
+  } finally {
+    if (!(connection instanceof Error)) await connection.close().catch(() => {});
+    await vhost.delete().catch(() => {});
+  }
 }
