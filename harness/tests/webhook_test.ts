@@ -3,13 +3,14 @@
  * with a receiver of the tests' own that verifies every signature with the `standardwebhooks`
  * library: whatever the receiver does (fails, answers slowly or too late, is down for over a
  * minute) and whatever happens to notification (SIGKILLed mid-delivery, two instances on one
- * PostgreSQL), every recorded notification is delivered at least once, every repeat carries the
+ * PostgreSQL, an outage of its PostgreSQL), every recorded notification is delivered at least once, every repeat carries the
  * same `webhook-id` and the same body, and every signature is valid.
  */
 import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
 import { notificationsOf, placeOrder, readMetric } from "../lib/http_probes.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
+import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { createDatabase } from "../lib/test_database.ts";
 import {
   type ReceivedWebhook,
@@ -19,6 +20,7 @@ import {
 } from "../lib/webhook_receiver.ts";
 import type { ListedNotification } from "../../notification/notifications.ts";
 import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
+import { PAUSED_MSG } from "../../shared/outage.ts";
 
 /** Places `count` orders that are confirmed; returns their ids. */
 function placeOrders(stack: Stack, count: number, prefix: string): Promise<string[]> {
@@ -253,6 +255,53 @@ Deno.test(
         }
       }, { DATABASE_URL: database.url });
     } finally {
+      await database.drop();
+    }
+  },
+);
+
+Deno.test(
+  "webhook: a PostgreSQL outage under notification pauses the sender, and every notification is still delivered under one id, against the broker",
+  { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  async () => {
+    const database = await createDatabase();
+    const proxy = startTcpProxy({
+      hostname: "127.0.0.1",
+      port: Number(new URL(database.url).port) || 5432,
+    });
+    const receiver = startWebhookReceiver({
+      // Slow enough that the outage comes while attempts are in flight.
+      answer: async () => {
+        await sleep(300);
+        return 204;
+      },
+    });
+    try {
+      await withStack({
+        serviceEnv: {
+          notification: { ...receiver.env, DATABASE_URL: viaProxy(database.url, proxy) },
+        },
+      }, async (stack) => {
+        const orderIds = await placeOrders(stack, 10, "outage-");
+        await waitFor("attempts in flight", () => receiver.received.length > 0);
+        proxy.cut();
+        await waitFor(
+          "notification to pause for the outage",
+          () => stack.services.notification!.logs.some((l) => l.msg === PAUSED_MSG),
+        );
+        proxy.restore();
+        const notifications = await waitDeliveries(stack, orderIds, "delivered", 60_000);
+        assertDelivered(receiver, notifications);
+        assert.equal(notifications.length, 10);
+        assert.equal(
+          stack.services.notification!.logs.filter((l) => l.level === "error").length,
+          0,
+          "no delivery failed for the outage",
+        );
+      });
+    } finally {
+      await receiver.close();
+      proxy.close();
       await database.drop();
     }
   },
