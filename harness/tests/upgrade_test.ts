@@ -37,9 +37,9 @@ if (UNAVAILABLE) console.log(`upgrade test skipped: ${UNAVAILABLE}`);
 /** Orders per second, to whichever order service runs. */
 const RATE = 20;
 /** Plenty of burgers; cookies run out during the upgrade, so that both decisions are made. */
-const STOCK = { burger: 100_000, cookie: 120 };
+const STOCK = { burger: 100_000, cookie: 100 };
 /** How many events each step waits to see handled before the next, so that each carries traffic. */
-const PROGRESS = 40;
+const PROGRESS = 100;
 /** How long the system may take to settle once traffic stops, in milliseconds. */
 const SETTLE_MS = 20_000;
 
@@ -203,9 +203,10 @@ Deno.test({
             return wrong ? [`${id} ${statuses[i]} told ${JSON.stringify(kinds[i])}`] : [];
           });
           assert.deepEqual(
-            unexpected,
+            unexpected.slice(0, 10),
             [],
-            "every order ends CONFIRMED or REJECTED and its student is told exactly that, once",
+            `every order ends CONFIRMED or REJECTED and its student is told exactly that, once: ` +
+              `${unexpected.length} of ${accepted.length} are not (the first 10 shown)`,
           );
           const rejectedWithoutCookie = accepted.filter((_, i) =>
             statuses[i] === "REJECTED" && orders[i].cookies === 0
