@@ -21,6 +21,7 @@ import { managementApi, ManagementApiError } from "../lib/management_api.ts";
 import { stockEnv } from "../lib/menu.ts";
 import { type StreamedOrder, streamOrders } from "../lib/order_stream.ts";
 import type { RunningService, ServiceName } from "../lib/service_process.ts";
+import { HARNESS_SECURE } from "../lib/secure_mode.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
 import { Queue, QUEUES, RETIRED_QUEUE } from "../../shared/topology.ts";
 
@@ -31,7 +32,13 @@ import { Queue, QUEUES, RETIRED_QUEUE } from "../../shared/topology.ts";
  */
 const EARLIER_REVISION = "3cd65b1^";
 
-const UNAVAILABLE = await earlierVersionUnavailable(EARLIER_REVISION);
+/**
+ * With per-service broker users the earlier version does not set the `user_id` this one checks,
+ * and docs/operations.md upgrades such a deployment with a short stop instead: nothing to roll.
+ */
+const UNAVAILABLE = HARNESS_SECURE
+  ? "with per-service broker users (HARNESS_SECURE=1) the documented upgrade is a short stop"
+  : await earlierVersionUnavailable(EARLIER_REVISION);
 if (UNAVAILABLE) console.log(`upgrade test skipped: ${UNAVAILABLE}`);
 
 /** Orders per second, to whichever order service runs. */
