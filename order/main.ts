@@ -34,7 +34,8 @@ if (import.meta.main) {
   const broker = connectBroker(config.amqpUrls, {
     log,
     connectionName: "order",
-    topology: { retryDelaysMs: config.retryDelaysMs },
+    // The order service's consumers take the place of the earlier version's queue: it retires it.
+    topology: { retryDelaysMs: config.retryDelaysMs, retire: true },
     tls: config.amqpTls,
   });
   const outages = watchOutages(store, { log });

@@ -16,11 +16,11 @@ import { BrokerTimeoutError, withDeadline } from "./_broker_deadline.ts";
 import { Buffer } from "node:buffer";
 import {
   ensureTopology,
+  type EnsureTopologyOptions,
   type Queue,
   type TopologyChannel,
   TopologyMismatchError,
   TopologyMissingError,
-  type TopologyOptions,
 } from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
 import { redact } from "./redact.ts";
@@ -128,7 +128,7 @@ export interface BrokerOptions {
    */
   replyTimeoutMs?: number;
   /** What to declare, or check where the user may not declare, on every connection. */
-  topology?: TopologyOptions;
+  topology?: Omit<EnsureTopologyOptions, "warn">;
   /**
    * For `amqps://`, PEM texts: `ca`, the certificate authority to trust instead of the system's,
    * and `cert` with `key`, a client certificate to present. @default {the system's CAs, no client certificate}

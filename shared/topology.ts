@@ -69,6 +69,18 @@ const BINDINGS: Record<Queue, EventType[]> = {
  */
 export const RETIRED_QUEUE = "order-status";
 
+/**
+ * {@linkcode RETIRED_QUEUE} with the retry queues and the DLQ it had under `retryDelaysMs`: what
+ * retiring it deletes, the queue itself first.
+ */
+export function retiredQueues(retryDelaysMs: readonly number[]): string[] {
+  return [
+    RETIRED_QUEUE,
+    ...retryDelaysMs.map((delayMs) => retryQueue(RETIRED_QUEUE, delayMs)),
+    `${RETIRED_QUEUE}.dlq`,
+  ];
+}
+
 /** The three services. */
 export type ServiceName = "order" | "inventory" | "notification";
 export const SERVICES: readonly ServiceName[] = ["order", "inventory", "notification"];
@@ -148,7 +160,7 @@ export interface TopologyOptions {
 export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [1000, 5000, 30000];
 
 /** The queue where a message of `queue` waits `delayMs` before it returns to `queue`. */
-export function retryQueue(queue: Queue, delayMs: number): string {
+export function retryQueue(queue: Queue | typeof RETIRED_QUEUE, delayMs: number): string {
   const label = delayMs % 1000 === 0 ? `${delayMs / 1000}s` : `${delayMs}ms`;
   return `${queue}.retry.${label}`;
 }
@@ -220,14 +232,19 @@ export async function declareTopology(
 /** What {@linkcode ensureTopology} needs of a channel: declaring, checking, deleting, closing. */
 export interface TopologyChannel extends DeclaringChannel {
   checkExchange(name: string): Promise<unknown>;
-  checkQueue(name: string): Promise<unknown>;
-  deleteQueue(name: string, options: { ifEmpty: boolean }): Promise<unknown>;
+  checkQueue(name: string): Promise<{ messageCount: number; consumerCount: number }>;
+  deleteQueue(name: string): Promise<unknown>;
   close(): Promise<void>;
 }
 
 /** Options for {@linkcode ensureTopology}. */
 export interface EnsureTopologyOptions extends TopologyOptions {
-  /** Told, in a sentence, when {@linkcode RETIRED_QUEUE} still holds messages. @default {nothing} */
+  /**
+   * Deletes {@linkcode RETIRED_QUEUE} where the broker user may: the order service's part, whose
+   * consumers take its place. @default {false}
+   */
+  retire?: boolean;
+  /** Told, in a sentence, why {@linkcode RETIRED_QUEUE} could not go yet. @default {nothing} */
   warn?: (message: string) => void;
 }
 
@@ -248,7 +265,7 @@ export async function ensureTopology(
   const declaring = await openChannel();
   try {
     await declareTopology(declaring, options);
-    await retire(await openChannel(), options.warn);
+    if (options.retire) await retire(openChannel, options);
     return "declared";
   } catch (error) {
     if (!hasReplyCode(error, ACCESS_REFUSED)) throw error;
@@ -265,19 +282,67 @@ export async function ensureTopology(
 }
 
 /**
- * Deletes {@linkcode RETIRED_QUEUE} once it is empty, so that it stops collecting outcomes nobody
- * reads; one still holding messages is left to the order service of the version that consumes it
- * (docs/operations.md, Upgrading), and `warn` is told.
+ * Deletes {@linkcode RETIRED_QUEUE} and its retry queues and DLQ once no earlier order service
+ * consumes it and its retry queues hold nothing (which would come back to it). What it still holds
+ * then is also in `inventory-reserved` or `inventory-failed`, which took every outcome since the
+ * earlier notification stopped (docs/operations.md, Upgrading), so it is deleted whatever it holds;
+ * quorum queues cannot be deleted "if empty" anyway. A DLQ that holds dead letters stays.
  */
-async function retire(channel: TopologyChannel, warn?: (message: string) => void): Promise<void> {
-  try {
-    await channel.deleteQueue(RETIRED_QUEUE, { ifEmpty: true });
-  } catch (error) {
-    if (!hasReplyCode(error, PRECONDITION_FAILED)) throw error;
-    warn?.(
-      `Queue "${RETIRED_QUEUE}" of an earlier version still holds messages: let an order service ` +
-        `of that version drain it, and this one deletes it (docs/operations.md, Upgrading)`,
+async function retire(
+  openChannel: () => Promise<TopologyChannel>,
+  options: EnsureTopologyOptions,
+): Promise<void> {
+  const { retryDelaysMs = DEFAULT_RETRY_DELAYS_MS, warn = () => {} } = options;
+  const [queue, ...rest] = retiredQueues(retryDelaysMs);
+  const found = await inspect(openChannel, queue);
+  if (!found) return;
+  if (found.consumerCount > 0) {
+    return warn(
+      `Queue "${queue}" of an earlier version is still consumed, by an order service of that ` +
+        `version: it is deleted at this service's next start after that one stops ` +
+        `(docs/operations.md, Upgrading)`,
     );
+  }
+  const held = [];
+  for (const name of rest) {
+    const depth = (await inspect(openChannel, name))?.messageCount ?? 0;
+    if (depth > 0) held.push({ name, depth });
+  }
+  const waiting = held.filter(({ name }) => !name.endsWith(".dlq"));
+  if (waiting.length > 0) {
+    return warn(
+      `Queue "${queue}" of an earlier version stays while its retry queues hold messages ` +
+        `(${waiting.map(({ name, depth }) => `${name}: ${depth}`).join(", ")}): it is deleted ` +
+        `at this service's next start after they are empty (docs/operations.md, Upgrading)`,
+    );
+  }
+  for (const name of [queue, ...rest]) {
+    if (held.some((h) => h.name === name)) continue;
+    const channel = await openChannel();
+    try {
+      await channel.deleteQueue(name);
+    } catch (error) {
+      // A user that may not delete leaves it to broker:setup.
+      if (!hasReplyCode(error, ACCESS_REFUSED)) throw error;
+      return;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+}
+
+/** The depth and consumers of `queue`, or undefined when it does not exist. */
+async function inspect(
+  openChannel: () => Promise<TopologyChannel>,
+  queue: string,
+): Promise<{ messageCount: number; consumerCount: number } | undefined> {
+  // A missing queue closes the channel that asked: one channel per question.
+  const channel = await openChannel();
+  try {
+    return await channel.checkQueue(queue);
+  } catch (error) {
+    if (hasReplyCode(error, NOT_FOUND)) return undefined;
+    throw error;
   } finally {
     await channel.close().catch(() => {});
   }

@@ -31,9 +31,11 @@ import {
   deadLetterQueue,
   declareTopology,
   type DeclaringChannel,
+  DEFAULT_RETRY_DELAYS_MS,
   EXCHANGE,
   QUEUES,
   RETIRED_QUEUE,
+  retiredQueues,
   RETRY_EXCHANGE,
   SERVICE_ACCESS,
   type ServiceName,
@@ -226,17 +228,7 @@ export async function setUpBroker(api: ManagementApi, options: DefinitionsOption
       { name: string; arguments: Record<string, unknown> }
     >).map((queue) => [queue.name, queue.arguments]),
   );
-  if (existing.has(RETIRED_QUEUE)) {
-    // Emptied by the order service of the version that consumed it; then it only collects.
-    await api("DELETE", `/api/queues/${vhost}/${RETIRED_QUEUE}?if-empty=true`).catch((error) => {
-      throw new Error(
-        `Cannot delete queue "${RETIRED_QUEUE}" of an earlier version as it still holds ` +
-          `messages: let an order service of that version drain it, then run this again ` +
-          `(docs/operations.md, Upgrading)`,
-        { cause: error },
-      );
-    });
-  }
+  if (existing.has(RETIRED_QUEUE)) await retireQueue(api, options);
   for (const queue of definitions.queues) {
     const found = existing.get(queue.name) ?? {};
     const differs = Object.entries(queue.arguments).some(([key, value]) => found[key] !== value);
@@ -247,6 +239,43 @@ export async function setUpBroker(api: ManagementApi, options: DefinitionsOption
           `elsewhere (a shovel, or deno task dlq for a .dlq), delete it, then run this again`,
       );
     }
+  }
+}
+
+/**
+ * Deletes the earlier version's {@linkcode RETIRED_QUEUE} with its retry queues and DLQ, as the
+ * order service of this version does where it may (see `retire()` in `shared/topology.ts`).
+ * @throws {Error} saying what to wait for while an earlier order service consumes it or its retry
+ * queues hold messages
+ */
+async function retireQueue(api: ManagementApi, options: DefinitionsOptions): Promise<void> {
+  const vhost = encodeURIComponent(options.vhost);
+  const [queue, ...rest] = retiredQueues(options.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS);
+  const depthOf = async (name: string) =>
+    await api("GET", `/api/queues/${vhost}/${encodeURIComponent(name)}`).then(
+      (found) => found as { messages?: number; consumers?: number },
+      () => undefined,
+    );
+  const main = await depthOf(queue);
+  if ((main?.consumers ?? 0) > 0) {
+    throw new Error(
+      `Cannot retire queue "${queue}" as an order service of an earlier version still consumes ` +
+        `it: upgrade the order service, then run this again (docs/operations.md, Upgrading)`,
+    );
+  }
+  for (const name of rest) {
+    const depth = (await depthOf(name))?.messages ?? 0;
+    if (depth > 0 && !name.endsWith(".dlq")) {
+      throw new Error(
+        `Cannot retire queue "${queue}" as its retry queue ${name} holds ${depth} messages: ` +
+          `run this again once it is empty (docs/operations.md, Upgrading)`,
+      );
+    }
+  }
+  for (const name of [queue, ...rest]) {
+    const found = await depthOf(name);
+    if (!found || (name.endsWith(".dlq") && (found.messages ?? 0) > 0)) continue;
+    await api("DELETE", `/api/queues/${vhost}/${encodeURIComponent(name)}`);
   }
 }
 

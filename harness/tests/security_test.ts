@@ -20,9 +20,12 @@ import { type BrokerUser, setUpBroker } from "../lib/broker_definitions.ts";
 import { HARNESS_JWT_SECRET, harnessToken } from "../lib/secure_mode.ts";
 import {
   deadLetterQueue,
+  DEFAULT_RETRY_DELAYS_MS,
   EventType,
   EXCHANGE,
   Queue,
+  RETIRED_QUEUE,
+  retiredQueues,
   RETRY_EXCHANGE,
 } from "../../shared/topology.ts";
 import { REDACTED } from "../../shared/redact.ts";
@@ -188,6 +191,55 @@ Deno.test(
         () => setUpBroker(api, { vhost: vhost.name, users }),
         /Cannot set up queue "order-placed" as it already exists with other arguments/,
       );
+    });
+  },
+);
+
+Deno.test(
+  "broker:setup retires the earlier version's order-status, not while an earlier order service consumes it, against the broker",
+  INTEGRATION,
+  async () => {
+    await withSetUpVhost(async (vhost, users) => {
+      const api = managementApi();
+      const path = (name: string) => `/api/queues/${encodeURIComponent(vhost.name)}/${name}`;
+      const quorum = { durable: true, arguments: { "x-queue-type": "quorum" } };
+      for (const name of retiredQueues(DEFAULT_RETRY_DELAYS_MS)) {
+        await api("PUT", path(name), quorum);
+      }
+      // It still collects outcomes; what it holds is in inventory-reserved and inventory-failed too.
+      await api("POST", `/api/exchanges/${encodeURIComponent(vhost.name)}/amq.default/publish`, {
+        properties: {},
+        routing_key: RETIRED_QUEUE,
+        payload: "{}",
+        payload_encoding: "string",
+      });
+      const connection = await amqp.connect(vhost.amqpUrl);
+      try {
+        const channel = await connection.createChannel();
+        await channel.consume(RETIRED_QUEUE, () => {});
+        // The management API counts consumers in its statistics, every few seconds.
+        await waitFor(
+          "the consumer in the management API",
+          async () =>
+            ((await api("GET", path(RETIRED_QUEUE))) as { consumers?: number }).consumers === 1,
+        );
+        await assert.rejects(
+          () => setUpBroker(api, { vhost: vhost.name, users }),
+          /an order service of an earlier version still consumes it/,
+        );
+      } finally {
+        await connection.close();
+      }
+      await waitFor(
+        "the consumer gone from the management API",
+        async () =>
+          ((await api("GET", path(RETIRED_QUEUE))) as { consumers?: number }).consumers === 0,
+      );
+      await setUpBroker(api, { vhost: vhost.name, users });
+      const left = (await api("GET", `/api/queues/${encodeURIComponent(vhost.name)}`) as Array<
+        { name: string }
+      >).map((queue) => queue.name).filter((name) => name.startsWith(RETIRED_QUEUE));
+      assert.deepEqual(left, []);
     });
   },
 );
