@@ -5,19 +5,9 @@
  * earlier tree's own `deno.json` and lock file.
  * @module
  */
-import { join } from "node:path";
-import {
-  readLines,
-  type RunningService,
-  SERVICE_RUN_FLAGS,
-  serviceEnvFile,
-  type ServiceName,
-} from "./service_process.ts";
+import { type RunningService, type ServiceName, startService } from "./service_process.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-
-/** How long an earlier service may take to start listening, in milliseconds. */
-const START_TIMEOUT_MS = 30_000;
 
 /** An earlier version's tree on disk; `remove()` deletes it. */
 export interface EarlierTree {
@@ -100,86 +90,15 @@ export async function materialiseRevision(revision: string): Promise<EarlierTree
   }
 }
 
-/** The arguments of `deno` that run the earlier tree's service `name`, from its own config. */
-export function earlierServiceArgs(tree: EarlierTree, name: ServiceName): string[] {
-  return [
-    "run",
-    ...SERVICE_RUN_FLAGS,
-    // Offline: the earlier version's dependencies must come from Deno's cache, as today's do.
-    "--cached-only",
-    `--config=${join(tree.dir, "deno.json")}`,
-    `--env-file=${join(tree.dir, serviceEnvFile(name))}`,
-    join(tree.dir, name, "main.ts"),
-  ];
-}
-
 /**
  * Starts the earlier tree's service `name` with `env` (on top of this process's), from the tree's
  * directory, and resolves once it logged the port it listens on.
  * @throws {Error} with its stderr when it exits or stays silent instead
  */
-export async function startEarlierService(
+export function startEarlierService(
   tree: EarlierTree,
   name: ServiceName,
   env: Record<string, string>,
 ): Promise<RunningService> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: earlierServiceArgs(tree, name),
-    cwd: tree.dir,
-    env: { LOG_FORMAT: "json", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const logs: Array<Record<string, unknown>> = [];
-  const stderr: string[] = [];
-  let listening: (port: number) => void;
-  const port = new Promise<number>((resolve) => listening = resolve);
-  const done = Promise.all([
-    readLines(child.stdout, (line) => {
-      try {
-        const record = JSON.parse(line);
-        logs.push(record);
-        if (record.msg === "listening") listening(record.port);
-      } catch {
-        logs.push({ msg: line });
-      }
-    }),
-    readLines(child.stderr, (line) => stderr.push(line)),
-  ]);
-  const exited = child.status.then(async (status) => {
-    await done;
-    return status.code;
-  });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const tooSlow = new Promise<"slow">((resolve) =>
-    timer = setTimeout(() => resolve("slow"), START_TIMEOUT_MS)
-  );
-  const started = await Promise.race([port, exited.then((code) => ({ code })), tooSlow]);
-  clearTimeout(timer);
-  if (typeof started !== "number") {
-    if (started === "slow") child.kill("SIGKILL");
-    await exited;
-    throw new Error(
-      `Cannot start ${name} of ${tree.revision} as it ${
-        started === "slow" ? `did not listen within ${START_TIMEOUT_MS} ms` : "exited"
-      }: ${stderr.join("\n").slice(-2000)}`,
-    );
-  }
-  return {
-    name,
-    pid: child.pid,
-    port: started,
-    url: `http://127.0.0.1:${started}`,
-    logs,
-    stderr,
-    exited,
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch {
-        // Already gone.
-      }
-      return await exited;
-    },
-  };
+  return startService(name, { env, root: tree.dir });
 }

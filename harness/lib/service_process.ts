@@ -34,14 +34,23 @@ export { type ServiceName, SERVICES };
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
-/** The arguments of `deno` that run service `name`, with `flags` before its main module. */
-export function serviceArgs(name: ServiceName, flags: readonly string[] = []): string[] {
+/**
+ * The arguments of `deno` that run service `name`, with `flags` before its main module; from the
+ * tree at `root` if given (another checkout, such as an earlier version's), with that tree's own
+ * configuration and lock file, and its dependencies from Deno's cache as this tree's come.
+ */
+export function serviceArgs(
+  name: ServiceName,
+  flags: readonly string[] = [],
+  root: string = ROOT,
+): string[] {
   return [
     "run",
     ...SERVICE_RUN_FLAGS,
-    `--env-file=${join(ROOT, serviceEnvFile(name))}`,
+    ...root === ROOT ? [] : ["--cached-only", `--config=${join(root, "deno.json")}`],
+    `--env-file=${join(root, serviceEnvFile(name))}`,
     ...flags,
-    join(ROOT, name, "main.ts"),
+    join(root, name, "main.ts"),
   ];
 }
 
@@ -68,6 +77,8 @@ export interface ServiceOptions {
   env: Record<string, string>;
   /** Copy each log line to this process's stdout, prefixed. @default {false} */
   echo?: boolean;
+  /** The tree to run it from: see {@linkcode serviceArgs}. @default {this one} */
+  root?: string;
 }
 
 /** How long a service may take to start listening, in milliseconds. */
@@ -79,7 +90,8 @@ export async function startService(
   options: ServiceOptions,
 ): Promise<RunningService> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: serviceArgs(name),
+    args: serviceArgs(name, [], options.root),
+    cwd: options.root,
     env: { LOG_FORMAT: "json", ...options.env },
     stdout: "piped",
     stderr: "piped",

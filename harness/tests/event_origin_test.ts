@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import amqp from "amqplib";
 import { Buffer } from "node:buffer";
 import { waitFor } from "../lib/async.ts";
+import { ACCESS_REFUSED, attempt, publishTo } from "../lib/broker_attempt.ts";
 import { waitForDepth } from "../lib/broker_probes.ts";
 import { getJson } from "../lib/http_probes.ts";
 import { harnessToken } from "../lib/secure_mode.ts";
@@ -211,33 +212,9 @@ Deno.test(
       const connection = await amqp.connect(url.toString());
       connection.on("error", () => {});
       try {
-        const may = async (
-          operation: (channel: amqp.ConfirmChannel) => Promise<unknown>,
-        ): Promise<number | "ok"> => {
-          const channel = await connection.createConfirmChannel();
-          const closed = new Promise<never>((_, reject) => channel.once("error", reject));
-          try {
-            await Promise.race([operation(channel), closed]);
-            await channel.close();
-            return "ok";
-          } catch (error) {
-            return (error as { code?: number }).code ?? Promise.reject(error);
-          }
-        };
-        const publishAs =
-          (exchange: string, routingKey: string, userId: string) =>
-          (channel: amqp.ConfirmChannel) =>
-            new Promise<void>((resolve, reject) =>
-              channel.publish(
-                exchange,
-                routingKey,
-                Buffer.from("{}"),
-                { userId },
-                (error) => error ? reject(error) : resolve(),
-              )
-            );
-        const ACCESS_REFUSED = 403;
-        assert.equal(await may(publishAs("", Queue.inventoryReserved, users.inventory.name)), "ok");
+        const may = (operation: (channel: amqp.ConfirmChannel) => Promise<unknown>) =>
+          attempt(connection, operation);
+        assert.equal(await may(publishTo("", Queue.inventoryReserved, users.inventory.name)), "ok");
         assert.equal(await may((c) => c.get(deadLetterQueue(Queue.inventoryReserved))), "ok");
         assert.equal(
           await may(async (c) => {
@@ -248,11 +225,11 @@ Deno.test(
           "the console's tap",
         );
         assert.equal(
-          await may(publishAs(EXCHANGE, EventType.OrderPlaced, operator.name)),
+          await may(publishTo(EXCHANGE, EventType.OrderPlaced, operator.name)),
           ACCESS_REFUSED,
         );
         assert.equal(
-          await may(publishAs(DEAD_LETTER_EXCHANGE, Queue.orderPlaced, operator.name)),
+          await may(publishTo(DEAD_LETTER_EXCHANGE, Queue.orderPlaced, operator.name)),
           ACCESS_REFUSED,
         );
         assert.equal(await may((c) => c.get(Queue.orderPlaced)), ACCESS_REFUSED);

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 // The raw client, not shared/broker.ts: these tests try what no service ever does.
 import amqp from "amqplib";
-import { Buffer } from "node:buffer";
 import { waitFor } from "../lib/async.ts";
+import { ACCESS_REFUSED, attempt, publishTo } from "../lib/broker_attempt.ts";
 import { createVhost, managementApi, type Vhost } from "../lib/management_api.ts";
 import {
   type RunningService,
@@ -59,37 +59,6 @@ function urlAs(vhost: Vhost, user: BrokerUser): string {
   return url.toString();
 }
 
-/** Runs `operation` on a channel of its own; resolves with the broker's refusal code, or "ok". */
-async function attempt(
-  connection: amqp.ChannelModel,
-  operation: (channel: amqp.ConfirmChannel) => Promise<unknown>,
-): Promise<number | "ok"> {
-  const channel = await connection.createConfirmChannel();
-  const closed = new Promise<never>((_, reject) => channel.once("error", reject));
-  try {
-    await Promise.race([operation(channel), closed]);
-    await channel.close();
-    return "ok";
-  } catch (error) {
-    return (error as { code?: number }).code ?? Promise.reject(error);
-  }
-}
-
-function publish(exchange: string, routingKey: string) {
-  return (channel: amqp.ConfirmChannel) =>
-    new Promise<void>((resolve, reject) =>
-      channel.publish(
-        exchange,
-        routingKey,
-        Buffer.from("{}"),
-        {},
-        (error) => error ? reject(error) : resolve(),
-      )
-    );
-}
-
-const ACCESS_REFUSED = 403;
-
 Deno.test(
   "broker:setup gives inventory a user that may do only what inventory does, against the broker",
   INTEGRATION,
@@ -112,10 +81,14 @@ Deno.test(
           await may((c) => c.purgeQueue(deadLetterQueue(Queue.orderPlaced))),
           ACCESS_REFUSED,
         );
-        assert.equal(await may(publish(EXCHANGE, EventType.OrderPlaced)), ACCESS_REFUSED);
-        assert.equal(await may(publish("", Queue.orderPlaced)), ACCESS_REFUSED, "default exchange");
+        assert.equal(await may(publishTo(EXCHANGE, EventType.OrderPlaced)), ACCESS_REFUSED);
         assert.equal(
-          await may(publish(RETRY_EXCHANGE, `${Queue.inventoryReserved}.retry.1s`)),
+          await may(publishTo("", Queue.orderPlaced)),
+          ACCESS_REFUSED,
+          "default exchange",
+        );
+        assert.equal(
+          await may(publishTo(RETRY_EXCHANGE, `${Queue.inventoryReserved}.retry.1s`)),
           ACCESS_REFUSED,
           "another service's retry queue",
         );
@@ -123,8 +96,8 @@ Deno.test(
         // What inventory does.
         assert.equal(await may((c) => c.consume(Queue.orderPlaced, () => {})), "ok");
         assert.equal(await may((c) => c.consume(Queue.orderCancelled, () => {})), "ok");
-        assert.equal(await may(publish(EXCHANGE, EventType.InventoryReserved)), "ok");
-        assert.equal(await may(publish(RETRY_EXCHANGE, `${Queue.orderPlaced}.retry.5s`)), "ok");
+        assert.equal(await may(publishTo(EXCHANGE, EventType.InventoryReserved)), "ok");
+        assert.equal(await may(publishTo(RETRY_EXCHANGE, `${Queue.orderPlaced}.retry.5s`)), "ok");
         assert.equal(await may((c) => c.checkQueue(Queue.inventoryReserved)), "ok", "passive");
       } finally {
         await connection.close();
