@@ -55,6 +55,9 @@ const orderRequestSchema = z.strictObject({
 
 const idempotencyKeySchema = z.string().min(1).max(255).optional();
 
+/** JSON is UTF-8 (RFC 8259): a body that is not is refused rather than read with U+FFFD in it. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Options for {@linkcode orderRoutes}. */
 export interface OrderRoutesOptions {
   /** Logs each accepted order. @default {no log} */
@@ -87,13 +90,22 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
     if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)) {
       return c.json({ error: `content-type must be application/json, not "${contentType}"` }, 415);
     }
+    // A body the service would have to decode first is one it does not understand (RFC 9110).
+    const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
+    if (encoding && encoding !== "identity") {
+      return c.json(
+        { error: `content-encoding "${encoding}" is not supported: send plain JSON` },
+        415,
+      );
+    }
     // Read outside the try: a body cut off at HTTP_BODY_TIMEOUT is a 408, not invalid JSON.
-    const text = await c.req.text();
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(UTF8.decode(bytes));
     } catch (error) {
-      return c.json({ error: `body is not valid JSON: ${(error as Error).message}` }, 400);
+      const why = error instanceof TypeError ? "not UTF-8" : (error as Error).message;
+      return c.json({ error: `body is not valid JSON: ${why}` }, 400);
     }
     const request = orderRequestSchema.safeParse(json);
     if (!request.success) return invalid(c, request.error);

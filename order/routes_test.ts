@@ -446,6 +446,33 @@ Deno.test("orderRoutes() POST /order rejects a request without content-type with
   });
 });
 
+Deno.test("orderRoutes() POST /order refuses a body it would have to decode first with 415", async () => {
+  await withApp(async ({ app, store, commits }) => {
+    const response = await post(app, VALID, { headers: { "content-encoding": "gzip" } });
+    assert.equal(response.status, 415);
+    assert.match((await response.json() as ErrorBody).error, /content-encoding "gzip"/);
+    await assertNothingStored(store);
+    assert.equal(commits(), 0);
+  });
+});
+
+Deno.test("orderRoutes() POST /order refuses a body that is not UTF-8 with 400, rather than storing U+FFFD", async () => {
+  await withApp(async ({ app, store }) => {
+    const text = new TextEncoder().encode(JSON.stringify({ ...VALID, user_id: "u#" }));
+    text[text.indexOf("#".charCodeAt(0))] = 0xff;
+    const response = await app.request(
+      new Request("http://localhost/order", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: text,
+      }),
+    );
+    assert.equal(response.status, 400);
+    assert.match((await response.json() as ErrorBody).error, /not UTF-8/);
+    await assertNothingStored(store);
+  });
+});
+
 Deno.test("orderRoutes() POST /order accepts application/json with a charset", async () => {
   await withApp(async ({ app }) => {
     const response = await post(app, VALID, {

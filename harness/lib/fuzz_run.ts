@@ -102,8 +102,14 @@ export async function fuzzStack(stack: Stack, options: FuzzOptions = {}): Promis
 
   async function tryCase(c: FuzzCase): Promise<void> {
     const orderId = newest ?? NO_SUCH_ORDER;
-    const expected = expectationOf(c, { secure, knownOrder: newest !== undefined });
     const wire = await wireRequestOf(c, orderId);
+    // Deno's server refuses a request head over 64 KiB itself, whatever it asks for; one within a
+    // few bytes of that says nothing about the services, so it is not sent.
+    const head = headBytes(wire);
+    if (head >= DENO_HEAD_LIMIT.sure && head < DENO_HEAD_LIMIT.refused) return;
+    const expected = head >= DENO_HEAD_LIMIT.refused
+      ? "server refuses"
+      : expectationOf(c, { secure, knownOrder: newest !== undefined });
     tried[c.service]++;
     let answer: WireAnswer;
     try {
@@ -292,4 +298,17 @@ function reportOf(details: fc.RunDetails<[FuzzCase]>, phase: string): string {
     `Replay: deno task fuzz --seed ${details.seed} --path "${details.counterexamplePath}"`,
     `Counterexample: ${error}`,
   ].join("\n");
+}
+
+/**
+ * Deno's HTTP server refuses a header section over 64 KiB with a plain 400, before any service code
+ * (`order/http_limits_test.ts` measures it): heads up to `sure` bytes reach the services, heads of
+ * `refused` bytes or more never do.
+ */
+const DENO_HEAD_LIMIT = { sure: 60 * 1024, refused: 66 * 1024 };
+
+/** The bytes of `wire`'s request line and header section. */
+function headBytes(wire: WireRequest): number {
+  return wire.method.length + wire.target.length +
+    wire.headers.reduce((sum, [name, value]) => sum + name.length + value.length + 4, 0);
 }
