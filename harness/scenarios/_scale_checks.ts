@@ -6,6 +6,8 @@
  */
 // @ts-types="@types/pg"
 import type pg from "pg";
+import type { WebhookReceiver } from "../lib/webhook_receiver.ts";
+import { waitDelivered } from "../lib/webhook_checks.ts";
 import { mapLimit, sleep, waitFor } from "../lib/async.ts";
 import { expectDeadLettersEmpty, waitQueuesEmpty } from "../lib/broker_probes.ts";
 import type { Tap } from "../lib/broker_tools.ts";
@@ -43,6 +45,8 @@ export interface ScaleRun {
   stockSamples: number;
   /** Seconds from the first order to the last 202. */
   streamS: number;
+  /** The webhook receiver every notification instance delivers to. */
+  receiver: WebhookReceiver;
 }
 
 /** What one placed order led to. */
@@ -112,6 +116,7 @@ export async function verifyScale(run: ScaleRun): Promise<void> {
   const effects = await effectsOf(run, accepted);
   checkEffects(run, effects, (await getJson(`${slots.inventory[0].current!.url}/stock`)).body);
   checkCancelAnswers(report, accepted.flatMap((p) => p.cancel ? [p.cancel] : []));
+  await checkDeliveries(run, effects);
   const republished = checkWire(run, ids);
   await expectDeadLettersEmpty(run.stack, run.report);
   recordFigures(run, effects, {
@@ -120,6 +125,23 @@ export async function verifyScale(run: ScaleRun): Promise<void> {
     leftInOutbox: leftInOutbox.length,
     republished,
   });
+}
+
+/** Every notification recorded, by either notification instance, reached the webhook under one id. */
+async function checkDeliveries(run: ScaleRun, effects: Effects[]): Promise<void> {
+  const recorded = new Set(
+    effects.flatMap((e) => e.notifications.map((kind) => `${e.orderId} ${kind}`)),
+  );
+  const deliveries = await waitDelivered(run.receiver, recorded, 60_000);
+  run.report.expect(
+    deliveries.delivered === deliveries.recorded && deliveries.violations.length === 0,
+    "every recorded notification delivered to the webhook under one webhook-id, every request signed",
+    `${deliveries.delivered} of ${deliveries.recorded} delivered; ${
+      deliveries.violations.slice(0, 3).join("; ")
+    }`,
+  );
+  run.report.figure("webhook_delivered", deliveries.delivered);
+  run.report.figure("webhook_repeats", deliveries.repeats);
 }
 
 /** Polls the undecided orders, spread over both order instances, until none is PENDING. */

@@ -35,6 +35,8 @@ import { type Stack, withStack } from "../lib/stack.ts";
 import { createDatabase, type TestDatabase } from "../lib/test_database.ts";
 import { type CancelAnswer, cancelUntilAnswered } from "../lib/until_answered.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
+import { startWebhookReceiver, type WebhookReceiver } from "../lib/webhook_receiver.ts";
+import { waitDelivered } from "../lib/webhook_checks.ts";
 import {
   checkCancelAnswers,
   checkLifecycle,
@@ -131,6 +133,7 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
     };
     let database: TestDatabase | undefined;
     let forgetDatabase = () => {};
+    const receiver = startWebhookReceiver();
     try {
       const env: Record<string, string> = {
         RETRY_DELAYS: RETRY_DELAYS_MS.map((ms) => `${ms}ms`).join(","),
@@ -152,10 +155,11 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
         env,
         serviceEnv: {
           inventory: { FAULT_TRANSIENT_RATE: "0.2" },
-          notification: { FAULT_TRANSIENT_RATE: "0.2" },
+          notification: { FAULT_TRANSIENT_RATE: "0.2", ...receiver.env },
         },
-      }, (stack) => chaos(stack, report, { seconds, rate, brokerOutage, proxies }));
+      }, (stack) => chaos(stack, report, { seconds, rate, brokerOutage, proxies, receiver }));
     } finally {
+      await receiver.close();
       proxies.broker.close();
       proxies.database?.close();
       forgetDatabase();
@@ -167,9 +171,15 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
 async function chaos(
   stack: Stack,
   report: Report,
-  options: { seconds: number; rate: number; brokerOutage: boolean; proxies: Proxies },
+  options: {
+    seconds: number;
+    rate: number;
+    brokerOutage: boolean;
+    proxies: Proxies;
+    receiver: WebhookReceiver;
+  },
 ): Promise<void> {
-  const { seconds, rate, brokerOutage, proxies } = options;
+  const { seconds, rate, brokerOutage, proxies, receiver } = options;
   // The stack's own connection bypasses the proxy, so the tap sees every event, outages included.
   const outcomes = await stack.tools.tap([EventType.InventoryReserved, EventType.InventoryFailed]);
   // Every process ever started, so that log lines survive the restarts.
@@ -284,6 +294,20 @@ async function chaos(
     "each accepted order with 1 reservation, 1 outcome event, and each notification sent at most once, in the order recorded",
     bad.slice(0, 3).map((e) => JSON.stringify({ ...e, sent: sent.get(e.order_id) })).join(", "),
   );
+  // Every notification recorded reaches the student's webhook, through every kill and outage.
+  const recorded = new Set(
+    effects.flatMap((e) => e.notificationKinds.map((kind) => `${e.order_id} ${kind}`)),
+  );
+  const deliveries = await waitDelivered(receiver, recorded, 60_000);
+  report.expect(
+    deliveries.delivered === deliveries.recorded && deliveries.violations.length === 0,
+    "every recorded notification delivered to the webhook under one webhook-id, every request signed",
+    `${deliveries.delivered} of ${deliveries.recorded} delivered; ${
+      deliveries.violations.slice(0, 3).join("; ")
+    }`,
+  );
+  report.figure("webhook_delivered", deliveries.delivered);
+  report.figure("webhook_repeats", deliveries.repeats);
   report.figure(
     "notifications_recorded_not_sent",
     effects.reduce(

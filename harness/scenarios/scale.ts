@@ -21,6 +21,7 @@ import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
 import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
 import type { ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { withStack } from "../lib/stack.ts";
+import { startWebhookReceiver } from "../lib/webhook_receiver.ts";
 import { createDatabase } from "../lib/test_database.ts";
 import { EventType } from "../../shared/topology.ts";
 import { deadlocks, verifyScale } from "./_scale_checks.ts";
@@ -93,6 +94,7 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
       await db.end().catch(() => {});
       await database.drop();
     });
+    const receiver = startWebhookReceiver();
     try {
       await db.connect();
       report.step(
@@ -101,7 +103,10 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
       );
       await withStack({
         env: { DATABASE_URL: database.url, ORDER_DECISION_TIMEOUT: `${DECISION_TIMEOUT_MS}ms` },
-        serviceEnv: { inventory: { INVENTORY_STOCK: stockEnv(scaleStock(scarceStock)) } },
+        serviceEnv: {
+          inventory: { INVENTORY_STOCK: stockEnv(scaleStock(scarceStock)) },
+          notification: receiver.env,
+        },
       }, async (stack) => {
         const slots = await startSlots(stack);
         report.step(
@@ -167,10 +172,12 @@ export function runScale(options: ScaleOptions = {}): Promise<ScenarioResult> {
           lowestStock: stock.lowest,
           stockSamples: stock.samples,
           streamS,
+          receiver,
         });
         report.figure("postgres_deadlocks", await deadlocks(db));
       });
     } finally {
+      await receiver.close();
       forget();
       await db.end().catch(() => {});
       await database.drop();
