@@ -10,6 +10,7 @@ import {
   type DeliveryState,
   enqueueDelivery,
   WEBHOOK_DELIVERIES_MIGRATION,
+  WEBHOOK_DELIVERIES_OPEN_MIGRATION,
 } from "./webhook_deliveries.ts";
 
 export const NOTIFICATION_MIGRATIONS: Migration[] = [
@@ -52,6 +53,7 @@ export const NOTIFICATION_MIGRATIONS: Migration[] = [
       CHECK (kind IN ('order_confirmed', 'order_rejected', 'order_cancelled', 'order_expired'))`,
   },
   WEBHOOK_DELIVERIES_MIGRATION,
+  WEBHOOK_DELIVERIES_OPEN_MIGRATION,
 ];
 
 /** What a notification tells the student. */

@@ -10,7 +10,13 @@ import {
   recordNotification,
   setWebhookDelivery,
 } from "./notifications.ts";
-import { claimDeliveries, markDelivered } from "./webhook_deliveries.ts";
+import {
+  claimDeliveries,
+  type DeliveryListing,
+  listDeliveries,
+  markAttemptFailed,
+  markDelivered,
+} from "./webhook_deliveries.ts";
 import { notificationRoutes, type NotificationRoutesOptions } from "./routes.ts";
 import { sign } from "hono/jwt";
 
@@ -157,4 +163,147 @@ Deno.test("notificationRoutes() with a webhook shows each notification's deliver
     const plain = await getJson(notificationRoutes(store), "/notifications?order_id=o9");
     assert.ok((plain.body as ListedNotification[]).every((n) => !("delivery" in n)));
   });
+});
+
+/**
+ * Runs `fn` with the routes (a webhook configured) over a store holding three deliveries: one
+ * failed after two attempts, one delivered, one pending. @returns their ids in that order
+ */
+function withDeliveries(
+  fn: (app: Hono, store: Store, ids: string[]) => Promise<void>,
+  options: NotificationRoutesOptions = {},
+): Promise<void> {
+  return sqlite.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+    setWebhookDelivery(true);
+    try {
+      await store.transaction(async (tx) => {
+        for (const orderId of ["o1", "o2", "o3"]) {
+          await notifyOrder(tx, "order_confirmed", { order_id: orderId, user_id: "u1" });
+        }
+      });
+    } finally {
+      setWebhookDelivery(false);
+    }
+    const claim = () =>
+      store.transaction((tx) =>
+        claimDeliveries(tx, { limit: 10, now: Date.now(), leaseMs: 30_000 })
+      );
+    const byOrder = new Map(
+      (await claim()).map((d) => [JSON.parse(d.body).data.order_id as string, d]),
+    );
+    const [o1, o2, o3] = ["o1", "o2", "o3"].map((id) => byOrder.get(id)!);
+    await store.transaction(async (tx) => {
+      await markAttemptFailed(tx, o1, { retryAt: Date.now(), error: "answered HTTP 500" });
+      await markDelivered(tx, o2.webhook_id, Date.now());
+      await markAttemptFailed(tx, o3, { retryAt: Date.now() + 3_600_000, error: "timeout" });
+    });
+    const [again] = await claim();
+    await store.transaction((tx) => markAttemptFailed(tx, again, { error: "answered HTTP 503" }));
+    const ids = [o1, o2, o3].map((d) => d.webhook_id);
+    await fn(notificationRoutes(store, { webhook: true, ...options }), store, ids);
+  });
+}
+
+function postRetry(app: Hono, webhookId: string, token?: string): Promise<Response> {
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  return Promise.resolve(
+    app.request(`/deliveries/${encodeURIComponent(webhookId)}/retry`, { method: "POST", headers }),
+  );
+}
+
+async function tokenOf(sub: string, role?: string): Promise<string> {
+  return await sign({ sub, exp: Math.floor(Date.now() / 1000) + 600, role }, SECRET, "HS256");
+}
+
+Deno.test("notificationRoutes() GET /deliveries counts pending and failed and lists those of one status", async () => {
+  await withDeliveries(async (app, _store, [failed, , pending]) => {
+    const { status, body } = await getJson(app, "/deliveries?status=failed");
+    assert.equal(status, 200);
+    const listing = body as DeliveryListing;
+    assert.deepEqual(listing.counts, { pending: 1, failed: 1 });
+    assert.equal(listing.deliveries.length, 1);
+    assert.deepEqual(
+      { ...listing.deliveries[0], created_at: "", next_attempt_at: "" },
+      {
+        webhook_id: failed,
+        order_id: "o1",
+        kind: "order_confirmed",
+        status: "failed",
+        attempts: 2,
+        created_at: "",
+        next_attempt_at: "",
+        last_error: "answered HTTP 503",
+      },
+    );
+    const pendingList = (await getJson(app, "/deliveries?status=pending")).body as DeliveryListing;
+    assert.deepEqual(pendingList.deliveries.map((d) => [d.webhook_id, d.attempts]), [[pending, 1]]);
+    for (const query of ["", "?status=delivered", "?status=FAILED"]) {
+      const refused = await getJson(app, `/deliveries${query}`);
+      assert.equal(refused.status, 400, query);
+      assert.equal((refused.body as { field: string }).field, "status");
+    }
+  });
+});
+
+Deno.test("notificationRoutes() POST /deliveries/{id}/retry makes a failed delivery pending and due, wakes the sender, and refuses any other", async () => {
+  await withDeliveries(async (app, store, [failed, delivered, pending]) => {
+    let woken = 0;
+    store.listen("webhook_deliveries", () => woken++);
+    const unknown = await postRetry(app, "msg_01JABCDEFGHJKMNPQRSTVWXYZ0");
+    assert.equal(unknown.status, 404);
+    assert.match((await unknown.json()).error, /no such delivery: msg_01JABCDEFGHJKMNPQRSTVWXYZ0/);
+    for (const [id, status] of [[delivered, "delivered"], [pending, "pending"]]) {
+      const refused = await postRetry(app, id);
+      assert.equal(refused.status, 409);
+      assert.deepEqual(await refused.json(), {
+        error: `only a failed delivery can be retried: this one is ${status}`,
+        status,
+      });
+    }
+    assert.equal(woken, 0);
+    const retried = await postRetry(app, failed);
+    assert.equal(retried.status, 202);
+    assert.deepEqual(await retried.json(), { webhook_id: failed, status: "pending" });
+    assert.equal(woken, 1, "the sender is woken at once");
+    const listing = await store.read((tx) => listDeliveries(tx, "pending"));
+    assert.deepEqual(listing.counts, { pending: 2, failed: 0 });
+    const row = listing.deliveries.find((d) => d.webhook_id === failed)!;
+    assert.equal(row.attempts, 2, "its attempts are kept");
+    assert.ok(Date.parse(row.next_attempt_at) <= Date.now(), "due now");
+    // It is the sender's again: claimed with the body every attempt of it carried.
+    const claimed = await store.transaction((tx) =>
+      claimDeliveries(tx, { limit: 10, now: Date.now(), leaseMs: 30_000 })
+    );
+    const again = claimed.find((d) => d.webhook_id === failed)!;
+    assert.equal(again.attempts, 3);
+    assert.equal(JSON.parse(again.body).data.order_id, "o1");
+    assert.equal((await postRetry(app, failed)).status, 409, "twice is not retried twice");
+  });
+});
+
+Deno.test("notificationRoutes() POST /deliveries/{id}/retry without a webhook configured is a JSON 409", async () => {
+  await withDeliveries(async (app, _store, [failed]) => {
+    const refused = await postRetry(app, failed);
+    assert.equal(refused.status, 409);
+    assert.match((await refused.json()).error, /no webhook is configured/);
+  }, { webhook: false });
+});
+
+Deno.test("notificationRoutes() with auth lets only an admin list and retry deliveries", async () => {
+  await withDeliveries(async (app, _store, [failed]) => {
+    const student = await tokenOf("u1");
+    const admin = await tokenOf("desk", "admin");
+    const list = (token?: string) =>
+      app.request("/deliveries?status=failed", {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      });
+    assert.equal((await list()).status, 401);
+    const byStudent = await list(student);
+    assert.equal(byStudent.status, 403, "a student may not see every student's notifications");
+    assert.match((await byStudent.json()).error, /admin role/);
+    assert.equal((await list(admin)).status, 200);
+    assert.equal((await postRetry(app, failed)).status, 401);
+    assert.equal((await postRetry(app, failed, student)).status, 403);
+    assert.equal((await postRetry(app, failed, admin)).status, 202);
+  }, AUTH);
 });

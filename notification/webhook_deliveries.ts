@@ -195,3 +195,94 @@ export async function readDeliveryBacklog(
   );
   return { count: Number(row?.count ?? 0), oldestCreatedAt: row?.oldest ?? null };
 }
+
+/**
+ * An index of the deliveries not delivered, by status and age: the console counts and lists the
+ * pending and the failed every second, and a scan of every delivery ever made would grow with the
+ * notifications kept. Partial, so it holds only the few still open.
+ */
+export const WEBHOOK_DELIVERIES_OPEN_MIGRATION: Migration = {
+  name: "webhook_deliveries_open",
+  sql: `CREATE INDEX webhook_deliveries_open ON webhook_deliveries (status, created_at)
+    WHERE status <> 'delivered'`,
+};
+
+/** A delivery not delivered yet, as an operator sees it. */
+export interface OpenDelivery {
+  webhook_id: string;
+  order_id: string;
+  kind: Notification["kind"];
+  status: Exclude<DeliveryStatus, "delivered">;
+  attempts: number;
+  created_at: string;
+  next_attempt_at: string;
+  /** Why the last attempt failed, if one did. */
+  last_error?: string;
+}
+
+/** The deliveries of one status, newest first, and how many pending and failed there are in all. */
+export interface DeliveryListing {
+  counts: { pending: number; failed: number };
+  deliveries: OpenDelivery[];
+}
+
+/** The most deliveries {@linkcode listDeliveries} returns. */
+export const DELIVERY_LIST_LIMIT = 100;
+
+/**
+ * The newest `status` deliveries (at most {@linkcode DELIVERY_LIST_LIMIT}), with the counts of
+ * pending and failed ones: what the console shows of webhook delivery.
+ */
+export async function listDeliveries(
+  tx: Tx,
+  status: OpenDelivery["status"],
+): Promise<DeliveryListing> {
+  const counted = await tx.all<{ status: string; count: number }>(
+    `SELECT status, COUNT(*) AS count FROM webhook_deliveries
+     WHERE status <> 'delivered' GROUP BY status`,
+  );
+  const counts = { pending: 0, failed: 0 };
+  for (const row of counted) counts[row.status as OpenDelivery["status"]] = Number(row.count);
+  const rows = await tx.all<OpenDelivery & { last_error: string | null }>(
+    `SELECT webhook_id, order_id, kind, status, attempts, created_at, next_attempt_at, last_error
+     FROM webhook_deliveries WHERE status = ?
+     ORDER BY created_at DESC, webhook_id DESC LIMIT ?`,
+    status,
+    DELIVERY_LIST_LIMIT,
+  );
+  const deliveries = rows.map(({ last_error, ...row }) => ({
+    ...row,
+    attempts: Number(row.attempts),
+    ...last_error === null ? {} : { last_error },
+  }));
+  return { counts, deliveries };
+}
+
+/** What {@linkcode retryDelivery} did: retried it, or found it in another status, or not at all. */
+export type RetryOutcome =
+  | { retried: true }
+  | { retried: false; status?: DeliveryStatus };
+
+/**
+ * Gives a failed delivery another go: pending again and due `now`, its attempts and last error
+ * kept. Its notification is a day old by then, so one more failed attempt fails it again (see
+ * `webhook_backoff.ts`); the commit wakes the sender (see {@linkcode WEBHOOK_TOPIC}).
+ * @returns `retried: false` with its status when it is not failed, without one when unknown
+ */
+export async function retryDelivery(tx: Tx, webhookId: string, now: number): Promise<RetryOutcome> {
+  const changed = await tx.run(
+    `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, locked_until = NULL
+     WHERE webhook_id = ? AND status = 'failed'`,
+    new Date(now).toISOString(),
+    webhookId,
+  );
+  if (changed === 1) {
+    tx.notify(WEBHOOK_TOPIC);
+    return { retried: true };
+  }
+  const row = await tx.get<{ status: DeliveryStatus }>(
+    "SELECT status FROM webhook_deliveries WHERE webhook_id = ?",
+    webhookId,
+  );
+  return row ? { retried: false, status: row.status } : { retried: false };
+}

@@ -6,10 +6,12 @@ import {
   claimDeliveries,
   deliveryBody,
   enqueueDelivery,
+  listDeliveries,
   markAttemptFailed,
   markDelivered,
   readDeliveryBacklog,
   releaseLeases,
+  retryDelivery,
 } from "./webhook_deliveries.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00.000Z");
@@ -142,3 +144,83 @@ Deno.test({
     });
   },
 });
+
+for (const kind of STORE_KINDS) {
+  Deno.test(`listDeliveries() counts pending and failed, and lists one status newest first with its last error (${kind.name})`, async () => {
+    await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+      const ids = await enqueue(store, 4);
+      const claimed = await store.transaction((tx) =>
+        claimDeliveries(tx, { limit: 10, now: T0 + 10, leaseMs: 30_000 })
+      );
+      const claimOf = (id: string) => claimed.find((d) => d.webhook_id === id)!;
+      await store.transaction(async (tx) => {
+        await markDelivered(tx, ids[0], T0 + 20);
+        await markAttemptFailed(tx, claimOf(ids[1]), { error: "answered HTTP 500" });
+        await markAttemptFailed(tx, claimOf(ids[2]), { error: "answered HTTP 410" });
+        await markAttemptFailed(tx, claimOf(ids[3]), { retryAt: T0 + 5000, error: "timeout" });
+      });
+      const failed = await store.read((tx) => listDeliveries(tx, "failed"));
+      assert.deepEqual(failed.counts, { pending: 1, failed: 2 });
+      assert.deepEqual(
+        failed.deliveries,
+        [2, 1].map((i) => ({
+          webhook_id: ids[i],
+          order_id: `o${i}`,
+          kind: "order_confirmed",
+          status: "failed",
+          attempts: 1,
+          created_at: new Date(T0 + i).toISOString(),
+          next_attempt_at: new Date(T0 + i).toISOString(),
+          last_error: i === 2 ? "answered HTTP 410" : "answered HTTP 500",
+        })),
+      );
+      const pending = await store.read((tx) => listDeliveries(tx, "pending"));
+      assert.deepEqual(pending.deliveries.map((d) => [d.webhook_id, d.next_attempt_at]), [
+        [ids[3], new Date(T0 + 5000).toISOString()],
+      ]);
+    });
+  });
+
+  Deno.test(`retryDelivery() makes a failed delivery due now with its attempts kept, and refuses any other (${kind.name})`, async () => {
+    await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+      const [failedId, deliveredId, pendingId] = await enqueue(store, 3);
+      const claimed = await store.transaction((tx) =>
+        claimDeliveries(tx, { limit: 2, now: T0 + 10, leaseMs: 30_000 })
+      );
+      await store.transaction(async (tx) => {
+        await markAttemptFailed(tx, claimed.find((d) => d.webhook_id === failedId)!, {
+          error: "answered HTTP 500",
+        });
+        await markDelivered(tx, deliveredId, T0 + 20);
+      });
+      let woken = 0;
+      store.listen("webhook_deliveries", () => woken++);
+      const retry = (id: string, now: number) =>
+        store.transaction((tx) => retryDelivery(tx, id, now));
+      assert.deepEqual(await retry(deliveredId, T0 + 100), { retried: false, status: "delivered" });
+      assert.deepEqual(await retry(pendingId, T0 + 100), { retried: false, status: "pending" });
+      assert.deepEqual(await retry("msg_nope", T0 + 100), { retried: false });
+      assert.deepEqual(await retry(failedId, T0 + 90_000_000), { retried: true });
+      assert.deepEqual(await retry(failedId, T0 + 90_000_000), {
+        retried: false,
+        status: "pending",
+      });
+      assert.equal(woken, 1, "the retry's commit wakes the sender, and only it");
+      // Due at the retry, not before, and claimed with the same body, its attempts going on.
+      const early = await store.transaction((tx) =>
+        claimDeliveries(tx, { limit: 10, now: T0 + 89_999_999, leaseMs: 30_000 })
+      );
+      assert.deepEqual(early.map((d) => d.webhook_id), [pendingId]);
+      const [again] = await store.transaction((tx) =>
+        claimDeliveries(tx, { limit: 10, now: T0 + 90_000_000, leaseMs: 30_000 })
+      );
+      assert.equal(again.webhook_id, failedId);
+      assert.equal(again.attempts, 2);
+      assert.equal(again.body, deliveryBody(notification("o0", 0)));
+      const listed = await store.read((tx) => listDeliveries(tx, "pending"));
+      assert.deepEqual(listed.counts, { pending: 2, failed: 0 });
+      assert.deepEqual(listed.deliveries.map((d) => d.webhook_id), [pendingId, failedId]);
+      assert.equal(listed.deliveries[1].last_error, "answered HTTP 500", "the last error is kept");
+    });
+  });
+}
