@@ -243,10 +243,11 @@ export async function listDeliveries(
   );
   const counts = { pending: 0, failed: 0 };
   for (const row of counted) counts[row.status as OpenDelivery["status"]] = Number(row.count);
+  // `status <> 'delivered'` repeats the index's condition, so that a prepared query may use it.
   const rows = await tx.all<OpenDelivery & { last_error: string | null }>(
     `SELECT webhook_id, order_id, kind, status, attempts, created_at, next_attempt_at, last_error
-     FROM webhook_deliveries WHERE status = ?
-     ORDER BY created_at DESC, webhook_id DESC LIMIT ?`,
+     FROM webhook_deliveries WHERE status <> 'delivered' AND status = ?
+     ORDER BY created_at DESC LIMIT ?`,
     status,
     DELIVERY_LIST_LIMIT,
   );

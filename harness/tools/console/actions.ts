@@ -1,6 +1,7 @@
 /**
  * What a person can do from the page: place and cancel an order (through the order API, as any
- * client), replay dead letters (with the code of `deno task dlq:replay`), and, under
+ * client), replay dead letters (with the code of `deno task dlq:replay`), retry a failed webhook
+ * delivery (through notification's admin API), and, under
  * `deno task dev`, stop and start a service. Each is logged, and listed on the page, with who
  * asked: the remote address of the request, and the bearer token's `sub` under authentication.
  * @module
@@ -20,7 +21,7 @@ export interface ActionContext {
 
 /**
  * Who asked for an action: the remote address and, when the console checks tokens, the token's
- * `sub` and the token itself, which the order API is then called with.
+ * `sub` and the token itself, which the services' APIs are then called with.
  */
 export interface Asker {
   address: string;
@@ -45,7 +46,7 @@ export interface ActionAnswer {
   order_id?: string;
 }
 
-/** How long a call to the order API may take, in milliseconds. */
+/** How long a call to a service's API may take, in milliseconds. */
 const CALL_TIMEOUT_MS = 5_000;
 
 /** An order as the form sends it. */
@@ -63,7 +64,7 @@ export async function placeOrder(
 ): Promise<ActionAnswer> {
   const { live, log } = context;
   const items = [{ sku: form.sku, qty: form.qty }];
-  const answer = await callOrderApi(context, "/order", {
+  const answer = await callService(context, "order", "/order", {
     token: who.token,
     body: { user_id: form.user_id, items },
   });
@@ -84,7 +85,7 @@ export async function cancelOrder(
 ): Promise<ActionAnswer> {
   const { live, log } = context;
   const path = `/orders/${encodeURIComponent(orderId)}/cancel`;
-  const answer = await callOrderApi(context, path, { token: who.token });
+  const answer = await callService(context, "order", path, { token: who.token });
   if (answer.status !== 202) return answer;
   live.orders.touch(orderId);
   live.refreshNow();
@@ -127,6 +128,25 @@ export async function replay(
   }
 }
 
+/**
+ * Gives a failed webhook delivery another go through notification, with the asker's token: it is
+ * pending again and due now.
+ */
+export async function retryDelivery(
+  context: ActionContext,
+  who: Asker,
+  webhookId: string,
+): Promise<ActionAnswer> {
+  const { live, log } = context;
+  const path = `/deliveries/${encodeURIComponent(webhookId)}/retry`;
+  const answer = await callService(context, "notification", path, { token: who.token });
+  if (answer.status !== 202) return answer;
+  live.refreshNow();
+  log.info("retried webhook delivery", { webhook_id: webhookId, ...logged(who) });
+  live.record({ who: shown(who), what: `retried delivery …${webhookId.slice(-8)}` });
+  return { status: 202, message: `Delivery ${webhookId} pending again, due now` };
+}
+
 /** Stops or starts a service, where the console may: under `deno task dev`. */
 export async function controlService(
   context: ActionContext,
@@ -158,17 +178,18 @@ export async function controlService(
 }
 
 /**
- * POSTs `body` (if any) to the order API, with the asker's bearer `token` (if any), and reads its
- * JSON answer.
+ * POSTs `body` (if any) to `service`'s API, with the asker's bearer `token` (if any), and reads
+ * its JSON answer.
  */
-async function callOrderApi(
+async function callService(
   context: ActionContext,
+  service: "order" | "notification",
   path: string,
   request: { body?: unknown; token?: string },
 ): Promise<ActionAnswer & { body: Record<string, unknown> }> {
   const { body, token } = request;
-  const baseUrl = context.services.url("order");
-  if (!baseUrl) return { status: 503, message: "The order service is not running", body: {} };
+  const baseUrl = context.services.url(service);
+  if (!baseUrl) return { status: 503, message: `The ${service} service is not running`, body: {} };
   const headers = new Headers();
   if (body !== undefined) headers.set("content-type", "application/json");
   if (token !== undefined) headers.set("authorization", `Bearer ${token}`);
@@ -191,7 +212,7 @@ async function callOrderApi(
   } catch (error) {
     return {
       status: 502,
-      message: `The order service did not answer: ${describeError(error)}`,
+      message: `The ${service} service did not answer: ${describeError(error)}`,
       body: {},
     };
   }

@@ -1,7 +1,7 @@
 /**
  * The console's picture of the system, read again every second: each service's `/ready`, the
- * stock, orders per second, every queue's depth over the last minutes, the DLQs and the latest
- * orders. One reading serves every open page; {@linkcode Live.subscribe} hands out each new one.
+ * stock, orders per second, every queue's depth over the last minutes, the DLQs, the webhook
+ * deliveries pending and failed, and the latest orders. One reading serves every open page; {@linkcode Live.subscribe} hands out each new one.
  * @module
  */
 import type { Broker } from "../../../shared/broker.ts";
@@ -12,6 +12,7 @@ import type { BrokerTools } from "../../lib/broker_tools.ts";
 import type { ManagementApi } from "../../lib/management_api.ts";
 import { type ServiceName, SERVICES } from "../../lib/service_process.ts";
 import { type DeadLetterQueue, type DeadLetterView, viewDeadLetters } from "./dead_letter_view.ts";
+import { type DeliveryView, readDeliveries } from "./delivery_view.ts";
 import { type LatestOrders, type OrderRow, watchLatestOrders } from "./latest_orders.ts";
 import { countOrders, type CountsAt, type OrderCounts, ratesBetween } from "./order_rates.ts";
 import { getJson, getText, type QueueDepth, readQueues } from "./probes.ts";
@@ -59,6 +60,8 @@ export interface Snapshot {
   rateHistory: RateSample[];
   queueHistory: QueueSample[];
   deadLetters: readonly DeadLetterQueue[];
+  /** Webhook deliveries pending and failed; undefined while notification does not tell. */
+  deliveries?: DeliveryView;
   orders: readonly OrderRow[];
   activity: Activity[];
   /** What could not be read, by what. */
@@ -79,7 +82,7 @@ export interface LiveOptions {
   pollIntervalMs?: number;
   /** How far back the charts go at most, in milliseconds. @default {300000} */
   windowMs?: number;
-  /** The bearer token the latest orders are read with, if the services want one. */
+  /** The bearer token the latest orders and the deliveries are read with, if the services want one. */
   token?: string;
 }
 
@@ -145,10 +148,14 @@ export function startLive(options: LiveOptions): Live {
     const since = Math.max(at - windowMs, Math.min(startedAt, at - 60_000));
     const queues = await read("queues", () => readQueues(managementApi, vhost));
     const depths = new Map(queues?.map((queue) => [queue.name, queue.ready + queue.unacked]));
-    const [serviceStates, stock, metrics] = await Promise.all([
+    const [serviceStates, stock, metrics, deliveries] = await Promise.all([
       Promise.all(SERVICES.map((name) => stateOf(name, services))),
       read("stock", () => readService(services.url("inventory"), "/stock", getJson)),
       read("order metrics", () => readService(services.url("order"), "/metrics", getText)),
+      read(
+        "webhook deliveries",
+        () => readDeliveries(services.url("notification"), { token: options.token }),
+      ),
       read("latest orders", () => orders.refresh((name) => services.url(name))),
       queues && read("dead letters", () => deadLetters.refresh(depths)),
     ]);
@@ -169,6 +176,7 @@ export function startLive(options: LiveOptions): Live {
         ...(queues ? [{ t: at, queues }] : []),
       ],
       deadLetters: deadLetters.queues,
+      deliveries,
       orders: orders.rows,
       activity,
       problems: { ...problems },

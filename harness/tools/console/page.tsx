@@ -84,6 +84,10 @@ export function Page({ snapshot, signedIn }: { snapshot: Snapshot; signedIn?: bo
             <Slot id="dead-letters" snapshot={snapshot} />
           </section>
           <section>
+            <h2>Webhook deliveries</h2>
+            <Slot id="deliveries" snapshot={snapshot} />
+          </section>
+          <section>
             <h2>Done here</h2>
             <Slot id="activity" snapshot={snapshot} />
           </section>

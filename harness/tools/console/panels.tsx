@@ -10,6 +10,7 @@ import type { Snapshot } from "./live.ts";
 import { isOrderId, isSettled } from "./latest_orders.ts";
 import { Queues, Rates } from "./chart_panels.tsx";
 import { DeadLetters } from "./dead_letters_panel.tsx";
+import { Deliveries } from "./deliveries_panel.tsx";
 
 /** A panel: its element's id and how to draw its content. */
 export interface Panel {
@@ -138,6 +139,7 @@ export const PANELS: readonly Panel[] = [
   { id: "orders", render: (snapshot) => <Orders snapshot={snapshot} /> },
   { id: "stock", render: (snapshot) => <Stock snapshot={snapshot} /> },
   { id: "dead-letters", render: (snapshot) => <DeadLetters snapshot={snapshot} /> },
+  { id: "deliveries", render: (snapshot) => <Deliveries snapshot={snapshot} /> },
   { id: "activity", render: (snapshot) => <Activity snapshot={snapshot} /> },
 ];
 

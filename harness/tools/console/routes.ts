@@ -25,6 +25,7 @@ import { type ServiceName, SERVICES } from "../../lib/service_process.ts";
 import * as actions from "./actions.ts";
 import type { ActionAnswer, ActionContext, Asker } from "./actions.ts";
 import { isOrderId } from "./latest_orders.ts";
+import { isWebhookId } from "./delivery_view.ts";
 import { Page, SignIn } from "./page.tsx";
 import type { PanelFeed } from "./panel_feed.ts";
 
@@ -207,6 +208,18 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
     const messageId = form.message_id === undefined ? undefined : String(form.message_id);
     const choice = { queue: queue as Queue | undefined, messageId };
     return answer(c, await actions.replay(options, whoAsked(c), choice));
+  });
+  app.post("/deliveries/:webhook_id/retry", async (c) => {
+    const webhookId = c.req.param("webhook_id");
+    if (!isWebhookId(webhookId)) {
+      return answer(c, {
+        status: 400,
+        message: `Cannot retry the delivery as its id must be msg_ and a ULID: current value is ${
+          JSON.stringify(webhookId)
+        }`,
+      });
+    }
+    return answer(c, await actions.retryDelivery(options, whoAsked(c), webhookId));
   });
   app.post("/services/:name/:action{stop|start}", async (c) => {
     const name = c.req.param("name") as ServiceName;

@@ -89,7 +89,8 @@ Deno.test(
     await withConsole(async ({ url }) => {
       const page = await (await fetch(url)).text();
       assert.match(page, /^<!doctype html>/);
-      for (const id of ["services", "rates", "queues", "orders", "stock", "dead-letters"]) {
+      const ids = ["services", "rates", "queues", "orders", "stock", "dead-letters", "deliveries"];
+      for (const id of ids) {
         assert.match(page, new RegExp(`<div id="${id}">`), `the page has the ${id} panel`);
       }
       const script = await fetch(new URL("/assets/console.js", url));
@@ -186,6 +187,7 @@ Deno.test(
           "/orders",
           "/orders/01JABCDEFGHJKMNPQRSTVWXYZ0/cancel",
           "/services/inventory/stop",
+          "/deliveries/msg_01JABCDEFGHJKMNPQRSTVWXYZ0/retry",
         ]
       ) {
         const refused = await post(new URL(path, url).href, { token: student });
