@@ -1,7 +1,8 @@
 /**
  * The benchmark's four measurements, each on a stack of its own: the broker's ceiling for one
  * consume → publish → ack hop, the drain of a backlog by inventory, orders end to end over HTTP,
- * and the latency of each order at a steady rate.
+ * and the latency of each order at a steady rate. The last two also run with a webhook receiver
+ * given: notification then delivers every notification to it, and they time up to the delivery.
  * @module
  */
 import { mapLimit, sleep, waitFor, within } from "../lib/async.ts";
@@ -22,6 +23,8 @@ import {
   STOCK_PER_SKU,
   withBenchStack,
 } from "./_stack.ts";
+import { watchDeliveries } from "./_webhook.ts";
+import type { WebhookReceiver } from "../lib/webhook_receiver.ts";
 import { DEFAULT_PREFETCH } from "../../shared/broker.ts";
 import type { Settlement } from "../../shared/delivery.ts";
 import { EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
@@ -203,7 +206,10 @@ export interface EndToEndResult {
   orders: number;
   concurrency: number;
   instances: number;
-  /** From the first request until the last order's notification was recorded. */
+  /**
+   * From the first request until the last order's notification was recorded, or with a webhook
+   * until it reached the receiver.
+   */
   seconds: number;
   ordersPerSec: number;
   /** `POST /order` round trips, in milliseconds. */
@@ -219,52 +225,60 @@ const WARM_UP_ORDERS = 50;
 
 /**
  * Places `orders` orders over HTTP, `concurrency` at a time, on the whole system, and times them
- * from the first request until the notification service acked the last `InventoryReserved`.
+ * from the first request until the notification service acked the last `OrderConfirmed`, or,
+ * given a `webhook` receiver, until the last notification reached it.
  */
 export async function measureEndToEnd(
   orders: number,
-  config: BenchConfig & { concurrency: number },
+  config: BenchConfig & { concurrency: number; webhook?: WebhookReceiver },
   options: MeasureOptions = {},
 ): Promise<EndToEndResult> {
   const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
-  const { concurrency } = config;
+  const { concurrency, webhook } = config;
   const services = ["order", "inventory", "notification"] as const;
-  return await withBenchStack(config, { services: [...services], memory }, async (bench) => {
-    const { stack } = bench;
-    const notified = () =>
-      readMetric(stack.url("notification"), "campus_food_messages_acked_total", {
-        queue: Queue.orderConfirmed,
+  return await withBenchStack(
+    withWebhook(config),
+    { services: [...services], memory },
+    async (bench) => {
+      const { stack } = bench;
+      const delivered = webhook && watchDeliveries(webhook);
+      const notified = async () =>
+        delivered ? delivered.deliveredAt().size : await readMetric(
+          stack.url("notification"),
+          "campus_food_messages_acked_total",
+          { queue: Queue.orderConfirmed },
+        );
+      await postOrders(stack.url("order"), WARM_UP_ORDERS, { concurrency });
+      await waitFor("the warm-up orders", async () => await notified() >= WARM_UP_ORDERS);
+      log(`end to end: ${orders} orders over HTTP, ${concurrency} at a time`);
+      const stopCpuMeter = await startCpuMeter([
+        stack.services.order!,
+        ...bench.inventories(),
+        stack.services.notification!,
+      ]);
+      const began = performance.now();
+      const { latenciesMs } = await postOrders(stack.url("order"), orders, {
+        concurrency,
+        first: WARM_UP_ORDERS,
       });
-    await postOrders(stack.url("order"), WARM_UP_ORDERS, { concurrency });
-    await waitFor("the warm-up orders", async () => await notified() >= WARM_UP_ORDERS);
-    log(`end to end: ${orders} orders over HTTP, ${concurrency} at a time`);
-    const stopCpuMeter = await startCpuMeter([
-      stack.services.order!,
-      ...bench.inventories(),
-      stack.services.notification!,
-    ]);
-    const began = performance.now();
-    const { latenciesMs } = await postOrders(stack.url("order"), orders, {
-      concurrency,
-      first: WARM_UP_ORDERS,
-    });
-    await waitFor(
-      `${orders} notifications`,
-      async () => await notified() >= WARM_UP_ORDERS + orders,
-      { timeoutMs: 120_000 + orders * 20, intervalMs: 20 },
-    );
-    const seconds = (performance.now() - began) / 1000;
-    return {
-      orders,
-      concurrency,
-      instances: config.instances,
-      seconds: round(seconds, 3),
-      ordersPerSec: Math.round(orders / seconds),
-      http: percentiles(latenciesMs),
-      cpuCores: await stopCpuMeter(),
-      ...await deadlocksOf(bench),
-    };
-  });
+      await waitFor(
+        `${orders} notifications${webhook ? " at the webhook" : ""}`,
+        async () => await notified() >= WARM_UP_ORDERS + orders,
+        { timeoutMs: 120_000 + orders * 20, intervalMs: 20 },
+      );
+      const seconds = (performance.now() - began) / 1000;
+      return {
+        orders,
+        concurrency,
+        instances: config.instances,
+        seconds: round(seconds, 3),
+        ordersPerSec: Math.round(orders / seconds),
+        http: percentiles(latenciesMs),
+        cpuCores: await stopCpuMeter(),
+        ...await deadlocksOf(bench),
+      };
+    },
+  );
 }
 
 /**
@@ -315,6 +329,8 @@ export interface LatencyResult {
   confirmed: Percentiles;
   /** From sending the POST until the notification service logged the student's message. */
   notified: Percentiles;
+  /** With a webhook: from sending the POST until the notification reached the receiver. */
+  delivered?: Percentiles;
   /** Rows that retention deleted in the three services meanwhile: none unless its window is seconds. */
   retentionDeletedRows: number;
 }
@@ -323,72 +339,91 @@ export interface LatencyResult {
  * Sends `rate` orders per second for `seconds`, open loop: each POST goes at its time whether or
  * not earlier ones were answered, as students would. Each order's confirmation and notification
  * are timed from the services' JSON log lines (written after the commit, stamped in ms by the same
- * clock as the send time).
+ * clock as the send time); given a `webhook` receiver, its delivery from the receiver's arrivals.
  */
 export async function measureLatency(
   rate: number,
   seconds: number,
-  config: BenchConfig,
+  config: BenchConfig & { webhook?: WebhookReceiver },
   options: MeasureOptions = {},
 ): Promise<LatencyResult> {
   const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
   const services = ["order", "inventory", "notification"] as const;
-  return await withBenchStack(config, { services: [...services], memory }, async ({ stack }) => {
-    const orderUrl = stack.url("order");
-    await postOrders(orderUrl, WARM_UP_ORDERS, { concurrency: 10 });
-    const total = Math.max(1, Math.round(rate * seconds));
-    log(`latency: ${total} orders at ${rate}/s for ${seconds} s, open loop`);
-    const sentAt = new Map<string, number>();
-    const httpMs: number[] = [];
-    const inFlight: Promise<void>[] = [];
-    const began = performance.now();
-    let lastSend = began;
-    for (let i = 0; i < total; i++) {
-      await sleep(began + (i * 1000) / rate - performance.now());
-      lastSend = performance.now();
-      const wallClock = Date.now();
-      inFlight.push(
-        postOrder(orderUrl, WARM_UP_ORDERS + i).then(({ orderId, ms }) => {
-          sentAt.set(orderId, wallClock);
-          httpMs.push(ms);
-        }),
-      );
-    }
-    await Promise.all(inFlight);
-    const sendSeconds = (lastSend - began) / 1000;
-    const order = stack.services.order!;
-    const notification = stack.services.notification!;
-    const confirmedAt = new Map<string, number>();
-    const notifiedAt = new Map<string, number>();
-    function collect(): boolean {
-      for (const line of order.logs) {
-        if (line.msg === "updated order status" && sentAt.has(String(line.order_id))) {
-          confirmedAt.set(String(line.order_id), Date.parse(String(line.time)));
-        }
+  const stackConfig = withWebhook(config);
+  return await withBenchStack(
+    stackConfig,
+    { services: [...services], memory },
+    async ({ stack }) => {
+      const delivered = config.webhook && watchDeliveries(config.webhook);
+      const orderUrl = stack.url("order");
+      await postOrders(orderUrl, WARM_UP_ORDERS, { concurrency: 10 });
+      const total = Math.max(1, Math.round(rate * seconds));
+      log(`latency: ${total} orders at ${rate}/s for ${seconds} s, open loop`);
+      const sentAt = new Map<string, number>();
+      const httpMs: number[] = [];
+      const inFlight: Promise<void>[] = [];
+      const began = performance.now();
+      let lastSend = began;
+      for (let i = 0; i < total; i++) {
+        await sleep(began + (i * 1000) / rate - performance.now());
+        lastSend = performance.now();
+        const wallClock = Date.now();
+        inFlight.push(
+          postOrder(orderUrl, WARM_UP_ORDERS + i).then(({ orderId, ms }) => {
+            sentAt.set(orderId, wallClock);
+            httpMs.push(ms);
+          }),
+        );
       }
-      for (const line of notification.logs) {
-        const notified = notificationSent(line);
-        if (notified && sentAt.has(notified.orderId)) {
-          notifiedAt.set(notified.orderId, notified.atMs);
+      await Promise.all(inFlight);
+      const sendSeconds = (lastSend - began) / 1000;
+      const order = stack.services.order!;
+      const notification = stack.services.notification!;
+      const confirmedAt = new Map<string, number>();
+      const notifiedAt = new Map<string, number>();
+      function collect(): boolean {
+        for (const line of order.logs) {
+          if (line.msg === "updated order status" && sentAt.has(String(line.order_id))) {
+            confirmedAt.set(String(line.order_id), Date.parse(String(line.time)));
+          }
         }
+        for (const line of notification.logs) {
+          const notified = notificationSent(line);
+          if (notified && sentAt.has(notified.orderId)) {
+            notifiedAt.set(notified.orderId, notified.atMs);
+          }
+        }
+        const deliveredAll = !delivered ||
+          [...sentAt.keys()].every((id) => delivered.deliveredAt().has(id));
+        return confirmedAt.size === sentAt.size && notifiedAt.size === sentAt.size && deliveredAll;
       }
-      return confirmedAt.size === sentAt.size && notifiedAt.size === sentAt.size;
-    }
-    await waitFor(`${total} orders confirmed and notified`, collect, {
-      timeoutMs: 60_000,
-      intervalMs: 100,
-    });
-    const since = (at: Map<string, number>) => [...at].map(([id, t]) => t - sentAt.get(id)!);
-    return {
-      rate,
-      // n sends span n - 1 intervals.
-      sentPerSec: total > 1 ? round((total - 1) / sendSeconds, 1) : rate,
-      orders: total,
-      seconds,
-      http: percentiles(httpMs),
-      confirmed: percentiles(since(confirmedAt)),
-      notified: percentiles(since(notifiedAt)),
-      retentionDeletedRows: await retentionDeletedRows(services.map((name) => stack.url(name))),
-    };
-  });
+      await waitFor(`${total} orders confirmed and notified`, collect, {
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      });
+      const since = (at: Map<string, number>) => [...at].map(([id, t]) => t - sentAt.get(id)!);
+      return {
+        rate,
+        // n sends span n - 1 intervals.
+        sentPerSec: total > 1 ? round((total - 1) / sendSeconds, 1) : rate,
+        orders: total,
+        seconds,
+        http: percentiles(httpMs),
+        confirmed: percentiles(since(confirmedAt)),
+        notified: percentiles(since(notifiedAt)),
+        ...delivered && {
+          delivered: percentiles(
+            since(new Map([...sentAt.keys()].map((id) => [id, delivered.deliveredAt().get(id)!]))),
+          ),
+        },
+        retentionDeletedRows: await retentionDeletedRows(services.map((name) => stack.url(name))),
+      };
+    },
+  );
+}
+
+/** `config` with notification pointed at its `webhook` receiver, if it has one. */
+function withWebhook(config: BenchConfig & { webhook?: WebhookReceiver }): BenchConfig {
+  const { webhook, ...rest } = config;
+  return webhook ? { ...rest, env: { ...rest.env, ...webhook.env } } : rest;
 }

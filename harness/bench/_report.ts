@@ -23,6 +23,16 @@ export interface ScaleRow {
   endToEnd?: EndToEndResult;
 }
 
+/**
+ * The price of the webhook: end to end and the latency run on the primary configuration with
+ * notification delivering to a local receiver, timed up to the delivery.
+ */
+export interface WebhookHop {
+  endToEnd: EndToEndResult;
+  /** `notified` (recorded) and `delivered` (at the receiver), of the same orders. */
+  latency: LatencyResult;
+}
+
 /** One of the {@linkcode TARGETS} and whether this run met it. */
 export interface TargetCheck {
   name: string;
@@ -54,6 +64,8 @@ export interface BenchReport {
   idle?: IdleResult;
   /** The webhook sender's drain of pending deliveries to a local receiver. */
   webhook?: WebhookResult;
+  /** End to end and latency again, up to the delivery to a local webhook receiver. */
+  webhookHop?: WebhookHop;
   targets: TargetCheck[];
   durationSeconds: number;
 }
@@ -238,6 +250,37 @@ export function formatReport(report: BenchReport): string {
     rows.push([
       `webhook sender: ${count(report.webhook.deliveries)} deliveries to a local receiver, sqlite`,
       `${count(report.webhook.deliveriesPerSec)} deliveries/s`,
+      "",
+      "",
+    ]);
+  }
+  if (report.webhookHop) {
+    const { endToEnd: e2e, latency: hop } = report.webhookHop;
+    const without = primary?.endToEnd;
+    rows.push([
+      `with a webhook: notification delivers to a local verifying receiver, ${
+        primary ? label(primary) : report.primary.store
+      }`,
+      "",
+      "",
+      "",
+    ]);
+    rows.push([
+      `  end to end until delivered: ${count(e2e.orders)} orders, ${e2e.concurrency} at once`,
+      `${count(e2e.ordersPerSec)} orders/s` +
+      (without ? ` (${count(without.ordersPerSec)} up to recorded, no webhook)` : ""),
+      "",
+      "",
+    ]);
+    rows.push([
+      `  steady rate ${hop.rate}/s: POST → notification recorded`,
+      spread(hop.notified, ["p50", "p95", "p99"]),
+      "",
+      "",
+    ]);
+    rows.push([
+      `  steady rate ${hop.rate}/s: POST → delivered to the webhook`,
+      spread(hop.delivered!, ["p50", "p95", "p99"]),
       "",
       "",
     ]);

@@ -2,11 +2,12 @@
  * The webhook sender's throughput: a backlog of pending deliveries written into notification's
  * SQLite file before it starts, then drained by the real service to a local receiver that verifies
  * every signature and answers 204. Timed from the receiver's first request to the last delivery.
+ * Also how the end-to-end and latency runs see deliveries arrive ({@linkcode watchDeliveries}).
  * @module
  */
 import { waitFor } from "../lib/async.ts";
 import { withStack } from "../lib/stack.ts";
-import { startWebhookReceiver } from "../lib/webhook_receiver.ts";
+import { startWebhookReceiver, type WebhookReceiver } from "../lib/webhook_receiver.ts";
 import { round } from "../lib/format.ts";
 import { openStore } from "../../shared/store.ts";
 import { newId } from "../../shared/ids.ts";
@@ -70,4 +71,34 @@ export async function measureWebhook(
   } finally {
     await receiver.close();
   }
+}
+
+/** The orders whose notification reached a receiver; see {@linkcode watchDeliveries}. */
+export interface DeliveryWatch {
+  /**
+   * When the first request of each order that the receiver answered 2xx arrived, `Date.now()`
+   * milliseconds, by order id, as of this call.
+   */
+  deliveredAt(): ReadonlyMap<string, number>;
+}
+
+/**
+ * Follows what `receiver` gets, reading each request once: the bench polls it every few
+ * milliseconds, and thousands of requests must not be read again at every poll.
+ */
+export function watchDeliveries(receiver: WebhookReceiver): DeliveryWatch {
+  const deliveredAt = new Map<string, number>();
+  let read = 0;
+  return {
+    deliveredAt() {
+      // Up to the first request not answered yet: its status decides whether it counts.
+      while (read < receiver.received.length && receiver.received[read].status !== undefined) {
+        const { body, status, valid, at } = receiver.received[read++];
+        if (!valid || status! < 200 || status! >= 300) continue;
+        const orderId = String(JSON.parse(body).data.order_id);
+        if (!deliveredAt.has(orderId)) deliveredAt.set(orderId, at);
+      }
+      return deliveredAt;
+    },
+  };
 }

@@ -8,7 +8,9 @@
  * 3. orders end to end over HTTP at a given concurrency;
  * 4. the latency of each order at a steady rate;
  * 5. the peak memory of each service, and its memory when idle beside a bare Deno process;
- * 6. the webhook sender's drain of pending deliveries to a local receiver.
+ * 6. the webhook sender's drain of pending deliveries to a local receiver, and the price of the
+ *    extra hop: (3) and (4) again with notification delivering to a local verifying receiver,
+ *    timed up to the delivery.
  *
  * It prints the figures beside the targets the system was built to meet (`TARGETS`), or one JSON
  * object with `--json`. It is not a test: a slow machine gets slow figures, not a failure.
@@ -18,9 +20,11 @@ import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts"
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
 import { IDLE_SETTLE_SECONDS, measureIdle } from "./_idle.ts";
 import { measureWebhook } from "./_webhook.ts";
+import { startWebhookReceiver } from "../lib/webhook_receiver.ts";
 import { type BenchConfig, type MemoryPeaks, retentionEnv, type StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
 import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
+import type { WebhookHop } from "./_report.ts";
 import { round } from "../lib/format.ts";
 import { parseDuration } from "../../shared/config.ts";
 import { type Cluster, RabbitMqNotInstalledError, startCluster } from "../lib/rabbitmq_cluster.ts";
@@ -168,6 +172,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   // As many deliveries as orders end to end: one notification each.
   const webhook = wanted.has("webhook") ? await measureWebhook(orders, measure) : undefined;
   if (webhook) log(`webhook: ${webhook.deliveriesPerSec} deliveries/s`);
+  const webhookHop = wanted.has("webhook")
+    ? await measureWebhookHop(primary, { orders, concurrency, rate, seconds, measure })
+    : undefined;
 
   const measured = scale.filter((row) => row.drain || row.endToEnd);
   const partial = {
@@ -196,10 +203,52 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     peakPrivateMb: memory.privateMb,
     idle,
     webhook,
+    webhookHop,
     targets: checkTargets({ ...partial, peakPrivateMb: memory.privateMb, idle }),
     durationSeconds: round((performance.now() - began) / 1000, 1),
   };
   return report;
+}
+
+/**
+ * End to end and the latency run of `config` again, with notification delivering every
+ * notification to a local receiver that verifies it, each with a receiver of its own.
+ */
+async function measureWebhookHop(
+  config: BenchConfig,
+  options: {
+    orders: number;
+    concurrency: number;
+    rate: number;
+    seconds: number;
+    measure: { log: (line: string) => void; memory: MemoryPeaks };
+  },
+): Promise<WebhookHop> {
+  const { orders, concurrency, rate, seconds, measure } = options;
+  const receivers = [startWebhookReceiver(), startWebhookReceiver()];
+  try {
+    measure.log("webhook hop: end to end and latency, delivered to a local receiver");
+    const endToEnd = await measureEndToEnd(
+      orders,
+      { ...config, concurrency, webhook: receivers[0] },
+      measure,
+    );
+    measure.log(`end to end to the webhook: ${endToEnd.ordersPerSec} orders/s`);
+    const latency = await measureLatency(
+      rate,
+      seconds,
+      { ...config, webhook: receivers[1] },
+      measure,
+    );
+    measure.log(`latency: p99 POST → webhook ${latency.delivered!.p99} ms`);
+    const unsigned = receivers.flatMap((r) => r.received).filter((r) => !r.valid).length;
+    if (unsigned > 0) {
+      throw new Error(`Cannot trust the webhook figures as ${unsigned} signatures failed`);
+    }
+    return { endToEnd, latency };
+  } finally {
+    for (const receiver of receivers) await receiver.close();
+  }
 }
 
 /** Says how many rows retention deleted during a measurement, when it deleted any. */
@@ -265,7 +314,9 @@ const USAGE = `Usage: deno task bench [options]
                       (default 1; more than 1 needs --store postgres)
   --retention D       INBOX_RETENTION and IDEMPOTENCY_KEY_RETENTION of the services; a
                       few seconds keeps the cleanup deleting all along (default theirs, 7d/24h)
-  --only LIST         some of ceiling,drain,e2e,latency,idle,webhook (default all)
+  --only LIST         some of ceiling,drain,e2e,latency,idle,webhook (default all);
+                      webhook: the sender's drain, and end to end and latency again up
+                      to the delivery to a local receiver
   --cluster           also drain and end to end on a private three-node RabbitMQ
                       cluster started for the run, beside the single node
   --idle-seconds N    how long each process sits idle before its idle memory is read

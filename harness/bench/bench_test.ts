@@ -37,6 +37,12 @@ Deno.test(
       assert.ok((report.peakRssMb[service] ?? 0) > 0, `peak RSS of ${service}: ${text}`);
       assert.ok((report.peakPrivateMb[service] ?? 0) > 0, `private memory of ${service}: ${text}`);
     }
+    const hop = report.webhookHop!;
+    assert.ok(hop.endToEnd.ordersPerSec > 0 && hop.endToEnd.orders === 100, text);
+    assert.equal(hop.latency.delivered?.count, 50, text);
+    // Of the same orders, the delivery comes after the record.
+    assert.ok(hop.latency.delivered!.p50 >= hop.latency.notified.p50, text);
+    assert.match(text, /POST → delivered to the webhook +p50 /);
     assert.ok(report.idle && report.idle.bareMb > 0, text);
     for (const service of ["order", "inventory", "notification"] as const) {
       assert.ok(report.idle.servicesMb[service]! > report.idle.bareMb, `idle ${service}: ${text}`);
