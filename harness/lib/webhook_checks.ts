@@ -6,6 +6,7 @@
  * @module
  */
 import { waitFor } from "./async.ts";
+import type { Report } from "./scenario.ts";
 import type { WebhookReceiver } from "./webhook_receiver.ts";
 
 /** What the receiver got, against what notification recorded. */
@@ -64,4 +65,28 @@ export async function waitDelivered(
     { timeoutMs, intervalMs: 250 },
   ).catch(() => {});
   return countDeliveries(receiver, recorded);
+}
+
+/**
+ * Waits, up to `timeoutMs`, for every notification of `recorded` (`order_id kind`) at `receiver`,
+ * then expects each delivered under one id, nothing else delivered and every request signed, and
+ * reports `webhook_recorded`, `webhook_delivered` and `webhook_repeats`: a scenario's check.
+ */
+export async function expectDelivered(
+  report: Report,
+  receiver: WebhookReceiver,
+  options: { recorded: ReadonlySet<string>; timeoutMs: number },
+): Promise<DeliveryCount> {
+  const deliveries = await waitDelivered(receiver, options.recorded, options.timeoutMs);
+  report.expect(
+    deliveries.delivered === deliveries.recorded && deliveries.violations.length === 0,
+    "every recorded notification delivered to the webhook under one webhook-id, every request signed",
+    `${deliveries.delivered} of ${deliveries.recorded} delivered; ${
+      deliveries.violations.slice(0, 3).join("; ")
+    }`,
+  );
+  report.figure("webhook_recorded", deliveries.recorded);
+  report.figure("webhook_delivered", deliveries.delivered);
+  report.figure("webhook_repeats", deliveries.repeats);
+  return deliveries;
 }

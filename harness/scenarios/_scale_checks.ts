@@ -7,7 +7,7 @@
 // @ts-types="@types/pg"
 import type pg from "pg";
 import type { WebhookReceiver } from "../lib/webhook_receiver.ts";
-import { waitDelivered } from "../lib/webhook_checks.ts";
+import { expectDelivered } from "../lib/webhook_checks.ts";
 import { mapLimit, sleep, waitFor } from "../lib/async.ts";
 import { expectDeadLettersEmpty, waitQueuesEmpty } from "../lib/broker_probes.ts";
 import type { Tap } from "../lib/broker_tools.ts";
@@ -132,16 +132,7 @@ async function checkDeliveries(run: ScaleRun, effects: Effects[]): Promise<void>
   const recorded = new Set(
     effects.flatMap((e) => e.notifications.map((kind) => `${e.orderId} ${kind}`)),
   );
-  const deliveries = await waitDelivered(run.receiver, recorded, 60_000);
-  run.report.expect(
-    deliveries.delivered === deliveries.recorded && deliveries.violations.length === 0,
-    "every recorded notification delivered to the webhook under one webhook-id, every request signed",
-    `${deliveries.delivered} of ${deliveries.recorded} delivered; ${
-      deliveries.violations.slice(0, 3).join("; ")
-    }`,
-  );
-  run.report.figure("webhook_delivered", deliveries.delivered);
-  run.report.figure("webhook_repeats", deliveries.repeats);
+  await expectDelivered(run.report, run.receiver, { recorded, timeoutMs: 60_000 });
 }
 
 /** Polls the undecided orders, spread over both order instances, until none is PENDING. */

@@ -36,7 +36,7 @@ import { createDatabase, type TestDatabase } from "../lib/test_database.ts";
 import { type CancelAnswer, cancelUntilAnswered } from "../lib/until_answered.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../lib/webhook_receiver.ts";
-import { waitDelivered } from "../lib/webhook_checks.ts";
+import { expectDelivered } from "../lib/webhook_checks.ts";
 import {
   checkCancelAnswers,
   checkLifecycle,
@@ -298,16 +298,7 @@ async function chaos(
   const recorded = new Set(
     effects.flatMap((e) => e.notificationKinds.map((kind) => `${e.order_id} ${kind}`)),
   );
-  const deliveries = await waitDelivered(receiver, recorded, 60_000);
-  report.expect(
-    deliveries.delivered === deliveries.recorded && deliveries.violations.length === 0,
-    "every recorded notification delivered to the webhook under one webhook-id, every request signed",
-    `${deliveries.delivered} of ${deliveries.recorded} delivered; ${
-      deliveries.violations.slice(0, 3).join("; ")
-    }`,
-  );
-  report.figure("webhook_delivered", deliveries.delivered);
-  report.figure("webhook_repeats", deliveries.repeats);
+  await expectDelivered(report, receiver, { recorded, timeoutMs: 60_000 });
   report.figure(
     "notifications_recorded_not_sent",
     effects.reduce(

@@ -20,9 +20,12 @@ Deno.test(
         "outages",
         "retries",
         "timeline",
+        "webhook_delivered",
       ],
     );
     assert.equal(result.figures.outages, 2);
+    assert.ok(Number(result.figures.webhook_recorded) > 0, "notifications went to the webhook");
+    assert.equal(result.figures.webhook_delivered, result.figures.webhook_recorded);
     assert.equal(result.figures.kills_inventory, 2);
     assert.ok(Number(result.figures.expired) > 0, "orders expired while inventory was stopped");
     assert.ok(Number(result.figures.cancelled) > 0, "orders were cancelled");

@@ -19,9 +19,12 @@ Deno.test(
         "notified_per_notification_instance",
         "kill_timeline",
         "outbox_rows_left_by_killed_order",
+        "webhook_delivered",
       ],
     );
     assert.equal(result.figures.accepted, 100);
+    assert.ok(Number(result.figures.webhook_recorded) >= 100, "every order's student was told");
+    assert.equal(result.figures.webhook_delivered, result.figures.webhook_recorded);
     assert.equal(result.figures.instances, "2 order, 3 inventory, 2 notification");
     // The first kill is always an order instance's, in the middle of a burst of orders.
     assert.ok(Number(result.figures.kills) >= 2, `kills: ${result.figures.kill_timeline}`);
