@@ -98,6 +98,12 @@ async function withReceiver(
   }
 }
 
+/**
+ * The options of a test of the sender's timing, which least privilege does not change: it runs
+ * once, not again in the secure pass of `deno task test`.
+ */
+const TIMING_ONLY = { ...INTEGRATION, ignore: HARNESS_SECURE };
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 Deno.test(
@@ -120,7 +126,7 @@ Deno.test(
 
 Deno.test(
   "webhook: a receiver slower than 10 s holds up no recording, and every notification is still delivered, against the broker",
-  INTEGRATION,
+  TIMING_ONLY,
   async () => {
     await withReceiver({
       // The first attempt of each notification is answered after 12 s: past the sender's timeout.
@@ -147,7 +153,7 @@ Deno.test(
 
 Deno.test(
   "webhook: a 2xx after the 10 s timeout is sent again under the same webhook-id, against the broker",
-  INTEGRATION,
+  TIMING_ONLY,
   async () => {
     const processed: string[] = [];
     await withReceiver({
@@ -177,9 +183,7 @@ Deno.test(
 
 Deno.test(
   "webhook: a receiver down for over a minute gets the notification, attempts never more than a minute apart, against the broker",
-  // A minute of the sender's timing, which least privilege does not change: run once, not again
-  // in the secure pass of `deno task test`.
-  { ...INTEGRATION, ignore: HARNESS_SECURE },
+  TIMING_ONLY,
   async () => {
     const DOWN_MS = 61_000;
     let firstAt: number | undefined;
