@@ -7,6 +7,7 @@
  */
 import fc from "fast-check";
 import type { ServiceName } from "./service_process.ts";
+
 import { type AuthChoice, badAuthArbitrary, FUZZ_STUDENT, isValidAuth } from "./fuzz_auth.ts";
 import { orderBodyArbitrary, type Verdict } from "./fuzz_bodies.ts";
 import {
@@ -33,6 +34,8 @@ export interface FuzzCase {
   headers: Array<[string, string]>;
   auth: AuthChoice;
   body?: Uint8Array;
+  /** Send this many bytes of the body, then stall (see `WireRequest.stallAfter`). */
+  stallAfter?: number;
   /** What the body is, for a counterexample. */
   bodyLabel?: string;
   transport: "fetch" | "raw";
@@ -78,7 +81,7 @@ export function fuzzCaseArbitrary(
     { weight: 1, arbitrary: unknownPath(service) },
     { weight: 1, arbitrary: wrongMethod(service) },
   );
-  return fc.tuple(cases, fc.option(beyondHttpArbitrary(), { freq: 12 })).map(([c, mangling]) =>
+  return fc.tuple(cases, sometimes(beyondHttpArbitrary(), 12)).map(([c, mangling]) =>
     mangling ? mangle(c, mangling) : c
   );
 }
@@ -196,6 +199,8 @@ function placeOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
     ),
     extra: extraHeadersArbitrary(),
     chunked: fc.boolean(),
+    // Rare, as each one waits out HTTP_BODY_TIMEOUT.
+    stall: sometimes(fc.double({ min: 0, max: 0.99, noNaN: true }), 400),
     transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
   }).map((r): FuzzCase => {
     const headers: Array<[string, string]> = [];
@@ -212,6 +217,25 @@ function placeOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
     const auth = r.auth.kind === "student" && r.auth.sub === SAME_STUDENT
       ? { kind: "student" as const, sub: r.body.userId ?? FUZZ_STUDENT }
       : r.auth;
+    if (r.stall !== undefined) {
+      // A body that stops short: a JSON 408 once HTTP_BODY_TIMEOUT passes, whatever it holds.
+      return {
+        service: "order",
+        route: `POST ${r.path}`,
+        method: "POST",
+        target: r.path,
+        headers: [["Content-Type", "application/json"], ...r.extra],
+        auth,
+        body: r.body.bytes,
+        bodyLabel: `${r.body.label}, stalled after ${
+          Math.floor(r.stall * r.body.bytes.length)
+        } bytes`,
+        stallAfter: Math.floor(r.stall * r.body.bytes.length),
+        transport: "raw",
+        verdict: "bad",
+        authenticated: secure,
+      };
+    }
     return {
       service: "order",
       route: `POST ${r.path}`,
@@ -272,7 +296,7 @@ function cancelOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
     id: orderIdArbitrary(),
     auth: authArbitrary(fc.constantFrom(FUZZ_STUDENT, "someone-else")),
     extra: extraHeadersArbitrary(),
-    body: fc.option(fc.uint8Array({ maxLength: 200 }), { freq: 4 }),
+    body: sometimes(fc.uint8Array({ maxLength: 200 }), 4),
     transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
   }).map((r) => ({
     service: "order",
@@ -359,7 +383,13 @@ function notifications(secure: boolean): fc.Arbitrary<FuzzCase> {
     auth: r.auth,
     transport: r.transport,
     // A student's token is a filter of its own: without one in the query they see their own.
-    verdict: r.filter[1] === "bad" && secure && r.auth.kind === "student" ? "ok" : r.filter[1],
+    verdict: r.filter[1] !== "bad" || !secure
+      ? r.filter[1]
+      : r.auth.kind === "student"
+      ? "ok"
+      : r.auth.kind === "odd"
+      ? "maybe"
+      : "bad",
     authenticated: secure,
     unknownOrderVerdict: "ok",
   }));
@@ -370,10 +400,10 @@ function common(service: ServiceName): fc.Arbitrary<FuzzCase> {
   return fc.record({
     route: fc.constantFrom(...COMMON),
     head: fc.boolean(),
-    query: fc.option(queryArbitrary(), { freq: 3, nil: "" }),
+    query: sometimes(queryArbitrary(), 3).map((query) => query ?? ""),
     auth: fc.oneof(fc.constant<AuthChoice>({ kind: "none" }), badAuthArbitrary()),
     extra: extraHeadersArbitrary(),
-    variant: fc.option(pathVariantArbitrary(), { freq: 4 }),
+    variant: sometimes(pathVariantArbitrary(), 4),
     transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
   }).map((r) => ({
     service,
@@ -442,6 +472,14 @@ function mangle(c: FuzzCase, mangling: Mangling): FuzzCase {
 /** A route path such as `/orders/:id/cancel` as a regular expression, trailing slash allowed. */
 function patternOf(path: string): RegExp {
   return new RegExp(`^${path.replace(/:id/g, "[^/]+")}/?$`);
+}
+
+/** `arbitrary`'s values one time in `n`, undefined otherwise (fc.option's `freq` is the reverse). */
+function sometimes<T>(arbitrary: fc.Arbitrary<T>, n: number): fc.Arbitrary<T | undefined> {
+  return fc.oneof(
+    { weight: n - 1, arbitrary: fc.constant(undefined) },
+    { weight: 1, arbitrary },
+  );
 }
 
 /** The least favourable of `verdicts`: bad over maybe over ok. */

@@ -42,6 +42,11 @@ export interface FuzzOptions {
   warmupRuns?: number;
   /** How much a service's resident memory may grow after the warm-up, in MB. @default {48} */
   maxGrowthMb?: number;
+  /**
+   * How long fast-check may shrink a failure, in milliseconds; after it the smallest failing case
+   * found so far is reported. @default {60000}
+   */
+  shrinkMs?: number;
   /** How long one request may take to be answered, in milliseconds. @default {10000} */
   requestTimeoutMs?: number;
   /** Progress lines. @default {none} */
@@ -62,6 +67,8 @@ export interface FuzzResult {
   failure?: string;
   /** What the checks after the run found: stored or published for a refusal, metrics, memory. */
   violations: string[];
+  /** The request that took longest to be answered, and how long, in milliseconds. */
+  slowest?: { ms: number; request: string };
   /** Resident memory of each service after the warm-up and at the end, in MB. */
   memory: Partial<Record<ServiceName, { afterWarmupMb?: number; endMb?: number }>>;
 }
@@ -79,6 +86,7 @@ export async function fuzzStack(stack: Stack, options: FuzzOptions = {}): Promis
     warmupRuns = 100,
     maxGrowthMb = 48,
     requestTimeoutMs = 10_000,
+    shrinkMs = 60_000,
     log = () => {},
   } = options;
   if (!(runs > 0) || !(warmupRuns >= 0)) {
@@ -91,6 +99,7 @@ export async function fuzzStack(stack: Stack, options: FuzzOptions = {}): Promis
   /** Orders accepted with a 202, newest last: what `{order}` picks from. */
   const accepted = new Set<string>();
   let newest: string | undefined;
+  let slowest: FuzzResult["slowest"];
   const tap = await stack.tools.tap(["#"]);
   const started = performance.now();
   const send: SendOptions = { timeoutMs: requestTimeoutMs };
@@ -112,8 +121,13 @@ export async function fuzzStack(stack: Stack, options: FuzzOptions = {}): Promis
       : expectationOf(c, { secure, knownOrder: newest !== undefined });
     tried[c.service]++;
     let answer: WireAnswer;
+    const sentAt = performance.now();
     try {
       answer = await sendRequest(stack.url(c.service), wire, send);
+      const ms = performance.now() - sentAt;
+      if (ms > (slowest?.ms ?? 0)) {
+        slowest = { ms, request: describeCase({ ...c, target: wire.target }) };
+      }
     } catch (error) {
       // Deno's server may drop a request that is no HTTP without a word; anything else must answer.
       if (expected === "server refuses") return;
@@ -129,8 +143,27 @@ export async function fuzzStack(stack: Stack, options: FuzzOptions = {}): Promis
     if (violation) throw new FuzzFailure(c, wire, expected, answer, violation);
   }
 
+  /** When shrinking stops: every case after it passes unsent, so that fast-check ends at once. */
+  let shrinkUntil: number | undefined;
+  async function tryOrShrink(c: FuzzCase): Promise<void> {
+    if (shrinkUntil !== undefined && Date.now() > shrinkUntil) return;
+    try {
+      await tryCase(c);
+    } catch (error) {
+      if (shrinkUntil === undefined) {
+        shrinkUntil = Date.now() + shrinkMs;
+        log(
+          `A request broke the contract; shrinking it for up to ${shrinkMs / 1000} s:\n  ${
+            (error as Error).message
+          }`,
+        );
+      }
+      throw error;
+    }
+  }
+
   const arbitrary = fc.oneof(...services.map((s) => fuzzCaseArbitrary(s, { secure })));
-  const property = fc.asyncProperty(arbitrary, tryCase);
+  const property = fc.asyncProperty(arbitrary, tryOrShrink);
   const deadline = seconds === undefined ? undefined : Date.now() + seconds * 1000;
   const remainingMs = () => deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
   let failure: string | undefined;
@@ -149,9 +182,12 @@ export async function fuzzStack(stack: Stack, options: FuzzOptions = {}): Promis
     memory[name] = { afterWarmupMb: await residentMb(stack.services[name]!.pid) };
   }
   if (!failure) {
-    const progress = setInterval(() => {
+    const progress = setInterval(async () => {
       const total = Object.values(tried).reduce((a, b) => a + b, 0);
-      log(`${total} requests, ${accepted.size} orders accepted`);
+      const rss = await Promise.all(
+        services.map(async (name) => `${name} ${await residentMb(stack.services[name]!.pid)}`),
+      );
+      log(`${total} requests, ${accepted.size} orders accepted; resident MB: ${rss.join(", ")}`);
     }, 10_000);
     try {
       const main = await fc.check(property, {
@@ -203,6 +239,7 @@ export async function fuzzStack(stack: Stack, options: FuzzOptions = {}): Promis
     failure,
     violations,
     memory,
+    slowest,
   };
 }
 
@@ -231,6 +268,7 @@ async function wireRequestOf(c: FuzzCase, orderId: string): Promise<WireRequest>
     target: c.target.replaceAll(ORDER_REF, orderId),
     headers,
     body: c.body,
+    stallAfter: c.stallAfter,
     transport: c.transport,
   };
 }
@@ -285,7 +323,7 @@ function describeAnswer(answer: WireAnswer): string {
   const text = new TextDecoder().decode(answer.body.subarray(0, 400));
   return `${answer.status} content-type ${JSON.stringify(answer.headers["content-type"])} ${
     JSON.stringify(text.slice(0, 300))
-  }`;
+  } (the request went by ${answer.sentBy})`;
 }
 
 /** fast-check's verdict on a failed phase, with the seed and path that replay the counterexample. */

@@ -14,6 +14,11 @@ export interface WireRequest {
   /** Header fields in order; each character of a value is one byte (code points 0-255). */
   headers: Array<[string, string]>;
   body?: Uint8Array;
+  /**
+   * Raw only: send this many bytes of the body and then nothing more, its `Content-Length` still
+   * announcing all of it: a client that stalls mid-body. @default {the whole body}
+   */
+  stallAfter?: number;
   /** `raw`: always over TCP, as written; `fetch`: through `fetch`, over TCP when it refuses. */
   transport: "fetch" | "raw";
 }
@@ -45,7 +50,9 @@ export async function sendRequest(
   options: SendOptions = {},
 ): Promise<WireAnswer> {
   const { timeoutMs = 10_000 } = options;
-  const prepared = request.transport === "fetch" ? fetchable(baseUrl, request) : undefined;
+  const prepared = request.transport === "fetch" && request.stallAfter === undefined
+    ? fetchable(baseUrl, request)
+    : undefined;
   if (prepared) {
     try {
       const response = await fetch(prepared, { signal: AbortSignal.timeout(timeoutMs) });
@@ -120,12 +127,18 @@ async function sendRaw(url: URL, request: WireRequest, timeoutMs: number): Promi
   const chunks: Uint8Array[] = [];
   try {
     // The server may answer (413, say) and close before the whole body is written: read anyway.
-    const writing = writeAll(connection, encodeRequest(url.host, request)).catch(() => {});
+    const bytes = encodeRequest(url.host, request);
+    const unsent = request.body && request.stallAfter !== undefined
+      ? Math.max(0, request.body.length - request.stallAfter)
+      : 0;
+    const writing = writeAll(connection, bytes.subarray(0, bytes.length - unsent)).catch(() => {});
     const buffer = new Uint8Array(64 * 1024);
     while (true) {
       const n = await connection.read(buffer);
       if (n === null) break;
       chunks.push(buffer.slice(0, n));
+      // A server that answered early (a 413, say) may keep reading the rest: stop at the answer.
+      if (parseAnswer(concat(chunks))?.framed) break;
     }
     await writing;
   } catch {
@@ -138,13 +151,14 @@ async function sendRaw(url: URL, request: WireRequest, timeoutMs: number): Promi
       // Closed already.
     }
   }
-  const answer = parseAnswer(concat(chunks));
-  if (!answer) {
+  const parsed = parseAnswer(concat(chunks));
+  if (!parsed) {
     throw new Error(
       `Cannot ${describeWire(request)} as it got no complete answer within ${timeoutMs} ms ` +
         `(${chunks.reduce((sum, c) => sum + c.length, 0)} bytes came back)`,
     );
   }
+  const { framed: _framed, ...answer } = parsed;
   return { ...answer, sentBy: "raw" };
 }
 
@@ -165,9 +179,12 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 
 /**
  * The first HTTP/1.1 response in `bytes` (status, headers, a body framed by `Content-Length`, by
- * chunks or by the close), or undefined when `bytes` hold no complete one.
+ * chunks or by the close), or undefined when `bytes` hold no complete one. `framed` is true when
+ * its length was known, so that no more bytes can belong to it.
  */
-export function parseAnswer(bytes: Uint8Array): Omit<WireAnswer, "sentBy"> | undefined {
+export function parseAnswer(
+  bytes: Uint8Array,
+): Omit<WireAnswer, "sentBy"> & { framed: boolean } | undefined {
   const text = new TextDecoder("latin1").decode(bytes);
   const end = text.indexOf("\r\n\r\n");
   if (end < 0) return undefined;
@@ -186,14 +203,19 @@ export function parseAnswer(bytes: Uint8Array): Omit<WireAnswer, "sentBy"> | und
   const rest = bytes.subarray(end + 4);
   if (headers["transfer-encoding"]?.toLowerCase().includes("chunked")) {
     const body = dechunk(rest);
-    return body && { status: Number(match[1]), headers, body };
+    return body && { status: Number(match[1]), headers, body, framed: true };
   }
   const length = headers["content-length"];
   if (length !== undefined) {
     if (rest.length < Number(length)) return undefined;
-    return { status: Number(match[1]), headers, body: rest.slice(0, Number(length)) };
+    return {
+      status: Number(match[1]),
+      headers,
+      body: rest.slice(0, Number(length)),
+      framed: true,
+    };
   }
-  return { status: Number(match[1]), headers, body: rest.slice() };
+  return { status: Number(match[1]), headers, body: rest.slice(), framed: false };
 }
 
 /** A chunked body's bytes, or undefined when its last chunk has not arrived. */

@@ -87,6 +87,9 @@ export function formatFuzzResult(result: FuzzResult): string {
       Math.round(result.elapsedMs / 1000)
     } s, ${rate}/s; ${result.accepted} orders accepted; seed ${result.seed}`,
     `Resident memory after the warm-up → at the end: ${memory}`,
+    ...result.slowest
+      ? [`Slowest answer: ${Math.round(result.slowest.ms)} ms for ${result.slowest.request}`]
+      : [],
     result.failure ?? "No request broke the contract.",
     ...result.violations.length > 0
       ? ["After the run:", ...result.violations.map((v) => `  ${v}`)]
