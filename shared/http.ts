@@ -107,7 +107,9 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
   });
   app.use(async function limitBodyTime(c, next) {
     const body = c.req.raw.body;
-    if (!body) return await next();
+    // A Request cannot carry a body for these methods (in any case: HTTP methods are case
+    // sensitive, fetch's are not), and no route reads one: such a request is answered without it.
+    if (!body || BODYLESS_METHODS.test(c.req.raw.method)) return await next();
     const timed = deadlineBody(body, bodyTimeoutMs);
     // From the parts, not from the request: copying its signal makes Deno warn of legacy aborts.
     const { url, method, headers } = c.req.raw;
@@ -150,6 +152,9 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
   });
   return app;
 }
+
+/** The methods `new Request()` refuses a body for, or refuses altogether. */
+const BODYLESS_METHODS = /^(GET|HEAD|CONNECT|TRACE|TRACK)$/i;
 
 /** The JSON 408 of a request whose body took longer than `timeoutMs`. */
 function bodyTimeoutResponse(timeoutMs: number): Response {
