@@ -137,7 +137,7 @@ function gauge(name: string, help: string, value: number): string {
 }
 
 /** The methods of HTTP (RFC 9110) and PATCH (RFC 5789); methods are case-sensitive. */
-const STANDARD_METHODS = new Set([
+export const STANDARD_METHODS: ReadonlySet<string> = new Set([
   "GET",
   "HEAD",
   "POST",

@@ -7,19 +7,7 @@
  */
 import fc from "fast-check";
 import type { FuzzCase } from "./fuzz_cases.ts";
-
-/** The methods of RFC 9110 and RFC 5789: a metric labels each, and every other name as `other`. */
-export const STANDARD_METHODS: readonly string[] = [
-  "GET",
-  "HEAD",
-  "POST",
-  "PUT",
-  "DELETE",
-  "CONNECT",
-  "OPTIONS",
-  "TRACE",
-  "PATCH",
-];
+import { STANDARD_METHODS } from "../../shared/metrics.ts";
 
 const TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -35,7 +23,10 @@ export function tokenArbitrary(min: number, max: number): fc.Arbitrary<string> {
 export function wrongMethodArbitrary(allowed: readonly string[]): fc.Arbitrary<string> {
   const taken = new Set([...allowed, ...allowed.includes("GET") ? ["HEAD"] : [], "CONNECT"]);
   return fc.oneof(
-    { weight: 3, arbitrary: fc.constantFrom(...STANDARD_METHODS.filter((m) => !taken.has(m))) },
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(...[...STANDARD_METHODS].filter((m) => !taken.has(m))),
+    },
     { weight: 1, arbitrary: fc.constantFrom("get", "post", "Get", "pOST", "head") },
     { weight: 3, arbitrary: tokenArbitrary(1, 20) },
     { weight: 1, arbitrary: tokenArbitrary(100, 4000) },
