@@ -12,17 +12,21 @@ export type { BrowserPage };
 /** Where Debian's, Ubuntu's and Google's packages put the browser. */
 const CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
 
-/** The browser to run: `CHROMIUM_PATH`, else the first installed of the usual places. */
+/**
+ * The browser to run: `CHROMIUM_PATH` if it names a file, else the first installed of the usual
+ * places (so `CHROMIUM_PATH=/nonexistent` stands for a machine without one).
+ */
 export function findChromium(): string | undefined {
   const chosen = Deno.env.get("CHROMIUM_PATH");
-  if (chosen) return chosen;
-  return CANDIDATES.find((path) => {
-    try {
-      return Deno.statSync(path).isFile;
-    } catch {
-      return false;
-    }
-  });
+  return (chosen ? [chosen] : CANDIDATES).find(isFile);
+}
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
 }
 
 /** One line saying how to get a browser, for the preflight and for a skipped test. */
