@@ -3,7 +3,7 @@
  * peak memory and CPU from `/proc`, and the machine it ran on.
  * @module
  */
-import { managementApi } from "../lib/management_api.ts";
+import { managementApi } from "../ops/management_api.ts";
 
 /** Latency percentiles, in milliseconds. */
 export interface Percentiles {

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { waitFor } from "./async.ts";
 import { amqpPort } from "./broker_address.ts";
-import { createVhost, managementApi, ManagementApiError } from "./management_api.ts";
+import { createVhost, managementApi, ManagementApiError } from "../ops/management_api.ts";
 // The raw client: this checks the broker itself, before any of the project's code runs on it.
 import amqp from "amqplib";
 

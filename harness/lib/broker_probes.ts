@@ -10,7 +10,7 @@ import type { OrderPlaced } from "../../shared/events.ts";
 import { deadLetterQueue, EventType, EXCHANGE, QUEUES } from "../../shared/topology.ts";
 import { waitFor, within } from "./async.ts";
 import { REQUEST_TIMEOUT_MS } from "./http_probes.ts";
-import { managementApi } from "./management_api.ts";
+import { managementApi } from "../ops/management_api.ts";
 import type { Report } from "./scenario.ts";
 import { SERVICES } from "./service_process.ts";
 import type { Stack } from "./stack.ts";

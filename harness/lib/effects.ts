@@ -4,7 +4,7 @@
  * @module
  */
 import { mapLimit } from "./async.ts";
-import type { Tap } from "./broker_tools.ts";
+import type { Tap } from "../ops/broker_tools.ts";
 import { getJson } from "./http_probes.ts";
 import type { ServiceName } from "./service_process.ts";
 import type { Stack } from "./stack.ts";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { waitFor } from "./async.ts";
 import { cleanUpOnInterrupt } from "./interrupt.ts";
 import { freePorts } from "./free_ports.ts";
-import { type ManagementApi, managementApi } from "./management_api.ts";
+import { type ManagementApi, managementApi } from "../ops/management_api.ts";
 import {
   createNode,
   findRabbitMqSbin,

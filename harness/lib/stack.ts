@@ -9,13 +9,13 @@ import { brokerUserOf, OPERATOR } from "../../shared/origin.ts";
 import { EventType, publisherOfType } from "../../shared/topology.ts";
 import { createLogger, type LogLevel } from "../../shared/log.ts";
 import { parseConfig } from "../../shared/config.ts";
-import { type BrokerUser, setUpBroker } from "./broker_definitions.ts";
+import { type BrokerUser, setUpBroker } from "../ops/broker_definitions.ts";
 import { HARNESS_JWT_SECRET, HARNESS_SECURE } from "./secure_mode.ts";
 import { waitFor } from "./async.ts";
 import { type BrokerAddress, brokerAddress } from "./broker_address.ts";
-import { type BrokerTools, connectBrokerTools } from "./broker_tools.ts";
+import { type BrokerTools, connectBrokerTools } from "../ops/broker_tools.ts";
 import { cleanUpOnInterrupt } from "./interrupt.ts";
-import { createVhost, type ManagementApi, managementApi, type Vhost } from "./management_api.ts";
+import { createVhost, type ManagementApi, managementApi, type Vhost } from "../ops/management_api.ts";
 import {
   type RunningService,
   type ServiceName,

@@ -10,7 +10,7 @@ import type { WebhookReceiver } from "../lib/webhook_receiver.ts";
 import { expectDelivered } from "../lib/webhook_checks.ts";
 import { mapLimit, sleep, waitFor } from "../lib/async.ts";
 import { expectDeadLettersEmpty, waitQueuesEmpty } from "../lib/broker_probes.ts";
-import type { Tap } from "../lib/broker_tools.ts";
+import type { Tap } from "../ops/broker_tools.ts";
 import { countEffects, notificationSent } from "../lib/effects.ts";
 import { round, tally } from "../lib/format.ts";
 import { getJson } from "../lib/http_probes.ts";

@@ -18,7 +18,7 @@ import {
 import { SERVICES, startService } from "../lib/service_process.ts";
 import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
 import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
-import { createVhost, managementApi } from "../lib/management_api.ts";
+import { createVhost, managementApi } from "../ops/management_api.ts";
 import { connectBroker } from "../../shared/broker.ts";
 import { recordingLogger } from "../../shared/_test_log.ts";
 import { Queue } from "../../shared/topology.ts";

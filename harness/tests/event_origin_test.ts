@@ -14,9 +14,9 @@ import { waitForDepth } from "../lib/broker_probes.ts";
 import { getJson } from "../lib/http_probes.ts";
 import { harnessToken } from "../lib/secure_mode.ts";
 import { INTEGRATION, type Stack, stackTest } from "../lib/stack.ts";
-import { type BrokerUser, setUpBroker } from "../lib/broker_definitions.ts";
-import { createVhost, managementApi } from "../lib/management_api.ts";
-import { listDeadLetters, replayDeadLetters } from "../tools/dlq.ts";
+import { type BrokerUser, setUpBroker } from "../ops/broker_definitions.ts";
+import { createVhost, managementApi } from "../ops/management_api.ts";
+import { listDeadLetters, replayDeadLetters } from "../ops/dlq.ts";
 import { type Event, inventoryOutcome, orderConfirmed } from "../../shared/events.ts";
 import { brokerUserOf, OPERATOR, UNTRUSTED_PUBLISHER } from "../../shared/origin.ts";
 import {

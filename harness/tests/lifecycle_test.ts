@@ -18,7 +18,7 @@ import {
   waitReady,
 } from "../lib/http_probes.ts";
 import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
-import { replayDeadLetters } from "../tools/dlq.ts";
+import { replayDeadLetters } from "../ops/dlq.ts";
 import { deadLetterQueue, Queue } from "../../shared/topology.ts";
 
 const BURGERS = { user_id: "u1", items: [{ sku: "burger", qty: 2 }] };

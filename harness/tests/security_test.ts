@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import amqp from "amqplib";
 import { waitFor } from "../lib/async.ts";
 import { ACCESS_REFUSED, attempt, publishTo } from "../lib/broker_attempt.ts";
-import { createVhost, managementApi, type Vhost } from "../lib/management_api.ts";
+import { createVhost, managementApi, type Vhost } from "../ops/management_api.ts";
 import {
   type RunningService,
   type ServiceName,
@@ -16,7 +16,7 @@ import {
 } from "../lib/service_process.ts";
 import { request } from "../lib/http_probes.ts";
 import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
-import { type BrokerUser, setUpBroker } from "../lib/broker_definitions.ts";
+import { type BrokerUser, setUpBroker } from "../ops/broker_definitions.ts";
 import { HARNESS_JWT_SECRET, harnessToken } from "../lib/secure_mode.ts";
 import {
   deadLetterQueue,

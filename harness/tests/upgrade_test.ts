@@ -17,7 +17,7 @@ import {
   startEarlierService,
 } from "../lib/earlier_version.ts";
 import { getJson, getStock, notificationKinds, statusOf } from "../lib/http_probes.ts";
-import { managementApi, ManagementApiError } from "../lib/management_api.ts";
+import { managementApi, ManagementApiError } from "../ops/management_api.ts";
 import { stockEnv } from "../lib/menu.ts";
 import { type StreamedOrder, streamOrders } from "../lib/order_stream.ts";
 import type { RunningService, ServiceName } from "../lib/service_process.ts";

@@ -19,8 +19,8 @@ import { redact } from "../../shared/redact.ts";
 import { ensureBroker } from "../lib/broker_check.ts";
 import { brokerAddress } from "../lib/broker_address.ts";
 import { readLines, serviceArgs, type ServiceName, SERVICES } from "../lib/service_process.ts";
-import { consoleAddress, type RunningConsole, startConsole } from "./console/console.ts";
-import type { Services } from "./console/services.ts";
+import { consoleAddress, type RunningConsole, startConsole } from "../ops/console/console.ts";
+import type { Services } from "../ops/console/services.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const COLOURS = {

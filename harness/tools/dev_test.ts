@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { stripVTControlCharacters } from "node:util";
 import { waitFor } from "../lib/async.ts";
-import { createVhost } from "../lib/management_api.ts";
+import { createVhost } from "../ops/management_api.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 

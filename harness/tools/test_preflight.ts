@@ -7,7 +7,7 @@
  */
 import { ensureBroker, ensureManagementApi, quorumQueueProblem } from "../lib/broker_check.ts";
 import { brokerAddress } from "../lib/broker_address.ts";
-import { CHROMIUM_HINT, findChromium } from "./console/chromium.ts";
+import { CHROMIUM_HINT, findChromium } from "../lib/chromium.ts";
 
 if (import.meta.main) {
   const { amqpUrl, managementUrl } = brokerAddress();

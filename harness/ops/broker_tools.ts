@@ -13,7 +13,7 @@ import type { Delivery } from "../../shared/delivery.ts";
 // out exactly what a consumer would see (and what `Broker.forward()` takes to replay it).
 import { toDelivery } from "../../shared/broker.ts";
 import { EXCHANGE } from "../../shared/topology.ts";
-import { sleep, within } from "./async.ts";
+import { sleep, within } from "../lib/async.ts";
 import { redact } from "../../shared/redact.ts";
 
 /** A copy of the traffic on some routing keys; see {@linkcode BrokerTools.tap}. */

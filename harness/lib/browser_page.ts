@@ -3,7 +3,7 @@
  * click and type as a person would (real mouse and keyboard events), take a screenshot.
  * @module
  */
-import { waitFor } from "../../lib/async.ts";
+import { waitFor } from "./async.ts";
 
 /** How long the browser may take to answer one command or load a page, in milliseconds. */
 const TIMEOUT_MS = 20_000;

@@ -7,8 +7,8 @@
 import { connectBroker } from "../../../shared/broker.ts";
 import type { AuthConfig } from "../../../shared/auth.ts";
 import type { Logger } from "../../../shared/log.ts";
-import { connectBrokerTools } from "../../lib/broker_tools.ts";
-import { managementApi } from "../../lib/management_api.ts";
+import { connectBrokerTools } from "../broker_tools.ts";
+import { managementApi } from "../management_api.ts";
 import { type Live, startLive } from "./live.ts";
 import { feedPanels } from "./panel_feed.ts";
 import { vhostOf } from "./probes.ts";

@@ -12,15 +12,15 @@
  * ```
  * @module
  */
-import { waitFor } from "../../lib/async.ts";
-import { publishOrderPlaced } from "../../lib/broker_probes.ts";
-import { readCommandLine } from "../../lib/command_line.ts";
-import { placeOrder, request } from "../../lib/http_probes.ts";
-import { withStack } from "../../lib/stack.ts";
-import { createLogger } from "../../../shared/log.ts";
-import { launchChromium } from "./chromium.ts";
-import { startConsole } from "./console.ts";
-import { servicesOf } from "./services.ts";
+import { waitFor } from "../lib/async.ts";
+import { publishOrderPlaced } from "../lib/broker_probes.ts";
+import { readCommandLine } from "../lib/command_line.ts";
+import { placeOrder, request } from "../lib/http_probes.ts";
+import { withStack } from "../lib/stack.ts";
+import { createLogger } from "../../shared/log.ts";
+import { launchChromium } from "../lib/chromium.ts";
+import { startConsole } from "../ops/console/console.ts";
+import { servicesOf } from "../ops/console/services.ts";
 
 const MENU = ["burger", "fries", "salad", "soda", "burger", "fries", "pizza", "caviar"];
 

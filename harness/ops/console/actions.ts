@@ -8,7 +8,7 @@
  */
 import { describeError, type Logger } from "../../../shared/log.ts";
 import type { Queue } from "../../../shared/topology.ts";
-import type { ServiceName } from "../../lib/service_process.ts";
+import type { ServiceName } from "../../../shared/topology.ts";
 import type { Live } from "./live.ts";
 import type { Services } from "./services.ts";
 

@@ -3,7 +3,7 @@
  * `/metrics`, an order and its notifications, and the vhost's queues from the management API.
  * @module
  */
-import type { ManagementApi } from "../../lib/management_api.ts";
+import type { ManagementApi } from "../management_api.ts";
 import { describeError } from "../../../shared/log.ts";
 
 /** How long one read may take, in milliseconds: a hung service must not stall the page. */

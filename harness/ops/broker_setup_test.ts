@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ccWarning } from "./broker_setup.ts";
-import type { ManagementApi } from "../lib/management_api.ts";
+import type { ManagementApi } from "./management_api.ts";
 
 function brokerOf(version: string): ManagementApi {
   return ((_method: string, path: string) => {

@@ -23,8 +23,8 @@
 import { loadConfig } from "../../shared/config.ts";
 import { describeError } from "../../shared/log.ts";
 import { redact } from "../../shared/redact.ts";
-import { managementApi } from "../lib/management_api.ts";
-import { type ServiceName, SERVICES } from "../lib/service_process.ts";
+import { managementApi } from "./management_api.ts";
+import { type ServiceName, SERVICES } from "../../shared/topology.ts";
 import { readCommandLine } from "../lib/command_line.ts";
 import {
   brokerDefinitions,
@@ -33,9 +33,9 @@ import {
   passwordVariable,
   setUpBroker,
   USER_PREFIX,
-} from "../lib/broker_definitions.ts";
+} from "./broker_definitions.ts";
 import { brokerUserOf, OPERATOR } from "../../shared/origin.ts";
-import type { ManagementApi } from "../lib/management_api.ts";
+import type { ManagementApi } from "./management_api.ts";
 
 /** Whom the tool makes a broker user for. */
 const ROLES: ReadonlyArray<ServiceName | typeof OPERATOR> = [...SERVICES, OPERATOR];

@@ -3,7 +3,7 @@
  * scenarios never share queues, and deleting the vhost removes everything they declared.
  * @module
  */
-import { type BrokerAddress, brokerAddress } from "./broker_address.ts";
+import { type BrokerAddress, brokerAddress } from "../lib/broker_address.ts";
 
 /** A call to the RabbitMQ management API: the parsed JSON answer, or undefined for an empty one. */
 export type ManagementApi = (method: string, path: string, body?: unknown) => Promise<unknown>;

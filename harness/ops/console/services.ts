@@ -3,7 +3,7 @@
  * them.
  * @module
  */
-import type { ServiceName } from "../../lib/service_process.ts";
+import type { ServiceName } from "../../../shared/topology.ts";
 import type { Stack } from "../../lib/stack.ts";
 
 /** Stops and starts a service: what `deno task dev` (or a test's stack) lends the console. */

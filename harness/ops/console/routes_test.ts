@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { waitFor } from "../../lib/async.ts";
-import { createVhost } from "../../lib/management_api.ts";
+import { createVhost } from "../management_api.ts";
 import { INTEGRATION } from "../../lib/stack.ts";
 import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
 import type { AuthConfig } from "../../../shared/auth.ts";

@@ -37,11 +37,11 @@ import {
   PUBLISHED_BY_HEADER,
   publisherOf,
 } from "../../shared/origin.ts";
-import { USER_PREFIX } from "../lib/broker_definitions.ts";
+import { USER_PREFIX } from "./broker_definitions.ts";
 import { RETRY_ATTEMPT_HEADER } from "../../shared/consumer.ts";
 import { replayTraced } from "../../shared/tracing.ts";
 import { waitFor } from "../lib/async.ts";
-import { type BrokerTools, connectBrokerTools } from "../lib/broker_tools.ts";
+import { type BrokerTools, connectBrokerTools } from "./broker_tools.ts";
 
 /** What `deno task dlq` shows of one dead-lettered message. */
 export interface DeadLetter {

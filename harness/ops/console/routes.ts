@@ -21,7 +21,7 @@ import {
   tokenOf,
 } from "../../../shared/auth.ts";
 import { type Queue, QUEUES } from "../../../shared/topology.ts";
-import { type ServiceName, SERVICES } from "../../lib/service_process.ts";
+import { type ServiceName, SERVICES } from "../../../shared/topology.ts";
 import * as actions from "./actions.ts";
 import type { ActionAnswer, ActionContext, Asker } from "./actions.ts";
 import { isOrderId } from "./latest_orders.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { brokerDefinitions, USER_PREFIX } from "./broker_definitions.ts";
-import { SERVICES } from "./service_process.ts";
+import { SERVICES } from "../../shared/topology.ts";
 import {
   DEAD_LETTER_EXCHANGE,
   deadLetterQueue,

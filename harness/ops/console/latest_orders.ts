@@ -10,7 +10,7 @@
  * @module
  */
 import type { Broker } from "../../../shared/broker.ts";
-import type { BrokerTools, Tap } from "../../lib/broker_tools.ts";
+import type { BrokerTools, Tap } from "../broker_tools.ts";
 import { orderCancelledSchema, orderPlacedSchema, parseEvent } from "../../../shared/events.ts";
 import type { OrderItem } from "../../../shared/events.ts";
 import { EventType } from "../../../shared/topology.ts";
