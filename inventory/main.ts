@@ -15,7 +15,7 @@ import { watchOutages } from "../shared/outage.ts";
 import { orderCancelledSchema, orderPlacedSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
-import { onShutdown } from "../shared/lifecycle.ts";
+import { onShutdown } from "../shared/shutdown.ts";
 import { startRetention } from "../shared/retention.ts";
 import { INVENTORY_MIGRATIONS, lockStock, seedStock } from "./stock.ts";
 import { handleOrderPlaced } from "./handle_order_placed.ts";

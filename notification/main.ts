@@ -17,7 +17,7 @@ import {
 } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
-import { onShutdown } from "../shared/lifecycle.ts";
+import { onShutdown } from "../shared/shutdown.ts";
 import { startRetention } from "../shared/retention.ts";
 import { lockNotifications, NOTIFICATION_MIGRATIONS, setWebhookDelivery } from "./notifications.ts";
 import { startWebhookSender } from "./webhook_sender.ts";

@@ -6,7 +6,7 @@
 import type { Store } from "../shared/store.ts";
 import { CancelReason, orderCancelled } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
-import { childTraceparent } from "../shared/trace.ts";
+import { childTraceparent } from "../shared/traceparent.ts";
 import { changeStatus, getOrder, type OrderView } from "./orders.ts";
 
 /** What cancelling an order did. */

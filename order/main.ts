@@ -16,7 +16,7 @@ import { watchOutages } from "../shared/outage.ts";
 import { inventoryOutcomeSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
-import { onShutdown } from "../shared/lifecycle.ts";
+import { onShutdown } from "../shared/shutdown.ts";
 import { startRetention } from "../shared/retention.ts";
 import { idempotencyKeyRetention, ORDER_MIGRATIONS } from "./orders.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";

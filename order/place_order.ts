@@ -7,7 +7,7 @@ import { lockForTransaction, type Store, type Tx } from "../shared/store.ts";
 import { type OrderItem, orderPlaced } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
 import { newId } from "../shared/ids.ts";
-import { childTraceparent } from "../shared/trace.ts";
+import { childTraceparent } from "../shared/traceparent.ts";
 import { DEFAULT_ORDER_DECISION_TIMEOUT_MS } from "../shared/config.ts";
 import {
   claimIdempotencyKey,

@@ -17,7 +17,7 @@ import { getOrder } from "./orders.ts";
 import { cancelOrder } from "./cancel_order.ts";
 import { metrics } from "../shared/metrics.ts";
 import type { Logger } from "../shared/log.ts";
-import { traceIdOf } from "../shared/trace.ts";
+import { traceIdOf } from "../shared/traceparent.ts";
 import { currentTraceparent, inSpan } from "../shared/tracing.ts";
 import { type AuthConfig, authenticate, type Caller, callerOf, mayActFor } from "../shared/auth.ts";
 

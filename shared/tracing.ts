@@ -6,13 +6,13 @@
  *
  * Deno exports the spans when it runs with `OTEL_DENO=true`; the API then needs no SDK. Without
  * it, every function here takes its untraced path after one branch, and the `traceparent` still
- * travels for the log lines' `trace_id`, as `trace.ts` makes it. See `docs/tracing.md`.
+ * travels for the log lines' `trace_id`, as `traceparent.ts` makes it. See `docs/tracing.md`.
  * @module
  */
 import type { Attributes, Context, Span } from "@opentelemetry/api";
 import type { OutgoingMessage } from "./broker.ts";
 import type { Delivery, Settlement } from "./delivery.ts";
-import { childTraceparent, traceIdOf } from "./trace.ts";
+import { childTraceparent, traceIdOf } from "./traceparent.ts";
 
 // Deno exports telemetry with `OTEL_DENO=true` and no other spelling. The module is loaded only
 // then: a service without tracing saves its 1.6 MB of resident memory.

@@ -6,11 +6,11 @@ import {
   publishTraced,
   replayTraced,
 } from "./tracing.ts";
-import { traceIdOf } from "./trace.ts";
+import { traceIdOf } from "./traceparent.ts";
 import type { OutgoingMessage } from "./broker.ts";
 import type { Delivery } from "./delivery.ts";
 
-// The traced path needs a process started with OTEL_DENO=true: harness/tests/observability_test.ts runs
+// The traced path needs a process started with OTEL_DENO=true: harness/tests/traces_and_dashboard_test.ts runs
 // the services so. These check that without it nothing changes.
 const untraced = { ignore: Deno.env.get("OTEL_DENO") === "true" };
 

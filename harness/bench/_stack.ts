@@ -19,7 +19,7 @@ import { brokerPid, cpuSeconds, peakRssMb, privateRssMb } from "./_stats.ts";
 import type { OutgoingMessage } from "../../shared/broker.ts";
 import { orderPlaced } from "../../shared/events.ts";
 import { newId } from "../../shared/ids.ts";
-import { childTraceparent } from "../../shared/trace.ts";
+import { childTraceparent } from "../../shared/traceparent.ts";
 
 /** Where the services keep their state. */
 export type StoreKind = "sqlite" | "postgres";

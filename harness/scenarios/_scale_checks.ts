@@ -20,7 +20,7 @@ import {
   hasSettled,
   type SettledOrder,
   toSettledOrder,
-} from "../lib/lifecycle_checks.ts";
+} from "../lib/order_lifecycle_checks.ts";
 import type { Report } from "../lib/scenario.ts";
 import { type ServiceName, SERVICES } from "../lib/service_process.ts";
 import type { Stack } from "../lib/stack.ts";

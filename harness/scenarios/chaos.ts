@@ -42,7 +42,7 @@ import {
   checkLifecycle,
   hasSettled,
   toSettledOrder,
-} from "../lib/lifecycle_checks.ts";
+} from "../lib/order_lifecycle_checks.ts";
 import {
   ANSWER_DEADLINE_MS,
   STREAM_STOCK,

@@ -37,7 +37,7 @@ import {
   type StreamedOrder,
   streamOrders,
 } from "../lib/order_stream.ts";
-import { checkLifecycle, hasSettled, toSettledOrder } from "../lib/lifecycle_checks.ts";
+import { checkLifecycle, hasSettled, toSettledOrder } from "../lib/order_lifecycle_checks.ts";
 import {
   type Cluster,
   type RabbitMqNode,

@@ -27,7 +27,7 @@ import { serviceEnvFile, type ServiceName, SERVICES } from "../lib/service_proce
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
 import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
-import { traceIdOf } from "../../shared/trace.ts";
+import { traceIdOf } from "../../shared/traceparent.ts";
 import { newId } from "../../shared/ids.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;

@@ -7,7 +7,7 @@ import { waitFor } from "../lib/async.ts";
 import { metricSample, postOrder, request } from "../lib/http_probes.ts";
 import { stackTest } from "../lib/stack.ts";
 import { EventType } from "../../shared/topology.ts";
-import { traceIdOf } from "../../shared/trace.ts";
+import { traceIdOf } from "../../shared/traceparent.ts";
 
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
