@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
-import { testContext } from "../shared/_test_context.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
+import { testContext } from "../shared/testing/message_context.ts";
 import {
   CancelReason,
   type Event,
@@ -50,7 +50,7 @@ function cancel(store: Store, orderId: string, items: OrderItem[] | undefined): 
   });
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store, reopen: () => Promise<Store>) => Promise<void>) =>
     kind.with("inventory", INVENTORY_MIGRATIONS, (store, reopen) => fn(store, () => reopen()));
 

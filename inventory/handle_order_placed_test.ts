@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
-import { testContext } from "../shared/_test_context.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
+import { testContext } from "../shared/testing/message_context.ts";
 import { type Event, orderPlaced } from "../shared/events.ts";
 import { createLogger } from "../shared/log.ts";
 import { EventType } from "../shared/topology.ts";
@@ -18,7 +18,7 @@ const event = orderPlaced({
   decide_by: decideBy,
 });
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   for (
     const [when, now, outcome, stock] of [
       ["before", Date.parse(decideBy) - 1, EventType.InventoryReserved, 1],

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
 import {
   claimReservation,
   failReservation,
@@ -16,7 +16,7 @@ function stockOf(store: Store): Promise<Record<string, number>> {
   return store.read(listStock);
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("inventory", INVENTORY_MIGRATIONS, (store) => fn(store));
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
-import { testContext } from "../shared/_test_context.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
+import { testContext } from "../shared/testing/message_context.ts";
 import {
   CancelReason,
   type OrderCancelled,
@@ -39,7 +39,7 @@ async function notify(store: Store, events: Array<OrderDecision | OrderCancelled
   return list.map((notification) => notification.kind);
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("notification", NOTIFICATION_MIGRATIONS, (store) => fn(store));
   const cases: Array<[string, () => Array<OrderDecision | OrderCancelled>, string[]]> = [

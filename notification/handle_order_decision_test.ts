@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
-import { testContext } from "../shared/_test_context.ts";
-import { recordingLogger } from "../shared/_test_log.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
+import { testContext } from "../shared/testing/message_context.ts";
+import { recordingLogger } from "../shared/testing/recording_logger.ts";
 import { type Event, orderConfirmed, orderRejected } from "../shared/events.ts";
 import { listNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
 import { handleOrderDecision, type OrderDecision } from "./handle_order_decision.ts";
@@ -28,7 +28,7 @@ function notificationsOf(store: Store, orderId = ORDER.order_id) {
   return store.read((tx) => listNotifications(tx, { order_id: orderId }));
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("notification", NOTIFICATION_MIGRATIONS, (store) => fn(store));
 

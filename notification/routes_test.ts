@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Hono } from "hono";
 import type { Store } from "../shared/store.ts";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
 import {
   type ListedNotification,
   type Notification,
@@ -20,7 +20,7 @@ import {
 import { notificationRoutes, type NotificationRoutesOptions } from "./routes.ts";
 import { sign } from "hono/jwt";
 
-const sqlite = STORE_KINDS.find((kind) => kind.name === "sqlite")!;
+const sqlite = (await storeKinds()).find((kind) => kind.name === "sqlite")!;
 
 const NOTIFICATIONS: Notification[] = [
   notification("o2", "u1", "order_confirmed", "2026-01-01T00:00:02.000Z"),

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
 import type { Store } from "../shared/store.ts";
 import { type Notification, NOTIFICATION_MIGRATIONS, recordNotification } from "./notifications.ts";
 import {
@@ -38,7 +38,7 @@ async function enqueue(store: Store, count: number): Promise<string[]> {
   });
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   Deno.test(`claimDeliveries() leases due deliveries, oldest first, and counts the attempt (${kind.name})`, async () => {
     await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
       const ids = await enqueue(store, 3);
@@ -116,7 +116,7 @@ for (const kind of STORE_KINDS) {
   });
 }
 
-const postgres = STORE_KINDS.find((kind) => kind.name === "postgres");
+const postgres = (await storeKinds()).find((kind) => kind.name === "postgres");
 
 Deno.test({
   name:
@@ -145,7 +145,7 @@ Deno.test({
   },
 });
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   Deno.test(`listDeliveries() counts pending and failed, and lists one status newest first with its last error (${kind.name})`, async () => {
     await kind.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
       const ids = await enqueue(store, 4);

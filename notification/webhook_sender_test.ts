@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Webhook } from "standardwebhooks";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
-import { recordingLogger } from "../shared/_test_log.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
+import { recordingLogger } from "../shared/testing/recording_logger.ts";
 import { watchOutages } from "../shared/outage.ts";
 import type { Store } from "../shared/store.ts";
 import { renderMetrics } from "../shared/metrics.ts";
@@ -13,7 +13,7 @@ const SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const KEY = Uint8Array.from(atob(SECRET.slice(6)), (c) => c.charCodeAt(0));
 /** Longer than any test runs: a delivery sent within a test was sent because of a wake. */
 const NO_POLL = 60_000;
-const sqlite = STORE_KINDS.find((kind) => kind.name === "sqlite")!;
+const sqlite = (await storeKinds()).find((kind) => kind.name === "sqlite")!;
 
 /** One request the receiver got, its signature verified. */
 interface Received {

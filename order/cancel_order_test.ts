@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
-import { testContext } from "../shared/_test_context.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
+import { testContext } from "../shared/testing/message_context.ts";
 import { inventoryOutcome, orderCancelledSchema, parseEvent } from "../shared/events.ts";
 import { claimOutbox } from "../shared/outbox.ts";
 import { createLogger } from "../shared/log.ts";
@@ -28,7 +28,7 @@ async function cancelledFrom(store: Store, orderId: string): Promise<Array<strin
   });
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store, reopen: () => Promise<Store>) => Promise<void>) =>
     kind.with("order", ORDER_MIGRATIONS, (store, reopen) => fn(store, () => reopen()));
 

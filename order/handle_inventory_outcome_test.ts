@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
-import { testContext } from "../shared/_test_context.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
+import { testContext } from "../shared/testing/message_context.ts";
 import {
   type Event,
   type InventoryOutcome,
@@ -33,7 +33,7 @@ async function handle(
   return { status: order?.status, published };
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("order", ORDER_MIGRATIONS, (store) => fn(store));
 

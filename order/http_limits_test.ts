@@ -8,7 +8,7 @@ import { openStore, type Store } from "../shared/store.ts";
 import { serveHttp, serviceApp } from "../shared/http.ts";
 import { watchOutages } from "../shared/outage.ts";
 import type { Broker } from "../shared/broker.ts";
-import { recordingLogger } from "../shared/_test_log.ts";
+import { recordingLogger } from "../shared/testing/recording_logger.ts";
 import { ORDER_MIGRATIONS } from "./orders.ts";
 import { orderRoutes } from "./routes.ts";
 

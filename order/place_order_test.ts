@@ -4,7 +4,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { STORE_KINDS } from "../shared/_test_stores.ts";
+import { storeKinds } from "../shared/testing/stores.ts";
 import type { Store } from "../shared/store.ts";
 import { placeOrder, type PlaceResult } from "./place_order.ts";
 import {
@@ -27,7 +27,7 @@ function orderIdOf(result: PlaceResult): string {
   return result.order.order_id;
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   Deno.test(`placeOrder() scopes an Idempotency-Key to its student (${kind.name})`, async () => {
     await kind.with("order", ORDER_MIGRATIONS, async (store) => {
       const key = { idempotencyKey: "shared-key" };

@@ -8,8 +8,8 @@ import { MAX_BODY_BYTES, orderRoutes } from "./routes.ts";
 import { serviceApp } from "../shared/http.ts";
 import { PAUSED_MSG, RESUMED_MSG, watchOutages } from "../shared/outage.ts";
 import type { Broker } from "../shared/broker.ts";
-import { recordingLogger } from "../shared/_test_log.ts";
-import { mountTmpfs, TMPFS_UNAVAILABLE } from "../shared/_test_tmpfs.ts";
+import { recordingLogger } from "../shared/testing/recording_logger.ts";
+import { mountTmpfs, tmpfsUnavailable } from "../shared/testing/tmpfs.ts";
 import { sign } from "hono/jwt";
 import type { AuthConfig } from "../shared/auth.ts";
 
@@ -711,7 +711,7 @@ Deno.test("serviceApp() answers a wrong method with a JSON 405 and Allow, an unk
 Deno.test({
   name:
     "serviceApp(orderRoutes()) answers POST /order with 503, Retry-After and a JSON error while the disk is full, keeps nothing of it, and accepts orders again once there is room (sqlite)",
-  ignore: TMPFS_UNAVAILABLE !== undefined,
+  ignore: (await tmpfsUnavailable()) !== undefined,
   fn: async () => {
     const disk = await mountTmpfs(4);
     const store = await openStore(disk.path, "order", { migrations: ORDER_MIGRATIONS });

@@ -10,7 +10,7 @@ import {
   requireRole,
   tokenOf,
 } from "./auth.ts";
-import { recordingLogger } from "./_test_log.ts";
+import { recordingLogger } from "./testing/recording_logger.ts";
 
 const SECRET = "a-test-secret-of-at-least-thirty-two-characters";
 const HOUR_S = 3600;

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import type { Migration, Store } from "./store.ts";
-import { STORE_KINDS } from "./_test_stores.ts";
-import { type FakeBroker, fakeBroker, testDelivery } from "./_test_broker.ts";
-import { recordingLogger } from "./_test_log.ts";
-import { TMPFS_UNAVAILABLE, withStoreOnTmpfs } from "./_test_tmpfs.ts";
+import { storeKinds } from "./testing/stores.ts";
+import { type FakeBroker, fakeBroker, testDelivery } from "./testing/fake_broker.ts";
+import { recordingLogger } from "./testing/recording_logger.ts";
+import { tmpfsUnavailable, withStoreOnTmpfs } from "./testing/tmpfs.ts";
 import { INBOX_MIGRATION } from "./inbox.ts";
 import { listenOutbox, OUTBOX_MIGRATION } from "./outbox.ts";
 import {
@@ -30,7 +30,7 @@ const MIGRATIONS: Migration[] = [INBOX_MIGRATION, OUTBOX_MIGRATION, {
   name: "effects",
   sql: "CREATE TABLE effects (order_id TEXT PRIMARY KEY)",
 }];
-const sqlite = STORE_KINDS.find((kind) => kind.name === "sqlite")!;
+const sqlite = (await storeKinds()).find((kind) => kind.name === "sqlite")!;
 
 /**
  * Records the order's effect and publishes an outcome for it; an order named `fail…` fails as a
@@ -247,7 +247,7 @@ Deno.test("startConsumer() neither parks nor retries a batch whose channel was l
 Deno.test({
   name:
     "startConsumer() pauses while the disk is full, holds its batch, and handles it once there is room, spending no retry (sqlite)",
-  ignore: TMPFS_UNAVAILABLE !== undefined,
+  ignore: (await tmpfsUnavailable()) !== undefined,
   fn: () =>
     withStoreOnTmpfs("consumer", MIGRATIONS, async (store, disk) => {
       await withConsumer(store, async ({ deliver, committed, broker, outages }) => {

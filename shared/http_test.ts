@@ -5,7 +5,7 @@ import { serveHttp, serviceApp } from "./http.ts";
 import { openStore, type Store } from "./store.ts";
 import { watchOutages } from "./outage.ts";
 import type { Broker } from "./broker.ts";
-import { recordingLogger } from "./_test_log.ts";
+import { recordingLogger } from "./testing/recording_logger.ts";
 import { renderMetrics } from "./metrics.ts";
 
 async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {

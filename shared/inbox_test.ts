@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import type { Store, Tx } from "./store.ts";
-import { STORE_KINDS } from "./_test_stores.ts";
+import { storeKinds } from "./testing/stores.ts";
 import { INBOX_MIGRATION, recordInbox } from "./inbox.ts";
 
 async function recordOne(tx: Tx, consumer: string, eventId: string): Promise<boolean> {
   return (await recordInbox(tx, consumer, [eventId]))[0];
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("inbox", [INBOX_MIGRATION], (store) => fn(store));
 

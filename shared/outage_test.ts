@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Store } from "./store.ts";
-import { recordingLogger } from "./_test_log.ts";
+import { recordingLogger } from "./testing/recording_logger.ts";
 import { type OutageOptions, type OutageWatch, watchOutages } from "./outage.ts";
 import { renderMetrics } from "./metrics.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Store } from "./store.ts";
-import { STORE_KINDS } from "./_test_stores.ts";
+import { storeKinds } from "./testing/stores.ts";
 import {
   claimOutbox,
   enqueueOutbox,
@@ -19,7 +19,7 @@ function placed(orderId: string) {
   });
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("outbox", [OUTBOX_MIGRATION], (store) => fn(store));
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import type { Store } from "./store.ts";
-import { STORE_KINDS } from "./_test_stores.ts";
-import { type FakeBroker, fakeBroker } from "./_test_broker.ts";
-import { recordingLogger } from "./_test_log.ts";
-import { TMPFS_UNAVAILABLE, withStoreOnTmpfs } from "./_test_tmpfs.ts";
+import { storeKinds } from "./testing/stores.ts";
+import { type FakeBroker, fakeBroker } from "./testing/fake_broker.ts";
+import { recordingLogger } from "./testing/recording_logger.ts";
+import { tmpfsUnavailable, withStoreOnTmpfs } from "./testing/tmpfs.ts";
 import { enqueueOutbox, OUTBOX_MIGRATION } from "./outbox.ts";
 import { inventoryOutcome } from "./events.ts";
 import { EXCHANGE } from "./topology.ts";
@@ -66,7 +66,7 @@ async function withRelay(
   }
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("relay", [OUTBOX_MIGRATION], (store) => fn(store));
 
@@ -173,7 +173,7 @@ for (const kind of STORE_KINDS) {
 Deno.test({
   name:
     "startOutboxRelay() pauses while the disk is full, keeps the rows it could not delete, and deletes them once there is room (sqlite)",
-  ignore: TMPFS_UNAVAILABLE !== undefined,
+  ignore: (await tmpfsUnavailable()) !== undefined,
   fn: () =>
     withStoreOnTmpfs("relay", [OUTBOX_MIGRATION], async (store, disk) => {
       await enqueue(store, "o1");

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { type Store, tryLockForTransaction } from "./store.ts";
-import { STORE_KINDS } from "./_test_stores.ts";
+import { storeKinds } from "./testing/stores.ts";
 import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION, inboxRetention } from "./inbox.ts";
 import { deleteExpired } from "./retention.ts";
 
 const HOUR_MS = 3_600_000;
-const POSTGRES_STORE = STORE_KINDS.find((kind) => kind.name === "postgres");
+const POSTGRES_STORE = (await storeKinds()).find((kind) => kind.name === "postgres");
 const NOW = Date.parse("2026-11-27T12:00:00.000Z");
 
 /** Inserts `count` inbox rows received `ageMs` before NOW, with ids `<prefix>-<n>`. */
@@ -35,7 +35,7 @@ function remaining(store: Store): Promise<string[]> {
   );
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("retention", [INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION], (store) => fn(store));
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Migration, openStore, type Store } from "./store.ts";
-import { queryAdmin, STORE_KINDS } from "./_test_stores.ts";
-import { mountTmpfs, TMPFS_UNAVAILABLE } from "./_test_tmpfs.ts";
+import { queryAdmin, storeKinds } from "./testing/stores.ts";
+import { mountTmpfs, tmpfsUnavailable } from "./testing/tmpfs.ts";
 import { describeError } from "./log.ts";
 
 const MIGRATIONS: Migration[] = [
@@ -29,7 +29,7 @@ function notes(store: Store): Promise<string[]> {
   );
 }
 
-for (const kind of STORE_KINDS) {
+for (const kind of await storeKinds()) {
   const withStore = (
     fn: (store: Store, reopen: (migrations?: Migration[]) => Promise<Store>) => Promise<void>,
   ) => kind.with("test", MIGRATIONS, fn);
@@ -218,7 +218,7 @@ for (const kind of STORE_KINDS) {
   });
 }
 
-const postgres = STORE_KINDS.find((kind) => kind.name === "postgres");
+const postgres = (await storeKinds()).find((kind) => kind.name === "postgres");
 
 Deno.test({
   name:
@@ -277,7 +277,7 @@ Deno.test({
 
 Deno.test({
   name: "isOutage() is true for a full disk, and probe() passes once it has room again (sqlite)",
-  ignore: TMPFS_UNAVAILABLE !== undefined,
+  ignore: (await tmpfsUnavailable()) !== undefined,
   fn: async () => {
     const disk = await mountTmpfs(4);
     try {

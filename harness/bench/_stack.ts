@@ -14,7 +14,7 @@ import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
 import { MENU, menuStock, stockEnv } from "../lib/menu.ts";
 import type { RunningService, ServiceName } from "../lib/service_process.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
-import { createDatabase } from "../lib/test_database.ts";
+import { createDatabase } from "../../shared/testing/stores.ts";
 import { brokerPid, cpuSeconds, peakRssMb, privateRssMb } from "./_stats.ts";
 import type { OutgoingMessage } from "../../shared/broker.ts";
 import { orderPlaced } from "../../shared/events.ts";

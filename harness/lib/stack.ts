@@ -15,7 +15,12 @@ import { waitFor } from "./async.ts";
 import { type BrokerAddress, brokerAddress } from "./broker_address.ts";
 import { type BrokerTools, connectBrokerTools } from "../ops/broker_tools.ts";
 import { cleanUpOnInterrupt } from "./interrupt.ts";
-import { createVhost, type ManagementApi, managementApi, type Vhost } from "../ops/management_api.ts";
+import {
+  createVhost,
+  type ManagementApi,
+  managementApi,
+  type Vhost,
+} from "../ops/management_api.ts";
 import {
   type RunningService,
   type ServiceName,

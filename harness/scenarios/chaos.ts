@@ -32,7 +32,7 @@ import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
 import type { Report, ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { type RunningService, type ServiceName, SERVICES } from "../lib/service_process.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
-import { createDatabase, type TestDatabase } from "../lib/test_database.ts";
+import { createDatabase, type TestDatabase } from "../../shared/testing/stores.ts";
 import { type CancelAnswer, cancelUntilAnswered } from "../lib/until_answered.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../lib/webhook_receiver.ts";

@@ -3,7 +3,7 @@
  * against the broker.
  */
 import assert from "node:assert/strict";
-import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
+import { postgresUnavailable } from "../../shared/testing/stores.ts";
 import { INTEGRATION } from "../lib/stack.ts";
 import { assertPasses } from "./_testing.ts";
 import { runChaos } from "./chaos.ts";
@@ -35,7 +35,7 @@ Deno.test(
 
 Deno.test(
   "runChaos() passes through two database outages on PostgreSQL beside the other faults, with no valid message dead-lettered, against the broker",
-  { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
   async () => {
     const result = await assertPasses(
       (log) => runChaos({ seconds: 12, rate: 15, databaseOutage: true, log }),

@@ -22,7 +22,7 @@ import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
 import type { ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { withStack } from "../lib/stack.ts";
 import { startWebhookReceiver } from "../lib/webhook_receiver.ts";
-import { createDatabase } from "../lib/test_database.ts";
+import { createDatabase } from "../../shared/testing/stores.ts";
 import { EventType } from "../../shared/topology.ts";
 import { deadlocks, verifyScale } from "./_scale_checks.ts";
 import {

@@ -2,14 +2,14 @@
  * `deno task test:scale` with 100 orders over 8 s, on PostgreSQL, against the broker.
  */
 import assert from "node:assert/strict";
-import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
+import { postgresUnavailable } from "../../shared/testing/stores.ts";
 import { INTEGRATION } from "../lib/stack.ts";
 import { assertPasses } from "./_testing.ts";
 import { runScale } from "./scale.ts";
 
 Deno.test(
   "runScale() passes with 2 order, 3 inventory and 2 notification instances on PostgreSQL under SIGKILLs, against the broker",
-  { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
   async () => {
     const result = await assertPasses(
       (log) => runScale({ orders: 100, seconds: 8, killIntervalMs: 1500, log }),

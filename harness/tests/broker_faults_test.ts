@@ -20,7 +20,7 @@ import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
 import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { createVhost, managementApi } from "../ops/management_api.ts";
 import { connectBroker } from "../../shared/broker.ts";
-import { recordingLogger } from "../../shared/_test_log.ts";
+import { recordingLogger } from "../../shared/testing/recording_logger.ts";
 import { Queue } from "../../shared/topology.ts";
 
 const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };

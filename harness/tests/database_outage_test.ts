@@ -12,11 +12,10 @@ import { getJson, orderStatus, postOrder, request, waitReady } from "../lib/http
 import { createVhost } from "../ops/management_api.ts";
 import { type ServiceName, SERVICES } from "../lib/service_process.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
-import { createDatabase } from "../lib/test_database.ts";
+import { createDatabase, postgresUnavailable } from "../../shared/testing/stores.ts";
 import { streamOrders } from "../lib/order_stream.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
-import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
-import { mountTmpfs, TMPFS_UNAVAILABLE } from "../../shared/_test_tmpfs.ts";
+import { mountTmpfs, tmpfsUnavailable } from "../../shared/testing/tmpfs.ts";
 import { PAUSED_MSG, RESUMED_MSG } from "../../shared/outage.ts";
 import { newId } from "../../shared/ids.ts";
 import { type Broker, connectBroker, type Consumer } from "../../shared/broker.ts";
@@ -24,7 +23,7 @@ import { startConsumer } from "../../shared/consumer.ts";
 import { orderConfirmed, orderConfirmedSchema } from "../../shared/events.ts";
 import { openStore, type Store } from "../../shared/store.ts";
 import { watchOutages } from "../../shared/outage.ts";
-import { recordingLogger } from "../../shared/_test_log.ts";
+import { recordingLogger } from "../../shared/testing/recording_logger.ts";
 import { type BrokerTools, connectBrokerTools } from "../ops/broker_tools.ts";
 import { deadLetterQueue, EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
 import { handleOrderDecision } from "../../notification/handle_order_decision.ts";
@@ -138,7 +137,7 @@ async function assertPostRefused(stack: Stack, follow: (orderId: string) => void
 for (const service of SERVICES) {
   Deno.test(
     `${service}'s PostgreSQL cut off for ${OUTAGE_MS} ms under load pauses it once, and every order ends CONFIRMED with every .dlq empty, against the broker`,
-    { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+    { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
     async () => {
       const database = await createDatabase();
       const proxy = startTcpProxy({ hostname: "127.0.0.1", port: postgresPort(database.url) });
@@ -169,7 +168,7 @@ for (const service of SERVICES) {
 
 Deno.test(
   "a service started while its PostgreSQL cannot be reached waits for it, and takes orders once it answers, against the broker",
-  { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
   async () => {
     const database = await createDatabase();
     const proxy = startTcpProxy({ hostname: "127.0.0.1", port: postgresPort(database.url) });
@@ -223,7 +222,7 @@ function postgresPort(url: string): number {
 
 Deno.test(
   `a full disk under every service's SQLite for ${OUTAGE_MS} ms under load pauses them, and every order ends CONFIRMED with every .dlq empty, against the broker`,
-  { ...INTEGRATION, ignore: TMPFS_UNAVAILABLE !== undefined },
+  { ...INTEGRATION, ignore: (await tmpfsUnavailable()) !== undefined },
   async () => {
     const disk = await mountTmpfs(32);
     try {

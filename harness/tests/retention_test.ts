@@ -9,8 +9,7 @@ import { publishOrderPlaced } from "../lib/broker_probes.ts";
 import { getStock, notificationCount, postOrder, readMetric } from "../lib/http_probes.ts";
 import { SERVICES } from "../lib/service_process.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
-import { createDatabase } from "../lib/test_database.ts";
-import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
+import { createDatabase, postgresUnavailable } from "../../shared/testing/stores.ts";
 import { EventType } from "../../shared/topology.ts";
 
 const BURGER = { user_id: "u1", items: [{ sku: "burger", qty: 1 }] };
@@ -27,7 +26,7 @@ function post(stack: Stack, key: string): Promise<Response> {
 for (const store of ["sqlite", "postgres"] as const) {
   Deno.test(
     `inbox rows and idempotency keys are deleted after their window, and a late duplicate changes nothing (${store}), against the broker`,
-    { ...INTEGRATION, ignore: store === "postgres" && POSTGRES_UNAVAILABLE !== undefined },
+    { ...INTEGRATION, ignore: store === "postgres" && (await postgresUnavailable()) !== undefined },
     async () => {
       const database = store === "postgres" ? await createDatabase() : undefined;
       try {

@@ -6,12 +6,11 @@ import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
 import { getStock, notificationCount, postOrder, waitDecided } from "../lib/http_probes.ts";
 import { INTEGRATION, withStack } from "../lib/stack.ts";
-import { createDatabase } from "../lib/test_database.ts";
-import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
+import { createDatabase, postgresUnavailable } from "../../shared/testing/stores.ts";
 
 Deno.test(
   "orders on PostgreSQL with two inventory instances confirm exactly the stock there is, against the broker",
-  { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
   async () => {
     const database = await createDatabase();
     try {

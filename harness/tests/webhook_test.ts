@@ -12,7 +12,7 @@ import { notificationsOf, placeOrder, readMetric } from "../lib/http_probes.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
 import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { HARNESS_SECURE } from "../lib/secure_mode.ts";
-import { createDatabase } from "../lib/test_database.ts";
+import { createDatabase, postgresUnavailable } from "../../shared/testing/stores.ts";
 import {
   type ReceivedWebhook,
   startWebhookReceiver,
@@ -20,7 +20,6 @@ import {
   type WebhookReceiverOptions,
 } from "../lib/webhook_receiver.ts";
 import type { ListedNotification } from "../../notification/notifications.ts";
-import { POSTGRES_UNAVAILABLE } from "../../shared/_test_stores.ts";
 import { PAUSED_MSG } from "../../shared/outage.ts";
 
 /** Places `count` orders that are confirmed; returns their ids. */
@@ -238,7 +237,7 @@ Deno.test(
 
 Deno.test(
   "webhook: two notification instances on one PostgreSQL never send one delivery at once and lose none, against the broker",
-  { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
   async () => {
     const database = await createDatabase();
     try {
@@ -269,7 +268,7 @@ Deno.test(
 
 Deno.test(
   "webhook: a PostgreSQL outage under notification pauses the sender, and every notification is still delivered under one id, against the broker",
-  { ...INTEGRATION, ignore: POSTGRES_UNAVAILABLE !== undefined },
+  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
   async () => {
     const database = await createDatabase();
     const proxy = startTcpProxy({

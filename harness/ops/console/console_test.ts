@@ -8,7 +8,12 @@ import { placeOrder } from "../../lib/http_probes.ts";
 import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
 import { INTEGRATION, withStack } from "../../lib/stack.ts";
 import type { LogFields, Logger } from "../../../shared/log.ts";
-import { type BrowserPage, CHROMIUM_HINT, findChromium, launchChromium } from "../../lib/chromium.ts";
+import {
+  type BrowserPage,
+  CHROMIUM_HINT,
+  findChromium,
+  launchChromium,
+} from "../../lib/chromium.ts";
 import { startConsole } from "./console.ts";
 import { servicesOf } from "./services.ts";
 

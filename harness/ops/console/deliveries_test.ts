@@ -9,7 +9,7 @@ import { waitFor } from "../../lib/async.ts";
 import { INTEGRATION, type Stack, withStack } from "../../lib/stack.ts";
 import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
 import { startWebhookReceiver } from "../../lib/webhook_receiver.ts";
-import { recordingLogger } from "../../../shared/_test_log.ts";
+import { recordingLogger } from "../../../shared/testing/recording_logger.ts";
 import { openStore } from "../../../shared/store.ts";
 import {
   NOTIFICATION_MIGRATIONS,

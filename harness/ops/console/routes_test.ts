@@ -8,7 +8,7 @@ import { createVhost } from "../management_api.ts";
 import { INTEGRATION } from "../../lib/stack.ts";
 import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
 import type { AuthConfig } from "../../../shared/auth.ts";
-import { recordingLogger } from "../../../shared/_test_log.ts";
+import { recordingLogger } from "../../../shared/testing/recording_logger.ts";
 import { consoleAddress, type RunningConsole, startConsole } from "./console.ts";
 import { renderPanels } from "./panels.tsx";
 

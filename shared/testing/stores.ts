@@ -1,13 +1,14 @@
 /**
- * The stores that store tests run against: SQLite in a temporary directory, and PostgreSQL in a
- * schema of its own in the database at `TEST_DATABASE_URL` (default: the local server). Where no
- * PostgreSQL answers, its tests are skipped with a line saying so, except under CI, where they run
- * and fail.
+ * The databases tests run against: {@linkcode storeKinds} gives SQLite in a temporary directory
+ * and PostgreSQL in a schema of its own on the server at `TEST_DATABASE_URL` (default: the local
+ * server), and {@linkcode createDatabase} a whole PostgreSQL database for a stack of services.
+ * Where no PostgreSQL answers, its tests are skipped with a line saying so, except under CI, where
+ * they run and fail. Nothing connects until a function is called.
  * @module
  */
 // @ts-types="@types/pg"
 import pg from "pg";
-import { type Migration, openStore, type Store } from "./store.ts";
+import { type Migration, openStore, type Store } from "../store.ts";
 
 /** A kind of store that tests open and clean up. */
 export interface StoreKind {
@@ -73,8 +74,8 @@ const postgres: StoreKind = {
 };
 
 /** Runs `sql` on a connection of its own to the PostgreSQL of the tests, beside any store. */
-export async function queryAdmin(sql: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: DATABASE_URL });
+export async function queryAdmin(sql: string, url = DATABASE_URL): Promise<void> {
+  const admin = new pg.Client({ connectionString: url });
   await admin.connect();
   try {
     await admin.query(sql);
@@ -96,21 +97,49 @@ async function postgresAnswers(): Promise<string | undefined> {
   }
 }
 
-const unreachable = Deno.env.get("CI") ? undefined : await postgresAnswers();
+let reachability: Promise<string | undefined> | undefined;
 
 /**
- * Why tests that need PostgreSQL are skipped: it did not answer at `TEST_DATABASE_URL`. Under CI
- * they never are (undefined): there they run, and fail if it is down.
+ * Why tests that need PostgreSQL are skipped: it did not answer at `TEST_DATABASE_URL`, said once
+ * in a line on the first call. Under CI they never are (undefined): there they run, and fail if it
+ * is down.
  */
-export const POSTGRES_UNAVAILABLE: string | undefined = unreachable &&
-  `PostgreSQL at ${new URL(DATABASE_URL).host} does not answer (${unreachable})`;
-
-if (unreachable) {
-  console.log(
-    `store tests: PostgreSQL at ${new URL(DATABASE_URL).host} does not answer (${unreachable}); ` +
-      "its variants are skipped (set TEST_DATABASE_URL, or start PostgreSQL)",
-  );
+export function postgresUnavailable(): Promise<string | undefined> {
+  return reachability ??= (async () => {
+    if (Deno.env.get("CI")) return undefined;
+    const unreachable = await postgresAnswers();
+    if (!unreachable) return undefined;
+    const why = `PostgreSQL at ${new URL(DATABASE_URL).host} does not answer (${unreachable})`;
+    console.log(
+      `store tests: ${why}; its variants are skipped (set TEST_DATABASE_URL, or start PostgreSQL)`,
+    );
+    return why;
+  })();
 }
 
-/** The kinds to run store tests against. */
-export const STORE_KINDS: readonly StoreKind[] = unreachable ? [sqlite] : [sqlite, postgres];
+/** The kinds to run store tests against: SQLite, and PostgreSQL where it answers. */
+export async function storeKinds(): Promise<readonly StoreKind[]> {
+  return await postgresUnavailable() ? [sqlite] : [sqlite, postgres];
+}
+
+/** A PostgreSQL database of its own, for a stack that runs on `DATABASE_URL`. */
+export interface TestDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+/**
+ * Creates a uniquely named database for one test, scenario or bench run, on the server of
+ * `adminUrl`.
+ * @param adminUrl a superuser's URL @default {`TEST_DATABASE_URL`, else the local server as `postgres`}
+ */
+export async function createDatabase(adminUrl = DATABASE_URL): Promise<TestDatabase> {
+  const name = `campus_food_test_${crypto.randomUUID().slice(0, 8)}`;
+  await queryAdmin(`CREATE DATABASE ${name}`, adminUrl);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: () => queryAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, adminUrl),
+  };
+}

@@ -4,9 +4,9 @@
  * nacks does, and tells a test when something it waits for has happened, without polling.
  * @module
  */
-import type { Broker, OutgoingMessage } from "./broker.ts";
-import type { BatchHandler, Delivery, Settlement } from "./delivery.ts";
-import { EXCHANGE } from "./topology.ts";
+import type { Broker, OutgoingMessage } from "../broker.ts";
+import type { BatchHandler, Delivery, Settlement } from "../delivery.ts";
+import { EXCHANGE } from "../topology.ts";
 
 /** A copy of a delivery that a consumer forwarded (to a retry queue or a DLQ). */
 export interface Forwarded {

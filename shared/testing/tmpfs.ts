@@ -1,11 +1,11 @@
 /**
  * A small tmpfs mounted for one test, where a full disk can be made and freed: how tests put
  * SQLite on a disk that fills up. Mounting needs root (or CAP_SYS_ADMIN); where it is not allowed,
- * {@linkcode TMPFS_UNAVAILABLE} says why and the tests that need it are skipped.
+ * {@linkcode tmpfsUnavailable} says why and the tests that need it are skipped.
  * @module
  */
 import { join } from "node:path";
-import { type Migration, openStore, type Store } from "./store.ts";
+import { type Migration, openStore, type Store } from "../store.ts";
 
 /** A mounted tmpfs; always `unmount()` it. */
 export interface Tmpfs {
@@ -97,14 +97,18 @@ async function mountFails(): Promise<string | undefined> {
   }
 }
 
-const failure = Deno.build.os === "linux" ? await mountFails() : "not Linux";
+let mountable: Promise<string | undefined> | undefined;
 
-/** Why tests that need a tmpfs are skipped, or undefined where one can be mounted. */
-export const TMPFS_UNAVAILABLE: string | undefined = failure &&
-  `cannot mount a tmpfs (${failure})`;
-
-if (TMPFS_UNAVAILABLE) {
-  console.log(
-    `full-disk tests: ${TMPFS_UNAVAILABLE}; they are skipped (run them as root on Linux)`,
-  );
+/**
+ * Why tests that need a tmpfs are skipped, said once in a line on the first call, or undefined
+ * where one can be mounted (as root on Linux).
+ */
+export function tmpfsUnavailable(): Promise<string | undefined> {
+  return mountable ??= (async () => {
+    const failure = Deno.build.os === "linux" ? await mountFails() : "not Linux";
+    if (!failure) return undefined;
+    const why = `cannot mount a tmpfs (${failure})`;
+    console.log(`full-disk tests: ${why}; they are skipped (run them as root on Linux)`);
+    return why;
+  })();
 }

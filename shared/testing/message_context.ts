@@ -3,8 +3,8 @@
  * collected instead of going into the outbox.
  * @module
  */
-import type { MessageContext } from "./consumer.ts";
-import type { Event } from "./events.ts";
+import type { MessageContext } from "../consumer.ts";
+import type { Event } from "../events.ts";
 
 /** A context whose `publish` appends to `published`. */
 export function testContext(published: Event[] = []): MessageContext {
