@@ -77,7 +77,8 @@ function header(name: string, help: string, type: string): string {
   return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
 }
 
-function counter<L extends string>(
+/** Declares a counter `campus_food_<name>` with one series per combination of `labelNames`. */
+export function counter<L extends string>(
   name: string,
   help: string,
   labelNames: readonly L[],
@@ -91,7 +92,8 @@ function counter<L extends string>(
   return { inc: (labels, by = 1) => void (get(labels).total += by) };
 }
 
-function histogram<L extends string>(
+/** Declares a histogram of durations in seconds, `campus_food_<name>`, per `labelNames`. */
+export function histogram<L extends string>(
   name: string,
   help: string,
   labelNames: readonly L[],

@@ -4,7 +4,8 @@
  * failures rather than one per round.
  * @module
  */
-import { describeError, type Logger } from "./log.ts";
+import type { Logger } from "./log.ts";
+import { failureStreak } from "./backoff.ts";
 import { delay } from "./delay.ts";
 
 /** A running background task. */
@@ -37,18 +38,17 @@ export function startPeriodic(task: () => Promise<void>, options: PeriodicOption
     );
   }
   const stopping = new AbortController();
+  const streak = failureStreak(log, {
+    failing: `cannot ${name}, will retry`,
+    recovered: `recovered: ${name}`,
+  });
   async function run(): Promise<void> {
-    let failing = false;
     while (!stopping.signal.aborted) {
       try {
         await task();
-        if (failing) log.info(`recovered: ${name}`, fields);
-        failing = false;
+        streak.succeeded(fields);
       } catch (error) {
-        if (!failing) {
-          log.warn(`cannot ${name}, will retry`, { ...fields, error: describeError(error) });
-        }
-        failing = true;
+        streak.failed(error, fields);
       }
       await delay(intervalMs, stopping.signal);
     }
