@@ -134,10 +134,6 @@ export function histogram<L extends string>(
   };
 }
 
-function gauge(name: string, help: string, value: number): string {
-  return `${header(name, help, "gauge")}${name} ${value}\n`;
-}
-
 /** The methods of HTTP (RFC 9110) and PATCH (RFC 5789); methods are case-sensitive. */
 export const STANDARD_METHODS: ReadonlySet<string> = new Set([
   "GET",
@@ -240,85 +236,105 @@ export const metrics = {
   ]),
 };
 
-families.push(() => {
-  const { rss, heapUsed } = Deno.memoryUsage();
-  return gauge("process_resident_memory_bytes", "Resident memory size in bytes", rss) +
-    gauge("process_heap_used_bytes", "V8 heap in use, in bytes", heapUsed);
-});
+/** One gauge's value at a scrape, as {@linkcode gauges} reads it. */
+export interface GaugeSample {
+  /** Its full name: `campus_food_…` for the project's own, `process_…` for the runtime's. */
+  name: string;
+  help: string;
+  value: number;
+  labels?: Record<string, string>;
+}
 
-let brokerNodes: { nodes: readonly string[]; current: () => string | undefined } | undefined;
-families.push(() => {
-  if (!brokerNodes) return "";
-  const metric = `${PREFIX}broker_node_connected`;
-  const current = brokerNodes.current();
-  return header(
-    metric,
-    "1 for the broker node the service is connected to, 0 for the others",
-    "gauge",
-  ) +
-    brokerNodes.nodes.map((node) =>
-      `${metric}{${renderLabels(["node"], { node })}} ${node === current ? 1 : 0}\n`
-    ).join("");
+/**
+ * Declares gauges whose values `read` gives at each scrape. When it throws (the database they come
+ * from is out), they give way to a comment saying why, so that the other metrics, an outage's
+ * among them, are still scraped.
+ */
+export function gauges(
+  names: readonly string[],
+  read: () => Promise<GaugeSample[]> | GaugeSample[],
+): void {
+  families.push(async () => {
+    let samples: GaugeSample[];
+    try {
+      samples = await read();
+    } catch (error) {
+      const why = describeError(error).replace(/\n/g, " ");
+      return names.map((name) => `# ${name} unavailable: ${why}\n`).join("");
+    }
+    let text = "";
+    let last: string | undefined;
+    for (const { name, help, value, labels } of samples) {
+      if (name !== last) text += header(name, help, "gauge");
+      last = name;
+      const rendered = labels ? `{${renderLabels(Object.keys(labels), labels)}}` : "";
+      text += `${name}${rendered} ${value}\n`;
+    }
+    return text;
+  });
+}
+
+/** Seconds since `createdAt` (an ISO timestamp), 0 for none: the age of a backlog's oldest row. */
+export function ageSeconds(createdAt: string | null): number {
+  return createdAt ? Math.max(0, (Date.now() - Date.parse(createdAt)) / 1000) : 0;
+}
+
+gauges(["process_resident_memory_bytes", "process_heap_used_bytes"], () => {
+  const { rss, heapUsed } = Deno.memoryUsage();
+  return [
+    { name: "process_resident_memory_bytes", help: "Resident memory size in bytes", value: rss },
+    { name: "process_heap_used_bytes", help: "V8 heap in use, in bytes", value: heapUsed },
+  ];
 });
 
 /** Reports at each scrape which of `nodes` (as `host:port`) the broker connection uses. */
 export function watchBrokerNode(nodes: readonly string[], current: () => string | undefined): void {
-  brokerNodes = { nodes, current };
+  const name = `${PREFIX}broker_node_connected`;
+  const help = "1 for the broker node the service is connected to, 0 for the others";
+  gauges([name], () => {
+    const connected = current();
+    return nodes.map((node) => ({
+      name,
+      help,
+      labels: { node },
+      value: node === connected ? 1 : 0,
+    }));
+  });
 }
 
 type OutboxBacklog = { count: number; oldestCreatedAt: string | null };
-let readOutbox: (() => Promise<OutboxBacklog>) | undefined;
-families.push(async () => {
-  if (!readOutbox) return "";
-  let backlog: OutboxBacklog;
-  try {
-    backlog = await readOutbox();
-  } catch (error) {
-    // The database is out (its pause is logged): the other metrics, the pause's among them, must
-    // still be scraped, so the outbox gauges give way to a comment that says why they are missing.
-    return `# ${PREFIX}outbox_pending unavailable: ${describeError(error).replace(/\n/g, " ")}\n`;
-  }
-  const { count, oldestCreatedAt } = backlog;
-  const age = oldestCreatedAt ? Math.max(0, (Date.now() - Date.parse(oldestCreatedAt)) / 1000) : 0;
-  return gauge(`${PREFIX}outbox_pending`, "Outbox rows not yet confirmed by the broker", count) +
-    gauge(
-      `${PREFIX}outbox_oldest_age_seconds`,
-      "Age of the oldest outbox row not yet confirmed, 0 when empty",
-      age,
-    );
-});
 
 /** Reports the outbox at each scrape: rows waiting and the age of the oldest, in seconds. */
 export function watchOutbox(read: () => Promise<OutboxBacklog>): void {
-  readOutbox = read;
+  const pending = `${PREFIX}outbox_pending`;
+  const oldest = `${PREFIX}outbox_oldest_age_seconds`;
+  gauges([pending], async () => {
+    const { count, oldestCreatedAt } = await read();
+    return [
+      { name: pending, help: "Outbox rows not yet confirmed by the broker", value: count },
+      {
+        name: oldest,
+        help: "Age of the oldest outbox row not yet confirmed, 0 when empty",
+        value: ageSeconds(oldestCreatedAt),
+      },
+    ];
+  });
 }
-
-let readWebhook: (() => Promise<OutboxBacklog>) | undefined;
-families.push(async () => {
-  if (!readWebhook) return "";
-  let backlog: OutboxBacklog;
-  try {
-    backlog = await readWebhook();
-  } catch (error) {
-    return `# ${PREFIX}webhook_pending unavailable: ${describeError(error).replace(/\n/g, " ")}\n`;
-  }
-  const { count, oldestCreatedAt } = backlog;
-  const age = oldestCreatedAt ? Math.max(0, (Date.now() - Date.parse(oldestCreatedAt)) / 1000) : 0;
-  return gauge(
-    `${PREFIX}webhook_pending`,
-    "Webhook deliveries not yet delivered or failed",
-    count,
-  ) +
-    gauge(
-      `${PREFIX}webhook_oldest_pending_age_seconds`,
-      "Age of the oldest pending webhook delivery's notification, 0 when none is pending",
-      age,
-    );
-});
 
 /** Reports the webhook deliveries at each scrape: pending, and the age of the oldest, in seconds. */
 export function watchWebhookDeliveries(read: () => Promise<OutboxBacklog>): void {
-  readWebhook = read;
+  const pending = `${PREFIX}webhook_pending`;
+  gauges([pending], async () => {
+    const { count, oldestCreatedAt } = await read();
+    return [
+      { name: pending, help: "Webhook deliveries not yet delivered or failed", value: count },
+      {
+        name: `${PREFIX}webhook_oldest_pending_age_seconds`,
+        help: "Age of the oldest pending webhook delivery's notification, 0 when none is pending",
+        value: ageSeconds(oldestCreatedAt),
+      },
+    ];
+  });
 }
 
 /** Every metric in the Prometheus text format, for `GET /metrics`. */
