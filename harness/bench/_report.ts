@@ -139,15 +139,64 @@ export function checkTargets(
 
 /** The report as text: the machine, the figures with their targets, and the scale table. */
 export function formatReport(report: BenchReport): string {
-  const { machine, ceiling, latency } = report;
   const lines = [
-    `machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGib} GiB, ${machine.os}; ` +
-    `Deno ${machine.deno}, RabbitMQ ${machine.rabbitmq}; load average ${
+    `machine: ${describe(report.machine)}; load average ${
       report.loadAverageBefore.toFixed(2)
     } before the run`,
     `command: ${report.command}`,
     "",
+    ...table(figureRows(report)),
   ];
+  const scale = scaleRows(report);
+  if (scale) {
+    lines.push(
+      "",
+      "drain and end to end per broker, store and inventory instances (deadlocks: drain / end to end):",
+      ...table(scale),
+    );
+  }
+  lines.push("", verdictLine(report));
+  return lines.join("\n");
+}
+
+/**
+ * The report as a markdown section for `docs/performance.md` (`deno task bench --report <file>`):
+ * a heading with the date measured, the machine and the command, the figures beside their targets,
+ * and the scale table. The tables are padded as `deno fmt` pads them.
+ */
+export function formatMarkdownReport(report: BenchReport, measuredOn: Date): string {
+  const date = measuredOn.toISOString().slice(0, 10);
+  const lines = [
+    `## Figures of ${date}`,
+    "",
+    `Measured on ${date} with \`${report.command}\` (${report.durationSeconds} s), on ` +
+    `${describe(report.machine)}; load average ${
+      report.loadAverageBefore.toFixed(2)
+    } before the run.`,
+    "",
+    ...markdownTable(figureRows(report).map((row) => row.map(markdownCell))),
+  ];
+  const scale = scaleRows(report);
+  if (scale) {
+    lines.push(
+      "",
+      "Drain and end to end per broker, store and inventory instances (deadlocks: drain / end to end):",
+      "",
+      ...markdownTable(scale),
+    );
+  }
+  lines.push("", `${verdictLine(report)}.`, "");
+  return lines.join("\n");
+}
+
+function describe(machine: Machine): string {
+  return `${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGib} GiB, ${machine.os}; ` +
+    `Deno ${machine.deno}, RabbitMQ ${machine.rabbitmq}`;
+}
+
+/** The figures with their targets, the header first; a detail's figure starts with two spaces. */
+function figureRows(report: BenchReport): string[][] {
+  const { ceiling, latency } = report;
   const rows: string[][] = [["figure", "measured", "target", ""]];
   const target = (name: string) => report.targets.find((t) => t.name === name);
   const verdict = (check?: TargetCheck) => check ? (check.met ? "met" : "NOT MET") : "";
@@ -285,12 +334,12 @@ export function formatReport(report: BenchReport): string {
       "",
     ]);
   }
-  lines.push(...table(rows));
+  return rows;
+}
+
+/** Drain and end to end per configuration, when more than one was measured or on PostgreSQL. */
+function scaleRows(report: BenchReport): string[][] | undefined {
   if (report.scale.length > 1 || report.primary.store === "postgres") {
-    lines.push(
-      "",
-      "drain and end to end per broker, store and inventory instances (deadlocks: drain / end to end):",
-    );
     const scale: string[][] = [[
       "broker",
       "store",
@@ -317,18 +366,18 @@ export function formatReport(report: BenchReport): string {
           : "–",
       ]);
     }
-    lines.push(...table(scale));
+    return scale;
   }
+  return undefined;
+}
+
+function verdictLine(report: BenchReport): string {
   const missed = report.targets.filter((t) => !t.met);
-  lines.push(
-    "",
-    missed.length === 0
-      ? `every target met (${report.targets.length}); took ${report.durationSeconds} s`
-      : `${missed.length} of ${report.targets.length} targets not met: ${
-        missed.map((t) => `${t.name} ${t.measured} (target ${t.target})`).join("; ")
-      }; took ${report.durationSeconds} s`,
-  );
-  return lines.join("\n");
+  return missed.length === 0
+    ? `every target met (${report.targets.length}); took ${report.durationSeconds} s`
+    : `${missed.length} of ${report.targets.length} targets not met: ${
+      missed.map((t) => `${t.name} ${t.measured} (target ${t.target})`).join("; ")
+    }; took ${report.durationSeconds} s`;
 }
 
 function primaryRow(report: Pick<BenchReport, "primary" | "scale">): ScaleRow | undefined {
@@ -352,6 +401,20 @@ function cores(cpu: Record<string, number>): string {
 
 function count(n: number): string {
   return n.toLocaleString("en-US");
+}
+
+/** A figure's cell for markdown: a detail's leading spaces become a dot, `|` is escaped. */
+function markdownCell(cell: string): string {
+  const escaped = cell.replaceAll("|", "\\|");
+  return escaped.startsWith("  ") ? `· ${escaped.trimStart()}` : escaped;
+}
+
+/** `rows` as a markdown table, the first row as the header, padded as `deno fmt` pads it. */
+function markdownTable(rows: string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(3, ...rows.map((row) => [...row[i]].length)));
+  const format = (row: string[]) =>
+    `| ${row.map((cell, i) => cell + " ".repeat(widths[i] - [...cell].length)).join(" | ")} |`;
+  return [format(rows[0]), format(widths.map((w) => "-".repeat(w))), ...rows.slice(1).map(format)];
 }
 
 /** Pads `rows` into columns, the first row as the header with a rule under it. */

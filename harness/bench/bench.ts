@@ -13,7 +13,8 @@
  *    timed up to the delivery.
  *
  * It prints the figures beside the targets the system was built to meet (`TARGETS`), or one JSON
- * object with `--json`. It is not a test: a slow machine gets slow figures, not a failure.
+ * object with `--json`; `--report <file>` also writes them as a dated markdown section, the one
+ * `docs/performance.md` shows. It is not a test: a slow machine gets slow figures, not a failure.
  * @module
  */
 import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
@@ -23,7 +24,13 @@ import { measureWebhook } from "./_webhook.ts";
 import { startWebhookReceiver } from "../lib/webhook_receiver.ts";
 import { type BenchConfig, type MemoryPeaks, retentionEnv, type StoreKind } from "./_stack.ts";
 import { describeMachine, loadAverage } from "./_stats.ts";
-import { type BenchReport, checkTargets, formatReport, type ScaleRow } from "./_report.ts";
+import {
+  type BenchReport,
+  checkTargets,
+  formatMarkdownReport,
+  formatReport,
+  type ScaleRow,
+} from "./_report.ts";
 import type { WebhookHop } from "./_report.ts";
 import { round } from "../lib/format.ts";
 import { parseDuration } from "../../shared/config.ts";
@@ -323,13 +330,17 @@ const USAGE = `Usage: deno task bench [options]
                       (default 45: V8 gives back start-up's heap after about 30 s)
   --quick             small numbers for a smoke run (backlog 2000, orders 500, 100/s for 3 s,
                       idle 5 s)
-  --json              print one JSON object (the steps go to stderr)`;
+  --json              print one JSON object (the steps go to stderr)
+  --report FILE       also write the figures as a dated markdown section to FILE,
+                      for docs/performance.md`;
 
 /**
  * Parses the command line into {@linkcode BenchOptions}.
  * @throws {RangeError} naming the option and what it must be
  */
-export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; help: boolean } {
+export function parseBenchArgs(
+  args: string[],
+): BenchOptions & { json: boolean; help: boolean; report?: string } {
   const { values, positive, oneOf } = readCommandLine(args, {
     tool: "the benchmark",
     options: {
@@ -346,9 +357,15 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
       quick: { type: "boolean" },
       cluster: { type: "boolean" },
       json: { type: "boolean" },
+      report: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
+  if (values.report === "") {
+    throw new RangeError(
+      `Cannot run the benchmark as --report must name a file: current value is ""`,
+    );
+  }
   const quick = values.quick === true;
   let only: Section[] | undefined;
   if (typeof values.only === "string") {
@@ -385,6 +402,7 @@ export function parseBenchArgs(args: string[]): BenchOptions & { json: boolean; 
     retention: typeof values.retention === "string" ? values.retention : undefined,
     json: values.json === true,
     help: values.help === true,
+    report: typeof values.report === "string" ? values.report : undefined,
   };
 }
 
@@ -392,13 +410,19 @@ if (import.meta.main) {
   await runToolFromCommandLine("the benchmark", {
     usage: USAGE,
     parse: parseBenchArgs,
-    run(options, log) {
+    async run(options, log) {
       const stamp = () => `[${new Date().toISOString().slice(11, 19)}]`;
-      return runBench({
-        ...options,
+      const { report: reportFile, ...benchOptions } = options;
+      const report = await runBench({
+        ...benchOptions,
         log: (line) => log(`${stamp()} ${line}`),
         command: ["deno task bench", ...Deno.args].join(" "),
       });
+      if (reportFile) {
+        await Deno.writeTextFile(reportFile, formatMarkdownReport(report, new Date()));
+        log(`${stamp()} wrote the markdown report to ${reportFile}`);
+      }
+      return report;
     },
     format: formatReport,
   });

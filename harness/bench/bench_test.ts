@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { parseBenchArgs, runBench } from "./bench.ts";
-import { formatReport } from "./_report.ts";
+import { type BenchReport, checkTargets, formatMarkdownReport, formatReport } from "./_report.ts";
 import { percentiles } from "./_stats.ts";
 import { INTEGRATION } from "../lib/stack.ts";
 
@@ -50,6 +50,7 @@ Deno.test(
     assert.equal(report.targets.length, 9, text);
     assert.ok(report.machine.cpus > 0 && report.machine.rabbitmq !== "", text);
     assert.doesNotThrow(() => JSON.parse(JSON.stringify(report)));
+    assert.match(formatMarkdownReport(report, new Date()), /^## Figures of \d{4}-\d\d-\d\d\n/);
   },
 );
 
@@ -64,6 +65,9 @@ Deno.test("parseBenchArgs() reads lists and --quick, and names a bad option", ()
   assert.equal(parseBenchArgs(["--cluster"]).cluster, true);
   assert.equal(parseBenchArgs(["--only", "ceiling,e2e"]).only?.join(), "ceiling,e2e");
   assert.equal(parseBenchArgs(["--retention", "5s"]).retention, "5s");
+  assert.equal(parseBenchArgs(["--report", "figures.md"]).report, "figures.md");
+  assert.equal(options.report, undefined);
+  assert.throws(() => parseBenchArgs(["--report="]), /--report must name a file/);
   assert.throws(() => parseBenchArgs(["--store", "mysql"]), /--store must be one of/);
   assert.throws(() => parseBenchArgs(["--instances", "0"]), /--instances must be integers/);
   assert.throws(() => parseBenchArgs(["--only", "drain,speed"]), /--only must list/);
@@ -76,6 +80,45 @@ Deno.test("runBench() refuses several inventories on SQLite, or a bad retention,
     /several inventory instances need --store postgres/,
   );
   await assert.rejects(runBench({ retention: "soon" }), /retention must be a duration/);
+});
+
+Deno.test("formatMarkdownReport() writes a dated section with the machine, the command and a padded table", () => {
+  const measured = {
+    primary: { store: "sqlite" as const, instances: 1 },
+    scale: [],
+    peakPrivateMb: { order: 50, inventory: 61.5 },
+  };
+  const report: BenchReport = {
+    command: "deno task bench --only idle",
+    machine: {
+      cpus: 2,
+      cpuModel: "AMD EPYC",
+      memoryGib: 23.5,
+      os: "Linux 6.18",
+      deno: "2.9.6",
+      rabbitmq: "3.10.8",
+    },
+    loadAverageBefore: 0.13,
+    settings: {},
+    ...measured,
+    peakRssMb: { order: 97.8, inventory: 103.2 },
+    targets: checkTargets(measured),
+    durationSeconds: 75,
+  };
+  const markdown = formatMarkdownReport(report, new Date("2026-11-27T12:00:00Z"));
+  const lines = markdown.split("\n");
+  assert.equal(lines[0], "## Figures of 2026-11-27");
+  assert.match(markdown, /Measured on 2026-11-27 with `deno task bench --only idle` \(75 s\)/);
+  assert.match(markdown, /2 × AMD EPYC, 23\.5 GiB, Linux 6\.18; Deno 2\.9\.6, RabbitMQ 3\.10\.8/);
+  const rows = lines.filter((line) => line.startsWith("|"));
+  assert.equal(rows.length, 4, markdown);
+  assert.match(rows[1], /^\| -{3,} \| -{3,} \|/);
+  assert.ok(rows.every((row) => [...row].length === [...rows[0]].length), markdown);
+  assert.match(
+    rows[3],
+    /^\| peak RSS inventory \(private part\) +\| 103\.2 MB \(61\.5 MB\) +\| private ≤ 60 MB +\| NOT MET \|$/,
+  );
+  assert.match(markdown, /1 of 2 targets not met: peak private memory inventory 61\.5 MB/);
 });
 
 Deno.test("percentiles() takes the nearest rank", () => {
