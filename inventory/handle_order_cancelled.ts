@@ -8,7 +8,7 @@
 import type { EventHandler } from "../shared/consumer.ts";
 import type { OrderCancelled } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
-import { metrics } from "../shared/metrics.ts";
+import { counter } from "../shared/metrics.ts";
 import { releaseReservation } from "./stock.ts";
 
 const MESSAGES = {
@@ -17,12 +17,19 @@ const MESSAGES = {
   none: "skipped cancellation of an order that holds no stock",
 } as const;
 
+const compensations = counter(
+  "compensations_total",
+  "OrderCancelled events inventory handled, by what it did: released (stock put back), " +
+    "remembered (before its OrderPlaced: no stock will be taken), none (no stock was held)",
+  ["action"],
+);
+
 /** Creates the handler of `OrderCancelled`. */
 export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> {
   return async function compensateOrder(tx, event, context) {
     const action = await releaseReservation(tx, event.order_id, event.items ?? []);
     return () => {
-      metrics.compensations.inc({ action });
+      compensations.inc({ action });
       log.info(MESSAGES[action], {
         order_id: event.order_id,
         event_id: event.event_id,

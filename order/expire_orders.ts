@@ -14,9 +14,8 @@ import type { Store } from "../shared/store.ts";
 import { CancelReason, orderCancelled } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
 import type { Logger } from "../shared/log.ts";
-import { metrics } from "../shared/metrics.ts";
 import { type Periodic, startPeriodic } from "../shared/periodic.ts";
-import { type ExpiredOrder, expirePendingOrders } from "./orders.ts";
+import { type ExpiredOrder, expirePendingOrders, orderStatusChanges } from "./orders.ts";
 
 /** Options for {@linkcode expireOverdueOrders}. */
 export interface ExpireOptions {
@@ -79,7 +78,7 @@ export function startExpiry(store: Store, timeoutMs: number, options: ExpiryOpti
   return startPeriodic(async function expireOrders() {
     const expired = await expireOverdueOrders(store, timeoutMs);
     if (expired.length === 0) return;
-    metrics.orderStatusChanges.inc({ from: "PENDING", to: "EXPIRED" }, expired.length);
+    orderStatusChanges.inc({ from: "PENDING", to: "EXPIRED" }, expired.length);
     for (const order of expired) {
       log.info("expired order", { order_id: order.order_id, timeout_ms: timeoutMs });
     }

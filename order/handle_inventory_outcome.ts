@@ -26,8 +26,13 @@ import {
   orderRejected,
 } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
-import { metrics } from "../shared/metrics.ts";
-import { adoptOrder, changeStatus, getOrder, type OrderFacts } from "./orders.ts";
+import {
+  adoptOrder,
+  changeStatus,
+  getOrder,
+  type OrderFacts,
+  orderStatusChanges,
+} from "./orders.ts";
 
 /** Creates the handler of both inventory outcomes. */
 export function handleInventoryOutcome(log: Logger): EventHandler<InventoryOutcome> {
@@ -51,7 +56,7 @@ export function handleInventoryOutcome(log: Logger): EventHandler<InventoryOutco
     if (decided) {
       announce(decided);
       return () => {
-        metrics.orderStatusChanges.inc({ from: change.from, to: change.to });
+        orderStatusChanges.inc({ from: change.from, to: change.to });
         log.info("updated order status", { ...fields, status: change.to });
       };
     }

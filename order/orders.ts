@@ -7,6 +7,7 @@ import type { Order, OrderItem } from "../shared/events.ts";
 import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION } from "../shared/inbox.ts";
 import { OUTBOX_MIGRATION } from "../shared/outbox.ts";
 import type { RetentionRule } from "../shared/retention.ts";
+import { counter } from "../shared/metrics.ts";
 
 export const ORDER_MIGRATIONS: Migration[] = [
   INBOX_MIGRATION,
@@ -90,6 +91,13 @@ export const ORDER_MIGRATIONS: Migration[] = [
     sql: "ALTER TABLE orders ADD COLUMN traceparent TEXT",
   },
 ];
+
+/** Counted where each change commits: placing, deciding, cancelling and expiring orders. */
+export const orderStatusChanges = counter(
+  "order_status_changes_total",
+  "Orders that changed status (order service): from PENDING to each outcome, and to CANCELLED",
+  ["from", "to"],
+);
 
 /**
  * `POST /order` forgets an `Idempotency-Key` `keepMs` after its first use: a retry that comes later

@@ -13,9 +13,8 @@ import { z } from "zod";
 import type { Store } from "../shared/store.ts";
 import { listIssues, orderItemSchema } from "../shared/events.ts";
 import { placeOrder } from "./place_order.ts";
-import { getOrder } from "./orders.ts";
+import { getOrder, orderStatusChanges } from "./orders.ts";
 import { cancelOrder } from "./cancel_order.ts";
-import { metrics } from "../shared/metrics.ts";
 import type { Logger } from "../shared/log.ts";
 import { traceIdOf } from "../shared/traceparent.ts";
 import { currentTraceparent, inSpan } from "../shared/tracing.ts";
@@ -207,7 +206,7 @@ export function orderRoutes(store: Store, options: OrderRoutesOptions = {}): Hon
       return c.json({ error: `Cannot cancel order ${order_id} as it is ${status}`, status }, 409);
     }
     if (result.kind === "cancelled") {
-      metrics.orderStatusChanges.inc({ from: result.from, to: "CANCELLED" });
+      orderStatusChanges.inc({ from: result.from, to: "CANCELLED" });
       options.log?.info("cancelled order", {
         order_id,
         previous_status: result.from,

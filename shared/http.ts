@@ -10,7 +10,13 @@ import { routePath } from "hono/route";
 import { HTTPException } from "hono/http-exception";
 import { describeError, type Logger } from "./log.ts";
 import type { OutageWatch } from "./outage.ts";
-import { httpMethodLabel, metrics, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import {
+  counter,
+  histogram,
+  httpMethodLabel,
+  METRICS_CONTENT_TYPE,
+  renderMetrics,
+} from "./metrics.ts";
 import { nameServerSpan } from "./tracing.ts";
 import { redact } from "./redact.ts";
 
@@ -34,6 +40,16 @@ export interface ServiceAppOptions {
    */
   bodyTimeoutMs?: number;
 }
+
+const httpRequests = counter("http_requests_total", "HTTP requests answered", [
+  "method",
+  "route",
+  "status",
+]);
+const httpDuration = histogram("http_request_duration_seconds", "Time to answer an HTTP request", [
+  "method",
+  "route",
+]);
 
 /** How long a request may take to send its body, unless `HTTP_BODY_TIMEOUT` says otherwise. */
 export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
@@ -70,8 +86,8 @@ export function serviceApp(routes: Hono, options: ServiceAppOptions): Hono {
       route: matched === "/*" ? "unmatched" : matched,
     };
     nameServerSpan(labels.method, labels.route);
-    metrics.httpRequests.inc({ ...labels, status: String(c.res.status) });
-    metrics.httpDuration.observe(labels, (performance.now() - started) / 1000);
+    httpRequests.inc({ ...labels, status: String(c.res.status) });
+    httpDuration.observe(labels, (performance.now() - started) / 1000);
   });
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get("/ready", async (c) => {

@@ -173,10 +173,6 @@ export const metrics = {
     "Messages skipped as already handled (inbox)",
     byQueue,
   ),
-  published: counter("events_published_total", "Events the outbox relay published", ["event_type"]),
-  confirmed: counter("events_confirmed_total", "Published events the broker confirmed", [
-    "event_type",
-  ]),
   handlerDuration: histogram(
     "handler_duration_seconds",
     "Time to handle and commit one batch of deliveries",
@@ -186,22 +182,6 @@ export const metrics = {
     "consumer_reattached_total",
     "Consumers attached again after receiving nothing while their queue held ready messages",
     ["queue"],
-  ),
-  retentionDeleted: counter(
-    "retention_deleted_rows_total",
-    "Rows deleted as older than their retention window (inbox, idempotency keys)",
-    ["table"],
-  ),
-  orderStatusChanges: counter(
-    "order_status_changes_total",
-    "Orders that changed status (order service): from PENDING to each outcome, and to CANCELLED",
-    ["from", "to"],
-  ),
-  compensations: counter(
-    "compensations_total",
-    "OrderCancelled events inventory handled, by what it did: released (stock put back), " +
-      "remembered (before its OrderPlaced: no stock will be taken), none (no stock was held)",
-    ["action"],
   ),
   pauses: counter(
     "pauses_total",
@@ -213,27 +193,6 @@ export const metrics = {
     "Seconds the consumers and the outbox relay spent paused for an outage",
     ["cause"],
   ),
-  webhookAttempts: counter(
-    "webhook_attempts_total",
-    "Attempts to deliver a notification to the webhook, by outcome: delivered (a 2xx), " +
-      "refused (another status), timeout (no answer within 10 s), unreachable (no connection)",
-    ["outcome"],
-  ),
-  webhookDeliveries: counter(
-    "webhook_deliveries_total",
-    "Notifications whose webhook delivery ended, by status: delivered, or failed after retrying " +
-      "for a day",
-    ["status"],
-  ),
-  httpRequests: counter("http_requests_total", "HTTP requests answered", [
-    "method",
-    "route",
-    "status",
-  ]),
-  httpDuration: histogram("http_request_duration_seconds", "Time to answer an HTTP request", [
-    "method",
-    "route",
-  ]),
 };
 
 /** One gauge's value at a scrape, as {@linkcode gauges} reads it. */
@@ -299,41 +258,6 @@ export function watchBrokerNode(nodes: readonly string[], current: () => string 
       labels: { node },
       value: node === connected ? 1 : 0,
     }));
-  });
-}
-
-type OutboxBacklog = { count: number; oldestCreatedAt: string | null };
-
-/** Reports the outbox at each scrape: rows waiting and the age of the oldest, in seconds. */
-export function watchOutbox(read: () => Promise<OutboxBacklog>): void {
-  const pending = `${PREFIX}outbox_pending`;
-  const oldest = `${PREFIX}outbox_oldest_age_seconds`;
-  gauges([pending], async () => {
-    const { count, oldestCreatedAt } = await read();
-    return [
-      { name: pending, help: "Outbox rows not yet confirmed by the broker", value: count },
-      {
-        name: oldest,
-        help: "Age of the oldest outbox row not yet confirmed, 0 when empty",
-        value: ageSeconds(oldestCreatedAt),
-      },
-    ];
-  });
-}
-
-/** Reports the webhook deliveries at each scrape: pending, and the age of the oldest, in seconds. */
-export function watchWebhookDeliveries(read: () => Promise<OutboxBacklog>): void {
-  const pending = `${PREFIX}webhook_pending`;
-  gauges([pending], async () => {
-    const { count, oldestCreatedAt } = await read();
-    return [
-      { name: pending, help: "Webhook deliveries not yet delivered or failed", value: count },
-      {
-        name: `${PREFIX}webhook_oldest_pending_age_seconds`,
-        help: "Age of the oldest pending webhook delivery's notification, 0 when none is pending",
-        value: ageSeconds(oldestCreatedAt),
-      },
-    ];
   });
 }
 

@@ -11,7 +11,13 @@
 import { type Store, tryLockForTransaction } from "./store.ts";
 import type { Logger } from "./log.ts";
 import { type Periodic, startPeriodic } from "./periodic.ts";
-import { metrics } from "./metrics.ts";
+import { counter } from "./metrics.ts";
+
+const retentionDeleted = counter(
+  "retention_deleted_rows_total",
+  "Rows deleted as older than their retention window (inbox, idempotency keys)",
+  ["table"],
+);
 
 /** A table whose old rows are deleted. */
 export interface RetentionRule {
@@ -78,7 +84,7 @@ export function startRetention(
     startPeriodic(async function deleteExpiredRows() {
       const deleted = await deleteExpired(store, rule);
       if (deleted > 0) {
-        metrics.retentionDeleted.inc({ table: rule.table }, deleted);
+        retentionDeleted.inc({ table: rule.table }, deleted);
         log.debug("deleted expired rows", { table: rule.table, rows: deleted });
       }
     }, {
