@@ -21,8 +21,8 @@ export interface IdleResult {
 
 /**
  * How long a process sits idle before its memory is read, by default. V8 gives back the heap that
- * start-up grew only once its memory reducer sees no allocation for a while: a service read 5 s
- * after it started holds about 3 MB that it has given back by 30 s.
+ * start-up grew only once its memory reducer sees no allocation for a while, so a service read soon
+ * after its start holds memory that it gives back later (docs/performance.md).
  */
 export const IDLE_SETTLE_SECONDS = 45;
 

@@ -56,8 +56,8 @@ export interface BenchReport {
   /** MB (10^6 bytes), the largest of each service's instances over every stack of the run. */
   peakRssMb: PeakRss;
   /**
-   * MB, the peak of each service's private memory (`RssAnon`, sampled): its RSS without the ~40 MB
-   * of the Deno executable's code, which every service maps from the same file.
+   * MB, the peak of each service's private memory (`RssAnon`, sampled): its RSS without the code of
+   * the Deno executable, which every service maps from the same file.
    */
   peakPrivateMb: PeakRss;
   /** Each service's resident memory when idle, beside a bare Deno process with its dependencies. */
@@ -75,7 +75,7 @@ export interface BenchReport {
  * backlog at 0.7× the broker's own ceiling, 1,000 orders/s end to end, p99 POST → notification
  * under 50 ms at 200 orders/s, 60 MB of private memory per service under that load, and an idle
  * service within 10 MB of the resident memory of a bare Deno process with the same dependencies
- * (RSS itself includes the ~40 MB of the Deno executable every service maps, so it is reported,
+ * (RSS itself includes the code of the Deno executable every service maps, so it is reported,
  * not judged).
  */
 export const TARGETS = {

@@ -1,8 +1,8 @@
 /**
  * A headless Chromium for the console's browser test and screenshot: Debian's `chromium` package
  * started with a fresh profile and driven over the DevTools protocol ({@linkcode BrowserPage}).
- * `playwright-core` also runs under Deno 2.9 with `executablePath` (1.65 was tried), but it is
- * 15 MB of npm package for the five calls one page's test needs; these take two small modules.
+ * `playwright-core` also runs under Deno 2 with `executablePath`, but it is a large npm package
+ * for the five calls one page's test needs; these take two small modules.
  * @module
  */
 import { type BrowserPage, connect, openPage } from "./browser_page.ts";

@@ -29,8 +29,8 @@ export interface ClusterOptions {
   /** Nodes in the cluster. @default {3} */
   size?: number;
   /**
-   * How long starting the nodes and joining them may take, in milliseconds: three nodes take
-   * about 20 s to start and 20 s to join on two cores. @default {180000}
+   * How long starting the nodes and joining them may take, in milliseconds: generous, as a node is
+   * slow to start and to join on a small machine. @default {180000}
    */
   startTimeoutMs?: number;
   /** Receives one line per step of the start. @default {nothing} */

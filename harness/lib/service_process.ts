@@ -7,9 +7,9 @@ import { join } from "node:path";
 
 /**
  * How a service is run: the same flags as its task in deno.json. V8's young generation is kept to
- * 2 MB semi-spaces and its old generation capped at 128 MB (about ten times a service's live heap):
- * a busy service peaks near 100 MB rather than 160, and a leak ends in a crash and a restart rather
- * than in swap. docs/performance.md has the figures.
+ * 2 MB semi-spaces and its old generation capped at 128 MB, well above a service's live heap: a busy
+ * service peaks lower than with V8's defaults, and a leak ends in a crash and a restart rather than
+ * in swap. docs/performance.md has the figures.
  */
 export const SERVICE_RUN_FLAGS: readonly string[] = [
   "--allow-net",

@@ -9,8 +9,8 @@ import { stackTest } from "../lib/stack.ts";
 import { fuzzStack } from "../lib/fuzz_run.ts";
 
 /**
- * Requests after the warm-up: about 10 s at 200-400 requests/s on the 2-core machine, plus the
- * stack's start and a few stalled bodies that wait out the 2 s body timeout.
+ * Requests after the warm-up. The test also waits for the stack's start and for a few stalled bodies
+ * that wait out the 2 s body timeout.
  */
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 2000);
 const SEED = Deno.env.get("FUZZ_SEED");

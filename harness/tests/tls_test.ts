@@ -1,8 +1,8 @@
 /**
  * TLS to the broker, end to end: a private RabbitMQ node with an `amqps` listener that wants a
  * client certificate, certificates from a CA this test makes with `openssl`, and the broker users
- * of `rabbitmq/definitions.json`, the file compose.yaml's broker loads. One node serves every step:
- * it takes about 20 s to start.
+ * of `rabbitmq/definitions.json`, the file compose.yaml's broker loads. One node serves every step,
+ * because a node is slow to start.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
