@@ -156,33 +156,8 @@ export function httpMethodLabel(method: string): string {
   return STANDARD_METHODS.has(method) ? method : "other";
 }
 
-const byQueue = ["queue", "event_type"] as const;
-
 /** Every metric the services record. */
 export const metrics = {
-  consumed: counter("messages_consumed_total", "Messages delivered to a consumer", byQueue),
-  acked: counter("messages_acked_total", "Messages acked after their effects committed", byQueue),
-  retried: counter(
-    "messages_retried_total",
-    "Messages sent to a retry queue after a transient failure",
-    byQueue,
-  ),
-  deadLettered: counter("messages_dead_lettered_total", "Messages sent to a .dlq", byQueue),
-  duplicates: counter(
-    "messages_duplicate_total",
-    "Messages skipped as already handled (inbox)",
-    byQueue,
-  ),
-  handlerDuration: histogram(
-    "handler_duration_seconds",
-    "Time to handle and commit one batch of deliveries",
-    ["queue"],
-  ),
-  consumerReattached: counter(
-    "consumer_reattached_total",
-    "Consumers attached again after receiving nothing while their queue held ready messages",
-    ["queue"],
-  ),
   pauses: counter(
     "pauses_total",
     "Times the consumers and the outbox relay paused for an outage (cause: what was out)",
@@ -245,21 +220,6 @@ gauges(["process_resident_memory_bytes", "process_heap_used_bytes"], () => {
     { name: "process_heap_used_bytes", help: "V8 heap in use, in bytes", value: heapUsed },
   ];
 });
-
-/** Reports at each scrape which of `nodes` (as `host:port`) the broker connection uses. */
-export function watchBrokerNode(nodes: readonly string[], current: () => string | undefined): void {
-  const name = `${PREFIX}broker_node_connected`;
-  const help = "1 for the broker node the service is connected to, 0 for the others";
-  gauges([name], () => {
-    const connected = current();
-    return nodes.map((node) => ({
-      name,
-      help,
-      labels: { node },
-      value: node === connected ? 1 : 0,
-    }));
-  });
-}
 
 /** Every metric in the Prometheus text format, for `GET /metrics`. */
 export async function renderMetrics(): Promise<string> {

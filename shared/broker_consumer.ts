@@ -1,14 +1,43 @@
 /**
- * The consuming half of `broker.ts`, private to `shared/`: one consumer's channel, its deliveries
- * taken in batches, and how a batch is settled.
+ * One consumer's state on the broker: its channel while connected, the deliveries waiting, the
+ * batch in hand and how that batch is settled on the channel it came from (acked, or requeued), and
+ * the watch for a consumer that stalled, which attaches it again.
  * @module
  */
-import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
+import type { ConsumeMessage } from "amqplib";
 import type { BatchHandler, Delivery, Settlement } from "./delivery.ts";
 import type { Queue } from "./topology.ts";
 import { describeError, type Logger } from "./log.ts";
-import { metrics } from "./metrics.ts";
-import { withDeadline } from "./_broker_deadline.ts";
+import { counter } from "./metrics.ts";
+import { withDeadline } from "./broker_deadline.ts";
+import { closeConnectionWith } from "./broker_connection.ts";
+
+const consumerReattached = counter(
+  "consumer_reattached_total",
+  "Consumers attached again after receiving nothing while their queue held ready messages",
+  ["queue"],
+);
+
+/** What a consumer needs of an amqplib channel. */
+export interface ConsumerChannel {
+  prefetch(count: number): Promise<unknown>;
+  consume(
+    queue: string,
+    onMessage: (message: ConsumeMessage | null) => void,
+  ): Promise<{ consumerTag: string }>;
+  cancel(consumerTag: string): Promise<unknown>;
+  checkQueue(queue: string): Promise<{ messageCount: number }>;
+  ack(message: ConsumeMessage, allUpTo?: boolean): void;
+  nack(message: ConsumeMessage, allUpTo?: boolean, requeue?: boolean): void;
+  close(): Promise<void>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+}
+
+/** What a consumer needs of an amqplib connection. */
+export interface ConsumerConnection {
+  createChannel(): Promise<ConsumerChannel>;
+  close(): Promise<void>;
+}
 
 /** Options of a {@linkcode ConsumerState}. */
 export interface ConsumerStateOptions {
@@ -21,29 +50,31 @@ export interface ConsumerStateOptions {
    * is attached again, in milliseconds. @default {2000}
    */
   stallMs?: number;
+  /**
+   * How often an idle consumer looks at its queue for messages it should have received, in
+   * milliseconds. @default {1000}
+   */
+  stallCheckIntervalMs?: number;
 }
-
-/** How often an idle consumer looks at its queue for messages it should have received. */
-const STALL_CHECK_INTERVAL_MS = 1000;
 
 /**
  * One consumer: its channel while connected, the deliveries waiting, and the batch in hand.
  *
  * Around a quorum queue's change of leader, a consumer can stay registered and receive nothing
- * although its queue holds ready messages. So an idle consumer looks at its queue every second, and
+ * although its queue holds ready messages. So an idle consumer looks at its queue now and then, and
  * when two looks in a row see ready messages and nothing arrived in between, it cancels itself and
  * attaches again on a new channel.
  */
 export class ConsumerState {
   readonly prefetch: number;
   #options: Required<ConsumerStateOptions>;
-  #channel?: Channel;
+  #channel?: ConsumerChannel;
   #consumerTag?: string;
   #waiting: Received[] = [];
   #working?: Promise<void>;
   #stopped = false;
   #paused = false;
-  #connection?: ChannelModel;
+  #connection?: ConsumerConnection;
   /** Aborts when the current channel is replaced or lost; see {@linkcode BatchHandler}. */
   #channelLost = new AbortController();
   /** The last consume or cancel sent, so that pause() and resume() take effect one at a time. */
@@ -59,7 +90,7 @@ export class ConsumerState {
     readonly handler: BatchHandler,
     options: ConsumerStateOptions,
   ) {
-    this.#options = { stallMs: 2000, ...options };
+    this.#options = { stallMs: 2000, stallCheckIntervalMs: 1000, ...options };
     this.prefetch = options.prefetch;
   }
 
@@ -72,7 +103,7 @@ export class ConsumerState {
     return this.#options.log;
   }
 
-  async attach(connection: ChannelModel): Promise<void> {
+  async attach(connection: ConsumerConnection): Promise<void> {
     if (this.#stopped) return;
     const channel = await connection.createChannel();
     this.#channelLost.abort();
@@ -80,19 +111,20 @@ export class ConsumerState {
     this.#channel = channel;
     // A consumer that stops or attaches again closes its old channel; that must not take the
     // connection with it.
-    closeConnectionWith(
-      channel,
-      connection,
-      this.#log,
-      () => this.#stopped || channel !== this.#channel,
-    );
+    closeConnectionWith(channel, connection, {
+      log: this.#log,
+      closedByUs: () => this.#stopped || channel !== this.#channel,
+    });
     await channel.prefetch(this.prefetch);
     this.#connection = connection;
     // A new channel has no subscription yet, whatever the old one had.
     this.#consumerTag = undefined;
     await this.#subscribe();
     clearInterval(this.#watchdog);
-    this.#watchdog = setInterval(() => this.#lookForStall(connection), STALL_CHECK_INTERVAL_MS);
+    this.#watchdog = setInterval(
+      () => this.#lookForStall(connection),
+      this.#options.stallCheckIntervalMs,
+    );
   }
 
   /** Drops what the lost channel delivered: the broker redelivers it. */
@@ -173,7 +205,7 @@ export class ConsumerState {
     return next;
   }
 
-  async #lookForStall(connection: ChannelModel): Promise<void> {
+  async #lookForStall(connection: ConsumerConnection): Promise<void> {
     const channel = this.#channel;
     const idle = !this.#working && this.#waiting.length === 0;
     const quietMs = Date.now() - this.#lastDeliveryAt;
@@ -202,7 +234,7 @@ export class ConsumerState {
           quiet_ms: quietMs,
         },
       );
-      metrics.consumerReattached.inc({ queue: this.queue });
+      consumerReattached.inc({ queue: this.queue });
       this.#channel = undefined;
       clearInterval(this.#watchdog);
       await withDeadline(channel.close(), replyTimeoutMs, "close a stalled consumer's channel")
@@ -247,7 +279,7 @@ export class ConsumerState {
 interface Received {
   delivery: Delivery;
   message: ConsumeMessage;
-  channel: Channel;
+  channel: ConsumerChannel;
 }
 
 /**
@@ -291,20 +323,4 @@ export function toDelivery(message: ConsumeMessage): Delivery {
     headers: properties.headers ?? {},
     redelivered: fields.redelivered,
   };
-}
-
-/** A channel closed by the broker (a refused ack, a failed declare) closes the whole session. */
-export function closeConnectionWith(
-  channel: Channel,
-  connection: ChannelModel,
-  log: Logger,
-  closedByUs: () => boolean = () => false,
-): void {
-  channel.on(
-    "error",
-    (error) => log.warn("broker closed a channel", { error: describeError(error) }),
-  );
-  channel.on("close", () => {
-    if (!closedByUs()) connection.close().catch(() => {});
-  });
 }

@@ -1,7 +1,7 @@
 /**
- * Deadlines on the broker's replies, private to `shared/`: an RPC whose answer never comes (a node
- * lost mid-call, a queue between leaders) must fail, so that the connection can be given up and
- * another node tried, rather than hang a service for good.
+ * Deadlines on the broker's replies: an RPC whose answer never comes (a node lost mid-call, a queue
+ * between leaders) must fail, so that the connection can be given up and another node tried,
+ * rather than hang a service for good.
  * @module
  */
 
