@@ -13,7 +13,7 @@ import { jwk } from "hono/jwk";
 import type { AsymmetricAlgorithm } from "hono/utils/jwt/jwa";
 import type { JWTPayload } from "hono/utils/jwt/types";
 import { describeError, type Logger } from "./log.ts";
-import { bearerTokenOf, cachedKeySet, tokenOf } from "./_key_set.ts";
+import { bearerTokenOf, cachedKeySet, tokenOf } from "./key_set.ts";
 
 // For a tool that calls a service on its caller's behalf, with the token it was given.
 export { bearerTokenOf, tokenOf };

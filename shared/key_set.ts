@@ -7,6 +7,7 @@ import { getCookie } from "hono/cookie";
 import { decode } from "hono/jwt";
 import type { HonoJsonWebKey } from "hono/utils/jwt/jws";
 import { describeError, type Logger } from "./log.ts";
+import { backoffDelayMs } from "./backoff.ts";
 
 /** The token of an `Authorization: Bearer <token>` header, as `hono/jwt` reads it. */
 export function bearerTokenOf(authorization: string | undefined): string | undefined {
@@ -71,7 +72,11 @@ export function cachedKeySet(
         : new Error(`Cannot fetch the key set at ${url}`, { cause: error });
       failures++;
       lastFailure = failure;
-      const waitMs = Math.min(jwksRetryMinMs * 2 ** (failures - 1), jwksRetryMaxMs);
+      const waitMs = backoffDelayMs(failures, {
+        initialDelayMs: jwksRetryMinMs,
+        maxDelayMs: jwksRetryMaxMs,
+        exact: true,
+      });
       retryAt = Date.now() + waitMs;
       if (failures === 1) {
         log?.warn(
