@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
-import { nextAttemptAt, retryDelayMs } from "./webhook_backoff.ts";
+import { nextAttemptAt, type WebhookBackoffOptions } from "./webhook_backoff.ts";
 
-Deno.test("retryDelayMs() starts within a second and doubles up to 55 s", () => {
+/** The delay `nextAttemptAt()` gives after the `failures`th failure of a delivery just recorded. */
+function retryDelayMs(failures: number, options: WebhookBackoffOptions = {}): number {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  return nextAttemptAt(failures, { createdAt: now, now }, options)! - now;
+}
+
+Deno.test("nextAttemptAt() retries first within a second, then doubles the delay up to 55 s", () => {
   const most = (failures: number) => retryDelayMs(failures, { random: () => 0.999999 });
   const least = (failures: number) => retryDelayMs(failures, { random: () => 0 });
   assert.ok(most(1) <= 1000 && least(1) === 500);
@@ -15,13 +21,13 @@ Deno.test("retryDelayMs() starts within a second and doubles up to 55 s", () => 
   }
 });
 
-Deno.test("retryDelayMs() spreads deliveries that failed together", () => {
+Deno.test("nextAttemptAt() spreads deliveries that failed together", () => {
   const delays = new Set(Array.from({ length: 50 }, () => Math.round(retryDelayMs(6))));
   assert.ok(delays.size > 40, `only ${delays.size} distinct delays`);
   assert.ok([...delays].every((ms) => ms >= 16_000 && ms <= 32_000));
 });
 
-Deno.test("retryDelayMs() refuses a failure count below 1", () => {
+Deno.test("nextAttemptAt() refuses a failure count below 1", () => {
   assert.throws(() => retryDelayMs(0), /failures must be a positive integer: current value is 0/);
 });
 
@@ -45,4 +51,15 @@ Deno.test("nextAttemptAt() retries for 24 hours, then gives up", () => {
   assert.ok(attempts > 1500, `${attempts} attempts`);
   assert.equal(nextAttemptAt(3, { createdAt, now: createdAt + day }), undefined);
   assert.ok(nextAttemptAt(3, { createdAt, now: createdAt + day - 1 })! > createdAt + day - 1);
+});
+
+Deno.test("nextAttemptAt() follows a schedule of the sender's own", () => {
+  const options = { initialDelayMs: 20, maxDelayMs: 50, giveUpAfterMs: 300, random: () => 0 };
+  assert.deepEqual([1, 2, 3, 4].map((failures) => retryDelayMs(failures, options)), [
+    10,
+    20,
+    25,
+    25,
+  ]);
+  assert.equal(nextAttemptAt(1, { createdAt: 0, now: 300 }, options), undefined);
 });

@@ -1,16 +1,18 @@
 /**
  * The webhook outbox: one delivery per notification, written in the transaction that records the
- * notification, and the operations the sender runs on its rows (claim with a lease, mark delivered,
- * schedule the next attempt or give up). The body is fixed when the row is written, so that every
- * attempt of one notification carries the same body under the same `webhook-id`.
+ * notification, the operations the sender runs on its rows (claim with a lease, mark delivered,
+ * schedule the next attempt or give up), and its gauges. The body is fixed when the row is
+ * written, so that every attempt of one notification carries the same body under the same
+ * `webhook-id`.
  *
  * A row stays as long as its notification does: `GET /notifications` shows its state, and there is
  * one per notification, so the table grows no faster than the notifications the service keeps by
  * design. Its body, the bulk of it, is dropped once delivered, as nothing sends it again.
  * @module
  */
-import type { Migration, Tx } from "../shared/store.ts";
+import type { Migration, Store, Tx } from "../shared/store.ts";
 import { newId } from "../shared/ids.ts";
+import { ageSeconds, gauges } from "../shared/metrics.ts";
 import type { Notification } from "./notifications.ts";
 
 export const WEBHOOK_DELIVERIES_MIGRATION: Migration = {
@@ -184,6 +186,22 @@ export async function markAttemptFailed(
     claim.webhook_id,
     claim.locked_until,
   ) === 1;
+}
+
+/** Reports the deliveries at each scrape: how many are pending, and the age of the oldest, in seconds. */
+export function watchWebhookDeliveries(store: Store): void {
+  const pending = "campus_food_webhook_pending";
+  gauges([pending], async () => {
+    const { count, oldestCreatedAt } = await store.read(readDeliveryBacklog);
+    return [
+      { name: pending, help: "Webhook deliveries not yet delivered or failed", value: count },
+      {
+        name: "campus_food_webhook_oldest_pending_age_seconds",
+        help: "Age of the oldest pending webhook delivery's notification, 0 when none is pending",
+        value: ageSeconds(oldestCreatedAt),
+      },
+    ];
+  });
 }
 
 /** How many deliveries are pending, and when the oldest of them was recorded. */

@@ -9,24 +9,26 @@
  * sends it again, the same, once the lease is over (at once on SQLite, whose leases a start ends).
  *
  * It runs beside the consumers and never in their transactions: a slow or dead receiver holds up
- * only its own deliveries. Commits that enqueued deliveries wake it; a poll finds the rest (due
- * retries, another instance's expired leases). During an outage of the database it pauses, as the
- * consumers do.
+ * only its own deliveries. It is a drain loop (`drain_loop.ts`): commits that enqueued deliveries,
+ * a slot coming free and a retry coming due wake it; a poll finds the rest (another instance's
+ * expired leases). During an outage of the database it pauses, as the consumers do.
  * @module
  */
 import type { Store, Tx } from "../shared/store.ts";
 import { describeError, type Logger } from "../shared/log.ts";
 import type { OutageWatch } from "../shared/outage.ts";
-import { metrics, watchWebhookDeliveries } from "../shared/metrics.ts";
+import { counter } from "../shared/metrics.ts";
+import { failureStreak } from "../shared/backoff.ts";
+import { startDrainLoop } from "../shared/drain_loop.ts";
 import { webhookHeaders, webhookSigner } from "./standard_webhook.ts";
-import { type BackoffOptions, nextAttemptAt } from "./webhook_backoff.ts";
+import { nextAttemptAt, type WebhookBackoffOptions } from "./webhook_backoff.ts";
 import {
   claimDeliveries,
   type ClaimedDelivery,
   markAttemptFailed,
   markDelivered,
-  readDeliveryBacklog,
   releaseLeases,
+  watchWebhookDeliveries,
   WEBHOOK_TOPIC,
 } from "./webhook_deliveries.ts";
 
@@ -51,7 +53,7 @@ export interface WebhookSenderOptions {
   /** How often to look for due deliveries nothing woke the sender for, in milliseconds. @default {1000} */
   pollIntervalMs?: number;
   /** The retry schedule. @default {see `webhook_backoff.ts`} */
-  backoff?: BackoffOptions;
+  backoff?: WebhookBackoffOptions;
 }
 
 /** A running sender. */
@@ -62,6 +64,19 @@ export interface WebhookSender {
 
 /** How an attempt ended, as the attempts metric counts it. */
 type Outcome = "delivered" | "refused" | "timeout" | "unreachable";
+
+const attemptsMade = counter(
+  "webhook_attempts_total",
+  "Attempts to deliver a notification to the webhook, by outcome: delivered (a 2xx), " +
+    "refused (another status), timeout (no answer within 10 s), unreachable (no connection)",
+  ["outcome"],
+);
+const deliveriesEnded = counter(
+  "webhook_deliveries_total",
+  "Notifications whose webhook delivery ended, by status: delivered, or failed after retrying " +
+    "for a day",
+  ["status"],
+);
 
 /** Starts delivering `store`'s pending webhook deliveries. */
 export function startWebhookSender(store: Store, options: WebhookSenderOptions): WebhookSender {
@@ -81,35 +96,108 @@ export function startWebhookSender(store: Store, options: WebhookSenderOptions):
     );
   }
   const signer = webhookSigner(options.key);
+  // Cuts the attempts in flight short; they outlive the round that started them.
   const stopping = new AbortController();
   const inFlight = new Set<Promise<void>>();
   const retryTimers = new Set<ReturnType<typeof setTimeout>>();
-  let wakeUp: (() => void) | undefined;
-  // A wake during a round must not be lost, or a new delivery would wait a whole poll interval.
-  let woken = false;
-  let claimFailing = false;
-  let receiverFailing = false;
-  function wake(): void {
-    woken = true;
-    wakeUp?.();
-  }
-  const stopListening = store.listen(WEBHOOK_TOPIC, wake);
-  watchWebhookDeliveries(() => store.read(readDeliveryBacklog));
+  // One line per streak: a dead receiver must not write one per attempt.
+  const receiver = failureStreak(log, {
+    failing: "cannot deliver to the webhook, will retry",
+    recovered: "webhook receiver answers again",
+  });
+  // One process owns a SQLite file: a lease there can only be a crashed run's.
+  let leasesToRelease = store.dialect === "sqlite";
 
-  /** Runs `fn` in a transaction, waiting through outages unless stopping. */
-  function record<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return outages.retryThrough(() => store.transaction(fn), stopping.signal);
+  // Rounds: claim what is due for the free slots; filling them all means more may be due.
+  const loop = startDrainLoop(claimAndSend, {
+    log,
+    outages,
+    pollIntervalMs,
+    messages: {
+      failing: "cannot claim webhook deliveries, will retry",
+      recovered: "webhook sender recovered",
+    },
+    canRun: () => inFlight.size < maxInFlight,
+  });
+  // What wakes it: the commit of every transaction that enqueued deliveries; in `attempt`, a slot
+  // coming free and a retry coming due.
+  const stopListening = store.listen(WEBHOOK_TOPIC, loop.wake);
+  watchWebhookDeliveries(store);
+
+  /** Claims what is due for the free slots and starts their attempts; true if it filled them. */
+  async function claimAndSend(signal: AbortSignal): Promise<boolean> {
+    if (leasesToRelease) {
+      try {
+        await outages.retryThrough(() => store.transaction(releaseLeases), signal);
+      } catch (error) {
+        // Stopped while paused by an outage: nothing was claimed.
+        if (error === signal.reason) throw error;
+        log.warn("cannot release webhook leases", { error: describeError(error) });
+      }
+      leasesToRelease = false;
+      // Stopped while releasing: claim nothing more.
+      if (signal.aborted) return false;
+    }
+    const free = maxInFlight - inFlight.size;
+    const claimed = await store.transaction((tx) =>
+      claimDeliveries(tx, { limit: free, now: Date.now(), leaseMs })
+    );
+    for (const delivery of claimed) {
+      const running: Promise<void> = attempt(delivery)
+        .catch((error) => {
+          // Only the stop aborting an outage's wait ends here: the lease gives the delivery back.
+          if (!stopping.signal.aborted) {
+            log.warn("cannot record a webhook attempt", { error: describeError(error) });
+          }
+        })
+        .finally(() => {
+          inFlight.delete(running);
+          loop.wake();
+        });
+      inFlight.add(running);
+    }
+    return claimed.length === free;
   }
 
-  /** Wakes the sender when a delivery comes due again, rather than at the next poll. */
-  function wakeAt(at: number): void {
-    const timer = setTimeout(() => {
-      retryTimers.delete(timer);
-      wake();
-    }, Math.max(0, at - Date.now()));
-    retryTimers.add(timer);
+  /** Sends `delivery` once and records how it went: delivered, due again later, or failed. */
+  async function attempt(delivery: ClaimedDelivery): Promise<void> {
+    const fields = { webhook_id: delivery.webhook_id, attempts: delivery.attempts };
+    let result: { outcome: Outcome; error?: string };
+    try {
+      result = await post(delivery);
+    } catch {
+      // Stopping: the delivery goes back as it was, due now, for whoever runs next.
+      await record((tx) =>
+        markAttemptFailed(tx, delivery, { retryAt: Date.now(), error: "interrupted by shutdown" })
+      ).catch(() => {});
+      return;
+    }
+    const { outcome, error = "" } = result;
+    attemptsMade.inc({ outcome });
+    const now = Date.now();
+    if (outcome === "delivered") {
+      receiver.succeeded(fields);
+      if (await record((tx) => markDelivered(tx, delivery.webhook_id, now))) {
+        deliveriesEnded.inc({ status: "delivered" });
+        log.debug("delivered notification to the webhook", fields);
+      }
+      return;
+    }
+    const retryAt = nextAttemptAt(delivery.attempts, {
+      createdAt: Date.parse(delivery.created_at),
+      now,
+    }, backoff);
+    if (!await record((tx) => markAttemptFailed(tx, delivery, { retryAt, error }))) return;
+    if (retryAt === undefined) {
+      deliveriesEnded.inc({ status: "failed" });
+      log.error("webhook delivery failed after retrying for a day", { ...fields, error });
+      return;
+    }
+    wakeAt(retryAt);
+    receiver.failed(error, fields);
   }
 
+  /** POSTs `delivery`, signed afresh; throws only when the sender is stopping. */
   async function post(delivery: ClaimedDelivery): Promise<{ outcome: Outcome; error?: string }> {
     const { webhook_id: webhookId, body } = delivery;
     const timestamp = Math.floor(Date.now() / 1000);
@@ -134,120 +222,25 @@ export function startWebhookSender(store: Store, options: WebhookSenderOptions):
     }
   }
 
-  async function attempt(delivery: ClaimedDelivery): Promise<void> {
-    const fields = { webhook_id: delivery.webhook_id, attempts: delivery.attempts };
-    let result: { outcome: Outcome; error?: string };
-    try {
-      result = await post(delivery);
-    } catch {
-      // Stopping: the delivery goes back as it was, due now, for whoever runs next.
-      await record((tx) =>
-        markAttemptFailed(tx, delivery, { retryAt: Date.now(), error: "interrupted by shutdown" })
-      ).catch(() => {});
-      return;
-    }
-    const { outcome, error = "" } = result;
-    metrics.webhookAttempts.inc({ outcome });
-    const now = Date.now();
-    if (outcome === "delivered") {
-      if (receiverFailing) log.info("webhook receiver answers again", fields);
-      receiverFailing = false;
-      if (await record((tx) => markDelivered(tx, delivery.webhook_id, now))) {
-        metrics.webhookDeliveries.inc({ status: "delivered" });
-        log.debug("delivered notification to the webhook", fields);
-      }
-      return;
-    }
-    const retryAt = nextAttemptAt(delivery.attempts, {
-      createdAt: Date.parse(delivery.created_at),
-      now,
-    }, backoff);
-    if (!await record((tx) => markAttemptFailed(tx, delivery, { retryAt, error }))) return;
-    if (retryAt === undefined) {
-      metrics.webhookDeliveries.inc({ status: "failed" });
-      log.error("webhook delivery failed after retrying for a day", { ...fields, error });
-      return;
-    }
-    wakeAt(retryAt);
-    // One line per streak: a dead receiver must not write one per attempt.
-    if (!receiverFailing) {
-      log.warn("cannot deliver to the webhook, will retry", { ...fields, error });
-    }
-    receiverFailing = true;
+  /** Runs `fn` in a transaction, waiting through outages unless stopping. */
+  function record<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return outages.retryThrough(() => store.transaction(fn), stopping.signal);
   }
 
-  /** Claims what is due for the free slots and starts their attempts; returns how many. */
-  async function claimAndSend(free: number): Promise<number> {
-    const claimed = await record((tx) =>
-      claimDeliveries(tx, { limit: free, now: Date.now(), leaseMs })
-    );
-    for (const delivery of claimed) {
-      const running: Promise<void> = attempt(delivery)
-        .catch((error) => {
-          // Only the stop aborting an outage's wait ends here: the lease gives the delivery back.
-          if (!stopping.signal.aborted) {
-            log.warn("cannot record a webhook attempt", { error: describeError(error) });
-          }
-        })
-        .finally(() => {
-          inFlight.delete(running);
-          wake();
-        });
-      inFlight.add(running);
-    }
-    return claimed.length;
+  /** Wakes the sender when a delivery comes due again, rather than at the next poll. */
+  function wakeAt(at: number): void {
+    const timer = setTimeout(() => {
+      retryTimers.delete(timer);
+      loop.wake();
+    }, Math.max(0, at - Date.now()));
+    retryTimers.add(timer);
   }
-
-  async function run(): Promise<void> {
-    // One process owns a SQLite file: a lease there can only be a crashed run's.
-    if (store.dialect === "sqlite") {
-      try {
-        await record(releaseLeases);
-      } catch (error) {
-        if (stopping.signal.aborted) return;
-        log.warn("cannot release webhook leases", { error: describeError(error) });
-      }
-    }
-    while (!stopping.signal.aborted) {
-      woken = false;
-      const free = maxInFlight - inFlight.size;
-      let claimed = 0;
-      if (free > 0) {
-        try {
-          claimed = await claimAndSend(free);
-          if (claimFailing) log.info("webhook sender recovered");
-          claimFailing = false;
-        } catch (error) {
-          if (stopping.signal.aborted) return;
-          if (!claimFailing) {
-            log.warn("cannot claim webhook deliveries, will retry", {
-              error: describeError(error),
-            });
-          }
-          claimFailing = true;
-        }
-      }
-      if (stopping.signal.aborted) return;
-      if (free > 0 && claimed === free) continue;
-      if (woken && !claimFailing && inFlight.size < maxInFlight) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollIntervalMs);
-        wakeUp = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wakeUp = undefined;
-    }
-  }
-  const running = run();
 
   return {
     async stop() {
       stopListening();
       stopping.abort();
-      wake();
-      await running;
+      await loop.stop();
       await Promise.all(inFlight);
       for (const timer of retryTimers) clearTimeout(timer);
       retryTimers.clear();

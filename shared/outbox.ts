@@ -1,11 +1,12 @@
 /**
  * The transactional outbox: events written in the same transaction as the change that caused them,
- * and deleted only after the broker confirmed them. These are the operations on its rows; the
- * relay that publishes them is `relay.ts`.
+ * and deleted only after the broker confirmed them. These are the operations on its rows, the
+ * signal its commits send the relay that publishes them (`relay.ts`), and its gauges.
  * @module
  */
 import { jsonArrayTable, type Migration, type Store, type Tx } from "./store.ts";
 import type { Event } from "./events.ts";
+import { ageSeconds, gauges } from "./metrics.ts";
 
 export const OUTBOX_MIGRATION: Migration = {
   name: "outbox",
@@ -114,8 +115,24 @@ export async function markPublished(tx: Tx, sequenceNumbers: number[]): Promise<
   );
 }
 
+/** Reports the outbox at each scrape: rows waiting and the age of the oldest, in seconds. */
+export function watchOutbox(store: Store): void {
+  const pending = "campus_food_outbox_pending";
+  gauges([pending], async () => {
+    const { count, oldestCreatedAt } = await store.read(readOutboxBacklog);
+    return [
+      { name: pending, help: "Outbox rows not yet confirmed by the broker", value: count },
+      {
+        name: "campus_food_outbox_oldest_age_seconds",
+        help: "Age of the oldest outbox row not yet confirmed, 0 when empty",
+        value: ageSeconds(oldestCreatedAt),
+      },
+    ];
+  });
+}
+
 /** Reads how many rows wait to be published, and when the oldest was written. */
-export async function readOutboxBacklog(
+async function readOutboxBacklog(
   tx: Tx,
 ): Promise<{ count: number; oldestCreatedAt: string | null }> {
   const row = await tx.get<{ count: number; oldest: string | null }>(

@@ -3,10 +3,10 @@
  * confirms, oldest first, and deletes each row only after the broker confirmed it. A crash between
  * the confirm and the delete publishes the row again; consumers' inboxes absorb that duplicate.
  *
- * Every commit that enqueued rows in this process wakes it (see `listenOutbox`), whoever committed,
- * so nothing has to remember to; a poll finds the rest (rows of an instance that stopped, on a
- * shared PostgreSQL). During an outage of the database the relay pauses, as the consumers do,
- * until it answers again.
+ * It is a drain loop (`drain_loop.ts`): every commit that enqueued rows in this process wakes it,
+ * whoever committed, so nothing has to remember to, and so does each connect of the broker; a poll
+ * finds the rest (rows of an instance that stopped, on a shared PostgreSQL). During an outage of
+ * the database the relay pauses, as the consumers do, until it answers again.
  * @module
  */
 import type { Broker, OutgoingMessage } from "./broker.ts";
@@ -17,11 +17,12 @@ import {
   listenOutbox,
   markPublished,
   type OutboxMessage,
-  readOutboxBacklog,
+  watchOutbox,
 } from "./outbox.ts";
-import { metrics, watchOutbox } from "./metrics.ts";
-import { describeError, type Logger } from "./log.ts";
+import { counter } from "./metrics.ts";
+import type { Logger } from "./log.ts";
 import type { OutageWatch } from "./outage.ts";
+import { startDrainLoop } from "./drain_loop.ts";
 import { publishTraced } from "./tracing.ts";
 
 /** What the relay needs of the broker. */
@@ -44,6 +45,15 @@ export interface OutboxRelay {
   stop(): Promise<void>;
 }
 
+const publishedEvents = counter("events_published_total", "Events the outbox relay published", [
+  "event_type",
+]);
+const confirmedEvents = counter(
+  "events_confirmed_total",
+  "Published events the broker confirmed",
+  ["event_type"],
+);
+
 /**
  * Deleting confirmed rows need not wait for the disk: a delete lost to a power cut publishes its
  * event again, and the inboxes absorb it.
@@ -57,36 +67,34 @@ export function startOutboxRelay(
   options: RelayOptions,
 ): OutboxRelay {
   const { log, outages, batchSize = 500, pollIntervalMs = 1000 } = options;
-  // Aborts only a wait for the end of an outage: with the database up, the last round still runs.
-  const stopping = new AbortController();
-  let wakeUp: (() => void) | undefined;
-  // A wake during a round must not be lost, or a new row would wait a whole poll interval.
-  let woken = false;
-  let failing = false;
-  function wake(): void {
-    woken = true;
-    wakeUp?.();
-  }
-  const stopListening = listenOutbox(store, wake);
-  broker.onConnect(wake);
-  watchOutbox(() => store.read(readOutboxBacklog));
 
-  async function publish(rows: OutboxMessage[]): Promise<void> {
-    for (const row of rows) metrics.published.inc({ event_type: row.event_type });
-    await publishTraced(rows.map(toMessage), (messages) => broker.publish(messages));
-    for (const row of rows) metrics.confirmed.inc({ event_type: row.event_type });
-  }
+  // Rounds: one batch each, while the broker is connected; a full batch means more may wait.
+  const loop = startDrainLoop(async () => await publishBatch() === batchSize, {
+    log,
+    outages,
+    pollIntervalMs,
+    messages: { failing: "cannot publish outbox, will retry", recovered: "outbox relay recovered" },
+    canRun: () => broker.connected,
+    lastRoundOnStop: true,
+  });
+  // What wakes it: the commit of every transaction that enqueued rows, and each connect.
+  const stopListening = listenOutbox(store, loop.wake);
+  broker.onConnect(loop.wake);
+  watchOutbox(store);
 
-  /** @returns how many rows were published */
+  /**
+   * Claims the oldest rows, publishes them and deletes them once confirmed.
+   * @returns how many rows were published
+   */
   async function publishBatch(): Promise<number> {
-    const published = (rows: OutboxMessage[]) => rows.map((row) => row.sequence_number);
+    const sequenceNumbers = (rows: OutboxMessage[]) => rows.map((row) => row.sequence_number);
     if (store.dialect === "postgres") {
       // The rows stay locked through the publish, so the relays of several instances take
       // different rows.
       return await store.transaction(async (tx) => {
         const rows = await claimOutbox(tx, batchSize);
         if (rows.length > 0) await publish(rows);
-        await markPublished(tx, published(rows));
+        await markPublished(tx, sequenceNumbers(rows));
         return rows.length;
       }, DELETE);
     }
@@ -95,48 +103,21 @@ export function startOutboxRelay(
     const rows = await store.read((tx) => claimOutbox(tx, batchSize));
     if (rows.length === 0) return 0;
     await publish(rows);
-    await store.transaction((tx) => markPublished(tx, published(rows)), DELETE);
+    await store.transaction((tx) => markPublished(tx, sequenceNumbers(rows)), DELETE);
     return rows.length;
   }
 
-  async function run(): Promise<void> {
-    while (true) {
-      let published = 0;
-      woken = false;
-      if (broker.connected) {
-        try {
-          published = await outages.retryThrough(publishBatch, stopping.signal);
-          if (failing) log.info("outbox relay recovered");
-          failing = false;
-        } catch (error) {
-          // Stopped while paused by an outage: what is pending stays in the outbox.
-          if (error === stopping.signal.reason) return;
-          if (!failing) {
-            log.warn("cannot publish outbox, will retry", { error: describeError(error) });
-          }
-          failing = true;
-        }
-      }
-      if (stopping.signal.aborted) return;
-      if (published === batchSize || (woken && !failing)) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollIntervalMs);
-        wakeUp = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wakeUp = undefined;
-    }
+  /** Publishes `rows` and resolves once the broker confirmed every one. */
+  async function publish(rows: OutboxMessage[]): Promise<void> {
+    for (const row of rows) publishedEvents.inc({ event_type: row.event_type });
+    await publishTraced(rows.map(toMessage), (messages) => broker.publish(messages));
+    for (const row of rows) confirmedEvents.inc({ event_type: row.event_type });
   }
-  const running = run();
 
   return {
     async stop() {
       stopListening();
-      stopping.abort();
-      wake();
-      await running;
+      await loop.stop();
     },
   };
 }
