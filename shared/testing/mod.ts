@@ -4,6 +4,8 @@
  *
  * - {@linkcode fakeBroker} (`fake_broker.ts`): an in-memory broker for the relay's and the
  *   consumer's unit tests, and {@linkcode testDelivery} to hand them a message;
+ * - {@linkcode FakeAmqp}, {@linkcode FakeConnection} and {@linkcode FakeChannel}
+ *   (`fake_channel.ts`): a fake amqplib connection and channel for the broker modules' unit tests;
  * - {@linkcode testContext} (`message_context.ts`): a handler's context that collects what it
  *   publishes;
  * - {@linkcode recordingLogger} (`recording_logger.ts`): a logger that keeps its lines;
@@ -25,6 +27,7 @@
  * @module
  */
 export * from "./fake_broker.ts";
+export * from "./fake_channel.ts";
 export * from "./message_context.ts";
 export * from "./recording_logger.ts";
 export * from "./stores.ts";
