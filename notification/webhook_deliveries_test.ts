@@ -12,7 +12,9 @@ import {
   readDeliveryBacklog,
   releaseLeases,
   retryDelivery,
+  watchWebhookDeliveries,
 } from "./webhook_deliveries.ts";
+import { renderMetrics } from "../shared/metrics.ts";
 
 const T0 = Date.parse("2026-01-01T00:00:00.000Z");
 
@@ -115,6 +117,24 @@ for (const kind of await storeKinds()) {
     });
   });
 }
+
+Deno.test("watchWebhookDeliveries() reports at each scrape the pending deliveries and the age of the oldest", async () => {
+  const sqlite = (await storeKinds()).find((kind) => kind.name === "sqlite")!;
+  await sqlite.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
+    watchWebhookDeliveries(store);
+    const scrape = async (name: string) =>
+      (await renderMetrics()).split("\n").filter((line) => line.startsWith(`${name} `))
+        .map((line) => Number(line.split(" ")[1]));
+    assert.deepEqual(await scrape("campus_food_webhook_pending"), [0]);
+    assert.deepEqual(await scrape("campus_food_webhook_oldest_pending_age_seconds"), [0]);
+    const [first] = await enqueue(store, 2);
+    assert.deepEqual(await scrape("campus_food_webhook_pending"), [2]);
+    const [age] = await scrape("campus_food_webhook_oldest_pending_age_seconds");
+    assert.ok(age >= (Date.now() - T0) / 1000 - 1, `age ${age}`);
+    await store.transaction((tx) => markDelivered(tx, first, Date.now()));
+    assert.deepEqual(await scrape("campus_food_webhook_pending"), [1]);
+  });
+});
 
 const postgres = (await storeKinds()).find((kind) => kind.name === "postgres");
 

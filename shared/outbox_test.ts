@@ -7,8 +7,16 @@ import {
   listenOutbox,
   markPublished,
   OUTBOX_MIGRATION,
+  watchOutbox,
 } from "./outbox.ts";
 import { inventoryOutcome, orderPlaced } from "./events.ts";
+import { renderMetrics } from "./metrics.ts";
+
+/** The values of the unlabelled gauge `name` in a scrape: one per store watched that answers. */
+async function scrape(name: string): Promise<number[]> {
+  return (await renderMetrics()).split("\n").filter((line) => line.startsWith(`${name} `))
+    .map((line) => Number(line.split(" ")[1]));
+}
 
 function placed(orderId: string) {
   return orderPlaced({
@@ -144,6 +152,23 @@ for (const kind of await storeKinds()) {
         throw new Error("order insert failed");
       }));
       assert.equal(heard, 1);
+    });
+  });
+
+  Deno.test(`watchOutbox() reports at each scrape the rows not yet published and the age of the oldest (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      watchOutbox(store);
+      assert.deepEqual(await scrape("campus_food_outbox_pending"), [0]);
+      assert.deepEqual(await scrape("campus_food_outbox_oldest_age_seconds"), [0]);
+      const writtenAgo = (orderId: string, ms: number) => ({
+        event: { ...placed(orderId), created_at: new Date(Date.now() - ms).toISOString() },
+      });
+      await store.transaction((tx) =>
+        enqueueOutbox(tx, [writtenAgo("o1", 60_000), writtenAgo("o2", 0)])
+      );
+      assert.deepEqual(await scrape("campus_food_outbox_pending"), [2]);
+      const [age] = await scrape("campus_food_outbox_oldest_age_seconds");
+      assert.ok(age >= 60 && age < 120, `age ${age}`);
     });
   });
 

@@ -9,6 +9,7 @@ import { inventoryOutcome } from "./events.ts";
 import { EXCHANGE } from "./topology.ts";
 import { type OutageWatch, PAUSED_MSG, RESUMED_MSG, watchOutages } from "./outage.ts";
 import { type OutboxRelay, type RelayOptions, startOutboxRelay } from "./relay.ts";
+import { renderMetrics } from "./metrics.ts";
 
 /** Longer than any test runs: a row published within a test was published because of a wake. */
 const NO_POLL = 60_000;
@@ -29,6 +30,17 @@ async function outboxRows(store: Store): Promise<string[]> {
     tx.all<{ correlation_id: string }>("SELECT correlation_id FROM outbox ORDER BY sequence_number")
   );
   return rows.map((row) => row.correlation_id);
+}
+
+/** The events of `type` counted so far as published and as confirmed. */
+async function countedEvents(type: string): Promise<{ published: number; confirmed: number }> {
+  const text = await renderMetrics();
+  const count = (name: string) =>
+    Number(text.match(new RegExp(`^${name}\\{event_type="${type}"\\} (\\d+)$`, "m"))?.[1] ?? 0);
+  return {
+    published: count("campus_food_events_published_total"),
+    confirmed: count("campus_food_events_confirmed_total"),
+  };
 }
 
 interface Fixture {
@@ -136,6 +148,24 @@ for (const kind of await storeKinds()) {
           "info outbox relay recovered",
         ]);
         assert.equal(outages.reason, undefined, "a nack is no outage of the database");
+      });
+    });
+  });
+
+  Deno.test(`startOutboxRelay() counts each event it published, and again once the broker confirmed it (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const before = await countedEvents("InventoryReserved");
+      const prepare = (broker: FakeBroker) => broker.failure = new Error("PRECONDITION_FAILED");
+      await withRelay(store, { prepare, pollIntervalMs: 10 }, async ({ broker, relay }) => {
+        await enqueue(store, "o1");
+        await broker.until("two nacked publishes", () => broker.publishCalls === 2);
+        broker.failure = undefined;
+        await broker.until("the publish", () => broker.published.length === 1);
+        await relay.stop();
+        assert.deepEqual(await countedEvents("InventoryReserved"), {
+          published: before.published + broker.publishCalls,
+          confirmed: before.confirmed + 1,
+        });
       });
     });
   });
