@@ -1,7 +1,8 @@
 /**
  * What a consumer receives and how it answers: a delivery from a queue as plain data, the handler
  * of a batch of them, and the settlement the handler gives each. No AMQP client type shows here:
- * `broker.ts` makes the deliveries out of the client's messages and settles them on their channel.
+ * `broker_consumer.ts` makes the deliveries out of the client's messages and settles them on their
+ * channel.
  * @module
  */
 

@@ -152,11 +152,15 @@ export interface DeclaringChannel {
 export interface TopologyOptions {
   /**
    * The delays, in milliseconds, before each retry of a transiently failed message; one retry
-   * queue per delay and consumed queue. @default {[1000, 5000, 30000]}
+   * queue per delay and consumed queue. @default {DEFAULT_RETRY_DELAYS_MS}
    */
   retryDelaysMs?: readonly number[];
 }
 
+/**
+ * The delays before each retry, in milliseconds, where a service is given none: the one default
+ * that the topology, the consumers and the operator tools share.
+ */
 export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [1000, 5000, 30000];
 
 /** The queue where a message of `queue` waits `delayMs` before it returns to `queue`. */
