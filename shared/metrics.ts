@@ -158,16 +158,6 @@ export function httpMethodLabel(method: string): string {
 
 /** Every metric the services record. */
 export const metrics = {
-  pauses: counter(
-    "pauses_total",
-    "Times the consumers and the outbox relay paused for an outage (cause: what was out)",
-    ["cause"],
-  ),
-  pausedSeconds: counter(
-    "paused_seconds_total",
-    "Seconds the consumers and the outbox relay spent paused for an outage",
-    ["cause"],
-  ),
 };
 
 /** One gauge's value at a scrape, as {@linkcode gauges} reads it. */

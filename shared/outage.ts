@@ -9,8 +9,9 @@
  */
 import type { Store } from "./store.ts";
 import { describeError, type Logger } from "./log.ts";
-import { metrics } from "./metrics.ts";
+import { counter } from "./metrics.ts";
 import { delay as wait } from "./delay.ts";
+import { backoffDelayMs, failureStreak } from "./backoff.ts";
 
 /** The log line of a pause's start, as tests and scenarios look for it. */
 export const PAUSED_MSG = "database unavailable, pausing consumers and outbox relay";
@@ -66,6 +67,17 @@ interface Outage {
   end: () => void;
 }
 
+const pauses = counter(
+  "pauses_total",
+  "Times the consumers and the outbox relay paused for an outage (cause: what was out)",
+  ["cause"],
+);
+const pausedSeconds = counter(
+  "paused_seconds_total",
+  "Seconds the consumers and the outbox relay spent paused for an outage",
+  ["cause"],
+);
+
 const LABELS = { cause: "database" } as const;
 
 /**
@@ -85,7 +97,13 @@ export function watchOutages(store: Store, options: OutageOptions): OutageWatch 
   const listeners = new Set<(paused: boolean) => void>();
   const stopping = new AbortController();
   let outage: Outage | undefined;
-  let nextDelayMs = initialDelayMs;
+  const backoff = { initialDelayMs, maxDelayMs, exact: true };
+  /** The waits before probes since the backoff last started over. */
+  let probeWaits = 0;
+  function nextDelayMs(): number {
+    return backoffDelayMs(probeWaits + 1, backoff);
+  }
+  const streak = failureStreak(log, { failing: PAUSED_MSG, recovered: RESUMED_MSG });
   let lastEnded = -Infinity;
   let probeLoop: Promise<void> = Promise.resolve();
   let probing: Promise<void> | undefined;
@@ -99,35 +117,34 @@ export function watchOutages(store: Store, options: OutageOptions): OutageWatch 
     }
     // A database that fails again right after a probe succeeded keeps the backoff it had reached,
     // so a probe that passes while real work fails cannot make a tight pause-resume loop.
-    if (performance.now() - lastEnded > maxDelayMs) nextDelayMs = initialDelayMs;
+    if (performance.now() - lastEnded > maxDelayMs) probeWaits = 0;
     const { promise, resolve } = Promise.withResolvers<void>();
     const now = performance.now();
     outage = { reason, began: now, counted: now, ended: promise, end: resolve };
-    metrics.pauses.inc(LABELS);
-    log.warn(PAUSED_MSG, { error: reason });
+    pauses.inc(LABELS);
+    streak.failed(failure);
     for (const listener of listeners) listener(true);
     probeLoop = probeUntilAnswered(outage);
   }
 
   async function probeUntilAnswered(current: Outage): Promise<void> {
     while (true) {
-      await delay(nextDelayMs, stopping.signal);
-      nextDelayMs = Math.min(maxDelayMs, nextDelayMs * 2);
+      await delay(nextDelayMs(), stopping.signal);
+      probeWaits++;
       countPausedTime(current);
       if (stopping.signal.aborted) return;
       try {
         await probe();
         break;
       } catch (error) {
-        // Not logged: the pause's first line said why, and its last will say it ended.
+        // Counted, not logged: the pause's first line said why, and its last will say it ended.
         current.reason = describeError(error);
+        streak.failed(error);
       }
     }
     outage = undefined;
     lastEnded = performance.now();
-    log.info(RESUMED_MSG, {
-      paused_ms: Math.round(lastEnded - current.began),
-    });
+    streak.succeeded({ paused_ms: Math.round(lastEnded - current.began) });
     for (const listener of listeners) listener(false);
     current.end();
   }
@@ -135,7 +152,7 @@ export function watchOutages(store: Store, options: OutageOptions): OutageWatch 
   /** Adds the time since the last count, so that a long pause shows in the metric as it goes. */
   function countPausedTime(current: Outage): void {
     const now = performance.now();
-    metrics.pausedSeconds.inc(LABELS, (now - current.counted) / 1000);
+    pausedSeconds.inc(LABELS, (now - current.counted) / 1000);
     current.counted = now;
   }
 
@@ -180,7 +197,7 @@ export function watchOutages(store: Store, options: OutageOptions): OutageWatch 
       return outage?.reason;
     },
     get retryAfterSeconds() {
-      return outage ? Math.max(1, Math.ceil(nextDelayMs / 1000)) : 1;
+      return outage ? Math.max(1, Math.ceil(nextDelayMs() / 1000)) : 1;
     },
     report,
     recovered,

@@ -153,3 +153,14 @@ Deno.test("watchOutages() throws a RangeError for delays that are not increasing
   assert.throws(() => watch(0, { initialDelayMs: 500, maxDelayMs: 100 }), RangeError);
   assert.throws(() => watch(0, { initialDelayMs: 0 }), RangeError);
 });
+
+Deno.test("watchOutages() counts a pause's time in paused_seconds_total", async () => {
+  const { watch: outages } = watch(1);
+  await outages.report(OUTAGE);
+  await outages.recovered();
+  const line = (await renderMetrics()).split("\n").find((l) =>
+    l.startsWith('campus_food_paused_seconds_total{cause="database"}')
+  );
+  assert.ok(line, "a series for the database");
+  assert.ok(Number(line.split(" ")[1]) >= 0, line);
+});
