@@ -46,6 +46,9 @@ export class PoisonMessageError extends Error {
   override name = "PoisonMessageError";
 }
 
+/** What every consumed event has: an id (the inbox's key) and a type. */
+export type ConsumedEvent = { event_id: string; event_type: EventType };
+
 /** The header that counts a message's retries so far. */
 export const RETRY_ATTEMPT_HEADER = "x-retry-attempt";
 
@@ -80,7 +83,7 @@ export type EventHandler<T> = (
 export type ConsumerBroker = Pick<Broker, "consume" | "forward" | "user">;
 
 /** Options for {@linkcode startConsumer}. */
-export interface ConsumerOptions<T extends { event_id: string; event_type: EventType }> {
+export interface ConsumerOptions<T extends ConsumedEvent> {
   /** The queue, which also names this consumer in the inbox. */
   queue: Queue;
   schema: z.ZodType<T>;
@@ -96,7 +99,10 @@ export interface ConsumerOptions<T extends { event_id: string; event_type: Event
   outages: OutageWatch;
   /** @default {DEFAULT_PREFETCH of broker.ts} */
   prefetch?: number;
-  /** The delay before each retry, in milliseconds; as declared in the topology. @default {DEFAULT_RETRY_DELAYS_MS} */
+  /**
+   * The delay before each retry, in milliseconds; as declared in the topology.
+   * @default {DEFAULT_RETRY_DELAYS_MS}
+   */
   retryDelaysMs?: readonly number[];
   /**
    * The chance, 0 to 1, that handling one event throws a transient error just before the commit:
@@ -130,7 +136,7 @@ const handlerDuration = histogram(
 );
 
 /** Everything one consumer's functions below share: its options, and what it runs with. */
-interface Run<T extends { event_id: string; event_type: EventType }>
+interface Run<T extends ConsumedEvent>
   extends Required<Omit<ConsumerOptions<T>, "prepare" | "prefetch">> {
   prepare?: ConsumerOptions<T>["prepare"];
   broker: ConsumerBroker;
@@ -142,7 +148,7 @@ interface Run<T extends { event_id: string; event_type: EventType }>
 }
 
 /** Consumes `options.queue` with exactly-once effects; see the module doc. */
-export function startConsumer<T extends { event_id: string; event_type: EventType }>(
+export function startConsumer<T extends ConsumedEvent>(
   broker: ConsumerBroker,
   store: Store,
   options: ConsumerOptions<T>,
@@ -184,14 +190,14 @@ export function startConsumer<T extends { event_id: string; event_type: EventTyp
 }
 
 /** What a batch is handled with: the consumer's run, and the signal of its channel's loss. */
-interface BatchContext<T extends { event_id: string; event_type: EventType }> {
+interface BatchContext<T extends ConsumedEvent> {
   run: Run<T>;
-  /** Aborts once the batch's channel is gone; see {@linkcode BatchHandler} in `delivery.ts`. */
+  /** Aborts once the batch's channel is gone; see `BatchHandler` in `delivery.ts`. */
   channelLost: AbortSignal;
 }
 
 /** Handles `batch` and says how to settle each delivery, tracing each delivery's handling. */
-async function consumeBatch<T extends { event_id: string; event_type: EventType }>(
+async function consumeBatch<T extends ConsumedEvent>(
   batch: Delivery[],
   context: BatchContext<T>,
 ): Promise<Settlement[]> {
@@ -225,7 +231,7 @@ interface Poison {
  * Validates, commits and settles `batch`: the whole path of its deliveries. Commits the valid ones
  * in one transaction, or one by one when that fails, then parks the poison.
  */
-async function handleBatch<T extends { event_id: string; event_type: EventType }>(
+async function handleBatch<T extends ConsumedEvent>(
   batch: Delivery[],
   context: BatchContext<T> & { traces: MessageTrace[] },
 ): Promise<Settlement[]> {
@@ -269,7 +275,7 @@ async function handleBatch<T extends { event_id: string; event_type: EventType }
  * The event in `delivery` if it matches the schema and comes from the service that publishes its
  * type; else the reason to dead-letter it with, and the detail for its trace.
  */
-function validate<T extends { event_id: string; event_type: EventType }>(
+function validate<T extends ConsumedEvent>(
   delivery: Delivery,
   run: Run<T>,
 ): { event: T } | { reason: string; detail: string } {
@@ -293,7 +299,7 @@ type Unconfirmed = Map<string, () => void>;
  * Commits `batch`, pausing through any outage of the database meanwhile. Rejects with the
  * failure of the batch, or with the abort of a stop that came during an outage.
  */
-function commitThroughOutages<T extends { event_id: string; event_type: EventType }>(
+function commitThroughOutages<T extends ConsumedEvent>(
   batch: ValidDelivery<T>[],
   context: { run: Run<T>; unconfirmed: Unconfirmed },
 ): Promise<void> {
@@ -301,7 +307,7 @@ function commitThroughOutages<T extends { event_id: string; event_type: EventTyp
 }
 
 /** Handles `batch` in one transaction and, once it committed, runs what the handlers left to do. */
-async function commit<T extends { event_id: string; event_type: EventType }>(
+async function commit<T extends ConsumedEvent>(
   batch: ValidDelivery<T>[],
   context: { run: Run<T>; unconfirmed: Unconfirmed },
 ): Promise<void> {
@@ -336,7 +342,7 @@ async function commit<T extends { event_id: string; event_type: EventType }>(
  * to do, and an event that this attempt finds in the inbox gets it done now rather than never
  * (once, though the batch holds it twice).
  */
-async function handleInTransaction<T extends { event_id: string; event_type: EventType }>(
+async function handleInTransaction<T extends ConsumedEvent>(
   tx: Tx,
   batch: ValidDelivery<T>[],
   context: { run: Run<T>; unconfirmed: ReadonlyMap<string, () => void>; attempted: Unconfirmed },
@@ -382,7 +388,7 @@ async function handleInTransaction<T extends { event_id: string; event_type: Eve
  * Handles each of `valid` in a transaction of its own after their batch failed, so that one bad
  * event fails alone, and writes in `settlements` how to settle each that fails again.
  */
-async function handleOneByOne<T extends { event_id: string; event_type: EventType }>(
+async function handleOneByOne<T extends ConsumedEvent>(
   valid: ValidDelivery<T>[],
   context: BatchContext<T> & { unconfirmed: Unconfirmed; settlements: Settlement[] },
 ): Promise<void> {
@@ -410,7 +416,7 @@ async function handleOneByOne<T extends { event_id: string; event_type: EventTyp
 const REDELIVERED: Settlement = { action: "requeue", error: "its channel was lost" };
 
 /** Sends `valid` to the retry queue of its next attempt, or to the DLQ after the last. */
-async function retryLater<T extends { event_id: string; event_type: EventType }>(
+async function retryLater<T extends ConsumedEvent>(
   valid: ValidDelivery<T>,
   context: { run: Run<T>; failure: unknown },
 ): Promise<Settlement> {
@@ -458,7 +464,7 @@ async function retryLater<T extends { event_id: string; event_type: EventType }>
 }
 
 /** Parks `delivery` in the DLQ (with `headers` saying why) or, if that fails, requeues it. */
-async function deadLetter<T extends { event_id: string; event_type: EventType }>(
+async function deadLetter<T extends ConsumedEvent>(
   delivery: Delivery,
   context: { run: Run<T>; headers: Record<string, unknown> },
 ): Promise<Settlement> {
