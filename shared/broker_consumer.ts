@@ -103,6 +103,7 @@ export class ConsumerState {
     return this.#options.log;
   }
 
+  /** Subscribes on a new channel of `connection`, in place of any channel before. */
   async attach(connection: ConsumerConnection): Promise<void> {
     if (this.#stopped) return;
     const channel = await connection.createChannel();
