@@ -7,6 +7,7 @@
 import { z } from "zod";
 import type { AuthConfig } from "./auth.ts";
 import { redact } from "./redact.ts";
+import { DEFAULT_RETRY_DELAYS_MS } from "./topology.ts";
 
 const DEFAULT_STOCK =
   "burger=500,fries=500,salad=300,pizza=300,wrap=300,soda=1000,coffee=1000,cookie=800";
@@ -164,7 +165,7 @@ const configSchema = z.object({
   INVENTORY_FAIL: bool.prefault("false"),
   INVENTORY_STOCK: stock.prefault(DEFAULT_STOCK),
   FAULT_TRANSIENT_RATE: rate.prefault("0"),
-  RETRY_DELAYS: durations.prefault("1s,5s,30s"),
+  RETRY_DELAYS: durations.prefault(DEFAULT_RETRY_DELAYS_MS.map((ms) => `${ms}ms`).join(",")),
   INBOX_RETENTION: duration.prefault("7d"),
   IDEMPOTENCY_KEY_RETENTION: duration.prefault("24h"),
   ORDER_DECISION_TIMEOUT: duration.prefault(`${DEFAULT_ORDER_DECISION_TIMEOUT_MS / 1000}s`),

@@ -1,11 +1,9 @@
 /**
- * The service's metrics, and their rendering in the Prometheus text format (0.0.4): what was
- * consumed, acked, retried, dead-lettered and skipped, what was published and confirmed, the
- * outbox, handler and HTTP durations, and process memory. One set per process, as a process is one
- * service.
- *
- * Counters, histograms and gauges are all the services need, and they fit in this module; the
- * `prom-client` library did the same for 4.5 MB more resident memory in every service.
+ * The registry of a service's metrics and their rendering in the Prometheus text format (0.0.4).
+ * Each module declares what it counts ({@linkcode counter}, {@linkcode histogram},
+ * {@linkcode gauges}); this one knows only the process's memory. One registry per process, as a
+ * process is one service. Counters, histograms and gauges are all the services need, so they are
+ * written here rather than taken from `prom-client` (see docs/choices.md).
  * @module
  */
 import { describeError } from "./log.ts";
@@ -155,10 +153,6 @@ export const STANDARD_METHODS: ReadonlySet<string> = new Set([
 export function httpMethodLabel(method: string): string {
   return STANDARD_METHODS.has(method) ? method : "other";
 }
-
-/** Every metric the services record. */
-export const metrics = {
-};
 
 /** One gauge's value at a scrape, as {@linkcode gauges} reads it. */
 export interface GaugeSample {

@@ -68,7 +68,7 @@ const MAX_ROWS_PER_INSERT = 64;
  * The rows go as VALUES lists of 64, 32, …, 1 rows (a batch of 100 is three INSERTs), so that a
  * batch of any size takes a few statements of at most seven shapes, each prepared once. Not as one
  * JSON array, as the inbox's ids do: each body is JSON, which would be escaped inside it, and
- * SQLite reads such text back out of a JSON array four times slower than it binds it.
+ * SQLite reads such text back out of a JSON array much more slowly than it binds it.
  */
 export async function enqueueOutbox(tx: Tx, entries: OutboxEntry[]): Promise<void> {
   if (entries.length > 0) tx.notify(OUTBOX_TOPIC);

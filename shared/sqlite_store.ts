@@ -105,7 +105,7 @@ function sqliteStore(db: DatabaseSync): Store {
       }
       db.exec("COMMIT");
     } catch (error) {
-      if (db.isTransaction) db.exec("ROLLBACK");
+      if (db.isOpen && db.isTransaction) db.exec("ROLLBACK");
       for (const member of group) member.reject(error);
       return;
     } finally {

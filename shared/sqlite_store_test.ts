@@ -173,3 +173,21 @@ Deno.test({
     }
   },
 });
+
+Deno.test("transaction() on a store closed under it rejects rather than waiting for ever", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sqlite_store_test_" });
+  try {
+    const store = await openSqliteStore(dir, "test", { migrations: MIGRATIONS });
+    await store.close();
+    const outcome = await Promise.race([
+      store.transaction((tx) => tx.run("UPDATE counter SET n = n + 1")).then(
+        () => "committed",
+        () => "rejected",
+      ),
+      new Promise((resolve) => setTimeout(resolve, 5_000, "still waiting")),
+    ]);
+    assert.equal(outcome, "rejected");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

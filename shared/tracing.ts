@@ -15,7 +15,7 @@ import type { Delivery, Settlement } from "./delivery.ts";
 import { childTraceparent, traceIdOf } from "./traceparent.ts";
 
 // Deno exports telemetry with `OTEL_DENO=true` and no other spelling. The module is loaded only
-// then: a service without tracing saves its 1.6 MB of resident memory.
+// then: a service without tracing does not carry its memory.
 const otel = otelEnabled() ? await import("@opentelemetry/api") : undefined;
 const tracer = otel?.trace.getTracer("campus-food");
 
