@@ -11,10 +11,12 @@ import { INVENTORY_MIGRATIONS, lockStock, seedStock } from "./stock.ts";
 import { handleOrderPlaced } from "./handle_order_placed.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 import { inventoryRoutes } from "./routes.ts";
+import { INVENTORY_VARIABLES } from "./config.ts";
 
 if (import.meta.main) {
   await runService({
     name: "inventory",
+    config: { variables: INVENTORY_VARIABLES },
     migrations: INVENTORY_MIGRATIONS,
     setUp: ({ store, config }) => seedStock(store, config.initialStock),
     consumers: ({ config, log }) => [

@@ -16,6 +16,7 @@ import { startWebhookSender } from "./webhook_sender.ts";
 import { handleOrderDecision } from "./handle_order_decision.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 import { notificationRoutes } from "./routes.ts";
+import { NOTIFICATION_RULES, NOTIFICATION_VARIABLES, webhookOf } from "./config.ts";
 
 /** Locks each order's notifications, in one order, before a batch records any. */
 function prepare(tx: Tx, events: Array<{ order_id: string }>): Promise<void> {
@@ -25,8 +26,9 @@ function prepare(tx: Tx, events: Array<{ order_id: string }>): Promise<void> {
 if (import.meta.main) {
   await runService({
     name: "notification",
+    config: { variables: NOTIFICATION_VARIABLES, rules: NOTIFICATION_RULES },
     migrations: NOTIFICATION_MIGRATIONS,
-    setUp: ({ config }) => Promise.resolve(setWebhookDelivery(config.notifyWebhook !== undefined)),
+    setUp: ({ config }) => Promise.resolve(setWebhookDelivery(webhookOf(config) !== undefined)),
     consumers: ({ log }) => [
       consumer({
         queue: Queue.orderConfirmed,
@@ -47,11 +49,11 @@ if (import.meta.main) {
         prepare,
       }),
     ],
-    tasks: ({ store, config, log, outages }) =>
-      config.notifyWebhook
-        ? [startWebhookSender(store, { ...config.notifyWebhook, log, outages })]
-        : [],
+    tasks: ({ store, config, log, outages }) => {
+      const webhook = webhookOf(config);
+      return webhook ? [startWebhookSender(store, { ...webhook, log, outages })] : [];
+    },
     routes: ({ store, config, log }) =>
-      notificationRoutes(store, { auth: config.auth, log, webhook: Boolean(config.notifyWebhook) }),
+      notificationRoutes(store, { auth: config.auth, log, webhook: Boolean(webhookOf(config)) }),
   });
 }

@@ -12,10 +12,12 @@ import { idempotencyKeyRetention, ORDER_MIGRATIONS } from "./orders.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
 import { startExpiry } from "./expire_orders.ts";
 import { orderRoutes } from "./routes.ts";
+import { ORDER_VARIABLES } from "./config.ts";
 
 if (import.meta.main) {
   await runService({
     name: "order",
+    config: { variables: ORDER_VARIABLES },
     migrations: ORDER_MIGRATIONS,
     // Its consumers take the place of the earlier version's `order-status` queue.
     retiresQueues: true,

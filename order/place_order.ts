@@ -8,7 +8,7 @@ import { type OrderItem, orderPlaced } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
 import { newId } from "../shared/ids.ts";
 import { childTraceparent } from "../shared/traceparent.ts";
-import { DEFAULT_ORDER_DECISION_TIMEOUT_MS } from "../shared/config.ts";
+import { DEFAULT_ORDER_DECISION_TIMEOUT_MS } from "./config.ts";
 import {
   claimIdempotencyKey,
   countOpenUnits,

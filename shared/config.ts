@@ -1,7 +1,8 @@
 /**
- * Service configuration: every environment variable of the README's configuration table, parsed
- * once at start with zod.
- * A bad value stops the service with one line naming the variable, the value and what was expected.
+ * Configuration from the environment, parsed once at start with zod. Every variable is declared
+ * once, with how it is read and what a bad value should have been ({@linkcode variable}): those all
+ * services read here ({@linkcode COMMON_VARIABLES}), each service's own in its `config.ts`. A bad
+ * value stops the service with one line naming the variable, the value and what was expected.
  * @module
  */
 import { z } from "zod";
@@ -9,42 +10,66 @@ import type { AuthConfig } from "./auth.ts";
 import { redact } from "./redact.ts";
 import { DEFAULT_RETRY_DELAYS_MS } from "./topology.ts";
 
-const DEFAULT_STOCK =
-  "burger=500,fries=500,salad=300,pizza=300,wrap=300,soda=1000,coffee=1000,cookie=800";
+/** One environment variable: its name, how its text is read, and what a bad value should be. */
+export interface Variable<T> {
+  name: string;
+  /** Reads the text; undefined when unset (give a default with `.prefault(text)`). */
+  schema: z.ZodType<T, string | undefined>;
+  /** What a bad value is told it should be: "a duration such as 30s, 2m or 1h". */
+  expected: string;
+  /** Its value is never repeated in an error. */
+  secret: boolean;
+}
 
-/** How long an order may stay PENDING, unless `ORDER_DECISION_TIMEOUT` says otherwise. */
-export const DEFAULT_ORDER_DECISION_TIMEOUT_MS = 120_000;
+/** Declares the variable `name`: read by `schema`, a bad value told it must be `expected`. */
+export function variable<T>(
+  name: string,
+  schema: z.ZodType<T, string | undefined>,
+  options: { expected: string; secret?: boolean },
+): Variable<T> {
+  return { name, schema, expected: options.expected, secret: options.secret ?? false };
+}
 
-const port = z.string().regex(/^\d{1,5}$/, "digits only").transform(Number).pipe(
+/** Variables by the name of the value each gives. */
+export type Variables = Record<string, Variable<unknown>>;
+
+/** The values of `V`, by the same names. */
+export type ValuesOf<V extends Variables> = {
+  [K in keyof V]: V[K] extends Variable<infer T> ? T : never;
+};
+
+/**
+ * A rule between variables, checked once each is valid: undefined when kept, else the value to
+ * blame and why.
+ */
+export type Rule<V extends Variables> = (
+  values: ValuesOf<V>,
+) => { blame: keyof V & string; message: string } | undefined;
+
+/** What a service reads besides {@linkcode COMMON_VARIABLES}. */
+export interface ServiceVariables<V extends Variables> {
+  variables: V;
+  rules?: Rule<V>[];
+}
+
+/** Thrown by {@linkcode parseConfig}; its message is the one line to print. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** An integer 0-65535. */
+export const port = z.string().regex(/^\d{1,5}$/, "digits only").transform(Number).pipe(
   z.number().max(65535),
 );
-const count = z.string().regex(/^\d{1,7}$/, "digits only").transform(Number).pipe(
+/** A positive integer. */
+export const count = z.string().regex(/^\d{1,7}$/, "digits only").transform(Number).pipe(
   z.number().int().min(1),
 );
-const rate = z.string().regex(/^(0|1|0?\.\d+|1\.0*)$/, "a decimal number").transform(Number)
+/** A number from 0 to 1. */
+export const rate = z.string().regex(/^(0|1|0?\.\d+|1\.0*)$/, "a decimal number").transform(Number)
   .pipe(z.number().min(0).max(1));
-const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
-
-const stock = z.string().transform((text, ctx) => {
-  const result: Record<string, number> = {};
-  for (const pair of text.split(",").map((p) => p.trim()).filter(Boolean)) {
-    const match = /^([^=\s]{1,64})=(\d{1,9})$/.exec(pair);
-    if (!match) {
-      ctx.addIssue({ code: "custom", message: `sku=qty pairs, comma-separated (at "${pair}")` });
-      return z.NEVER;
-    }
-    if (match[1] in result) {
-      ctx.addIssue({ code: "custom", message: `"${match[1]}" is given twice` });
-      return z.NEVER;
-    }
-    result[match[1]] = Number(match[2]);
-  }
-  if (Object.keys(result).length === 0) {
-    ctx.addIssue({ code: "custom", message: "at least one sku=qty pair" });
-    return z.NEVER;
-  }
-  return result;
-});
+/** true, false, 1 or 0. */
+export const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 
 const MS_PER_UNIT: Record<string, number> = {
   ms: 1,
@@ -60,7 +85,8 @@ export function parseDuration(text: string): number | undefined {
   return match ? Number(match[1]) * MS_PER_UNIT[match[2]] : undefined;
 }
 
-const duration = z.string().transform((text, ctx) => {
+/** A positive duration, in milliseconds. */
+export const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined || ms === 0) {
     ctx.addIssue({ code: "custom", message: "a positive duration such as 30s, 5m, 24h or 7d" });
@@ -127,275 +153,226 @@ const jwksUrl = z.url({ protocol: /^https?$/, hostname: /./ }).refine(
   "http:// is only for localhost",
 );
 
-/**
- * A Standard Webhooks secret, `whsec_` and the key in base64 (24 to 64 bytes, as the spec asks):
- * its key bytes. Decoded here so that a bad secret stops the service at start, not at its first send.
- */
-const webhookSecret = z.string().transform((text, ctx) => {
-  const base64 = text.startsWith("whsec_") ? text.slice("whsec_".length) : undefined;
-  let key: Uint8Array | undefined;
-  try {
-    if (base64 !== undefined && /^[A-Za-z0-9+/]+={0,2}$/.test(base64)) {
-      key = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-    }
-  } catch {
-    // Not base64: said below.
-  }
-  if (!key) {
-    ctx.addIssue({ code: "custom", message: "not whsec_ followed by base64" });
-    return z.NEVER;
-  }
-  if (key.length < 24 || key.length > 64) {
-    ctx.addIssue({ code: "custom", message: `its key is ${key.length} bytes` });
-    return z.NEVER;
-  }
-  return key;
-});
+const http = z.url({ protocol: /^https?$/, hostname: /./ });
 
-const configSchema = z.object({
-  AMQP_URL: amqpNodes.prefault("amqp://guest:guest@127.0.0.1:5672/"),
-  RABBITMQ_MANAGEMENT_URL: z.url({ protocol: /^https?$/, hostname: /./ }).default(
-    "http://guest:guest@127.0.0.1:15672",
+/** What every service, and every tool of the harness, reads. */
+export const COMMON_VARIABLES = {
+  amqpUrls: variable("AMQP_URL", amqpNodes.prefault("amqp://guest:guest@127.0.0.1:5672/"), {
+    expected: "an amqp:// or amqps:// URL, or a comma-separated list of them with one vhost",
+  }),
+  managementUrl: variable(
+    "RABBITMQ_MANAGEMENT_URL",
+    http.default("http://guest:guest@127.0.0.1:15672"),
+    { expected: "an http:// or https:// URL" },
   ),
-  ORDER_PORT: port.prefault("8001"),
-  INVENTORY_PORT: port.prefault("8002"),
-  NOTIFICATION_PORT: port.prefault("8003"),
-  DATA_DIR: z.string().min(1).default("./data"),
-  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
-  INVENTORY_FAIL: bool.prefault("false"),
-  INVENTORY_STOCK: stock.prefault(DEFAULT_STOCK),
-  FAULT_TRANSIENT_RATE: rate.prefault("0"),
-  RETRY_DELAYS: durations.prefault(DEFAULT_RETRY_DELAYS_MS.map((ms) => `${ms}ms`).join(",")),
-  INBOX_RETENTION: duration.prefault("7d"),
-  IDEMPOTENCY_KEY_RETENTION: duration.prefault("24h"),
-  ORDER_DECISION_TIMEOUT: duration.prefault(`${DEFAULT_ORDER_DECISION_TIMEOUT_MS / 1000}s`),
+  orderPort: variable("ORDER_PORT", port.prefault("8001"), { expected: "an integer 0-65535" }),
+  inventoryPort: variable("INVENTORY_PORT", port.prefault("8002"), {
+    expected: "an integer 0-65535",
+  }),
+  notificationPort: variable("NOTIFICATION_PORT", port.prefault("8003"), {
+    expected: "an integer 0-65535",
+  }),
+  dataDir: variable("DATA_DIR", z.string().min(1).default("./data"), {
+    expected: "a directory path",
+  }),
+  databaseUrl: variable("DATABASE_URL", z.url({ protocol: /^postgres(ql)?$/ }).optional(), {
+    expected: "a postgres:// URL",
+  }),
+  faultTransientRate: variable("FAULT_TRANSIENT_RATE", rate.prefault("0"), {
+    expected: "a number from 0 to 1",
+  }),
+  retryDelaysMs: variable(
+    "RETRY_DELAYS",
+    durations.prefault(DEFAULT_RETRY_DELAYS_MS.map((ms) => `${ms}ms`).join(",")),
+    { expected: "comma-separated durations such as 1s,5s,30s" },
+  ),
+  inboxRetentionMs: variable("INBOX_RETENTION", duration.prefault("7d"), {
+    expected: "a duration such as 30m, 24h or 7d",
+  }),
   // A few seconds of the busiest load this system takes.
-  HTTP_MAX_IN_FLIGHT: count.prefault("1000"),
-  HTTP_BODY_TIMEOUT: duration.prefault("10s"),
-  HTTP_HOST: z.union([z.ipv4(), z.ipv6(), z.hostname()]).optional(),
-  MAX_UNITS_PER_STUDENT: count.optional(),
-  LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
-  LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
+  httpMaxInFlight: variable("HTTP_MAX_IN_FLIGHT", count.prefault("1000"), {
+    expected: "a positive integer",
+  }),
+  httpBodyTimeoutMs: variable("HTTP_BODY_TIMEOUT", duration.prefault("10s"), {
+    expected: "a duration such as 500ms, 10s or 1m",
+  }),
+  httpHost: variable("HTTP_HOST", z.union([z.ipv4(), z.ipv6(), z.hostname()]).optional(), {
+    expected: "an IP address or a host name to listen on, such as 127.0.0.1 or 0.0.0.0",
+  }),
+  logLevel: variable("LOG_LEVEL", z.enum(["debug", "info", "warn", "error"]).default("info"), {
+    expected: "one of debug, info, warn, error",
+  }),
+  logFormat: variable("LOG_FORMAT", z.enum(["json", "pretty"]).optional(), {
+    expected: "json or pretty",
+  }),
   // 32 bytes at least: RFC 7518 asks an HS256 key to be as long as the hash.
-  AUTH_JWT_SECRET: z.string().min(32).optional(),
-  AUTH_JWKS_URL: jwksUrl.optional(),
-  AUTH_AUDIENCE: z.string().trim().min(1).optional(),
-  AUTH_ISSUER: z.string().min(1).optional(),
-  AMQP_CA_FILE: pemFile.optional(),
-  AMQP_CERT_FILE: pemFile.optional(),
-  AMQP_KEY_FILE: pemFile.optional(),
-  NOTIFY_WEBHOOK_URL: z.url({ protocol: /^https?$/, hostname: /./ }).optional(),
-  NOTIFY_WEBHOOK_SECRET: webhookSecret.optional(),
-}).superRefine((c, ctx) => {
-  // An unsigned webhook would let anyone who finds the receiver's URL tell students anything.
-  if (c.NOTIFY_WEBHOOK_URL && !c.NOTIFY_WEBHOOK_SECRET) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["NOTIFY_WEBHOOK_SECRET"],
-      message: "NOTIFY_WEBHOOK_URL is set, and every delivery is signed with it",
-    });
-  }
-  if (c.NOTIFY_WEBHOOK_SECRET && !c.NOTIFY_WEBHOOK_URL) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["NOTIFY_WEBHOOK_SECRET"],
-      message: "NOTIFY_WEBHOOK_URL is not set, so nothing is sent or signed",
-    });
-  }
-  if (c.AUTH_JWT_SECRET && c.AUTH_JWKS_URL) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["AUTH_JWKS_URL"],
-      message: "AUTH_JWT_SECRET is set too: set one of them",
-    });
-  }
+  authJwtSecret: variable("AUTH_JWT_SECRET", z.string().min(32).optional(), {
+    expected: "a secret of at least 32 characters",
+    secret: true,
+  }),
+  authJwksUrl: variable("AUTH_JWKS_URL", jwksUrl.optional(), {
+    expected: "the https:// URL of a JSON Web Key Set, given alone",
+  }),
+  authAudience: variable("AUTH_AUDIENCE", z.string().trim().min(1).optional(), {
+    expected: "the audience tokens are issued for: required with AUTH_JWKS_URL",
+  }),
+  authIssuer: variable("AUTH_ISSUER", z.string().min(1).optional(), {
+    expected: "the issuer of the tokens, with AUTH_JWT_SECRET or AUTH_JWKS_URL",
+  }),
+  amqpCaFile: variable("AMQP_CA_FILE", pemFile.optional(), { expected: "a readable PEM file" }),
+  amqpCertFile: variable("AMQP_CERT_FILE", pemFile.optional(), {
+    expected: "a readable PEM file, given with AMQP_KEY_FILE",
+  }),
+  amqpKeyFile: variable("AMQP_KEY_FILE", pemFile.optional(), {
+    expected: "a readable PEM file, given with AMQP_CERT_FILE",
+  }),
+};
+
+type Common = ValuesOf<typeof COMMON_VARIABLES>;
+
+const COMMON_RULES: Rule<typeof COMMON_VARIABLES>[] = [
+  (c) =>
+    c.authJwtSecret && c.authJwksUrl
+      ? { blame: "authJwksUrl", message: "AUTH_JWT_SECRET is set too: set one of them" }
+      : undefined,
   // An identity provider issues tokens to many applications: without the audience, an admin
   // token it issued to any of them would be an admin token here.
-  if (c.AUTH_JWKS_URL && !c.AUTH_AUDIENCE) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["AUTH_AUDIENCE"],
-      message: "AUTH_JWKS_URL is set, and a shared identity provider's tokens need their audience",
-    });
-  }
-  if ((c.AUTH_AUDIENCE || c.AUTH_ISSUER) && !c.AUTH_JWT_SECRET && !c.AUTH_JWKS_URL) {
-    ctx.addIssue({
-      code: "custom",
-      path: [c.AUTH_AUDIENCE ? "AUTH_AUDIENCE" : "AUTH_ISSUER"],
-      message: "no AUTH_JWT_SECRET or AUTH_JWKS_URL is set, so no token is checked",
-    });
-  }
-  if (Boolean(c.AMQP_CERT_FILE) !== Boolean(c.AMQP_KEY_FILE)) {
-    ctx.addIssue({
-      code: "custom",
-      path: [c.AMQP_CERT_FILE ? "AMQP_KEY_FILE" : "AMQP_CERT_FILE"],
-      message: "a client certificate needs both AMQP_CERT_FILE and AMQP_KEY_FILE",
-    });
-  }
-  const plain = c.AMQP_URL.find((url) => url.startsWith("amqp://"));
-  if ((c.AMQP_CA_FILE || c.AMQP_CERT_FILE) && plain) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["AMQP_URL"],
-      message: "AMQP_CA_FILE or AMQP_CERT_FILE is set, so every node must be amqps://",
-    });
-  }
-});
-
-/** The parsed configuration of a service. */
-export interface Config {
-  /** The broker's URL, or one URL per node of a cluster: the service moves to another on a loss. */
-  amqpUrls: string[];
-  managementUrl: string;
-  ports: { order: number; inventory: number; notification: number };
-  dataDir: string;
-  databaseUrl?: string;
-  inventoryFail: boolean;
-  initialStock: Record<string, number>;
-  faultTransientRate: number;
-  /** The delay before each retry of a transiently failed message, in milliseconds. */
-  retryDelaysMs: number[];
-  /** How long a consumer remembers a handled `event_id`, in milliseconds. */
-  inboxRetentionMs: number;
-  /** How long `POST /order` remembers an `Idempotency-Key`, in milliseconds. */
-  idempotencyKeyRetentionMs: number;
-  /** How long an order may stay PENDING before it becomes EXPIRED, in milliseconds. */
-  orderDecisionTimeoutMs: number;
-  /** Requests a service's own routes handle at once; more are answered 503. */
-  httpMaxInFlight: number;
-  /** How long a request may take to send its body before it is answered 408, in milliseconds. */
-  httpBodyTimeoutMs: number;
-  /** The address the HTTP server listens on: loopback unless set, or authentication is on. */
-  httpHost: string;
-  /** The most units one student's PENDING and CONFIRMED orders may hold together; unset: no cap. */
-  maxUnitsPerStudent?: number;
-  logLevel: "debug" | "info" | "warn" | "error";
-  /** `json` outside a terminal, `pretty` in one, unless LOG_FORMAT says otherwise. */
-  logFormat?: "json" | "pretty";
-  /** How bearer tokens are checked; undefined: they are not, and anyone may do anything. */
-  auth?: AuthConfig;
-  /** PEM contents for `amqps://`: the CA to trust instead of the system's, a client certificate. */
-  amqpTls: { ca?: string; cert?: string; key?: string };
-  /**
-   * Where notification POSTs each notification, and the key (the bytes of the `whsec_` secret) it
-   * signs them with; undefined: notifications are only recorded.
-   */
-  notifyWebhook?: { url: string; key: Uint8Array };
-}
-
-/** Thrown by {@linkcode parseConfig}; its message is the one line to print. */
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
-/**
- * Parses the environment into a {@linkcode Config}.
- *
- * @param env the variables, usually `Deno.env.toObject()`; empty strings count as unset
- * @param service the service's name, for the error message
- * @throws {ConfigError} naming the first bad variable, its value and what was expected
- */
-export function parseConfig(env: Record<string, string | undefined>, service: string): Config {
-  const present = Object.fromEntries(
-    Object.entries(env).filter(([, v]) => v !== undefined && v !== ""),
-  );
-  const parsed = configSchema.safeParse(present);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const name = String(issue.path[0]);
-    throw new ConfigError(
-      `Cannot start ${service} as ${name} must be ${describe(name)}: current value is ${
-        shown(name, present[name])
-      } (${redact(issue.message)})`,
-    );
-  }
-  const c = parsed.data;
-  return {
-    amqpUrls: c.AMQP_URL,
-    managementUrl: c.RABBITMQ_MANAGEMENT_URL,
-    ports: { order: c.ORDER_PORT, inventory: c.INVENTORY_PORT, notification: c.NOTIFICATION_PORT },
-    dataDir: c.DATA_DIR,
-    databaseUrl: c.DATABASE_URL,
-    inventoryFail: c.INVENTORY_FAIL,
-    initialStock: c.INVENTORY_STOCK,
-    faultTransientRate: c.FAULT_TRANSIENT_RATE,
-    retryDelaysMs: c.RETRY_DELAYS,
-    inboxRetentionMs: c.INBOX_RETENTION,
-    idempotencyKeyRetentionMs: c.IDEMPOTENCY_KEY_RETENTION,
-    orderDecisionTimeoutMs: c.ORDER_DECISION_TIMEOUT,
-    httpMaxInFlight: c.HTTP_MAX_IN_FLIGHT,
-    httpBodyTimeoutMs: c.HTTP_BODY_TIMEOUT,
-    // An open service answers anyone who reaches it, so it stays on this machine unless told.
-    httpHost: c.HTTP_HOST ?? (authConfig(c) ? "0.0.0.0" : "127.0.0.1"),
-    maxUnitsPerStudent: c.MAX_UNITS_PER_STUDENT,
-    logLevel: c.LOG_LEVEL,
-    logFormat: c.LOG_FORMAT,
-    auth: authConfig(c),
-    amqpTls: { ca: c.AMQP_CA_FILE, cert: c.AMQP_CERT_FILE, key: c.AMQP_KEY_FILE },
-    notifyWebhook: c.NOTIFY_WEBHOOK_URL && c.NOTIFY_WEBHOOK_SECRET
-      ? { url: c.NOTIFY_WEBHOOK_URL, key: c.NOTIFY_WEBHOOK_SECRET }
+  (c) =>
+    c.authJwksUrl && !c.authAudience
+      ? {
+        blame: "authAudience",
+        message:
+          "AUTH_JWKS_URL is set, and a shared identity provider's tokens need their audience",
+      }
       : undefined,
+  (c) =>
+    (c.authAudience || c.authIssuer) && !c.authJwtSecret && !c.authJwksUrl
+      ? {
+        blame: c.authAudience ? "authAudience" : "authIssuer",
+        message: "no AUTH_JWT_SECRET or AUTH_JWKS_URL is set, so no token is checked",
+      }
+      : undefined,
+  (c) =>
+    Boolean(c.amqpCertFile) !== Boolean(c.amqpKeyFile)
+      ? {
+        blame: c.amqpCertFile ? "amqpKeyFile" : "amqpCertFile",
+        message: "a client certificate needs both AMQP_CERT_FILE and AMQP_KEY_FILE",
+      }
+      : undefined,
+  (c) =>
+    (c.amqpCaFile || c.amqpCertFile) && c.amqpUrls.some((url) => url.startsWith("amqp://"))
+      ? {
+        blame: "amqpUrls",
+        message: "AMQP_CA_FILE or AMQP_CERT_FILE is set, so every node must be amqps://",
+      }
+      : undefined,
+];
+
+/** The configuration every service has, as its parts use it. */
+function commonConfig(c: Common) {
+  const auth = authConfig(c);
+  return {
+    /** The broker's URL, or one per node of a cluster: the service moves to another on a loss. */
+    amqpUrls: c.amqpUrls,
+    managementUrl: c.managementUrl,
+    ports: { order: c.orderPort, inventory: c.inventoryPort, notification: c.notificationPort },
+    dataDir: c.dataDir,
+    databaseUrl: c.databaseUrl,
+    faultTransientRate: c.faultTransientRate,
+    retryDelaysMs: c.retryDelaysMs,
+    inboxRetentionMs: c.inboxRetentionMs,
+    httpMaxInFlight: c.httpMaxInFlight,
+    httpBodyTimeoutMs: c.httpBodyTimeoutMs,
+    // An open service answers anyone who reaches it, so it stays on this machine unless told.
+    httpHost: c.httpHost ?? (auth ? "0.0.0.0" : "127.0.0.1"),
+    logLevel: c.logLevel,
+    logFormat: c.logFormat,
+    /** How bearer tokens are checked; undefined: they are not, and anyone may do anything. */
+    auth,
+    /** PEM contents for `amqps://`: the CA to trust instead of the system's, a client certificate. */
+    amqpTls: { ca: c.amqpCaFile, cert: c.amqpCertFile, key: c.amqpKeyFile },
   };
 }
 
-function authConfig(c: z.infer<typeof configSchema>): AuthConfig | undefined {
-  const claims = { audience: c.AUTH_AUDIENCE, issuer: c.AUTH_ISSUER };
-  if (c.AUTH_JWT_SECRET) return { jwtSecret: c.AUTH_JWT_SECRET, ...claims };
-  if (c.AUTH_JWKS_URL) return { jwksUrl: c.AUTH_JWKS_URL, ...claims };
+/** The configuration every service and tool has. */
+export type Config = ReturnType<typeof commonConfig>;
+
+function authConfig(c: Common): AuthConfig | undefined {
+  const claims = { audience: c.authAudience, issuer: c.authIssuer };
+  if (c.authJwtSecret) return { jwtSecret: c.authJwtSecret, ...claims };
+  if (c.authJwksUrl) return { jwksUrl: c.authJwksUrl, ...claims };
   return undefined;
 }
 
-/** Variables whose value an error must not repeat. */
-const SECRETS = new Set(["AUTH_JWT_SECRET", "NOTIFY_WEBHOOK_SECRET"]);
-
-/** `value` as an error shows it: quoted, with any URL password hidden, a secret not at all. */
-function shown(name: string, value: string | undefined): string {
-  if (value === undefined) return "unset";
-  if (SECRETS.has(name)) return `hidden (${value.length} characters)`;
-  return redact(JSON.stringify(value));
+/**
+ * Parses the environment into the common {@linkcode Config} and, with `own`, a service's own
+ * values beside it.
+ *
+ * @param env the variables, usually `Deno.env.toObject()`; empty strings count as unset
+ * @param who the service or tool, for the error message
+ * @throws {ConfigError} naming the first bad variable, its value and what was expected
+ */
+export function parseConfig<V extends Variables = Record<never, never>>(
+  env: Record<string, string | undefined>,
+  who: string,
+  own?: ServiceVariables<V>,
+): Config & ValuesOf<V> {
+  const common = readVariables(env, who, { variables: COMMON_VARIABLES, rules: COMMON_RULES });
+  const values = own ? readVariables(env, who, own) : ({} as ValuesOf<V>);
+  return { ...commonConfig(common), ...values };
 }
 
-const EXPECTED: Record<string, string> = {
-  AMQP_URL: "an amqp:// or amqps:// URL, or a comma-separated list of them with one vhost",
-  RABBITMQ_MANAGEMENT_URL: "an http:// or https:// URL",
-  ORDER_PORT: "an integer 0-65535",
-  INVENTORY_PORT: "an integer 0-65535",
-  NOTIFICATION_PORT: "an integer 0-65535",
-  DATA_DIR: "a directory path",
-  DATABASE_URL: "a postgres:// URL",
-  INVENTORY_FAIL: "true or false",
-  INVENTORY_STOCK: "sku=qty pairs such as burger=500,fries=500",
-  FAULT_TRANSIENT_RATE: "a number from 0 to 1",
-  RETRY_DELAYS: "comma-separated durations such as 1s,5s,30s",
-  INBOX_RETENTION: "a duration such as 30m, 24h or 7d",
-  IDEMPOTENCY_KEY_RETENTION: "a duration such as 30m, 24h or 7d",
-  ORDER_DECISION_TIMEOUT: "a duration such as 30s, 2m or 1h",
-  HTTP_MAX_IN_FLIGHT: "a positive integer",
-  HTTP_BODY_TIMEOUT: "a duration such as 500ms, 10s or 1m",
-  HTTP_HOST: "an IP address or a host name to listen on, such as 127.0.0.1 or 0.0.0.0",
-  MAX_UNITS_PER_STUDENT: "a positive integer",
-  LOG_LEVEL: "one of debug, info, warn, error",
-  LOG_FORMAT: "json or pretty",
-  AUTH_JWT_SECRET: "a secret of at least 32 characters",
-  AUTH_JWKS_URL: "the https:// URL of a JSON Web Key Set, given alone",
-  AUTH_AUDIENCE: "the audience tokens are issued for: required with AUTH_JWKS_URL",
-  AUTH_ISSUER: "the issuer of the tokens, with AUTH_JWT_SECRET or AUTH_JWKS_URL",
-  AMQP_CA_FILE: "a readable PEM file",
-  AMQP_CERT_FILE: "a readable PEM file, given with AMQP_KEY_FILE",
-  AMQP_KEY_FILE: "a readable PEM file, given with AMQP_CERT_FILE",
-  NOTIFY_WEBHOOK_URL: "an http:// or https:// URL to POST notifications to",
-  NOTIFY_WEBHOOK_SECRET:
-    "whsec_ followed by a base64 key of 24 to 64 bytes, given with NOTIFY_WEBHOOK_URL",
-};
-
-function describe(name: string): string {
-  return EXPECTED[name] ?? "valid";
+/** Reads `variables` from `env` and checks their `rules`. */
+function readVariables<V extends Variables>(
+  env: Record<string, string | undefined>,
+  who: string,
+  { variables, rules = [] }: ServiceVariables<V>,
+): ValuesOf<V> {
+  const values: Record<string, unknown> = {};
+  for (const [key, each] of Object.entries(variables)) {
+    const text = env[each.name] === "" ? undefined : env[each.name];
+    const parsed = each.schema.safeParse(text);
+    if (!parsed.success) throw configError(who, each, text, parsed.error.issues[0].message);
+    values[key] = parsed.data;
+  }
+  for (const rule of rules) {
+    const broken = rule(values as ValuesOf<V>);
+    if (!broken) continue;
+    const blamed = variables[broken.blame];
+    const text = env[blamed.name] === "" ? undefined : env[blamed.name];
+    throw configError(who, blamed, text, broken.message);
+  }
+  return values as ValuesOf<V>;
 }
 
-/** Parses `Deno.env` for `service`; on a bad value prints the one-line reason and exits 1. */
-export function loadConfig(service: string): Config {
+function configError(
+  who: string,
+  variable: Variable<unknown>,
+  text: string | undefined,
+  why: string,
+): ConfigError {
+  const shown = text === undefined
+    ? "unset"
+    : variable.secret
+    ? `hidden (${text.length} characters)`
+    : redact(JSON.stringify(text));
+  return new ConfigError(
+    `Cannot start ${who} as ${variable.name} must be ${variable.expected}: current value is ${shown} (${
+      redact(why)
+    })`,
+  );
+}
+
+/**
+ * Parses `Deno.env` for `who`, with its own variables if it has any; on a bad value prints the
+ * one-line reason and exits 1.
+ */
+export function loadConfig<V extends Variables = Record<never, never>>(
+  who: string,
+  own?: ServiceVariables<V>,
+): Config & ValuesOf<V> {
   try {
-    return parseConfig(Deno.env.toObject(), service);
+    return parseConfig(Deno.env.toObject(), who, own);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);

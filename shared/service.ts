@@ -19,7 +19,13 @@
  * @module
  */
 import type { Hono } from "hono";
-import { type Config, loadConfig } from "./config.ts";
+import {
+  type Config,
+  loadConfig,
+  type ServiceVariables,
+  type ValuesOf,
+  type Variables,
+} from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { type Migration, openStore, type Store } from "./store.ts";
 import { type Broker, connectBroker, type Consumer } from "./broker.ts";
@@ -33,9 +39,9 @@ import { onShutdown } from "./shutdown.ts";
 import type { EventType, ServiceName } from "./topology.ts";
 import { SERVICE_ACCESS } from "./topology.ts";
 
-/** What a service's own parts are built from. */
-export interface ServiceContext {
-  config: Config;
+/** What a service's own parts are built from: `config` has its own variables' values too. */
+export interface ServiceContext<V extends Variables = Variables> {
+  config: Config & ValuesOf<V>;
   log: Logger;
   store: Store;
   broker: Broker;
@@ -79,20 +85,22 @@ export interface BackgroundTask {
 }
 
 /** What makes a service itself. */
-export interface ServiceDefinition {
+export interface ServiceDefinition<V extends Variables> {
   name: ServiceName;
+  /** What it reads from the environment besides what every service reads. */
+  config?: ServiceVariables<V>;
   /** Its tables, in order, including the inbox's and outbox's it uses. */
   migrations: Migration[];
   /** Runs once the store is open, before anything is consumed or served: seeding stock. */
-  setUp?(context: Omit<ServiceContext, "broker" | "outages">): Promise<void>;
+  setUp?(context: Omit<ServiceContext<V>, "broker" | "outages">): Promise<void>;
   /** Its consumers, one per queue it consumes. */
-  consumers(context: ServiceContext): ConsumerDefinition[];
+  consumers(context: ServiceContext<V>): ConsumerDefinition[];
   /** Its tasks besides consuming and relaying, started after its consumers. */
-  tasks?(context: ServiceContext): BackgroundTask[];
+  tasks?(context: ServiceContext<V>): BackgroundTask[];
   /** What it deletes when old, besides the inbox's handled events. */
-  retention?(config: Config): RetentionRule[];
+  retention?(config: Config & ValuesOf<V>): RetentionRule[];
   /** Its own HTTP routes; `/health`, `/ready` and `/metrics` are added to them. */
-  routes(context: ServiceContext): Hono;
+  routes(context: ServiceContext<V>): Hono;
   /** Deletes the queues an earlier version consumed that this one's consumers replace. */
   retiresQueues?: boolean;
 }
@@ -102,9 +110,11 @@ export interface ServiceDefinition {
  * new work comes in), then the consumers and tasks (no new effects), the relay (what was committed
  * stays in the outbox for the next start), retention, the outage watch, the broker and the store.
  */
-export async function runService(definition: ServiceDefinition): Promise<void> {
+export async function runService<V extends Variables>(
+  definition: ServiceDefinition<V>,
+): Promise<void> {
   const { name } = definition;
-  const config = loadConfig(name);
+  const config = loadConfig(name, definition.config);
   const log = createLogger(name, { level: config.logLevel, format: config.logFormat });
   const store = await openStore(config.dataDir, name, {
     migrations: definition.migrations,
@@ -119,7 +129,7 @@ export async function runService(definition: ServiceDefinition): Promise<void> {
     tls: config.amqpTls,
   });
   const outages = watchOutages(store, { log });
-  const context: ServiceContext = { config, log, store, broker, outages };
+  const context: ServiceContext<V> = { config, log, store, broker, outages };
   const relay = SERVICE_ACCESS[name].publishes.length > 0
     ? startOutboxRelay(store, broker, { log, outages })
     : undefined;
