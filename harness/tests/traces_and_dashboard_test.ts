@@ -206,7 +206,7 @@ async function replayDeadLetters(
       "--allow-env",
       "--allow-read",
       `--env-file=${join(ROOT, serviceEnvFile("dlq"))}`,
-      join(ROOT, "harness", "tools", "dlq.ts"),
+      join(ROOT, "harness", "ops", "dlq.ts"),
       "replay",
       "--queue",
       queue,
