@@ -156,7 +156,7 @@ const jwksUrl = z.url({ protocol: /^https?$/, hostname: /./ }).refine(
 const http = z.url({ protocol: /^https?$/, hostname: /./ });
 
 /** What every service, and every tool of the harness, reads. */
-export const COMMON_VARIABLES = {
+const COMMON_VARIABLES = {
   amqpUrls: variable("AMQP_URL", amqpNodes.prefault("amqp://guest:guest@127.0.0.1:5672/"), {
     expected: "an amqp:// or amqps:// URL, or a comma-separated list of them with one vhost",
   }),
