@@ -5,7 +5,7 @@
  * from a DLQ), takes no stock.
  * @module
  */
-import type { EventHandler } from "../shared/consumer.ts";
+import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
 import type { OrderCancelled } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
 import { counter } from "../shared/metrics.ts";
@@ -31,9 +31,7 @@ export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> 
     return () => {
       compensations.inc({ action });
       log.info(MESSAGES[action], {
-        order_id: event.order_id,
-        event_id: event.event_id,
-        trace_id: context.traceId,
+        ...orderEventFields(event.order_id, event, context),
         reason: event.reason,
       });
     };

@@ -6,7 +6,7 @@
  * nothing and fails with reason {@linkcode ORDER_EXPIRED_REASON}.
  * @module
  */
-import type { EventHandler } from "../shared/consumer.ts";
+import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
 import {
   inventoryOutcome,
   ORDER_CANCELLED_REASON,
@@ -30,11 +30,7 @@ export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<Ord
   const { log, failAll = false, now = Date.now } = options;
   return async function reserveOrder(tx, event, context) {
     const { order } = event;
-    const fields = {
-      order_id: order.order_id,
-      event_id: event.event_id,
-      trace_id: context.traceId,
-    };
+    const fields = orderEventFields(order.order_id, event, context);
     const claim = await claimReservation(tx, order.order_id, order.items);
     if (claim === "duplicate") {
       return () => log.info("skipped order that already has a reservation", fields);

@@ -73,6 +73,40 @@ export async function seedStock(store: Store, stock: Record<string, number>): Pr
   });
 }
 
+/** A reservation as {@linkcode insertReservation} adds it. */
+interface NewReservation {
+  status: "RESERVED" | "FAILED";
+  reason?: string;
+  items: OrderItem[];
+  /** When it is added, as an ISO timestamp. */
+  now: string;
+  /** Whether the order's `OrderPlaced` is what adds it; not so for a cancellation that came first. */
+  placed: boolean;
+}
+
+/**
+ * Adds the reservation of `orderId` unless it has one: the first step of both claiming and
+ * releasing. On PostgreSQL it waits for a concurrent transaction that inserted the same order.
+ * @returns whether it was added
+ */
+async function insertReservation(
+  tx: Tx,
+  orderId: string,
+  reservation: NewReservation,
+): Promise<boolean> {
+  const { status, reason, items, now, placed } = reservation;
+  return await tx.run(
+    `INSERT INTO reservations (order_id, status, reason, items, created_at, placed_at)
+     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    orderId,
+    status,
+    reason ?? null,
+    JSON.stringify(items),
+    now,
+    placed ? now : null,
+  ) === 1;
+}
+
 /**
  * What claiming an order's reservation found: a new claim, to be reserved or failed now; a
  * cancellation that came first, so the order must fail with {@linkcode ORDER_CANCELLED_REASON}
@@ -93,15 +127,9 @@ export async function claimReservation(
   items: OrderItem[],
 ): Promise<Claim> {
   const now = new Date().toISOString();
-  const inserted = await tx.run(
-    `INSERT INTO reservations (order_id, status, items, created_at, placed_at)
-     VALUES (?, 'RESERVED', ?, ?, ?) ON CONFLICT DO NOTHING`,
-    orderId,
-    JSON.stringify(items),
-    now,
-    now,
-  );
-  if (inserted === 1) return "claimed";
+  if (await insertReservation(tx, orderId, { status: "RESERVED", items, now, placed: true })) {
+    return "claimed";
+  }
   const cancelled = await tx.run(
     "UPDATE reservations SET placed_at = ?, items = ? WHERE order_id = ? AND placed_at IS NULL",
     now,
@@ -133,15 +161,14 @@ export async function releaseReservation(
   items: OrderItem[],
 ): Promise<Compensation> {
   const now = new Date().toISOString();
-  const remembered = await tx.run(
-    `INSERT INTO reservations (order_id, status, reason, items, created_at)
-     VALUES (?, 'FAILED', ?, ?, ?) ON CONFLICT DO NOTHING`,
-    orderId,
-    ORDER_CANCELLED_REASON,
-    JSON.stringify(items),
+  const cancelledFirst: NewReservation = {
+    status: "FAILED",
+    reason: ORDER_CANCELLED_REASON,
+    items,
     now,
-  );
-  if (remembered === 1) return "remembered";
+    placed: false,
+  };
+  if (await insertReservation(tx, orderId, cancelledFirst)) return "remembered";
   const released = await tx.get<{ items: string }>(
     `UPDATE reservations SET status = 'RELEASED', released_at = ?
      WHERE order_id = ? AND status = 'RESERVED' RETURNING items`,

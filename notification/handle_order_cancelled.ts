@@ -4,7 +4,7 @@
  * its `InventoryReserved` has not come yet, so the student hears both, in the order they happened.
  * @module
  */
-import type { EventHandler } from "../shared/consumer.ts";
+import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
 import { CancelReason, type OrderCancelled } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
 import { notifyOrder } from "./notifications.ts";
@@ -12,11 +12,7 @@ import { notifyOrder } from "./notifications.ts";
 /** Creates the handler of `OrderCancelled`. */
 export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> {
   return async function notifyStudent(tx, event, context) {
-    const fields = {
-      order_id: event.order_id,
-      event_id: event.event_id,
-      trace_id: context.traceId,
-    };
+    const fields = orderEventFields(event.order_id, event, context);
     const sent: string[] = [];
     if (event.previous_status === "CONFIRMED") {
       const confirmed = await notifyOrder(tx, "order_confirmed", event);

@@ -6,7 +6,7 @@
  * decision about it, so no student hears "confirmed" of an order that ended otherwise.
  * @module
  */
-import type { EventHandler } from "../shared/consumer.ts";
+import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
 import { EventType } from "../shared/topology.ts";
 import type { OrderConfirmed, OrderRejected } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
@@ -18,11 +18,7 @@ export type OrderDecision = OrderConfirmed | OrderRejected;
 /** Creates the handler of both decisions. */
 export function handleOrderDecision(log: Logger): EventHandler<OrderDecision> {
   return async function notifyStudent(tx, event, context) {
-    const fields = {
-      order_id: event.order_id,
-      event_id: event.event_id,
-      trace_id: context.traceId,
-    };
+    const fields = orderEventFields(event.order_id, event, context);
     const kind = event.event_type === EventType.OrderConfirmed
       ? "order_confirmed"
       : "order_rejected";

@@ -12,7 +12,7 @@
  */
 import type { Migration, Store, Tx } from "../shared/store.ts";
 import { newId } from "../shared/ids.ts";
-import { ageSeconds, gauges } from "../shared/metrics.ts";
+import { type Backlog, readBacklog, watchBacklog } from "../shared/backlog.ts";
 import type { Notification } from "./notifications.ts";
 
 export const WEBHOOK_DELIVERIES_MIGRATION: Migration = {
@@ -190,28 +190,22 @@ export async function markAttemptFailed(
 
 /** Reports the deliveries at each scrape: how many are pending, and the age of the oldest, in seconds. */
 export function watchWebhookDeliveries(store: Store): void {
-  const pending = "campus_food_webhook_pending";
-  gauges([pending], async () => {
-    const { count, oldestCreatedAt } = await store.read(readDeliveryBacklog);
-    return [
-      { name: pending, help: "Webhook deliveries not yet delivered or failed", value: count },
-      {
-        name: "campus_food_webhook_oldest_pending_age_seconds",
-        help: "Age of the oldest pending webhook delivery's notification, 0 when none is pending",
-        value: ageSeconds(oldestCreatedAt),
-      },
-    ];
+  watchBacklog(store, {
+    count: {
+      name: "campus_food_webhook_pending",
+      help: "Webhook deliveries not yet delivered or failed",
+    },
+    oldestAge: {
+      name: "campus_food_webhook_oldest_pending_age_seconds",
+      help: "Age of the oldest pending webhook delivery's notification, 0 when none is pending",
+    },
+    read: readDeliveryBacklog,
   });
 }
 
 /** How many deliveries are pending, and when the oldest of them was recorded. */
-export async function readDeliveryBacklog(
-  tx: Tx,
-): Promise<{ count: number; oldestCreatedAt: string | null }> {
-  const row = await tx.get<{ count: number; oldest: string | null }>(
-    "SELECT COUNT(*) AS count, MIN(created_at) AS oldest FROM webhook_deliveries WHERE status = 'pending'",
-  );
-  return { count: Number(row?.count ?? 0), oldestCreatedAt: row?.oldest ?? null };
+export function readDeliveryBacklog(tx: Tx): Promise<Backlog> {
+  return readBacklog(tx, "webhook_deliveries WHERE status = 'pending'");
 }
 
 /**

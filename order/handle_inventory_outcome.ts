@@ -17,7 +17,7 @@
  * notification had not told yet, still reaches the student (docs/operations.md, Upgrading).
  * @module
  */
-import type { EventHandler } from "../shared/consumer.ts";
+import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
 import { EventType } from "../shared/topology.ts";
 import {
   type InventoryOutcome,
@@ -37,11 +37,7 @@ import {
 /** Creates the handler of both inventory outcomes. */
 export function handleInventoryOutcome(log: Logger): EventHandler<InventoryOutcome> {
   return async function decideOrder(tx, event, context) {
-    const fields = {
-      order_id: event.order_id,
-      event_id: event.event_id,
-      trace_id: context.traceId,
-    };
+    const fields = orderEventFields(event.order_id, event, context);
     if (event.event_type === EventType.InventoryFailed && event.reason === ORDER_EXPIRED_REASON) {
       return () => log.info("skipped failure of an order past its deadline: it expires", fields);
     }

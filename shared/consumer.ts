@@ -38,7 +38,7 @@ import { enqueueOutbox, type OutboxEntry } from "./outbox.ts";
 import { recordInbox } from "./inbox.ts";
 import { describeError, type Logger } from "./log.ts";
 import type { OutageWatch } from "./outage.ts";
-import { counter, histogram } from "./metrics.ts";
+import { type Counter, counter, histogram } from "./metrics.ts";
 import { MessageTrace } from "./tracing.ts";
 
 /** A message that can never succeed: it goes to the queue's `.dlq` with this reason, not retried. */
@@ -79,6 +79,25 @@ export type EventHandler<T> = (
   context: MessageContext,
 ) => Promise<(() => void) | void>;
 
+/**
+ * The fields of a handler's log lines about an order: which order, which event, which trace. A type
+ * rather than an interface, so that it is accepted where any log fields are.
+ */
+export type OrderEventFields = {
+  order_id: string;
+  event_id: string;
+  trace_id: string;
+};
+
+/** The fields every log line a handler writes about `orderId`'s event carries. */
+export function orderEventFields(
+  orderId: string,
+  event: { event_id: string },
+  context: TraceContext,
+): OrderEventFields {
+  return { order_id: orderId, event_id: event.event_id, trace_id: context.traceId };
+}
+
 /** What the consumer needs of the broker. */
 export type ConsumerBroker = Pick<Broker, "consume" | "forward" | "user">;
 
@@ -111,24 +130,27 @@ export interface ConsumerOptions<T extends ConsumedEvent> {
   faultRate?: number;
 }
 
-const byQueue = ["queue", "event_type"] as const;
-const consumed = counter("messages_consumed_total", "Messages delivered to a consumer", byQueue);
-const acked = counter(
-  "messages_acked_total",
-  "Messages acked after their effects committed",
-  byQueue,
-);
-const retried = counter(
-  "messages_retried_total",
-  "Messages sent to a retry queue after a transient failure",
-  byQueue,
-);
-const deadLettered = counter("messages_dead_lettered_total", "Messages sent to a .dlq", byQueue);
-const duplicates = counter(
-  "messages_duplicate_total",
-  "Messages skipped as already handled (inbox)",
-  byQueue,
-);
+/** The labels of the consumer's counters of messages. */
+type MessageLabels = "queue" | "event_type";
+
+/** Declares a counter of messages by queue and event type for each `[name, help]` of `declared`. */
+function messageCounters<K extends string>(
+  declared: Record<K, readonly [name: string, help: string]>,
+): Record<K, Counter<MessageLabels>> {
+  const labels: readonly MessageLabels[] = ["queue", "event_type"];
+  const entries = Object.entries<readonly [string, string]>(declared);
+  return Object.fromEntries(
+    entries.map(([key, [name, help]]) => [key, counter(name, help, labels)]),
+  ) as Record<K, Counter<MessageLabels>>;
+}
+
+const { consumed, acked, retried, deadLettered, duplicates } = messageCounters({
+  consumed: ["messages_consumed_total", "Messages delivered to a consumer"],
+  acked: ["messages_acked_total", "Messages acked after their effects committed"],
+  retried: ["messages_retried_total", "Messages sent to a retry queue after a transient failure"],
+  deadLettered: ["messages_dead_lettered_total", "Messages sent to a .dlq"],
+  duplicates: ["messages_duplicate_total", "Messages skipped as already handled (inbox)"],
+});
 const handlerDuration = histogram(
   "handler_duration_seconds",
   "Time to handle and commit one batch of deliveries",

@@ -6,27 +6,25 @@
  */
 import { jsonArrayTable, type Migration, type Store, type Tx } from "./store.ts";
 import type { Event } from "./events.ts";
-import { ageSeconds, gauges } from "./metrics.ts";
+import { readBacklog, watchBacklog } from "./backlog.ts";
+
+/** The outbox's columns after its key, the same in every dialect. */
+const OUTBOX_COLUMNS = `event_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    created_at TEXT NOT NULL`;
 
 export const OUTBOX_MIGRATION: Migration = {
   name: "outbox",
   sql: `CREATE TABLE outbox (
     sequence_number INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    event_type TEXT NOT NULL,
-    correlation_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    headers TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    ${OUTBOX_COLUMNS}
   )`,
   postgres: `CREATE TABLE outbox (
     sequence_number BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    event_type TEXT NOT NULL,
-    correlation_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    headers TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    ${OUTBOX_COLUMNS}
   )`,
 };
 
@@ -117,26 +115,15 @@ export async function markPublished(tx: Tx, sequenceNumbers: number[]): Promise<
 
 /** Reports the outbox at each scrape: rows waiting and the age of the oldest, in seconds. */
 export function watchOutbox(store: Store): void {
-  const pending = "campus_food_outbox_pending";
-  gauges([pending], async () => {
-    const { count, oldestCreatedAt } = await store.read(readOutboxBacklog);
-    return [
-      { name: pending, help: "Outbox rows not yet confirmed by the broker", value: count },
-      {
-        name: "campus_food_outbox_oldest_age_seconds",
-        help: "Age of the oldest outbox row not yet confirmed, 0 when empty",
-        value: ageSeconds(oldestCreatedAt),
-      },
-    ];
+  watchBacklog(store, {
+    count: {
+      name: "campus_food_outbox_pending",
+      help: "Outbox rows not yet confirmed by the broker",
+    },
+    oldestAge: {
+      name: "campus_food_outbox_oldest_age_seconds",
+      help: "Age of the oldest outbox row not yet confirmed, 0 when empty",
+    },
+    read: (tx) => readBacklog(tx, "outbox"),
   });
-}
-
-/** Reads how many rows wait to be published, and when the oldest was written. */
-async function readOutboxBacklog(
-  tx: Tx,
-): Promise<{ count: number; oldestCreatedAt: string | null }> {
-  const row = await tx.get<{ count: number; oldest: string | null }>(
-    "SELECT COUNT(*) AS count, MIN(created_at) AS oldest FROM outbox",
-  );
-  return { count: Number(row?.count ?? 0), oldestCreatedAt: row?.oldest ?? null };
 }

@@ -10,6 +10,7 @@ import { EventEmitter } from "node:events";
 import { Buffer } from "node:buffer";
 import type { ConsumeMessage, Options } from "amqplib";
 import type { AmqpConnection } from "../broker_connection.ts";
+import type { PublisherChannel } from "../broker_publisher.ts";
 
 /** An AMQP reply code the broker answers with: 403 access refused, 404 not found, 406 mismatch. */
 export type ReplyCode = 403 | 404 | 406;
@@ -142,11 +143,7 @@ export class FakeChannel extends EventEmitter {
   }
 
   publish(
-    exchange: string,
-    routingKey: string,
-    content: Buffer,
-    options: Options.Publish,
-    confirmed: (error: unknown) => void,
+    ...[exchange, routingKey, content, options, confirmed]: Parameters<PublisherChannel["publish"]>
   ): boolean {
     this.#open();
     this.published.push({ exchange, routingKey, content, options });
