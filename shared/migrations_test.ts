@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Migration, Store } from "./store.ts";
 import { storeKinds } from "./testing/stores.ts";
+import { readCounter } from "./testing/test_tables.ts";
 
 const MIGRATIONS: Migration[] = [
   { name: "counter", sql: "CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)" },
@@ -16,12 +17,6 @@ const MIGRATIONS: Migration[] = [
 
 const EXTRA: Migration = { name: "extra", sql: "CREATE TABLE extra (id INTEGER)" };
 
-function counter(store: Store): Promise<number | undefined> {
-  return store.read(async (tx) =>
-    (await tx.get<{ n: number }>("SELECT n FROM counter WHERE id = 1"))?.n
-  );
-}
-
 async function appliedCount(store: Store): Promise<number | undefined> {
   const row = await store.read((tx) =>
     tx.get<{ count: number }>("SELECT count(*) AS count FROM schema_migrations")
@@ -36,7 +31,7 @@ for (const kind of await storeKinds()) {
         tx.all<{ name: string }>("SELECT name FROM schema_migrations ORDER BY name")
       );
       assert.deepEqual(applied.map((row) => row.name), ["counter", "notes"]);
-      assert.equal(await counter(store), 0);
+      assert.equal(await readCounter(store), 0);
     });
   });
 
@@ -49,7 +44,7 @@ for (const kind of await storeKinds()) {
       const notes = await reopened.read((tx) => tx.all<{ text: string }>("SELECT text FROM notes"));
       assert.deepEqual(notes.map((row) => row.text), ["kept"]);
       // The "notes" migration seeds the counter: running it twice would reset or duplicate it.
-      assert.equal(await counter(reopened), 7);
+      assert.equal(await readCounter(reopened), 7);
       assert.equal(await appliedCount(reopened), 2);
     });
   });

@@ -1,34 +1,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Migration, Store } from "./store.ts";
+import type { Store } from "./store.ts";
+import { readCounter, readNotes, TEST_TABLES_MIGRATIONS } from "./testing/test_tables.ts";
 import { openSqliteStore } from "./sqlite_store.ts";
 import { mountTmpfs, tmpfsUnavailable } from "./testing/tmpfs.ts";
 import { describeError } from "./log.ts";
-
-const MIGRATIONS: Migration[] = [{
-  name: "counter and notes",
-  sql: `CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
-    INSERT INTO counter (id, n) VALUES (1, 0);
-    CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)`,
-}];
-
-function counter(store: Store): Promise<number | undefined> {
-  return store.read(async (tx) =>
-    (await tx.get<{ n: number }>("SELECT n FROM counter WHERE id = 1"))?.n
-  );
-}
-
-function notes(store: Store): Promise<string[]> {
-  return store.read(async (tx) =>
-    (await tx.all<{ text: string }>("SELECT text FROM notes ORDER BY id")).map((row) => row.text)
-  );
-}
 
 /** Runs `fn` with a SQLite store in a temporary directory, and removes both after. */
 async function withSqliteStore(fn: (store: Store, dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "sqlite_store_test_" });
   try {
-    const store = await openSqliteStore(dir, "test", { migrations: MIGRATIONS });
+    const store = await openSqliteStore(dir, "test", { migrations: TEST_TABLES_MIGRATIONS });
     try {
       await fn(store, dir);
     } finally {
@@ -43,7 +25,7 @@ Deno.test("openSqliteStore() creates <dataDir>/<name>.db, also in a directory th
   const parent = await Deno.makeTempDir({ prefix: "sqlite_store_test_" });
   try {
     const dir = join(parent, "nested", "data");
-    const store = await openSqliteStore(dir, "test", { migrations: MIGRATIONS });
+    const store = await openSqliteStore(dir, "test", { migrations: TEST_TABLES_MIGRATIONS });
     await store.close();
     assert.ok((await Deno.stat(join(dir, "test.db"))).isFile);
   } finally {
@@ -71,7 +53,7 @@ Deno.test("transaction() runs one process's transactions one after another", asy
         await new Promise((resolve) => setTimeout(resolve, 0));
         await tx.run("UPDATE counter SET n = ? WHERE id = 1", row!.n + 1);
       })));
-    assert.equal(await counter(store), rounds);
+    assert.equal(await readCounter(store), rounds);
   });
 });
 
@@ -102,7 +84,7 @@ Deno.test("transaction() commits transactions that wait together as one group", 
     assert.ok(grouped < 5, `20 transactions at once wrote ${grouped} WAL frames`);
     // The member that failed rolled back alone.
     assert.equal(results.filter((r) => r.status === "rejected").length, 1);
-    assert.equal((await notes(store)).filter((text) => text.startsWith("group")).length, 19);
+    assert.equal((await readNotes(store)).filter((text) => text.startsWith("group")).length, 19);
   });
 });
 
@@ -123,7 +105,7 @@ Deno.test("listen() hears a group's commit once, and not the topic of a member t
         })),
     );
     assert.equal(results.filter((r) => r.status === "rejected").length, 1);
-    assert.equal((await notes(store)).length, 9);
+    assert.equal((await readNotes(store)).length, 9);
     assert.deepEqual(heard, ["notes"]);
   });
 });
@@ -136,9 +118,9 @@ Deno.test("transaction({ durable: false }) commits, and later commits are durabl
     const sync = await store.read((tx) => tx.get<{ synchronous: number }>("PRAGMA synchronous"));
     assert.equal(sync?.synchronous, 2);
     await store.close();
-    const reopened = await openSqliteStore(dir, "test", { migrations: MIGRATIONS });
+    const reopened = await openSqliteStore(dir, "test", { migrations: TEST_TABLES_MIGRATIONS });
     try {
-      assert.deepEqual(await notes(reopened), ["fast"]);
+      assert.deepEqual(await readNotes(reopened), ["fast"]);
     } finally {
       await reopened.close();
     }
@@ -151,7 +133,9 @@ Deno.test({
   fn: async () => {
     const disk = await mountTmpfs(4);
     try {
-      const store = await openSqliteStore(disk.path, "test", { migrations: MIGRATIONS });
+      const store = await openSqliteStore(disk.path, "test", {
+        migrations: TEST_TABLES_MIGRATIONS,
+      });
       try {
         await disk.fill();
         const full = await store.transaction((tx) =>
@@ -164,7 +148,7 @@ Deno.test({
         await disk.free();
         await store.probe();
         await store.transaction((tx) => tx.run("INSERT INTO notes (text) VALUES (?)", "after"));
-        assert.deepEqual(await notes(store), ["after"]);
+        assert.deepEqual(await readNotes(store), ["after"]);
       } finally {
         await store.close();
       }
@@ -177,7 +161,7 @@ Deno.test({
 Deno.test("transaction() on a store closed under it rejects rather than waiting for ever", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sqlite_store_test_" });
   try {
-    const store = await openSqliteStore(dir, "test", { migrations: MIGRATIONS });
+    const store = await openSqliteStore(dir, "test", { migrations: TEST_TABLES_MIGRATIONS });
     await store.close();
     const outcome = await Promise.race([
       store.transaction((tx) => tx.run("UPDATE counter SET n = n + 1")).then(

@@ -12,6 +12,8 @@
  * - {@linkcode recordingLogger} (`recording_logger.ts`): a logger that keeps its lines;
  * - {@linkcode storeKinds} and {@linkcode createDatabase} (`stores.ts`): SQLite and PostgreSQL
  *   stores and databases of a test's own, skipped with one line where PostgreSQL does not answer;
+ * - {@linkcode TEST_TABLES_MIGRATIONS}, {@linkcode readCounter} and {@linkcode readNotes}
+ *   (`test_tables.ts`): a counter and notes for the tests of the stores themselves;
  * - {@linkcode mountTmpfs} (`tmpfs.ts`): a small disk to fill up, where the test runs as root.
  *
  * @example
@@ -33,4 +35,5 @@ export * from "./fake_channel.ts";
 export * from "./message_context.ts";
 export * from "./recording_logger.ts";
 export * from "./stores.ts";
+export * from "./test_tables.ts";
 export * from "./tmpfs.ts";
