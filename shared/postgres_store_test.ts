@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Migration } from "./store.ts";
+import type { Migration, Store } from "./store.ts";
 import { openPostgresStore } from "./postgres_store.ts";
 import { postgresUnavailable, queryAdmin } from "./testing/stores.ts";
 import { recordingLogger } from "./testing/recording_logger.ts";
@@ -23,6 +23,18 @@ function uniqueName(): string {
 
 function dropSchema(name: string): Promise<void> {
   return queryAdmin(`DROP SCHEMA IF EXISTS ${name}_service CASCADE`);
+}
+
+/** Runs `fn` with a store of a service of its own on the test server; closes it and drops its schema after. */
+async function withPostgresStore(fn: (store: Store, name: string) => Promise<void>): Promise<void> {
+  const name = uniqueName();
+  const store = await openPostgresStore(DATABASE_URL, name, { migrations: MIGRATIONS });
+  try {
+    await fn(store, name);
+  } finally {
+    await store.close();
+    await dropSchema(name);
+  }
 }
 
 /** A URL of the test server at another host and port. */
@@ -80,10 +92,8 @@ function forwardToServer(port: number): { close(): Promise<void> } {
 Deno.test({
   name: "transaction() runs a transaction again when PostgreSQL aborts it for a deadlock",
   ignore,
-  fn: async () => {
-    const name = uniqueName();
-    const store = await openPostgresStore(DATABASE_URL, name, { migrations: MIGRATIONS });
-    try {
+  fn: () =>
+    withPostgresStore(async (store) => {
       // Two transactions update the same two rows in opposite orders, each going on to its second
       // row only once both hold their first: PostgreSQL aborts one of them, and it runs again.
       let holding = 0;
@@ -104,21 +114,15 @@ Deno.test({
         tx.all<{ id: number; n: number }>("SELECT id, n FROM counter ORDER BY id")
       );
       assert.deepEqual(rows, [{ id: 1, n: 2 }, { id: 2, n: 2 }]);
-    } finally {
-      await store.close();
-      await dropSchema(name);
-    }
-  },
+    }),
 });
 
 Deno.test({
   name:
     "isOutage() is true for a connection PostgreSQL terminates mid-transaction, and for one it refuses",
   ignore,
-  fn: async () => {
-    const name = uniqueName();
-    const store = await openPostgresStore(DATABASE_URL, name, { migrations: MIGRATIONS });
-    try {
+  fn: () =>
+    withPostgresStore(async (store, name) => {
       const terminated = await store.transaction(async (tx) => {
         const { pid } = (await tx.get<{ pid: number }>("SELECT pg_backend_pid() AS pid"))!;
         await queryAdmin(`SELECT pg_terminate_backend(${Number(pid)})`);
@@ -133,11 +137,7 @@ Deno.test({
       }).then(() => undefined, (error) => error);
       assert.ok(refused, "opening failed");
       assert.ok(store.isOutage(refused), describeError(refused));
-    } finally {
-      await store.close();
-      await dropSchema(name);
-    }
-  },
+    }),
 });
 
 Deno.test({

@@ -1,8 +1,40 @@
 import assert from "node:assert/strict";
+import type { Store, Tx } from "./store.ts";
 import { lockForTransaction, tryLockForTransaction } from "./store_locks.ts";
-import { storeKinds } from "./testing/stores.ts";
+import { type StoreKind, storeKinds } from "./testing/stores.ts";
 
 const postgres = (await storeKinds()).find((kind) => kind.name === "postgres");
+
+/** Declares a test that runs against PostgreSQL, skipped where it does not answer. */
+function postgresTest(name: string, fn: (postgres: StoreKind) => Promise<void>): void {
+  Deno.test({ name, ignore: !postgres, fn: () => fn(postgres!) });
+}
+
+/**
+ * Starts a transaction on `store` that runs `lock` and then holds what it took, until the returned
+ * function is called, which ends it; resolves once `lock` ran. `beforeEnd` runs inside the
+ * transaction, just before it commits.
+ */
+async function holdInTransaction(
+  store: Store,
+  lock: (tx: Tx) => Promise<unknown>,
+  beforeEnd: () => void = () => {},
+): Promise<() => Promise<void>> {
+  const { promise: held, resolve: holding } = Promise.withResolvers<void>();
+  const { promise: release, resolve: done } = Promise.withResolvers<void>();
+  const holder = store.transaction(async (tx) => {
+    await lock(tx);
+    holding();
+    await release;
+    beforeEnd();
+  });
+  // A lock that fails rejects the holder before it ever holds: the test fails rather than waits.
+  await Promise.race([held, holder]);
+  return async () => {
+    done();
+    await holder;
+  };
+}
 
 Deno.test("tryLockForTransaction() and lockForTransaction() always take the lock on SQLite", async () => {
   const sqlite = (await storeKinds()).find((kind) => kind.name === "sqlite")!;
@@ -15,69 +47,43 @@ Deno.test("tryLockForTransaction() and lockForTransaction() always take the lock
   });
 });
 
-Deno.test({
-  name:
-    "tryLockForTransaction() is false while another transaction holds the lock, true once it ended (postgres)",
-  ignore: !postgres,
-  fn: async () => {
-    await postgres!.with("test", [], async (store) => {
-      const { promise: held, resolve: holding } = Promise.withResolvers<void>();
-      const { promise: release, resolve: done } = Promise.withResolvers<void>();
-      const holder = store.transaction(async (tx) => {
+postgresTest(
+  "tryLockForTransaction() is false while another transaction holds the lock, true once it ended (postgres)",
+  (postgres) =>
+    postgres.with("test", [], async (store) => {
+      const release = await holdInTransaction(store, async (tx) => {
         assert.equal(await tryLockForTransaction(tx, "job"), true);
-        holding();
-        await release;
       });
-      await held;
       const whileHeld = await store.transaction((tx) => tryLockForTransaction(tx, "job"));
       const otherName = await store.transaction((tx) => tryLockForTransaction(tx, "other job"));
-      done();
-      await holder;
+      await release();
       const afterwards = await store.transaction((tx) => tryLockForTransaction(tx, "job"));
       assert.deepEqual([whileHeld, otherName, afterwards], [false, true, true]);
-    });
-  },
-});
+    }),
+);
 
-Deno.test({
-  name:
-    "tryLockForTransaction() of one service does not hold up another's lock of the same name (postgres)",
-  ignore: !postgres,
-  fn: async () => {
-    await postgres!.with("one", [], async (one) => {
-      await postgres!.with("two", [], async (two) => {
-        const { promise: held, resolve: holding } = Promise.withResolvers<void>();
-        const { promise: release, resolve: done } = Promise.withResolvers<void>();
-        const holder = one.transaction(async (tx) => {
-          await tryLockForTransaction(tx, "job");
-          holding();
-          await release;
-        });
-        await held;
+postgresTest(
+  "tryLockForTransaction() of one service does not hold up another's lock of the same name (postgres)",
+  (postgres) =>
+    postgres.with("one", [], (one) =>
+      postgres.with("two", [], async (two) => {
+        const release = await holdInTransaction(one, (tx) => tryLockForTransaction(tx, "job"));
         const other = await two.transaction((tx) => tryLockForTransaction(tx, "job"));
-        done();
-        await holder;
+        await release();
         assert.equal(other, true);
-      });
-    });
-  },
-});
+      })),
+);
 
-Deno.test({
-  name: "lockForTransaction() waits for the transaction that holds one of its locks (postgres)",
-  ignore: !postgres,
-  fn: async () => {
-    await postgres!.with("test", [], async (store) => {
+postgresTest(
+  "lockForTransaction() waits for the transaction that holds one of its locks (postgres)",
+  (postgres) =>
+    postgres.with("test", [], async (store) => {
       const order: string[] = [];
-      const { promise: held, resolve: holding } = Promise.withResolvers<void>();
-      const { promise: release, resolve: done } = Promise.withResolvers<void>();
-      const holder = store.transaction(async (tx) => {
-        await lockForTransaction(tx, ["order 2"]);
-        holding();
-        await release;
-        order.push("holder ends");
-      });
-      await held;
+      const release = await holdInTransaction(
+        store,
+        (tx) => lockForTransaction(tx, ["order 2"]),
+        () => order.push("holder ends"),
+      );
       const waiter = store.transaction(async (tx) => {
         await lockForTransaction(tx, ["order 3", "order 2", "order 1", "order 2"]);
         order.push("waiter has its locks");
@@ -90,9 +96,7 @@ Deno.test({
           ))
         );
       });
-      done();
-      await Promise.all([holder, waiter]);
+      await Promise.all([release(), waiter]);
       assert.deepEqual(order, ["holder ends", "waiter has its locks"]);
-    });
-  },
-});
+    }),
+);
