@@ -13,12 +13,17 @@ function bytes(value: unknown): Uint8Array {
   return encoder.encode(typeof value === "string" ? value : JSON.stringify(value));
 }
 
+/** The fields every event of order `o1` has, whatever its type. */
+const ENVELOPE = {
+  event_id: "01J00000000000000000000000",
+  created_at: "2024-01-01T00:00:00.000Z",
+  correlation_id: "o1",
+};
+
 function validOrderPlaced(): Record<string, unknown> {
   return {
-    event_id: "01J00000000000000000000000",
+    ...ENVELOPE,
     event_type: "OrderPlaced",
-    created_at: "2024-01-01T00:00:00.000Z",
-    correlation_id: "o1",
     order: {
       order_id: "o1",
       user_id: "u1",
@@ -144,12 +149,7 @@ Deno.test("parseEvent() rejects an empty sku", () => {
 });
 
 function outcomeFields(): Record<string, unknown> {
-  return {
-    event_id: "e1",
-    created_at: "2024-01-01T00:00:00.000Z",
-    correlation_id: "o1",
-    order_id: "o1",
-  };
+  return { ...ENVELOPE, order_id: "o1" };
 }
 
 Deno.test("parseEvent() with inventoryOutcomeSchema accepts InventoryReserved", () => {
