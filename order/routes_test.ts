@@ -80,6 +80,22 @@ interface ErrorBody {
   issues?: Array<{ field: string; reason: string }>;
 }
 
+/**
+ * Expects `response` to refuse its request with `status`, with a JSON error matching `error` where
+ * one is given, and that nothing was stored or published.
+ */
+async function assertRefused(
+  harness: Harness,
+  response: Response,
+  expected: { status: number; error?: RegExp },
+): Promise<void> {
+  assert.equal(response.status, expected.status);
+  if (expected.error) assert.match((await response.json() as ErrorBody).error, expected.error);
+  else await response.body?.cancel();
+  await assertNothingStored(harness.store);
+  assert.equal(harness.commits(), 0);
+}
+
 /** Posts `body`, expects a 400 whose JSON error names `field`, and that nothing was stored. */
 async function assertRejected(
   harness: Harness,
@@ -165,19 +181,13 @@ Deno.test("orderRoutes() GET /orders/{id} returns 404 for an unknown order", asy
 Deno.test("orderRoutes() POST /order rejects invalid JSON with 400", async () => {
   await withApp(async (harness) => {
     const response = await post(harness.app, '{"user_id": "u1", "items": [');
-    assert.equal(response.status, 400);
-    const json = await response.json() as ErrorBody;
-    assert.match(json.error, /JSON/);
-    await assertNothingStored(harness.store);
+    await assertRefused(harness, response, { status: 400, error: /JSON/ });
   });
 });
 
 Deno.test("orderRoutes() POST /order rejects an empty body with 400", async () => {
   await withApp(async (harness) => {
-    const response = await post(harness.app, "");
-    assert.equal(response.status, 400);
-    await response.body?.cancel();
-    await assertNothingStored(harness.store);
+    await assertRefused(harness, await post(harness.app, ""), { status: 400 });
   });
 });
 
@@ -399,7 +409,7 @@ Deno.test("orderRoutes() POST /order rejects a body over 64 KiB with 413", async
 });
 
 Deno.test("orderRoutes() POST /order rejects a streamed body over 64 KiB with 413", async () => {
-  await withApp(async ({ app, store }) => {
+  await withApp(async (harness) => {
     const chunk = new TextEncoder().encode(" ".repeat(16 * 1024));
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
@@ -408,68 +418,54 @@ Deno.test("orderRoutes() POST /order rejects a streamed body over 64 KiB with 41
         else controller.close();
       },
     });
-    const response = await app.request("/order", {
+    const response = await harness.app.request("/order", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body,
       duplex: "half",
     } as RequestInit);
-    assert.equal(response.status, 413);
-    await response.body?.cancel();
-    await assertNothingStored(store);
+    await assertRefused(harness, response, { status: 413 });
   });
 });
 
 Deno.test("orderRoutes() POST /order rejects text/plain with 415", async () => {
-  await withApp(async ({ app, store, commits }) => {
-    const response = await post(app, VALID, { headers: { "content-type": "text/plain" } });
-    assert.equal(response.status, 415);
-    const json = await response.json() as ErrorBody;
-    assert.match(json.error, /application\/json/);
-    await assertNothingStored(store);
-    assert.equal(commits(), 0);
+  await withApp(async (harness) => {
+    const response = await post(harness.app, VALID, { headers: { "content-type": "text/plain" } });
+    await assertRefused(harness, response, { status: 415, error: /application\/json/ });
   });
 });
 
 Deno.test("orderRoutes() POST /order rejects a request without content-type with 415", async () => {
-  await withApp(async ({ app, store }) => {
+  await withApp(async (harness) => {
     // A Uint8Array body, unlike a string, gets no default content-type from `Request`.
     const request = new Request("http://localhost/order", {
       method: "POST",
       body: new TextEncoder().encode(JSON.stringify(VALID)),
     });
     assert.equal(request.headers.get("content-type"), null);
-    const response = await app.request(request);
-    assert.equal(response.status, 415);
-    await response.body?.cancel();
-    await assertNothingStored(store);
+    await assertRefused(harness, await harness.app.request(request), { status: 415 });
   });
 });
 
 Deno.test("orderRoutes() POST /order refuses a body it would have to decode first with 415", async () => {
-  await withApp(async ({ app, store, commits }) => {
-    const response = await post(app, VALID, { headers: { "content-encoding": "gzip" } });
-    assert.equal(response.status, 415);
-    assert.match((await response.json() as ErrorBody).error, /content-encoding "gzip"/);
-    await assertNothingStored(store);
-    assert.equal(commits(), 0);
+  await withApp(async (harness) => {
+    const response = await post(harness.app, VALID, { headers: { "content-encoding": "gzip" } });
+    await assertRefused(harness, response, { status: 415, error: /content-encoding "gzip"/ });
   });
 });
 
 Deno.test("orderRoutes() POST /order refuses a body that is not UTF-8 with 400, rather than storing U+FFFD", async () => {
-  await withApp(async ({ app, store }) => {
+  await withApp(async (harness) => {
     const text = new TextEncoder().encode(JSON.stringify({ ...VALID, user_id: "u#" }));
     text[text.indexOf("#".charCodeAt(0))] = 0xff;
-    const response = await app.request(
+    const response = await harness.app.request(
       new Request("http://localhost/order", {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: text,
       }),
     );
-    assert.equal(response.status, 400);
-    assert.match((await response.json() as ErrorBody).error, /not UTF-8/);
-    await assertNothingStored(store);
+    await assertRefused(harness, response, { status: 400, error: /not UTF-8/ });
   });
 });
 
@@ -570,12 +566,9 @@ Deno.test("orderRoutes() POST /order with concurrent retries of one Idempotency-
 });
 
 Deno.test("orderRoutes() POST /order rejects an empty Idempotency-Key with 400", async () => {
-  await withApp(async ({ app, store }) => {
-    const response = await post(app, VALID, { headers: { "idempotency-key": "" } });
-    assert.equal(response.status, 400);
-    const json = await response.json() as ErrorBody;
-    assert.match(json.error, /Idempotency-Key/);
-    await assertNothingStored(store);
+  await withApp(async (harness) => {
+    const response = await post(harness.app, VALID, { headers: { "idempotency-key": "" } });
+    await assertRefused(harness, response, { status: 400, error: /Idempotency-Key/ });
   });
 });
 
