@@ -81,6 +81,22 @@ interface ErrorBody {
 }
 
 /**
+ * Runs `fn` with `harness`'s routes inside the whole app of the service, its broker connected and
+ * every queue consumed; stops watching for outages after.
+ */
+async function withServiceApp(harness: Harness, fn: (whole: Hono) => Promise<void>): Promise<void> {
+  const { log } = recordingLogger();
+  const { store } = harness;
+  const outages = watchOutages(store, { log });
+  const broker = { connected: true, unattachedQueues: [] } as unknown as Broker;
+  try {
+    await fn(serviceApp(harness.app, { store, broker, outages, log }));
+  } finally {
+    await outages.stop();
+  }
+}
+
+/**
  * Expects `response` to refuse its request with `status`, with a JSON error matching `error` where
  * one is given, and that nothing was stored or published.
  */
@@ -678,27 +694,25 @@ Deno.test("orderRoutes() POST /orders/{id}/cancel of an unknown order is a JSON 
 });
 
 Deno.test("serviceApp() answers a wrong method with a JSON 405 and Allow, an unknown path with a JSON 404", async () => {
-  await withApp(async ({ app, store }) => {
-    const { log } = recordingLogger();
-    const outages = watchOutages(store, { log });
-    const broker = { connected: true, unattachedQueues: [] } as unknown as Broker;
-    const whole = serviceApp(app, { store, broker, outages, log });
-    const cases: Array<[string, string, number, string | null]> = [
-      ["GET", "/orders/01J0000000000000000000NOPE/cancel", 405, "POST"],
-      ["DELETE", "/orders/01J0000000000000000000NOPE", 405, "GET, HEAD"],
-      ["PUT", "/order", 405, "POST"],
-      ["POST", "/health", 405, "GET, HEAD"],
-      ["GET", "/nowhere", 404, null],
-      ["POST", "/orders/x/cancel/more", 404, null],
-    ];
-    for (const [method, path, status, allow] of cases) {
-      const response = await whole.request(path, { method });
-      assert.equal(response.status, status, `${method} ${path}`);
-      assert.equal(response.headers.get("allow"), allow, `${method} ${path}`);
-      assert.equal(typeof (await response.json()).error, "string", `${method} ${path}`);
-    }
-    assert.deepEqual(await counts(store), { orders: 0, outbox: 0, keys: 0 });
-  });
+  await withApp((harness) =>
+    withServiceApp(harness, async (whole) => {
+      const cases: Array<[string, string, number, string | null]> = [
+        ["GET", "/orders/01J0000000000000000000NOPE/cancel", 405, "POST"],
+        ["DELETE", "/orders/01J0000000000000000000NOPE", 405, "GET, HEAD"],
+        ["PUT", "/order", 405, "POST"],
+        ["POST", "/health", 405, "GET, HEAD"],
+        ["GET", "/nowhere", 404, null],
+        ["POST", "/orders/x/cancel/more", 404, null],
+      ];
+      for (const [method, path, status, allow] of cases) {
+        const response = await whole.request(path, { method });
+        assert.equal(response.status, status, `${method} ${path}`);
+        assert.equal(response.headers.get("allow"), allow, `${method} ${path}`);
+        assert.equal(typeof (await response.json()).error, "string", `${method} ${path}`);
+      }
+      assert.deepEqual(await counts(harness.store), { orders: 0, outbox: 0, keys: 0 });
+    })
+  );
 });
 
 Deno.test({
@@ -838,21 +852,14 @@ Deno.test("orderRoutes() with auth lets only the owner or an admin cancel an ord
 });
 
 Deno.test("serviceApp(orderRoutes()) with auth serves /health, /ready and /metrics, and answers unknown paths, without a token", async () => {
-  await withApp(async ({ app, store }) => {
-    const { log } = recordingLogger();
-    const outages = watchOutages(store, { log });
-    const broker = { connected: true, unattachedQueues: [] } as unknown as Broker;
-    const whole = serviceApp(app, { store, broker, outages, log });
-    try {
+  await withApp((harness) =>
+    withServiceApp(harness, async (whole) => {
       for (const path of ["/health", "/ready", "/metrics"]) {
         assert.equal((await whole.request(path)).status, 200, path);
       }
       assert.equal((await whole.request("/nowhere")).status, 404);
       assert.equal((await whole.request("/order", { method: "PUT" })).status, 405);
-    } finally {
-      await outages.stop();
-    }
-  }, AUTH);
+    }), AUTH);
 });
 
 Deno.test("orderRoutes() with maxUnitsPerStudent answers an order beyond the cap with a JSON 409 naming it, keeping nothing", async () => {
