@@ -20,6 +20,13 @@ async function place(store: Store, userId = "u1"): Promise<string> {
   return result.kind === "created" ? result.order.order_id : "";
 }
 
+/** Places `count` orders one after another; returns their ids. */
+async function placeMany(store: Store, count: number): Promise<string[]> {
+  const ids = [];
+  for (let i = 0; i < count; i++) ids.push(await place(store));
+  return ids;
+}
+
 async function statusOf(store: Store, orderId: string): Promise<string | undefined> {
   return (await store.read((tx) => getOrder(tx, orderId)))?.status;
 }
@@ -39,6 +46,16 @@ async function cancellations(store: Store): Promise<Map<string, unknown[]>> {
 for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store, reopen: () => Promise<Store>) => Promise<void>) =>
     kind.with("order", ORDER_MIGRATIONS, (store, reopen) => fn(store, () => reopen()));
+  /** Runs `fn` with two instances on one database and `count` orders that are overdue at `now`. */
+  const withOverdueOrders = (
+    count: number,
+    fn: (setup: { store: Store; other: Store; ids: string[]; now: number }) => Promise<void>,
+  ) =>
+    withStore(async (store, reopen) => {
+      const other = await reopen();
+      const ids = await placeMany(store, count);
+      await fn({ store, other, ids, now: LATER() });
+    });
 
   Deno.test(`expireOverdueOrders() expires only PENDING orders older than the timeout, each with an OrderCancelled (${kind.name})`, async () => {
     await withStore(async (store) => {
@@ -74,8 +91,7 @@ for (const kind of await storeKinds()) {
 
   Deno.test(`expireOverdueOrders() expires in batches until none is left (${kind.name})`, async () => {
     await withStore(async (store) => {
-      const ids = [];
-      for (let i = 0; i < 7; i++) ids.push(await place(store));
+      const ids = await placeMany(store, 7);
       const expired = await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER(), batchSize: 3 });
       assert.deepEqual(expired.map((order) => order.order_id).sort(), ids.sort());
       assert.equal((await cancellations(store)).size, 7);
@@ -94,11 +110,7 @@ for (const kind of await storeKinds()) {
   });
 
   Deno.test(`expireOverdueOrders() of two instances at once expires each order once (${kind.name})`, async () => {
-    await withStore(async (store, reopen) => {
-      const other = await reopen();
-      const ids = [];
-      for (let i = 0; i < 150; i++) ids.push(await place(store));
-      const now = LATER();
+    await withOverdueOrders(150, async ({ store, other, ids, now }) => {
       const sweeps = await Promise.all(
         [store, other, store, other].map((s) =>
           expireOverdueOrders(s, TIMEOUT_MS, { now, batchSize: 10 })
@@ -138,11 +150,7 @@ for (const kind of await storeKinds()) {
   });
 
   Deno.test(`expireOverdueOrders() racing an outcome either expires or confirms each order (${kind.name})`, async () => {
-    await withStore(async (store, reopen) => {
-      const other = await reopen();
-      const ids = [];
-      for (let i = 0; i < 40; i++) ids.push(await place(store));
-      const now = LATER();
+    await withOverdueOrders(40, async ({ store, other, ids, now }) => {
       await Promise.all([
         expireOverdueOrders(other, TIMEOUT_MS, { now, batchSize: 5 }),
         ...ids.map((id) =>
