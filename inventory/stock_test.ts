@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
+import type { OrderItem } from "../shared/events.ts";
 import { storeKinds } from "../shared/testing/stores.ts";
 import {
   claimReservation,
@@ -16,38 +17,40 @@ function stockOf(store: Store): Promise<Record<string, number>> {
   return store.read(listStock);
 }
 
+/** Takes the stock of `items` in a transaction of their own. */
+function take(store: Store, items: OrderItem[]): Promise<string | undefined> {
+  return store.transaction((tx) => takeStock(tx, items));
+}
+
 for (const kind of await storeKinds()) {
   const withStore = (fn: (store: Store) => Promise<void>) =>
     kind.with("inventory", INVENTORY_MIGRATIONS, (store) => fn(store));
+  /** Runs `fn` with a store holding `stock`. */
+  const withStock = (stock: Record<string, number>, fn: (store: Store) => Promise<void>) =>
+    withStore(async (store) => {
+      await seedStock(store, stock);
+      await fn(store);
+    });
 
   Deno.test(`takeStock() takes every item and returns undefined (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { burger: 5, fries: 3, soda: 1 });
-      const reason = await store.transaction((tx) =>
-        takeStock(tx, [{ sku: "burger", qty: 2 }, { sku: "fries", qty: 3 }])
-      );
+    await withStock({ burger: 5, fries: 3, soda: 1 }, async (store) => {
+      const reason = await take(store, [{ sku: "burger", qty: 2 }, { sku: "fries", qty: 3 }]);
       assert.equal(reason, undefined);
       assert.deepEqual(await stockOf(store), { burger: 3, fries: 0, soda: 1 });
     });
   });
 
   Deno.test(`takeStock() takes nothing when the second item is unknown (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { burger: 5 });
-      const reason = await store.transaction((tx) =>
-        takeStock(tx, [{ sku: "burger", qty: 1 }, { sku: "tofu", qty: 1 }])
-      );
+    await withStock({ burger: 5 }, async (store) => {
+      const reason = await take(store, [{ sku: "burger", qty: 1 }, { sku: "tofu", qty: 1 }]);
       assert.ok(reason?.includes('unknown sku "tofu"'), String(reason));
       assert.deepEqual(await stockOf(store), { burger: 5 });
     });
   });
 
   Deno.test(`takeStock() takes nothing when the second item is short (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { burger: 5, fries: 2 });
-      const reason = await store.transaction((tx) =>
-        takeStock(tx, [{ sku: "burger", qty: 1 }, { sku: "fries", qty: 3 }])
-      );
+    await withStock({ burger: 5, fries: 2 }, async (store) => {
+      const reason = await take(store, [{ sku: "burger", qty: 1 }, { sku: "fries", qty: 3 }]);
       assert.ok(reason?.includes('not enough stock for "fries"'), String(reason));
       assert.ok(reason?.includes("wanted 3, have 2"), String(reason));
       assert.deepEqual(await stockOf(store), { burger: 5, fries: 2 });
@@ -55,29 +58,23 @@ for (const kind of await storeKinds()) {
   });
 
   Deno.test(`takeStock() sums duplicate SKUs in one order (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { burger: 5 });
-      const short = await store.transaction((tx) =>
-        takeStock(tx, [{ sku: "burger", qty: 3 }, { sku: "burger", qty: 3 }])
-      );
+    await withStock({ burger: 5 }, async (store) => {
+      const short = await take(store, [{ sku: "burger", qty: 3 }, { sku: "burger", qty: 3 }]);
       assert.ok(short?.includes("wanted 6, have 5"), String(short));
       assert.deepEqual(await stockOf(store), { burger: 5 });
 
-      const taken = await store.transaction((tx) =>
-        takeStock(tx, [{ sku: "burger", qty: 2 }, { sku: "burger", qty: 3 }])
-      );
+      const taken = await take(store, [{ sku: "burger", qty: 2 }, { sku: "burger", qty: 3 }]);
       assert.equal(taken, undefined);
       assert.deepEqual(await stockOf(store), { burger: 0 });
     });
   });
 
   Deno.test(`takeStock() never takes stock below zero (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { cookie: 3 });
+    await withStock({ cookie: 3 }, async (store) => {
       const results = await Promise.all(
         Array.from(
           { length: 10 },
-          () => store.transaction((tx) => takeStock(tx, [{ sku: "cookie", qty: 1 }])),
+          () => take(store, [{ sku: "cookie", qty: 1 }]),
         ),
       );
       assert.equal(results.filter((reason) => reason === undefined).length, 3);
@@ -87,8 +84,7 @@ for (const kind of await storeKinds()) {
   });
 
   Deno.test(`takeStock() of orders in one transaction keeps each order's outcome apart (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { cookie: 1, soda: 5 });
+    await withStock({ cookie: 1, soda: 5 }, async (store) => {
       // A consumer's batch: single-SKU orders (no savepoint) beside a two-SKU order that fails.
       const reasons = await store.transaction(async (tx) => [
         await takeStock(tx, [{ sku: "cookie", qty: 2 }]),
@@ -107,13 +103,12 @@ for (const kind of await storeKinds()) {
   });
 
   Deno.test(`takeStock() can take the last item exactly (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { pizza: 1 });
+    await withStock({ pizza: 1 }, async (store) => {
       assert.equal(
-        await store.transaction((tx) => takeStock(tx, [{ sku: "pizza", qty: 1 }])),
+        await take(store, [{ sku: "pizza", qty: 1 }]),
         undefined,
       );
-      const reason = await store.transaction((tx) => takeStock(tx, [{ sku: "pizza", qty: 1 }]));
+      const reason = await take(store, [{ sku: "pizza", qty: 1 }]);
       assert.ok(reason?.includes("wanted 1, have 0"), String(reason));
       assert.deepEqual(await stockOf(store), { pizza: 0 });
     });
@@ -159,8 +154,7 @@ for (const kind of await storeKinds()) {
   });
 
   Deno.test(`releaseReservation() puts a RESERVED order's stock back once (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { burger: 5, fries: 5 });
+    await withStock({ burger: 5, fries: 5 }, async (store) => {
       const items = [{ sku: "fries", qty: 2 }, { sku: "burger", qty: 1 }, {
         sku: "burger",
         qty: 1,
@@ -180,8 +174,7 @@ for (const kind of await storeKinds()) {
   });
 
   Deno.test(`releaseReservation() of a FAILED reservation gives nothing back (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { burger: 1 });
+    await withStock({ burger: 1 }, async (store) => {
       const items = [{ sku: "burger", qty: 2 }];
       await store.transaction(async (tx) => {
         await claimReservation(tx, "o1", items);
@@ -213,25 +206,22 @@ for (const kind of await storeKinds()) {
   });
 
   Deno.test(`seedStock() adds new SKUs without overwriting existing levels (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { burger: 10, fries: 10 });
-      await store.transaction((tx) => takeStock(tx, [{ sku: "burger", qty: 4 }]));
+    await withStock({ burger: 10, fries: 10 }, async (store) => {
+      await take(store, [{ sku: "burger", qty: 4 }]);
       await seedStock(store, { burger: 500, fries: 500, soda: 7 });
       assert.deepEqual(await stockOf(store), { burger: 6, fries: 10, soda: 7 });
     });
   });
 
   Deno.test(`seedStock() with an empty map changes nothing (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { salad: 2 });
+    await withStock({ salad: 2 }, async (store) => {
       await seedStock(store, {});
       assert.deepEqual(await stockOf(store), { salad: 2 });
     });
   });
 
   Deno.test(`INVENTORY_MIGRATIONS keep a negative stock level out of the table (${kind.name})`, async () => {
-    await withStore(async (store) => {
-      await seedStock(store, { coffee: 1 });
+    await withStock({ coffee: 1 }, async (store) => {
       await assert.rejects(
         store.transaction((tx) => tx.run("UPDATE stock SET qty = qty - 2 WHERE sku = 'coffee'")),
         /CHECK|check constraint/,
