@@ -13,7 +13,10 @@ function socketError(code: string): Error {
   return Object.assign(new Error(`connect ${code} 127.0.0.1:5432`), { code });
 }
 
-const SQLITE_CASES: Array<[string, unknown, boolean]> = [
+/** What a case is, the error, and whether it is an outage. */
+type OutageCase = [what: string, error: unknown, outage: boolean];
+
+const SQLITE_CASES: OutageCase[] = [
   ["a full disk", new Error("database or disk is full"), true],
   ["an I/O error", new Error("disk I/O error"), true],
   ["a read-only file", new Error("attempt to write a readonly database"), true],
@@ -36,29 +39,44 @@ for (const [what, error, outage] of SQLITE_CASES) {
   });
 }
 
-const POSTGRES_CASES: Array<[string, unknown, boolean]> = [
-  ["08006 connection failure", serverError("08006"), true],
-  ["53100 disk full", serverError("53100"), true],
-  ["53300 too many connections", serverError("53300"), true],
-  ["57P01 administrator shutdown", serverError("57P01"), true],
-  ["57P03 cannot connect now", serverError("57P03"), true],
-  ["57P05 idle session timeout", serverError("57P05"), true],
-  ["58030 I/O error", serverError("58030"), true],
-  ["25006 read-only transaction", serverError("25006"), true],
-  ["57014 query canceled", serverError("57014"), false],
-  ["57P06, past the shutdown codes", serverError("57P06"), false],
-  ["23505 unique violation", serverError("23505"), false],
-  ["40P01 deadlock, which runs again instead", serverError("40P01"), false],
-  ["42P01 undefined table", serverError("42P01"), false],
+/** SQLSTATEs the server reports an outage with, each with what it is. */
+const OUTAGE_SQLSTATES = [
+  "08006 connection failure",
+  "53100 disk full",
+  "53300 too many connections",
+  "57P01 administrator shutdown",
+  "57P03 cannot connect now",
+  "57P05 idle session timeout",
+  "58030 I/O error",
+  "25006 read-only transaction",
+];
+
+/** SQLSTATEs of failures that are no outage, each with what it is. */
+const OTHER_SQLSTATES = [
+  "57014 query canceled",
+  "57P06, past the shutdown codes",
+  "23505 unique violation",
+  "40P01 deadlock, which runs again instead",
+  "42P01 undefined table",
+];
+
+/** The codes Node's sockets give where the server cannot be reached. */
+const UNREACHABLE_CODES = ["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "EAI_AGAIN"];
+
+/** The errors of a server that refused a statement, as cases. */
+function serverCases(described: string[], outage: boolean): OutageCase[] {
+  return described.map((what) => [what, serverError(what.slice(0, 5)), outage]);
+}
+
+const POSTGRES_CASES: OutageCase[] = [
+  ...serverCases(OUTAGE_SQLSTATES, true),
+  ...serverCases(OTHER_SQLSTATES, false),
   [
     "a server error whose message reads like a lost connection",
     serverError("23505", "Connection terminated"),
     false,
   ],
-  ["ECONNREFUSED", socketError("ECONNREFUSED"), true],
-  ["ECONNRESET", socketError("ECONNRESET"), true],
-  ["ENOTFOUND", socketError("ENOTFOUND"), true],
-  ["EAI_AGAIN", socketError("EAI_AGAIN"), true],
+  ...UNREACHABLE_CODES.map((code): OutageCase => [code, socketError(code), true]),
   ["a socket error that is not about reaching the server", socketError("EACCES"), false],
   ["the driver's terminated connection", new Error("Connection terminated unexpectedly"), true],
   ["the driver's connect timeout", new Error("timeout exceeded when trying to connect"), true],
