@@ -1,18 +1,8 @@
 import assert from "node:assert/strict";
-import { type Config, parseConfig, type ValuesOf } from "../shared/config.ts";
-import { assertConfigError as assertRefused } from "../shared/testing/config_errors.ts";
+import { configTests } from "../shared/testing/config_errors.ts";
 import { INVENTORY_VARIABLES } from "./config.ts";
 
-/** The configuration of inventory: what every service reads, and its own. */
-function parse(
-  env: Record<string, string | undefined>,
-): Config & ValuesOf<typeof INVENTORY_VARIABLES> {
-  return parseConfig(env, "inventory", { variables: INVENTORY_VARIABLES });
-}
-
-function assertConfigError(env: Record<string, string>, variable: string, value: string): void {
-  assertRefused(parse, env, { who: "inventory", variable, value });
-}
+const { parse, assertConfigError } = configTests("inventory", { variables: INVENTORY_VARIABLES });
 
 Deno.test("parseConfig() for inventory starts from its default stock, and INVENTORY_FAIL off", () => {
   const config = parse({ INVENTORY_FAIL: "", INVENTORY_STOCK: "" });

@@ -1,21 +1,12 @@
 import assert from "node:assert/strict";
-import { type Config, ConfigError, parseConfig, type ValuesOf } from "../shared/config.ts";
-import { assertConfigError as assertRefused } from "../shared/testing/config_errors.ts";
+import { ConfigError } from "../shared/config.ts";
+import { configTests } from "../shared/testing/config_errors.ts";
 import { NOTIFICATION_RULES, NOTIFICATION_VARIABLES, webhookOf } from "./config.ts";
 
-/** The configuration of notification: what every service reads, and its own. */
-function parse(
-  env: Record<string, string | undefined>,
-): Config & ValuesOf<typeof NOTIFICATION_VARIABLES> {
-  return parseConfig(env, "notification", {
-    variables: NOTIFICATION_VARIABLES,
-    rules: NOTIFICATION_RULES,
-  });
-}
-
-function assertConfigError(env: Record<string, string>, variable: string, value: string): void {
-  assertRefused(parse, env, { who: "notification", variable, value });
-}
+const { parse, assertConfigError } = configTests("notification", {
+  variables: NOTIFICATION_VARIABLES,
+  rules: NOTIFICATION_RULES,
+});
 
 const WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

@@ -1,18 +1,8 @@
 import assert from "node:assert/strict";
-import { type Config, parseConfig, type ValuesOf } from "../shared/config.ts";
-import { assertConfigError as assertRefused } from "../shared/testing/config_errors.ts";
+import { configTests } from "../shared/testing/config_errors.ts";
 import { ORDER_VARIABLES } from "./config.ts";
 
-/** The configuration of order: what every service reads, and its own. */
-function parse(
-  env: Record<string, string | undefined>,
-): Config & ValuesOf<typeof ORDER_VARIABLES> {
-  return parseConfig(env, "order", { variables: ORDER_VARIABLES });
-}
-
-function assertConfigError(env: Record<string, string>, variable: string, value: string): void {
-  assertRefused(parse, env, { who: "order", variable, value });
-}
+const { parse, assertConfigError } = configTests("order", { variables: ORDER_VARIABLES });
 
 Deno.test("parseConfig() reads ORDER_DECISION_TIMEOUT, 120 s by default", () => {
   assert.equal(parse({}).orderDecisionTimeoutMs, 120_000);

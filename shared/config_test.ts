@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "./config.ts";
-import { assertConfigError as assertRefused } from "./testing/config_errors.ts";
+import { configTests } from "./testing/config_errors.ts";
 
 Deno.test("parseConfig() uses the defaults when nothing is set", () => {
   const config = parseConfig({}, "order");
@@ -58,9 +58,7 @@ Deno.test("parseConfig() ignores variables it does not know", () => {
   assert.equal(config.ports.order, 8001);
 });
 
-function assertConfigError(env: Record<string, string>, variable: string, value: string): void {
-  assertRefused((env) => parseConfig(env, "order"), env, { who: "order", variable, value });
-}
+const { assertConfigError } = configTests("order");
 
 Deno.test("parseConfig() rejects a port that is not a number", () => {
   assertConfigError({ ORDER_PORT: "abc" }, "ORDER_PORT", "abc");

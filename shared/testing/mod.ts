@@ -6,7 +6,7 @@
  *   consumer's unit tests, and {@linkcode testDelivery} to hand them a message;
  * - {@linkcode FakeAmqp}, {@linkcode FakeConnection} and {@linkcode FakeChannel}
  *   (`fake_channel.ts`): a fake amqplib connection and channel for the broker modules' unit tests;
- * - {@linkcode assertConfigError} (`config_errors.ts`): a configuration refused in one line;
+ * - {@linkcode configTests} (`config_errors.ts`): a service's parser, and its refusals in one line;
  * - {@linkcode testContext} (`message_context.ts`): a handler's context that collects what it
  *   publishes;
  * - {@linkcode recordingLogger} (`recording_logger.ts`): a logger that keeps its lines;
