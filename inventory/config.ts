@@ -3,7 +3,7 @@
  * @module
  */
 import { z } from "zod";
-import { bool, variable } from "../shared/config.ts";
+import { bool, duration, variable } from "../shared/config.ts";
 
 const DEFAULT_STOCK =
   "burger=500,fries=500,salad=300,pizza=300,wrap=300,soda=1000,coffee=1000,cookie=800";
@@ -37,5 +37,12 @@ export const INVENTORY_VARIABLES = {
   /** Stock levels seeded into an empty table; existing levels are kept. */
   initialStock: variable("INVENTORY_STOCK", stock.prefault(DEFAULT_STOCK), {
     expected: "sku=qty pairs such as burger=500,fries=500",
+  }),
+  /**
+   * How far inventory's clock may run ahead of the order service's before it takes a fresh order
+   * for an expired one, in milliseconds.
+   */
+  clockSkewToleranceMs: variable("CLOCK_SKEW_TOLERANCE", duration.prefault("5m"), {
+    expected: "a duration such as 30s, 5m or 1h",
   }),
 };

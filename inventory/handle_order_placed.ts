@@ -2,8 +2,14 @@
  * Inventory's handler of `OrderPlaced`: one reservation per order, stock taken all or nothing, and
  * exactly one outcome event, all in the consumer's transaction. An order whose `OrderCancelled`
  * came first takes nothing and fails with reason {@linkcode ORDER_CANCELLED_REASON}; one that
- * arrives after its `decide_by`, when the order service has expired it or is about to, takes
- * nothing and fails with reason {@linkcode ORDER_EXPIRED_REASON}.
+ * arrives clearly after its `decide_by`, when the order service has expired it, takes nothing and
+ * fails with reason {@linkcode ORDER_EXPIRED_REASON}.
+ *
+ * `decide_by` is a time on the order service's clock, judged here on inventory's: "clearly" allows
+ * for the two clocks disagreeing by up to `clockSkewToleranceMs`. Inventory ahead by less than that
+ * still reserves fresh orders; an order it reserves after the order service expired it (inventory
+ * behind, or within the tolerance) is released by that expiry's `OrderCancelled`, so a late
+ * reservation costs stock for a moment and never an order.
  * @module
  */
 import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
@@ -21,13 +27,15 @@ export interface OrderPlacedOptions {
   log: Logger;
   /** Fail every reservation with reason `simulated failure` (INVENTORY_FAIL). @default {false} */
   failAll?: boolean;
+  /** How far inventory's clock may run ahead of the order service's, in milliseconds. @default {0} */
+  clockSkewToleranceMs?: number;
   /** The current time in milliseconds since the epoch. @default {Date.now} */
   now?: () => number;
 }
 
 /** Creates the handler of `OrderPlaced`. */
 export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<OrderPlaced> {
-  const { log, failAll = false, now = Date.now } = options;
+  const { log, failAll = false, clockSkewToleranceMs = 0, now = Date.now } = options;
   return async function reserveOrder(tx, event, context) {
     const { order } = event;
     const fields = orderEventFields(order.order_id, event, context);
@@ -35,9 +43,8 @@ export function handleOrderPlaced(options: OrderPlacedOptions): EventHandler<Ord
     if (claim === "duplicate") {
       return () => log.info("skipped order that already has a reservation", fields);
     }
-    const reason = claim === "cancelled"
-      ? ORDER_CANCELLED_REASON
-      : order.decide_by !== undefined && now() > Date.parse(order.decide_by)
+    const reason = claim === "cancelled" ? ORDER_CANCELLED_REASON : order.decide_by !== undefined &&
+        now() > Date.parse(order.decide_by) + clockSkewToleranceMs
       ? ORDER_EXPIRED_REASON
       : failAll
       ? "simulated failure"

@@ -44,3 +44,28 @@ for (const kind of await storeKinds()) {
     });
   }
 }
+
+for (
+  const [skew, outcome] of [
+    [60_000, EventType.InventoryReserved],
+    [5 * 60_000 + 1, EventType.InventoryFailed],
+  ] as const
+) {
+  Deno.test(`handleOrderPlaced() with a 5 min skew tolerance, ${skew} ms past decide_by gives ${outcome}`, async () => {
+    const [sqlite] = await storeKinds();
+    await sqlite.with("inventory", INVENTORY_MIGRATIONS, async (store) => {
+      await seedStock(store, { burger: 3 });
+      const handler = handleOrderPlaced({
+        log,
+        clockSkewToleranceMs: 5 * 60_000,
+        now: () => Date.parse(decideBy) + skew,
+      });
+      const published: Event[] = [];
+      await store.transaction(async (tx) => {
+        await lockStock(tx, ["burger"]);
+        await handler(tx, event, testContext(published));
+      });
+      assert.deepEqual(published.map((e) => e.event_type), [outcome]);
+    });
+  });
+}

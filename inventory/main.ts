@@ -23,7 +23,11 @@ if (import.meta.main) {
       consumer({
         queue: Queue.orderPlaced,
         schema: orderPlacedSchema,
-        handle: handleOrderPlaced({ log, failAll: config.inventoryFail }),
+        handle: handleOrderPlaced({
+          log,
+          failAll: config.inventoryFail,
+          clockSkewToleranceMs: config.clockSkewToleranceMs,
+        }),
         prepare: (tx, events) =>
           lockStock(tx, events.flatMap((event) => event.order.items.map((item) => item.sku))),
       }),
