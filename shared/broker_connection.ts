@@ -61,7 +61,11 @@ export interface BrokerOptions {
   initialDelayMs?: number;
   /** Longest reconnect delay in milliseconds. @default {10000} */
   maxDelayMs?: number;
-  /** Heartbeat interval in seconds, which bounds how long a dead TCP link goes unnoticed. @default {15} */
+  /**
+   * Heartbeat interval in seconds, asked of the broker unless the URL has `?heartbeat=`. A link that
+   * drops packets silently is noticed after two to three intervals missed, by this client and by
+   * the broker (which then redelivers what the link held unacked). @default {3}
+   */
   heartbeatSeconds?: number;
   /**
    * How long the broker may take to answer: to open and set up a connection, to confirm a publish,
@@ -136,7 +140,7 @@ export class BrokerConnection<S> {
       ...options,
       initialDelayMs: options.initialDelayMs ?? 200,
       maxDelayMs: options.maxDelayMs ?? 10_000,
-      heartbeatSeconds: options.heartbeatSeconds ?? 15,
+      heartbeatSeconds: options.heartbeatSeconds ?? 3,
       replyTimeoutMs: options.replyTimeoutMs ?? 10_000,
       tls: options.tls ?? {},
       onFatal: options.onFatal ?? (() => Deno.exit(1)),

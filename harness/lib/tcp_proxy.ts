@@ -1,7 +1,8 @@
 /**
  * A TCP proxy in front of the broker or the database that a scenario controls: `cut()` drops every
- * connection and refuses new ones, as a network partition would, while the real server keeps
- * running for others.
+ * connection and refuses new ones, as a refused or reset link would; `freeze()` keeps every
+ * connection open and moves no byte, as a link that silently drops packets would; the real server
+ * keeps running for others.
  * @module
  */
 
@@ -13,6 +14,11 @@ export interface TcpProxy {
   cut(): void;
   /** Connections refused so far while cut: how often a client tried. */
   readonly refused: number;
+  /** Client connections open through the proxy. */
+  readonly connections: number;
+  /** Moves no byte either way, and closes nothing, until `restore()`. */
+  freeze(): void;
+  /** Ends a cut or a freeze. */
   restore(): void;
   close(): void;
 }
@@ -23,6 +29,9 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
   const open = new Set<Deno.Conn>();
   let isCut = false;
   let refused = 0;
+  let clients = 0;
+  // While frozen: a promise that the thaw resolves, which every byte waits for.
+  let frozen: PromiseWithResolvers<void> | undefined;
 
   function closeQuietly(conn: Deno.Conn): void {
     open.delete(conn);
@@ -34,7 +43,16 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
   }
 
   async function pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
-    await from.readable.pipeTo(to.writable, { preventClose: true }).catch(() => {});
+    const reader = from.readable.getReader();
+    const writer = to.writable.getWriter();
+    try {
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        if (frozen) await frozen.promise;
+        await writer.write(chunk.value);
+      }
+    } catch {
+      // Either side closed: both are closed below.
+    }
     closeQuietly(from);
     closeQuietly(to);
   }
@@ -54,8 +72,8 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
           return;
         }
         open.add(client).add(upstream);
-        pipe(client, upstream);
-        pipe(upstream, client);
+        clients++;
+        Promise.all([pipe(client, upstream), pipe(upstream, client)]).then(() => clients--);
       }, () => closeQuietly(client));
     }
   })().catch(() => {});
@@ -65,15 +83,24 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
     get refused() {
       return refused;
     },
+    get connections() {
+      return clients;
+    },
+    freeze() {
+      frozen ??= Promise.withResolvers();
+    },
     cut() {
       isCut = true;
       for (const conn of [...open]) closeQuietly(conn);
     },
     restore() {
       isCut = false;
+      frozen?.resolve();
+      frozen = undefined;
     },
     close() {
       isCut = true;
+      frozen?.resolve();
       for (const conn of [...open]) closeQuietly(conn);
       listener.close();
     },
