@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { waitFor } from "./async.ts";
 import { cleanUpOnInterrupt } from "./interrupt.ts";
 import { freePorts } from "./free_ports.ts";
+import { ensureSystemUser } from "./system_users.ts";
 import { type ManagementApi, managementApi } from "../ops/management_api.ts";
 import {
   createNode,
@@ -17,12 +18,19 @@ import {
   type NodeControl,
   type NodeExtras,
   type NodeSetup,
+  type PartitionHandling,
   type RabbitMqNode,
   RabbitMqNotInstalledError,
   requireRabbitMqSbin,
 } from "./rabbitmq_node.ts";
 
-export { findRabbitMqSbin, type RabbitMqNode, RabbitMqNotInstalledError, requireRabbitMqSbin };
+export {
+  findRabbitMqSbin,
+  type PartitionHandling,
+  type RabbitMqNode,
+  RabbitMqNotInstalledError,
+  requireRabbitMqSbin,
+};
 
 /** Options for {@linkcode startCluster}. */
 export interface ClusterOptions {
@@ -40,6 +48,17 @@ export interface ClusterOptions {
    * node gets a free one), definitions to load at boot. @default {nothing}
    */
   extras?: NodeExtras;
+  /**
+   * Runs node `i` as system user `campus-food-node-<i>` (made with `useradd --system` when
+   * missing; needs root) rather than as the caller, so that firewall rules can match exactly what
+   * each node sends. @default {false}
+   */
+  nodesAsOwnUsers?: boolean;
+}
+
+/** The system user node `index` (from 1) runs as with {@linkcode ClusterOptions.nodesAsOwnUsers}. */
+export function nodeUserName(index: number): string {
+  return `campus-food-node-${index}`;
 }
 
 /** Which nodes hold a quorum queue, as the management API shows it. */
@@ -92,7 +111,13 @@ export interface Cluster {
  * @throws {Error} naming the node that did not start or join in time, and why
  */
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
-  const { size = 3, startTimeoutMs = 180_000, log = () => {}, extras = {} } = options;
+  const {
+    size = 3,
+    startTimeoutMs = 180_000,
+    log = () => {},
+    extras = {},
+    nodesAsOwnUsers = false,
+  } = options;
   if (!Number.isInteger(size) || size < 1) {
     throw new RangeError(
       `Cannot start a cluster as size must be a positive integer: current value is ${size}`,
@@ -139,8 +164,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     await Deno.writeTextFile(join(clusterDir, "rabbitmq-env.conf"), "");
     const run = `cf-${randomLetters(6).toLowerCase()}`;
     const ports = freePorts(size * 4);
+    // A node running as its own user must reach its folder inside ours, and only that.
+    if (nodesAsOwnUsers) await Deno.chmod(clusterDir, 0o711);
     for (let i = 0; i < size; i++) {
       const { tls } = extras;
+      const user = nodesAsOwnUsers ? await ensureSystemUser(nodeUserName(i + 1)) : undefined;
       controls.push(
         await createNode(setup, {
           label: `node-${i + 1}`,
@@ -148,7 +176,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           amqpPort: ports[i * 4],
           managementPort: ports[i * 4 + 1],
           distPort: ports[i * 4 + 2],
-        }, { ...extras, tls: tls && { ...tls, port: ports[i * 4 + 3] } }),
+        }, { ...extras, tls: tls && { ...tls, port: ports[i * 4 + 3] }, user }),
       );
     }
     log(`starting ${size} nodes ${controls.map((c) => c.node.name).join(", ")} in ${clusterDir}`);

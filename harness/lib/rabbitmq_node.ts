@@ -74,7 +74,19 @@ export interface RabbitMqNode {
   readonly state: NodeState;
   /** Its folder: configuration, data, log and pid file. */
   readonly dir: string;
+  /** The system user the node runs as, when not the caller; see {@linkcode NodeExtras.user}. */
+  readonly user?: NodeUser;
 }
+
+/** A system user of a node's own: its packets are told from any other process's by their owner. */
+export interface NodeUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** RabbitMQ's `cluster_partition_handling`: what a node does when it loses sight of others. */
+export type PartitionHandling = "ignore" | "pause_minority" | "autoheal";
 
 /** What a node needs that it shares with the other nodes of its cluster. */
 export interface NodeSetup {
@@ -116,6 +128,19 @@ export interface NodeExtras {
   tls?: TlsListener;
   /** A definitions file to import at boot, as `load_definitions`. @default {none} */
   definitionsFile?: string;
+  /** `cluster_partition_handling`. @default {RabbitMQ's own, `ignore`} */
+  partitionHandling?: PartitionHandling;
+  /**
+   * The Erlang `net_ticktime` in seconds: how soon a silent peer node is taken for gone.
+   * @default {RabbitMQ's own}
+   */
+  netTicktimeS?: number;
+  /**
+   * Runs the node as this system user rather than as the caller: its folder is handed to it, and it
+   * gets the cluster's cookie on its command line, as it cannot read the caller's cookie file.
+   * @default {the caller}
+   */
+  user?: NodeUser;
 }
 
 /** Writes a node's configuration into `<clusterDir>/<label>` and returns its controls. */
@@ -124,7 +149,7 @@ export async function createNode(
   node: { name: string; label: string; amqpPort: number; managementPort: number; distPort: number },
   extras: NodeExtras = {},
 ): Promise<NodeControl> {
-  const { tls, definitionsFile } = extras;
+  const { tls, definitionsFile, partitionHandling, netTicktimeS, user } = extras;
   const dir = join(setup.clusterDir, node.label);
   await Deno.mkdir(dir);
   // Statistics every second rather than every five: the harness reads connections and queue
@@ -146,10 +171,14 @@ export async function createNode(
         ]
         : [],
       ...definitionsFile ? [`load_definitions = ${definitionsFile}`] : [],
+      ...partitionHandling ? [`cluster_partition_handling = ${partitionHandling}`] : [],
+      ...netTicktimeS ? [`net_ticktime = ${netTicktimeS}`] : [],
       "",
     ].join("\n"),
   );
   await Deno.writeTextFile(join(dir, "enabled_plugins"), "[rabbitmq_management].\n");
+  if (user) await handOver(dir, user);
+  const cookieArgs = user ? ` -setcookie ${await readCookie(setup)}` : "";
   const pidFile = join(dir, "pid");
   const logFile = join(dir, "log", `${node.name}.log`);
   const env = {
@@ -166,13 +195,29 @@ export async function createNode(
     RABBITMQ_CONFIG_FILE: join(dir, "rabbitmq.conf"),
     RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, "advanced.config"),
     RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, "enabled_plugins"),
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-kernel inet_dist_use_interface {127,0,0,1}",
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-kernel inet_dist_use_interface {127,0,0,1}" +
+      cookieArgs,
   };
+  // setpriv changes only the user: the cleared environment above is kept as it is.
+  const launcher = user
+    ? {
+      command: "setpriv",
+      args: [
+        `--reuid=${user.uid}`,
+        `--regid=${user.gid}`,
+        "--clear-groups",
+        "--",
+        join(setup.sbin, "rabbitmq-server"),
+        "-detached",
+      ],
+    }
+    : { command: join(setup.sbin, "rabbitmq-server"), args: ["-detached"] };
   let pid: number | undefined;
   let state: NodeState = "stopped";
   const view: RabbitMqNode = {
     ...node,
     tlsPort: tls?.port,
+    user,
     managementUrl: `http://guest:guest@127.0.0.1:${node.managementPort}`,
     dir,
     get pid() {
@@ -205,8 +250,8 @@ export async function createNode(
       await Deno.remove(pidFile).catch(() => {});
       await Deno.remove(join(dir, "log", "erl_crash.dump")).catch(() => {});
       // The detached beam must not inherit a pipe of ours, or reading it would wait for its end.
-      const launched = await new Deno.Command(join(setup.sbin, "rabbitmq-server"), {
-        args: ["-detached"],
+      const launched = await new Deno.Command(launcher.command, {
+        args: launcher.args,
         env,
         clearEnv: true,
         stdin: "null",
@@ -307,6 +352,25 @@ export async function runCli(
     throw new Error(`Cannot run rabbitmqctl ${args.join(" ")}: ${error.slice(0, 300)}`);
   }
   return text;
+}
+
+/** Gives `dir` and everything in it to `user`, so that a node running as it can write there. */
+async function handOver(dir: string, user: NodeUser): Promise<void> {
+  const { success, stderr } = await new Deno.Command("chown", {
+    args: ["-R", `${user.uid}:${user.gid}`, dir],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!success) {
+    throw new Error(
+      `Cannot hand ${dir} over to ${user.name}: ${new TextDecoder().decode(stderr).trim()}`,
+    );
+  }
+}
+
+/** The cluster's Erlang cookie, for a node that cannot read the caller's cookie file. */
+async function readCookie(setup: NodeSetup): Promise<string> {
+  return (await Deno.readTextFile(join(setup.clusterDir, "home", ".erlang.cookie"))).trim();
 }
 
 /** The environment the CLI and the nodes share: the cookie in HOME, no machine-wide env file. */
