@@ -52,7 +52,7 @@ export async function whyNoRules(): Promise<string | undefined> {
     return (error as Error).message;
   }
   try {
-    await iptables(["-A", name, ...markRule({ uid: 0, amqpPort: 1 }, 0)]);
+    await iptables(["-A", name, ...markRule(0, 0)]);
     await iptables([
       "-A",
       name,
@@ -68,12 +68,13 @@ export async function whyNoRules(): Promise<string | undefined> {
 }
 
 /**
- * Makes this process's chain, with a rule marking each of `nodes`' connections, and jumps to it
+ * Makes this process's chain, with a rule marking the connections of each node (by the uid it
+ * runs as, in `uids`, their order the nodes' indexes in the fault rules), and jumps to it
  * from `OUTPUT` for loopback packets. Open it before the nodes start, so that their links carry
  * their marks from the first packet. Always `close()` it; Ctrl-C and exit close it too.
  * @throws {Error} with `iptables`' own words when the machine refuses the chain
  */
-export async function openRuleChain(nodes: readonly RuleNode[]): Promise<RuleChain> {
+export async function openRuleChain(uids: readonly number[]): Promise<RuleChain> {
   const name = chainName();
   const jump = ["OUTPUT", "-o", "lo", "-j", name];
   let faultRules = 0;
@@ -100,8 +101,8 @@ export async function openRuleChain(nodes: readonly RuleNode[]): Promise<RuleCha
   const forget = cleanUpOnInterrupt(close);
   globalThis.addEventListener("unload", closeNow);
   try {
-    for (const [index, node] of nodes.entries()) {
-      await iptables(["-A", name, ...markRule(node, index)]);
+    for (const [index, uid] of uids.entries()) {
+      await iptables(["-A", name, ...markRule(uid, index)]);
     }
     await iptables(["-I", ...jump.slice(0, 1), "1", ...jump.slice(1)]);
   } catch (error) {
@@ -119,7 +120,7 @@ export async function openRuleChain(nodes: readonly RuleNode[]): Promise<RuleCha
     async heal() {
       // The fault rules come after the one mark rule per node; delete from the end.
       for (; faultRules > 0; faultRules--) {
-        await iptables(["-D", name, String(nodes.length + faultRules)]);
+        await iptables(["-D", name, String(uids.length + faultRules)]);
       }
     },
     close,
@@ -136,12 +137,12 @@ function hex(value: number): string {
 }
 
 /** Sets node `index`'s bit in the mark of every connection it sends on. */
-function markRule(node: RuleNode, index: number): string[] {
+function markRule(uid: number, index: number): string[] {
   return [
     "-m",
     "owner",
     "--uid-owner",
-    String(node.uid),
+    String(uid),
     "-j",
     "CONNMARK",
     "--or-mark",
