@@ -12,7 +12,7 @@ import type { BatchHandler, Delivery } from "./delivery.ts";
 import type { Queue } from "./topology.ts";
 import { describeError } from "./log.ts";
 import { withDeadline } from "./broker_deadline.ts";
-import { BrokerConnection, type BrokerOptions } from "./broker_connection.ts";
+import { BrokerConnection, type BrokerOptions, type Connect } from "./broker_connection.ts";
 import { copyOf, type OutgoingMessage, Publisher } from "./broker_publisher.ts";
 import { ConsumerState } from "./broker_consumer.ts";
 
@@ -85,9 +85,13 @@ export interface Broker {
 
 /**
  * Connects in the background to the broker at `urls`, one URL or the URLs of one cluster's nodes,
- * and keeps reconnecting until {@linkcode Broker.close}; see {@linkcode BrokerConnection}.
+ * and keeps reconnecting until {@linkcode Broker.close}; see {@linkcode BrokerConnection}. `connect`
+ * stands in for amqplib's in unit tests.
  */
-export function connectBroker(urls: string | readonly string[], options: BrokerOptions): Broker {
+export function connectBroker(
+  urls: string | readonly string[],
+  options: BrokerOptions & { connect?: Connect },
+): Broker {
   const { log } = options;
   const consumers: ConsumerState[] = [];
   const connection: BrokerConnection<Publisher> = new BrokerConnection(urls, {
