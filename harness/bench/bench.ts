@@ -17,7 +17,7 @@
  * `docs/performance.md` shows. It is not a test: a slow machine gets slow figures, not a failure.
  * @module
  */
-import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
+import { readCommandLine, runToolFromCommandLine, toolOptions } from "../lib/command_line.ts";
 import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
 import { IDLE_SETTLE_SECONDS, measureIdle } from "./_idle.ts";
 import { measureWebhook } from "./_webhook.ts";
@@ -343,23 +343,22 @@ export function parseBenchArgs(
 ): BenchOptions & { json: boolean; help: boolean; report?: string } {
   const { values, positive, oneOf } = readCommandLine(args, {
     tool: "the benchmark",
-    options: {
-      backlog: { type: "string" },
-      orders: { type: "string" },
-      concurrency: { type: "string" },
-      rate: { type: "string" },
-      seconds: { type: "string" },
-      store: { type: "string" },
-      instances: { type: "string" },
-      only: { type: "string" },
-      retention: { type: "string" },
-      "idle-seconds": { type: "string" },
-      quick: { type: "boolean" },
-      cluster: { type: "boolean" },
-      json: { type: "boolean" },
-      report: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
+    options: toolOptions(
+      [
+        "backlog",
+        "orders",
+        "concurrency",
+        "rate",
+        "seconds",
+        "store",
+        "instances",
+        "only",
+        "retention",
+        "idle-seconds",
+        "report",
+      ],
+      ["quick", "cluster"],
+    ),
   });
   if (values.report === "") {
     throw new RangeError(

@@ -10,7 +10,7 @@
  */
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { readCommandLine, runToolFromCommandLine } from "../lib/command_line.ts";
+import { readCommandLine, runToolFromCommandLine, toolOptions } from "../lib/command_line.ts";
 // @ts-types="@types/pg"
 import pg from "pg";
 import {
@@ -386,17 +386,10 @@ const USAGE = `Usage: deno task soak [options]
 export function parseSoakArgs(args: string[]): SoakOptions & { json: boolean; help: boolean } {
   const { values, positive, oneOf } = readCommandLine(args, {
     tool: "the soak",
-    options: {
-      minutes: { type: "string" },
-      rate: { type: "string" },
-      store: { type: "string" },
-      "private-postgres": { type: "boolean" },
-      retention: { type: "string" },
-      interval: { type: "string" },
-      chart: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
+    options: toolOptions(
+      ["minutes", "rate", "store", "retention", "interval", "chart"],
+      ["private-postgres"],
+    ),
   });
   const store = oneOf("store", ["sqlite", "postgres"] as const);
   return {

@@ -9,6 +9,21 @@ import { describeError } from "../../shared/log.ts";
 /** The options a tool takes: each a string, or a boolean flag. */
 export type OptionTypes = Record<string, { type: "string" | "boolean"; short?: string }>;
 
+/**
+ * The options of a tool that reports: `strings` take a value, `flags` take none, and every such
+ * tool also takes `--json` and `--help` (`-h`).
+ */
+export function toolOptions(
+  strings: readonly string[],
+  flags: readonly string[] = [],
+): OptionTypes {
+  const types: OptionTypes = {};
+  for (const name of strings) types[name] = { type: "string" };
+  for (const name of [...flags, "json"]) types[name] = { type: "boolean" };
+  types.help = { type: "boolean", short: "h" };
+  return types;
+}
+
 /** A parsed command line; see {@linkcode readCommandLine}. */
 export interface CommandLine {
   values: Record<string, string | boolean | undefined>;
@@ -94,12 +109,14 @@ export interface ToolOptions<A extends ToolArgs, R> {
   run(args: A, log: (line: string) => void): Promise<R>;
   /** The report as text; with `--json` it is printed as one JSON object instead. */
   format(report: R): string;
+  /** True when the report says the tool found something wrong: it then exits 1. @default {never} */
+  failed?(report: R): boolean;
 }
 
 /**
- * The `import.meta.main` block of a tool that measures (the benchmark, the soak), called `tool` in
- * messages: exits 2 after a bad argument, 0 once the report is printed, and 1 after one line saying
- * why it could not finish.
+ * The `import.meta.main` block of a tool that reports (the benchmark, the soak, the fuzzer), called
+ * `tool` in messages: exits 2 after a bad argument, 0 once the report is printed (1 when it says
+ * `failed`), and 1 after one line saying why it could not finish.
  */
 export async function runToolFromCommandLine<A extends ToolArgs, R>(
   tool: string,
@@ -119,7 +136,7 @@ export async function runToolFromCommandLine<A extends ToolArgs, R>(
   try {
     const report = await options.run(args, args.json ? console.error : console.log);
     console.log(args.json ? JSON.stringify(report) : `\n${options.format(report)}`);
-    Deno.exit(0);
+    Deno.exit(options.failed?.(report) ? 1 : 0);
   } catch (error) {
     console.error(`Cannot finish ${tool}: ${describeError(error)}`);
     Deno.exit(1);
@@ -174,11 +191,12 @@ export function parseScenarioArgs(
   options: ScenarioArgsOptions = {},
 ): ScenarioArgs {
   const { accepts = [] } = options;
-  const types: OptionTypes = { json: { type: "boolean" }, help: { type: "boolean", short: "h" } };
-  for (const name of accepts) types[name] = { type: FLAGS.has(name) ? "boolean" : "string" };
   const { values, positive, positiveInteger } = readCommandLine(args, {
     tool: "the scenario",
-    options: types,
+    options: toolOptions(
+      accepts.filter((name) => !FLAGS.has(name)),
+      accepts.filter((name) => FLAGS.has(name)),
+    ),
   });
   const result: ScenarioArgs = { json: values.json === true, help: values.help === true };
   const down = positive("down");

@@ -19,6 +19,7 @@ import {
   unknownPathArbitrary,
   wrongMethodArbitrary,
 } from "./fuzz_parts.ts";
+import { chunked } from "./fuzz_wire.ts";
 
 /** One generated request, before the fuzzer fills in an order id and a token. */
 export interface FuzzCase {
@@ -201,7 +202,7 @@ function placeOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
     chunked: fc.boolean(),
     // Rare, as each one waits out HTTP_BODY_TIMEOUT.
     stall: sometimes(fc.double({ min: 0, max: 0.99, noNaN: true }), 400),
-    transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
+    transport: transportArbitrary(),
   }).map((r): FuzzCase => {
     const headers: Array<[string, string]> = [];
     if (r.contentType[0] !== undefined) headers.push(["Content-Type", r.contentType[0]]);
@@ -212,7 +213,7 @@ function placeOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
     // Chunked framing over the raw transport: the body limit must hold without a Content-Length.
     if (r.chunked && r.transport === "raw") {
       headers.push(["Transfer-Encoding", "chunked"]);
-      body = chunk(body);
+      body = chunked(body);
     }
     const auth = r.auth.kind === "student" && r.auth.sub === SAME_STUDENT
       ? { kind: "student" as const, sub: r.body.userId ?? FUZZ_STUDENT }
@@ -272,83 +273,51 @@ function orderIdArbitrary(): fc.Arbitrary<[string, Verdict]> {
 }
 
 function readOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
-  return fc.record({
-    id: orderIdArbitrary(),
-    auth: authArbitrary(fc.constantFrom(FUZZ_STUDENT, "someone-else")),
-    extra: extraHeadersArbitrary(),
-    transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
-  }).map((r) => ({
+  return routeCase(orderIdArbitrary(), ownerAuth(), ([id, verdict]) => ({
     service: "order",
     route: "GET /orders/{id}",
     method: "GET",
-    target: `/orders/${r.id[0]}`,
-    headers: r.extra,
-    auth: r.auth,
-    transport: r.transport,
-    verdict: r.id[1] === "bad" ? "bad" : "ok",
+    target: `/orders/${id}`,
+    verdict: verdict === "bad" ? "bad" : "ok",
     authenticated: secure,
-    orderVerdict: r.id[0] === ORDER_REF ? "ok" : undefined,
+    orderVerdict: id === ORDER_REF ? "ok" : undefined,
   }));
 }
 
 function cancelOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
-  return fc.record({
-    id: orderIdArbitrary(),
-    auth: authArbitrary(fc.constantFrom(FUZZ_STUDENT, "someone-else")),
-    extra: extraHeadersArbitrary(),
-    body: sometimes(fc.uint8Array({ maxLength: 200 }), 4),
-    transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
-  }).map((r) => ({
+  const parts = fc.tuple(orderIdArbitrary(), sometimes(fc.uint8Array({ maxLength: 200 }), 4));
+  return routeCase(parts, ownerAuth(), ([[id, verdict], body]) => ({
     service: "order",
     route: "POST /orders/{id}/cancel",
     method: "POST",
-    target: `/orders/${r.id[0]}/cancel`,
-    headers: r.extra,
-    auth: r.auth,
-    body: r.body ?? undefined,
-    transport: r.transport,
+    target: `/orders/${id}/cancel`,
+    body,
     // A REJECTED or EXPIRED order is a 409; a PENDING or CONFIRMED one is cancelled.
-    verdict: r.id[1] === "bad" ? "bad" : "maybe",
+    verdict: verdict === "bad" ? "bad" : "maybe",
     authenticated: secure,
-    orderVerdict: r.id[0] === ORDER_REF ? "maybe" : undefined,
+    orderVerdict: id === ORDER_REF ? "maybe" : undefined,
   }));
 }
 
 function reservation(): fc.Arbitrary<FuzzCase> {
-  return fc.record({
-    id: orderIdArbitrary(),
-    auth: fc.oneof(fc.constant<AuthChoice>({ kind: "none" }), badAuthArbitrary()),
-    extra: extraHeadersArbitrary(),
-    transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
-  }).map((r) => ({
+  return routeCase(orderIdArbitrary(), noAuth(), ([id, verdict]) => ({
     service: "inventory",
     route: "GET /reservations/{id}",
     method: "GET",
-    target: `/reservations/${r.id[0]}`,
-    headers: r.extra,
-    auth: r.auth,
-    transport: r.transport,
+    target: `/reservations/${id}`,
     // An order just placed may have no reservation yet.
-    verdict: r.id[1] === "bad" ? "bad" : "maybe",
+    verdict: verdict === "bad" ? "bad" : "maybe",
     authenticated: false,
-    orderVerdict: r.id[0] === ORDER_REF ? "maybe" : undefined,
+    orderVerdict: id === ORDER_REF ? "maybe" : undefined,
   }));
 }
 
 function stock(): fc.Arbitrary<FuzzCase> {
-  return fc.record({
-    query: queryArbitrary(),
-    auth: fc.oneof(fc.constant<AuthChoice>({ kind: "none" }), badAuthArbitrary()),
-    extra: extraHeadersArbitrary(),
-    transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
-  }).map((r) => ({
+  return routeCase(queryArbitrary(), noAuth(), (query) => ({
     service: "inventory",
     route: "GET /stock",
     method: "GET",
-    target: `/stock${r.query}`,
-    headers: r.extra,
-    auth: r.auth,
-    transport: r.transport,
+    target: `/stock${query}`,
     verdict: "ok",
     authenticated: false,
   }));
@@ -369,25 +338,17 @@ function notifications(secure: boolean): fc.Arbitrary<FuzzCase> {
     fc.constant<[string, Verdict]>(["", "bad"]),
     queryArbitrary().map((q): [string, Verdict] => [q, "maybe"]),
   );
-  return fc.record({
-    filter,
-    auth: authArbitrary(fc.constantFrom(FUZZ_STUDENT, "someone-else")),
-    extra: extraHeadersArbitrary(),
-    transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
-  }).map((r) => ({
+  return routeCase(filter, ownerAuth(), ([query, verdict], auth) => ({
     service: "notification",
     route: "GET /notifications",
     method: "GET",
-    target: `/notifications${r.filter[0]}`,
-    headers: r.extra,
-    auth: r.auth,
-    transport: r.transport,
+    target: `/notifications${query}`,
     // A student's token is a filter of its own: without one in the query they see their own.
-    verdict: r.filter[1] !== "bad" || !secure
-      ? r.filter[1]
-      : r.auth.kind === "student"
+    verdict: verdict !== "bad" || !secure
+      ? verdict
+      : auth.kind === "student"
       ? "ok"
-      : r.auth.kind === "odd"
+      : auth.kind === "odd"
       ? "maybe"
       : "bad",
     authenticated: secure,
@@ -397,22 +358,17 @@ function notifications(secure: boolean): fc.Arbitrary<FuzzCase> {
 
 /** `/health`, `/ready` and `/metrics`, by GET or HEAD, with any token and any query. */
 function common(service: ServiceName): fc.Arbitrary<FuzzCase> {
-  return fc.record({
+  const parts = fc.record({
     route: fc.constantFrom(...COMMON),
     head: fc.boolean(),
     query: sometimes(queryArbitrary(), 3).map((query) => query ?? ""),
-    auth: fc.oneof(fc.constant<AuthChoice>({ kind: "none" }), badAuthArbitrary()),
-    extra: extraHeadersArbitrary(),
     variant: sometimes(pathVariantArbitrary(), 4),
-    transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
-  }).map((r) => ({
+  });
+  return routeCase(parts, noAuth(), (r) => ({
     service,
     route: `GET ${r.route[1]}`,
     method: r.head ? "HEAD" : "GET",
     target: (r.variant ? r.variant(r.route[1]) : r.route[1]) + r.query,
-    headers: r.extra,
-    auth: r.auth,
-    transport: r.transport,
     verdict: r.variant ? "maybe" : "ok",
     authenticated: false,
   }));
@@ -421,20 +377,15 @@ function common(service: ServiceName): fc.Arbitrary<FuzzCase> {
 /** A path no route of `service` has, by any method: a JSON 404. */
 function unknownPath(service: ServiceName): fc.Arbitrary<FuzzCase> {
   const known = [...ROUTES[service], ...COMMON].map(([, path]) => patternOf(path));
-  return fc.record({
-    path: unknownPathArbitrary().filter((path) => !known.some((p) => p.test(path.split("?")[0]))),
-    method: fc.oneof(fc.constantFrom("GET", "POST", "PUT", "DELETE"), wrongMethodArbitrary([])),
-    auth: fc.oneof(fc.constant<AuthChoice>({ kind: "none" }), badAuthArbitrary()),
-    extra: extraHeadersArbitrary(),
-    transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
-  }).map((r) => ({
+  const parts = fc.tuple(
+    unknownPathArbitrary().filter((path) => !known.some((p) => p.test(path.split("?")[0]))),
+    fc.oneof(fc.constantFrom("GET", "POST", "PUT", "DELETE"), wrongMethodArbitrary([])),
+  );
+  return routeCase(parts, noAuth(), ([path, method]) => ({
     service,
     route: "unknown path",
-    method: r.method,
-    target: r.path,
-    headers: r.extra,
-    auth: r.auth,
-    transport: r.transport,
+    method,
+    target: path,
     verdict: "bad",
     authenticated: false,
   }));
@@ -443,25 +394,51 @@ function unknownPath(service: ServiceName): fc.Arbitrary<FuzzCase> {
 /** A known path by a method it does not take: a JSON 405 with `Allow`. */
 function wrongMethod(service: ServiceName): fc.Arbitrary<FuzzCase> {
   const routes = [...ROUTES[service], ...COMMON];
-  return fc.constantFrom(...routes).chain(([allowed, path]) =>
-    fc.record({
-      method: wrongMethodArbitrary(routes.filter(([, p]) => p === path).map(([m]) => m)),
-      id: fc.constantFrom(ORDER_REF, "01HZZZZZZZZZZZZZZZZZZZZZZZ"),
-      auth: fc.oneof(fc.constant<AuthChoice>({ kind: "none" }), badAuthArbitrary()),
-      extra: extraHeadersArbitrary(),
-      transport: fc.constantFrom<"fetch" | "raw">("fetch", "raw"),
-    }).map((r) => ({
+  return fc.constantFrom(...routes).chain(([allowed, path]) => {
+    const parts = fc.tuple(
+      wrongMethodArbitrary(routes.filter(([, p]) => p === path).map(([m]) => m)),
+      fc.constantFrom(ORDER_REF, "01HZZZZZZZZZZZZZZZZZZZZZZZ"),
+    );
+    return routeCase(parts, noAuth(), ([method, id]) => ({
       service,
       route: `not ${allowed} ${path}`,
-      method: r.method,
-      target: path.replace(":id", r.id),
-      headers: r.extra,
-      auth: r.auth,
-      transport: r.transport,
-      verdict: "bad" as Verdict,
+      method,
+      target: path.replace(":id", id),
+      verdict: "bad",
       authenticated: false,
-    }))
-  );
+    }));
+  });
+}
+
+/** What a case says besides what {@linkcode routeCase} varies for every route alike. */
+type RouteCaseCore = Omit<FuzzCase, "headers" | "auth" | "transport">;
+
+/**
+ * Cases for one route: `parts` are what the route varies, and `toCase` makes them into a case;
+ * every route alike gets its token from `auth`, extra headers, and either transport.
+ */
+function routeCase<T>(
+  parts: fc.Arbitrary<T>,
+  auth: fc.Arbitrary<AuthChoice>,
+  toCase: (parts: T, auth: AuthChoice) => RouteCaseCore,
+): fc.Arbitrary<FuzzCase> {
+  return fc.tuple(parts, auth, extraHeadersArbitrary(), transportArbitrary()).map((
+    [own, auth, headers, transport],
+  ) => ({ ...toCase(own, auth), headers, auth, transport }));
+}
+
+/** Tokens for a route a student reads their own orders by: theirs, or another student's. */
+function ownerAuth(): fc.Arbitrary<AuthChoice> {
+  return authArbitrary(fc.constantFrom(FUZZ_STUDENT, "someone-else"));
+}
+
+/** Tokens for a route that wants none: none at all, or bad ones that it must ignore. */
+function noAuth(): fc.Arbitrary<AuthChoice> {
+  return fc.oneof(fc.constant<AuthChoice>({ kind: "none" }), badAuthArbitrary());
+}
+
+function transportArbitrary(): fc.Arbitrary<"fetch" | "raw"> {
+  return fc.constantFrom<"fetch" | "raw">("fetch", "raw");
 }
 
 /** `c` made into a request Deno's HTTP server refuses, as `mangling` says. */
@@ -485,24 +462,6 @@ function sometimes<T>(arbitrary: fc.Arbitrary<T>, n: number): fc.Arbitrary<T | u
 /** The least favourable of `verdicts`: bad over maybe over ok. */
 export function worst(...verdicts: Verdict[]): Verdict {
   return verdicts.includes("bad") ? "bad" : verdicts.includes("maybe") ? "maybe" : "ok";
-}
-
-/** `body` in chunked framing, in pieces of up to 1000 bytes. */
-function chunk(body: Uint8Array): Uint8Array {
-  const encoder = new TextEncoder();
-  const parts: Uint8Array[] = [];
-  for (let at = 0; at < body.length; at += 1000) {
-    const piece = body.subarray(at, at + 1000);
-    parts.push(encoder.encode(`${piece.length.toString(16)}\r\n`), piece, encoder.encode("\r\n"));
-  }
-  parts.push(encoder.encode("0\r\n\r\n"));
-  const bytes = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.length;
-  }
-  return bytes;
 }
 
 /** What the contract says a case is, now that its order id and token are known. */

@@ -167,6 +167,19 @@ async function writeAll(connection: Deno.Conn, bytes: Uint8Array): Promise<void>
   while (written < bytes.length) written += await connection.write(bytes.subarray(written));
 }
 
+/** `body` in chunked framing (`Transfer-Encoding: chunked`), in pieces of up to 1000 bytes. */
+export function chunked(body: Uint8Array): Uint8Array {
+  const encoder = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  for (let at = 0; at < body.length; at += 1000) {
+    const piece = body.subarray(at, at + 1000);
+    parts.push(encoder.encode(`${piece.length.toString(16)}\r\n`), piece, encoder.encode("\r\n"));
+  }
+  parts.push(encoder.encode("0\r\n\r\n"));
+  return concat(parts);
+}
+
+/** `chunks` end to end in one array. */
 function concat(chunks: Uint8Array[]): Uint8Array {
   const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
   let at = 0;

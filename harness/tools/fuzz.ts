@@ -9,10 +9,9 @@
  *   HARNESS_SECURE=1 deno task fuzz --seconds 60          # with bearer tokens required
  * @module
  */
-import { readCommandLine } from "../lib/command_line.ts";
+import { readCommandLine, runToolFromCommandLine, toolOptions } from "../lib/command_line.ts";
 import { withStack } from "../lib/stack.ts";
 import { type FuzzResult, fuzzStack } from "../lib/fuzz_run.ts";
-import { describeError } from "../../shared/log.ts";
 
 const USAGE = `Usage: deno task fuzz [--runs N] [--seconds S] [--seed N [--path P]] [--json]
 
@@ -41,14 +40,7 @@ export interface FuzzArgs {
 export function parseFuzzArgs(args: string[]): FuzzArgs {
   const { values, positive, positiveInteger } = readCommandLine(args, {
     tool: "the fuzzer",
-    options: {
-      runs: { type: "string" },
-      seconds: { type: "string" },
-      seed: { type: "string" },
-      path: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
+    options: toolOptions(["runs", "seconds", "seed", "path"]),
   });
   const seconds = positive("seconds");
   const result: FuzzArgs = {
@@ -98,27 +90,15 @@ export function formatFuzzResult(result: FuzzResult): string {
 }
 
 if (import.meta.main) {
-  let args: FuzzArgs;
-  try {
-    args = parseFuzzArgs(Deno.args);
-  } catch (error) {
-    console.error(`${describeError(error)}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (args.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const log = args.json ? console.error : console.log;
-  try {
-    const result = await withStack({ env: { HTTP_BODY_TIMEOUT: "2s" } }, (stack) => {
-      log(`Fuzzing ${Object.keys(stack.services).join(", ")}${stack.secure ? " (secure)" : ""}`);
-      return fuzzStack(stack, { ...args, runs: args.runs ?? 1e9, log });
-    });
-    console.log(args.json ? JSON.stringify(result) : `\n${formatFuzzResult(result)}`);
-    Deno.exit(result.failure || result.violations.length > 0 ? 1 : 0);
-  } catch (error) {
-    console.error(`Cannot finish the fuzzer: ${describeError(error)}`);
-    Deno.exit(1);
-  }
+  await runToolFromCommandLine("the fuzzer", {
+    usage: USAGE,
+    parse: parseFuzzArgs,
+    run: (args, log) =>
+      withStack({ env: { HTTP_BODY_TIMEOUT: "2s" } }, (stack) => {
+        log(`Fuzzing ${Object.keys(stack.services).join(", ")}${stack.secure ? " (secure)" : ""}`);
+        return fuzzStack(stack, { ...args, runs: args.runs ?? 1e9, log });
+      }),
+    format: formatFuzzResult,
+    failed: (result) => !!result.failure || result.violations.length > 0,
+  });
 }
