@@ -121,6 +121,9 @@ const RECOVERY_LIMIT_MS = 20_000;
 /** How long a healed network may take to make the cluster whole again, in milliseconds. */
 const HEAL_DEADLINE_MS = 60_000;
 
+/** How long the operator's `rabbitmqctl stop` may take before the node is SIGKILLed instead. */
+const OPERATOR_STOP_MS = 60_000;
+
 /** The calm before the first fault and between two faults, in milliseconds. */
 const CALM_MS = 8_000;
 
@@ -161,7 +164,14 @@ export async function runPartition(
   return await runScenario("test:partition", options, async (report) => {
     const summaries: string[] = [];
     for (const mode of modes) {
-      summaries.push(await runMode(report, { mode, faults, holdMs: holdSeconds * 1000, rate }));
+      try {
+        summaries.push(await runMode(report, { mode, faults, holdMs: holdSeconds * 1000, rate }));
+      } catch (error) {
+        // One mode's failure must not hide what the other measures.
+        if (isInterrupted()) throw error;
+        report.step(`${mode}: stopped by an error: ${(error as Error).message}`);
+        report.expect(false, `${mode}: every fault run to its end`, (error as Error).message);
+      }
     }
     report.summary(summaries.join("; "));
   });
@@ -374,10 +384,9 @@ async function runFault(
           label(cluster, target)
         }, as an operator would`,
     );
-    await cluster.restart(target);
-    healed = (await waitWhole(cluster, HEAL_DEADLINE_MS))
-      ? `after restarting ${label(cluster, target)}`
-      : "no";
+    const how = await restartAsOperator(cluster, target);
+    report.step(`${mode}: ${label(cluster, target)} ${how}`);
+    healed = (await waitWhole(cluster, HEAL_DEADLINE_MS)) ? `after it was ${how}` : "no";
   }
   await waitReplicated(cluster, vhost).catch(() => {});
   const endMs = Date.now();
@@ -387,6 +396,21 @@ async function runFault(
       `${deadLettered} dead-lettered; ${await placementLine(cluster, vhost)}`,
   );
   return { fault, what, atMs, healMs, endMs, healed, deadLettered };
+}
+
+/**
+ * Restarts `node` as an operator would: `rabbitmqctl stop` and start, or where the node does not
+ * stop when asked (a boot stuck after the partition), SIGKILL and start. Returns what it took.
+ */
+async function restartAsOperator(cluster: Cluster, node: RabbitMqNode): Promise<string> {
+  try {
+    await cluster.restart(node, { timeoutMs: OPERATOR_STOP_MS });
+    return "restarted";
+  } catch {
+    await cluster.kill(node);
+    await cluster.start(node);
+    return "SIGKILLed and started, as it did not stop when asked";
+  }
 }
 
 /**
