@@ -39,6 +39,22 @@ function shown(asker: Asker): string {
   return asker.sub === undefined ? asker.address : `${asker.address} (${asker.sub})`;
 }
 
+/**
+ * What follows an action that was done: the page reads the system again at once, the log gets
+ * `message` with `fields` and who asked, and the page's activity list gets `what`.
+ */
+function done(
+  context: ActionContext,
+  who: Asker,
+  message: string,
+  fields: Record<string, unknown>,
+  what: string,
+): void {
+  context.live.refreshNow();
+  context.log.info(message, { ...fields, ...logged(who) });
+  context.live.record({ who: shown(who), what });
+}
+
 /** How an action went: an HTTP status and one line for the person who asked. */
 export interface ActionAnswer {
   status: 200 | 202 | 400 | 401 | 403 | 404 | 409 | 502 | 503;
@@ -62,7 +78,7 @@ export async function placeOrder(
   who: Asker,
   form: OrderForm,
 ): Promise<ActionAnswer> {
-  const { live, log } = context;
+  const { live } = context;
   const items = [{ sku: form.sku, qty: form.qty }];
   const answer = await callService(context, "order", "/order", {
     token: who.token,
@@ -71,9 +87,7 @@ export async function placeOrder(
   if (answer.status !== 202) return answer;
   const order_id = String(answer.body.order_id);
   live.orders.add({ order_id, user_id: form.user_id, items, status: "PENDING", created_at: "" });
-  live.refreshNow();
-  log.info("placed order", { order_id, ...logged(who) });
-  live.record({ who: shown(who), what: `placed order …${order_id.slice(-8)}` });
+  done(context, who, "placed order", { order_id }, `placed order …${order_id.slice(-8)}`);
   return { status: 202, message: `Order ${order_id} accepted, PENDING`, order_id };
 }
 
@@ -83,14 +97,12 @@ export async function cancelOrder(
   who: Asker,
   orderId: string,
 ): Promise<ActionAnswer> {
-  const { live, log } = context;
   const path = `/orders/${encodeURIComponent(orderId)}/cancel`;
   const answer = await callService(context, "order", path, { token: who.token });
   if (answer.status !== 202) return answer;
-  live.orders.touch(orderId);
-  live.refreshNow();
-  log.info("cancelled order", { order_id: orderId, ...logged(who) });
-  live.record({ who: shown(who), what: `cancelled order …${orderId.slice(-8)}` });
+  context.live.orders.touch(orderId);
+  const what = `cancelled order …${orderId.slice(-8)}`;
+  done(context, who, "cancelled order", { order_id: orderId }, what);
   return { status: 202, message: `Order ${orderId} cancelled`, order_id: orderId };
 }
 
@@ -137,13 +149,11 @@ export async function retryDelivery(
   who: Asker,
   webhookId: string,
 ): Promise<ActionAnswer> {
-  const { live, log } = context;
   const path = `/deliveries/${encodeURIComponent(webhookId)}/retry`;
   const answer = await callService(context, "notification", path, { token: who.token });
   if (answer.status !== 202) return answer;
-  live.refreshNow();
-  log.info("retried webhook delivery", { webhook_id: webhookId, ...logged(who) });
-  live.record({ who: shown(who), what: `retried delivery …${webhookId.slice(-8)}` });
+  const what = `retried delivery …${webhookId.slice(-8)}`;
+  done(context, who, "retried webhook delivery", { webhook_id: webhookId }, what);
   return { status: 202, message: `Delivery ${webhookId} pending again, due now` };
 }
 

@@ -6,6 +6,13 @@ import { QUEUES } from "../../../shared/topology.ts";
 import { type ChartSeries, LineChart } from "./chart.tsx";
 import type { Snapshot } from "./live.ts";
 import { STAGES } from "./order_rates.ts";
+import { TableHead } from "./table_head.tsx";
+
+/** The rates chart beside the rates themselves: small, and what it shows, for screen readers. */
+const RATES_CHART = { label: "orders per second", width: 400, height: 150 };
+
+/** The queue depths chart, across the page over its table. */
+const QUEUES_CHART = { label: "queue depths", width: 960, height: 260 };
 
 /** A distinct colour per consumed queue; other queues (retry, DLQ) take the rest by name. */
 const PALETTE = [
@@ -62,14 +69,7 @@ export function Rates({ snapshot }: { snapshot: Snapshot }) {
           </div>
         ))}
       </dl>
-      <LineChart
-        series={series}
-        from={since}
-        to={at}
-        label="orders per second"
-        width={400}
-        height={150}
-      />
+      <LineChart series={series} from={since} to={at} {...RATES_CHART} />
     </>
   );
 }
@@ -98,23 +98,9 @@ export function Queues({ snapshot }: { snapshot: Snapshot }) {
   );
   return (
     <>
-      <LineChart
-        series={series}
-        from={since}
-        to={at}
-        label="queue depths"
-        width={960}
-        height={260}
-      />
+      <LineChart series={series} from={since} to={at} {...QUEUES_CHART} />
       <table class="queues">
-        <thead>
-          <tr>
-            <th>queue</th>
-            <th>ready</th>
-            <th>unacked</th>
-            <th>consumers</th>
-          </tr>
-        </thead>
+        <TableHead columns={["queue", "ready", "unacked", "consumers"]} />
         <tbody>
           {charted.map((queue) => (
             <tr data-queue={queue.name} data-ready={queue.ready} data-unacked={queue.unacked}>

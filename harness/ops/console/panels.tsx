@@ -11,6 +11,7 @@ import { isOrderId, isSettled } from "./latest_orders.ts";
 import { Queues, Rates } from "./chart_panels.tsx";
 import { DeadLetters } from "./dead_letters_panel.tsx";
 import { Deliveries } from "./deliveries_panel.tsx";
+import { TableHead } from "./table_head.tsx";
 
 /** A panel: its element's id and how to draw its content. */
 export interface Panel {
@@ -60,16 +61,7 @@ function Orders({ snapshot }: { snapshot: Snapshot }) {
   if (snapshot.orders.length === 0) return <p class="hint">No orders yet.</p>;
   return (
     <table class="orders">
-      <thead>
-        <tr>
-          <th>order</th>
-          <th>student</th>
-          <th>items</th>
-          <th>status</th>
-          <th>told</th>
-          <th />
-        </tr>
-      </thead>
+      <TableHead columns={["order", "student", "items", "status", "told", ""]} />
       <tbody>
         {snapshot.orders.map((order) => (
           <tr

@@ -7,7 +7,7 @@
  * A browser signs in once with a form; the token then rides in an HttpOnly, SameSite=Strict cookie.
  * @module
  */
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { csrf } from "hono/csrf";
 import { decode } from "hono/jwt";
@@ -119,16 +119,13 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
     return c.redirect("/", 303);
   });
   // Every action changes the system: under authentication only an admin may ask for one.
-  app.post("*", async function adminsOnly(c, next) {
+  const adminsOnly: MiddlewareHandler = async (c, next) => {
     const refused = await refusal(c);
     if (refused) return refused;
     await next();
-  });
-  app.use("/events", async function adminsOnly(c, next) {
-    const refused = await refusal(c);
-    if (refused) return refused;
-    await next();
-  });
+  };
+  app.post("*", adminsOnly);
+  app.use("/events", adminsOnly);
 
   app.get("/", async (c) => {
     const refused = await refusal(c);
@@ -191,11 +188,7 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
   app.post("/orders/:order_id/cancel", async (c) => {
     const orderId = c.req.param("order_id");
     if (!isOrderId(orderId)) {
-      return answer(c, {
-        status: 400,
-        message: `Cannot cancel the order as its id must be a ULID (26 characters of Crockford's ` +
-          `base 32): current value is ${JSON.stringify(orderId)}`,
-      });
+      return badId(c, "cancel the order", "a ULID (26 characters of Crockford's base 32)", orderId);
     }
     return answer(c, await actions.cancelOrder(options, whoAsked(c), orderId));
   });
@@ -212,12 +205,7 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
   app.post("/deliveries/:webhook_id/retry", async (c) => {
     const webhookId = c.req.param("webhook_id");
     if (!isWebhookId(webhookId)) {
-      return answer(c, {
-        status: 400,
-        message: `Cannot retry the delivery as its id must be msg_ and a ULID: current value is ${
-          JSON.stringify(webhookId)
-        }`,
-      });
+      return badId(c, "retry the delivery", "msg_ and a ULID", webhookId);
     }
     return answer(c, await actions.retryDelivery(options, whoAsked(c), webhookId));
   });
@@ -248,6 +236,14 @@ async function signIn(c: Context, refused: Response): Promise<Response> {
 function answer(c: Context, result: ActionAnswer): Response {
   if (!c.req.header("accept")?.includes("application/json")) return c.redirect("/", 303);
   return c.json(result, result.status);
+}
+
+/** A 400 for an `id` in the path that is not of the shape `rule` says, before anything is done. */
+function badId(c: Context, action: string, rule: string, id: string): Response {
+  const message = `Cannot ${action} as its id must be ${rule}: current value is ${
+    JSON.stringify(id)
+  }`;
+  return answer(c, { status: 400, message });
 }
 
 /**

@@ -12,9 +12,25 @@ import { recordingLogger } from "../../../shared/testing/recording_logger.ts";
 import { consoleAddress, type RunningConsole, startConsole } from "./console.ts";
 import { renderPanels } from "./panels.tsx";
 
+/** How a test's console is started, besides on a vhost of its own and with no services. */
+interface ConsoleTestOptions {
+  auth?: AuthConfig;
+  hostname?: string;
+  allowedHosts?: string[];
+}
+
+/** Registers a test that runs `fn` against a console of its own, started with `options`. */
+function consoleTest(
+  name: string,
+  fn: (console_: RunningConsole) => Promise<void>,
+  options: ConsoleTestOptions = {},
+): void {
+  Deno.test(name, INTEGRATION, () => withConsole(fn, options));
+}
+
 async function withConsole(
   fn: (console_: RunningConsole) => Promise<void>,
-  options: { auth?: AuthConfig; hostname?: string; allowedHosts?: string[] } = {},
+  options: ConsoleTestOptions,
 ): Promise<void> {
   const vhost = await createVhost();
   const console_ = await startConsole({
@@ -82,147 +98,130 @@ async function rawGet(url: string, host: string): Promise<string> {
   return answer;
 }
 
-Deno.test(
+consoleTest(
   "console serves the page, its assets and its first panels without services, against the broker",
-  INTEGRATION,
-  async () => {
-    await withConsole(async ({ url }) => {
-      const page = await (await fetch(url)).text();
-      assert.match(page, /^<!doctype html>/);
-      const ids = ["services", "rates", "queues", "orders", "stock", "dead-letters", "deliveries"];
-      for (const id of ids) {
-        assert.match(page, new RegExp(`<div id="${id}">`), `the page has the ${id} panel`);
-      }
-      const script = await fetch(new URL("/assets/console.js", url));
-      assert.equal(script.headers.get("content-type"), "text/javascript; charset=utf-8");
-      assert.match(await script.text(), /new EventSource\("\/events"\)/);
-      assert.equal((await fetch(new URL("/assets/other.js", url))).status, 404);
+  async ({ url }) => {
+    const page = await (await fetch(url)).text();
+    assert.match(page, /^<!doctype html>/);
+    const ids = ["services", "rates", "queues", "orders", "stock", "dead-letters", "deliveries"];
+    for (const id of ids) {
+      assert.match(page, new RegExp(`<div id="${id}">`), `the page has the ${id} panel`);
+    }
+    const script = await fetch(new URL("/assets/console.js", url));
+    assert.equal(script.headers.get("content-type"), "text/javascript; charset=utf-8");
+    assert.match(await script.text(), /new EventSource\("\/events"\)/);
+    assert.equal((await fetch(new URL("/assets/other.js", url))).status, 404);
 
-      const events = await fetch(new URL("/events", url));
-      const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
-      let received = "";
-      await waitFor("the first panels over SSE", async () => {
-        received += (await reader.read()).value ?? "";
-        return received.includes("\n\n");
-      });
-      await reader.cancel();
-      assert.match(received, /^event: panels\ndata: /);
-      const panels = JSON.parse(received.split("\n")[1].slice("data: ".length));
-      assert.match(panels.services, /data-service="order" data-state="stopped"/);
+    const events = await fetch(new URL("/events", url));
+    const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let received = "";
+    await waitFor("the first panels over SSE", async () => {
+      received += (await reader.read()).value ?? "";
+      return received.includes("\n\n");
     });
+    await reader.cancel();
+    assert.match(received, /^event: panels\ndata: /);
+    const panels = JSON.parse(received.split("\n")[1].slice("data: ".length));
+    assert.match(panels.services, /data-service="order" data-state="stopped"/);
   },
 );
 
-Deno.test(
+consoleTest(
   "console offers no stop or start outside deno task dev, against the broker",
-  INTEGRATION,
-  async () => {
-    await withConsole(async ({ url }) => {
-      const page = await (await fetch(url)).text();
-      assert.doesNotMatch(page, /\/services\/\w+\/stop/);
-      const stop = await post(new URL("/services/inventory/stop", url).href);
-      assert.equal(stop.status, 404);
-      assert.match((await stop.json()).message, /deno task dev/);
-    });
+  async ({ url }) => {
+    const page = await (await fetch(url)).text();
+    assert.doesNotMatch(page, /\/services\/\w+\/stop/);
+    const stop = await post(new URL("/services/inventory/stop", url).href);
+    assert.equal(stop.status, 404);
+    assert.match((await stop.json()).message, /deno task dev/);
   },
 );
 
-Deno.test(
+consoleTest(
   "console refuses a form posted from another site and a foreign Host, against the broker",
-  INTEGRATION,
-  async () => {
-    await withConsole(async ({ url, live }) => {
-      const replay = new URL("/dead-letters/replay", url).href;
-      const forged = await post(replay, { origin: "http://evil.example" });
-      assert.equal(forged.status, 403);
-      await forged.body?.cancel();
-      assert.match(await rawGet(url, "evil.example"), /^HTTP\/1\.1 403/);
-      assert.match(await rawGet(url, "localhost"), /^HTTP\/1\.1 200/);
-      await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
-      const own = await post(replay);
-      assert.equal(own.status, 200);
-      assert.match((await own.json()).message, /Replayed 0 message\(s\) from every DLQ/);
-    });
+  async ({ url, live }) => {
+    const replay = new URL("/dead-letters/replay", url).href;
+    const forged = await post(replay, { origin: "http://evil.example" });
+    assert.equal(forged.status, 403);
+    await forged.body?.cancel();
+    assert.match(await rawGet(url, "evil.example"), /^HTTP\/1\.1 403/);
+    assert.match(await rawGet(url, "localhost"), /^HTTP\/1\.1 200/);
+    await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+    const own = await post(replay);
+    assert.equal(own.status, 200);
+    assert.match((await own.json()).message, /Replayed 0 message\(s\) from every DLQ/);
   },
 );
 
-Deno.test(
+consoleTest(
   "console answers a plain form post with a redirect to the page, against the broker",
-  INTEGRATION,
-  async () => {
-    await withConsole(async ({ url }) => {
-      const response = await placeByPlainForm(url);
-      assert.equal(response.status, 303);
-      assert.equal(response.headers.get("location"), "/");
-      const json = await post(new URL("/orders", url).href, {
-        form: { user_id: "u1", sku: "burger", qty: "1" },
-      });
-      assert.equal(json.status, 503, "no order service runs");
+  async ({ url }) => {
+    const response = await placeByPlainForm(url);
+    assert.equal(response.status, 303);
+    assert.equal(response.headers.get("location"), "/");
+    const json = await post(new URL("/orders", url).href, {
+      form: { user_id: "u1", sku: "burger", qty: "1" },
     });
+    assert.equal(json.status, 503, "no order service runs");
   },
 );
 
-Deno.test(
+consoleTest(
   "console under AUTH_JWT_SECRET lets only an admin act, against the broker",
-  INTEGRATION,
-  async () => {
+  async ({ url, live }) => {
     const student = await harnessToken("s1");
     const admin = await harnessToken("ops", { role: "admin" });
-    await withConsole(async ({ url, live }) => {
-      await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+    await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
 
-      const replay = new URL("/dead-letters/replay", url).href;
-      const anonymous = await post(replay);
-      assert.equal(anonymous.status, 401);
-      assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Bearer/);
-      assert.match((await anonymous.json()).error, /a valid bearer token is required/);
-      const forged = await post(replay, { token: admin.slice(0, -2) + "xx" });
-      assert.equal(forged.status, 401);
-      await forged.body?.cancel();
-      const byStudent = await post(replay, { token: student });
-      assert.equal(byStudent.status, 403);
-      assert.match((await byStudent.json()).error, /this needs a token with the admin role/);
-      for (
-        const path of [
-          "/orders",
-          "/orders/01JABCDEFGHJKMNPQRSTVWXYZ0/cancel",
-          "/services/inventory/stop",
-          "/deliveries/msg_01JABCDEFGHJKMNPQRSTVWXYZ0/retry",
-        ]
-      ) {
-        const refused = await post(new URL(path, url).href, { token: student });
-        assert.equal(refused.status, 403, `POST ${path} with a student's token`);
-        await refused.body?.cancel();
-      }
+    const replay = new URL("/dead-letters/replay", url).href;
+    const anonymous = await post(replay);
+    assert.equal(anonymous.status, 401);
+    assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Bearer/);
+    assert.match((await anonymous.json()).error, /a valid bearer token is required/);
+    const forged = await post(replay, { token: admin.slice(0, -2) + "xx" });
+    assert.equal(forged.status, 401);
+    await forged.body?.cancel();
+    const byStudent = await post(replay, { token: student });
+    assert.equal(byStudent.status, 403);
+    assert.match((await byStudent.json()).error, /this needs a token with the admin role/);
+    for (
+      const path of [
+        "/orders",
+        "/orders/01JABCDEFGHJKMNPQRSTVWXYZ0/cancel",
+        "/services/inventory/stop",
+        "/deliveries/msg_01JABCDEFGHJKMNPQRSTVWXYZ0/retry",
+      ]
+    ) {
+      const refused = await post(new URL(path, url).href, { token: student });
+      assert.equal(refused.status, 403, `POST ${path} with a student's token`);
+      await refused.body?.cancel();
+    }
 
-      const byAdmin = await post(replay, { token: admin });
-      assert.equal(byAdmin.status, 200);
-      assert.match((await byAdmin.json()).message, /Replayed 0 message\(s\) from every DLQ/);
-      await waitFor("the replay listed", () => live.snapshot().activity.length > 0);
-      const done = live.snapshot().activity.map(({ who, what }) => `${what} by ${who}`);
-      // Nothing refused was done, and the admin's replay is listed with the token's sub.
-      assert.deepEqual(done, ["replayed 0 from every DLQ by 127.0.0.1 (ops)"]);
-      // A plain form post cannot carry the token: it is refused, not redirected.
-      const plain = await placeByPlainForm(url);
-      assert.equal(plain.status, 401);
-      await plain.body?.cancel();
-    }, { auth: { jwtSecret: HARNESS_JWT_SECRET } });
+    const byAdmin = await post(replay, { token: admin });
+    assert.equal(byAdmin.status, 200);
+    assert.match((await byAdmin.json()).message, /Replayed 0 message\(s\) from every DLQ/);
+    await waitFor("the replay listed", () => live.snapshot().activity.length > 0);
+    const done = live.snapshot().activity.map(({ who, what }) => `${what} by ${who}`);
+    // Nothing refused was done, and the admin's replay is listed with the token's sub.
+    assert.deepEqual(done, ["replayed 0 from every DLQ by 127.0.0.1 (ops)"]);
+    // A plain form post cannot carry the token: it is refused, not redirected.
+    const plain = await placeByPlainForm(url);
+    assert.equal(plain.status, 401);
+    await plain.body?.cancel();
   },
+  { auth: { jwtSecret: HARNESS_JWT_SECRET } },
 );
 
-Deno.test(
+consoleTest(
   "console without authentication asks for no token and logs who asked without a sub, against the broker",
-  INTEGRATION,
-  async () => {
-    await withConsole(async ({ url, live }) => {
-      assert.doesNotMatch(await (await fetch(url)).text(), /id="token"/);
-      await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
-      const own = await post(new URL("/dead-letters/replay", url).href);
-      assert.equal(own.status, 200);
-      await own.body?.cancel();
-      await waitFor("the replay listed", () => live.snapshot().activity.length > 0);
-      assert.equal(live.snapshot().activity[0].who, "127.0.0.1");
-    });
+  async ({ url, live }) => {
+    assert.doesNotMatch(await (await fetch(url)).text(), /id="token"/);
+    await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+    const own = await post(new URL("/dead-letters/replay", url).href);
+    assert.equal(own.status, 200);
+    await own.body?.cancel();
+    await waitFor("the replay listed", () => live.snapshot().activity.length > 0);
+    assert.equal(live.snapshot().activity[0].who, "127.0.0.1");
   },
 );
 
@@ -246,134 +245,127 @@ Deno.test("consoleAddress() reads CONSOLE_PORT and CONSOLE_HOST, loopback by def
   );
 });
 
-Deno.test(
+consoleTest(
   "console under AUTH_JWT_SECRET shows its page and live updates to a signed-in admin only, against the broker",
-  INTEGRATION,
-  async () => {
+  async ({ url }) => {
     const student = await harnessToken("s1");
     const admin = await harnessToken("ops", { role: "admin" });
-    await withConsole(async ({ url }) => {
-      const events = new URL("/events", url).href;
-      // Nothing the console reads with its own admin token reaches a stranger.
-      const stranger = await get(url);
-      assert.equal(stranger.status, 401);
-      assert.match(stranger.headers.get("www-authenticate") ?? "", /^Bearer/);
-      const signInPage = await stranger.text();
-      assert.match(signInPage, /<form method="post" action="\/session" class="login">/);
-      assert.match(signInPage, /<input id="token" name="token" type="password"/);
-      assert.doesNotMatch(signInPage, /id="orders"|id="services"|EventSource|console\.js/);
-      assert.equal((await get(events)).status, 401, "the live updates need a token");
-      const byStudent = await get(events, { token: student });
-      assert.equal(byStudent.status, 403);
-      await byStudent.body?.cancel();
-      assert.equal((await get(url, { token: student })).status, 403);
-      const byHeader = await get(url, { token: admin });
-      assert.equal(byHeader.status, 200, "a tool may send the token as a header");
-      assert.match(await byHeader.text(), /<div id="orders">/);
+    const events = new URL("/events", url).href;
+    // Nothing the console reads with its own admin token reaches a stranger.
+    const stranger = await get(url);
+    assert.equal(stranger.status, 401);
+    assert.match(stranger.headers.get("www-authenticate") ?? "", /^Bearer/);
+    const signInPage = await stranger.text();
+    assert.match(signInPage, /<form method="post" action="\/session" class="login">/);
+    assert.match(signInPage, /<input id="token" name="token" type="password"/);
+    assert.doesNotMatch(signInPage, /id="orders"|id="services"|EventSource|console\.js/);
+    assert.equal((await get(events)).status, 401, "the live updates need a token");
+    const byStudent = await get(events, { token: student });
+    assert.equal(byStudent.status, 403);
+    await byStudent.body?.cancel();
+    assert.equal((await get(url, { token: student })).status, 403);
+    const byHeader = await get(url, { token: admin });
+    assert.equal(byHeader.status, 200, "a tool may send the token as a header");
+    assert.match(await byHeader.text(), /<div id="orders">/);
 
-      // Signing in: a student's token and a bad one are refused, an admin's is kept in a cookie.
-      const refused = await post(new URL("/session", url).href, { form: { token: student } });
-      assert.equal(refused.status, 403);
-      assert.match(await refused.text(), /this needs a token with the admin role/);
-      const garbled = await post(new URL("/session", url).href, { form: { token: "x.y.z" } });
-      assert.equal(garbled.status, 401);
-      await garbled.body?.cancel();
-      const forged = await post(new URL("/session", url).href, {
-        form: { token: admin },
-        origin: "http://evil.example",
-      });
-      assert.equal(forged.status, 403, "another site cannot sign a browser in");
-      await forged.body?.cancel();
-      const signedIn = await post(new URL("/session", url).href, { form: { token: admin } });
-      assert.equal(signedIn.status, 303);
-      assert.equal(signedIn.headers.get("location"), "/");
-      const setCookie = signedIn.headers.get("set-cookie") ?? "";
-      assert.match(
-        setCookie,
-        /^console_token=[\w.-]+; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict$/,
-      );
-      const cookie = setCookie.split(";")[0];
-
-      const page = await get(url, { cookie });
-      assert.equal(page.status, 200);
-      const html = await page.text();
-      assert.match(html, /<div id="orders">/);
-      assert.match(html, /action="\/session\/end"/, "the page offers to sign out");
-      const stream = await get(events, { cookie });
-      assert.equal(stream.status, 200);
-      assert.match(stream.headers.get("content-type") ?? "", /text\/event-stream/);
-      await stream.body?.cancel();
-      // With the cookie even a plain form post (no script) may act, and goes back to the page.
-      const plain = await fetch(new URL("/dead-letters/replay", url), {
-        method: "POST",
-        headers: { origin: new URL(url).origin, cookie },
-        body: new URLSearchParams({}),
-        redirect: "manual",
-      });
-      assert.equal(plain.status, 303);
-      await plain.body?.cancel();
-      // A cookie whose token no longer passes gets the sign-in page, and is cleared.
-      const stale = await get(url, { cookie: `console_token=${admin.slice(0, -2)}xx` });
-      assert.equal(stale.status, 401);
-      assert.match(stale.headers.get("set-cookie") ?? "", /^console_token=; Max-Age=0/);
-      assert.match(await stale.text(), /class="bad"/);
-
-      const signedOut = await post(new URL("/session/end", url).href, { cookie });
-      assert.equal(signedOut.status, 303);
-      assert.match(signedOut.headers.get("set-cookie") ?? "", /^console_token=; Max-Age=0/);
-    }, { auth: { jwtSecret: HARNESS_JWT_SECRET } });
-  },
-);
-
-Deno.test(
-  "console on 0.0.0.0 keeps refusing a foreign Host, and answers its addresses and allowed names, against the broker",
-  INTEGRATION,
-  async () => {
-    await withConsole(async ({ url }) => {
-      const local = `http://127.0.0.1:${new URL(url).port}/`;
-      assert.match(await rawGet(local, "evil.example"), /^HTTP\/1\.1 403/);
-      assert.match(await rawGet(local, "console.lan.evil.example"), /^HTTP\/1\.1 403/);
-      for (const host of ["127.0.0.1", "localhost", "192.168.1.20", "[::1]", "console.lan"]) {
-        assert.match(await rawGet(local, host), /^HTTP\/1\.1 200/, host);
-      }
-    }, { hostname: "0.0.0.0", allowedHosts: ["console.lan"] });
-  },
-);
-
-Deno.test(
-  "console encodes order ids in its forms, offers no Cancel for an id that is no ULID, and refuses one with 400, against the broker",
-  INTEGRATION,
-  async () => {
-    await withConsole(async ({ url, live }) => {
-      const good = "01JABCDEFGHJKMNPQRSTVWXYZ0";
-      const evil = "../services/inventory/stop?";
-      const row = (order_id: string) => ({
-        order_id,
-        user_id: "u1",
-        items: [{ sku: "burger", qty: 1 }],
-        status: "PENDING",
-        created_at: "",
-      });
-      const html = renderPanels({ ...live.snapshot(), orders: [row(good), row(evil)] })
-        .get("orders")!;
-      const actions = [...html.matchAll(/action="([^"]*)"/g)].map((match) => match[1]);
-      assert.deepEqual(actions, [`/orders/${good}/cancel`]);
-      assert.match(html, /data-order-id="\.\.\/services\/inventory\/stop\?"/, "still listed");
-
-      await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
-      for (
-        const id of ["..%2Fservices%2Finventory%2Fstop%3F", "o1", `${good}x`, good.toLowerCase()]
-      ) {
-        const refused = await post(new URL(`/orders/${id}/cancel`, url).href);
-        assert.equal(refused.status, 400, id);
-        assert.match(
-          (await refused.json()).message,
-          /Cannot cancel the order as its id must be a ULID/,
-        );
-      }
-      const ulid = await post(new URL(`/orders/${good}/cancel`, url).href);
-      assert.equal(ulid.status, 503, "a ULID goes on to the order API, which does not run here");
-      await ulid.body?.cancel();
+    // Signing in: a student's token and a bad one are refused, an admin's is kept in a cookie.
+    const refused = await post(new URL("/session", url).href, { form: { token: student } });
+    assert.equal(refused.status, 403);
+    assert.match(await refused.text(), /this needs a token with the admin role/);
+    const garbled = await post(new URL("/session", url).href, { form: { token: "x.y.z" } });
+    assert.equal(garbled.status, 401);
+    await garbled.body?.cancel();
+    const forged = await post(new URL("/session", url).href, {
+      form: { token: admin },
+      origin: "http://evil.example",
     });
+    assert.equal(forged.status, 403, "another site cannot sign a browser in");
+    await forged.body?.cancel();
+    const signedIn = await post(new URL("/session", url).href, { form: { token: admin } });
+    assert.equal(signedIn.status, 303);
+    assert.equal(signedIn.headers.get("location"), "/");
+    const setCookie = signedIn.headers.get("set-cookie") ?? "";
+    assert.match(
+      setCookie,
+      /^console_token=[\w.-]+; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict$/,
+    );
+    const cookie = setCookie.split(";")[0];
+
+    const page = await get(url, { cookie });
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.match(html, /<div id="orders">/);
+    assert.match(html, /action="\/session\/end"/, "the page offers to sign out");
+    const stream = await get(events, { cookie });
+    assert.equal(stream.status, 200);
+    assert.match(stream.headers.get("content-type") ?? "", /text\/event-stream/);
+    await stream.body?.cancel();
+    // With the cookie even a plain form post (no script) may act, and goes back to the page.
+    const plain = await fetch(new URL("/dead-letters/replay", url), {
+      method: "POST",
+      headers: { origin: new URL(url).origin, cookie },
+      body: new URLSearchParams({}),
+      redirect: "manual",
+    });
+    assert.equal(plain.status, 303);
+    await plain.body?.cancel();
+    // A cookie whose token no longer passes gets the sign-in page, and is cleared.
+    const stale = await get(url, { cookie: `console_token=${admin.slice(0, -2)}xx` });
+    assert.equal(stale.status, 401);
+    assert.match(stale.headers.get("set-cookie") ?? "", /^console_token=; Max-Age=0/);
+    assert.match(await stale.text(), /class="bad"/);
+
+    const signedOut = await post(new URL("/session/end", url).href, { cookie });
+    assert.equal(signedOut.status, 303);
+    assert.match(signedOut.headers.get("set-cookie") ?? "", /^console_token=; Max-Age=0/);
+  },
+  { auth: { jwtSecret: HARNESS_JWT_SECRET } },
+);
+
+consoleTest(
+  "console on 0.0.0.0 keeps refusing a foreign Host, and answers its addresses and allowed names, against the broker",
+  async ({ url }) => {
+    const local = `http://127.0.0.1:${new URL(url).port}/`;
+    assert.match(await rawGet(local, "evil.example"), /^HTTP\/1\.1 403/);
+    assert.match(await rawGet(local, "console.lan.evil.example"), /^HTTP\/1\.1 403/);
+    for (const host of ["127.0.0.1", "localhost", "192.168.1.20", "[::1]", "console.lan"]) {
+      assert.match(await rawGet(local, host), /^HTTP\/1\.1 200/, host);
+    }
+  },
+  { hostname: "0.0.0.0", allowedHosts: ["console.lan"] },
+);
+
+consoleTest(
+  "console encodes order ids in its forms, offers no Cancel for an id that is no ULID, and refuses one with 400, against the broker",
+  async ({ url, live }) => {
+    const good = "01JABCDEFGHJKMNPQRSTVWXYZ0";
+    const evil = "../services/inventory/stop?";
+    const row = (order_id: string) => ({
+      order_id,
+      user_id: "u1",
+      items: [{ sku: "burger", qty: 1 }],
+      status: "PENDING",
+      created_at: "",
+    });
+    const html = renderPanels({ ...live.snapshot(), orders: [row(good), row(evil)] })
+      .get("orders")!;
+    const actions = [...html.matchAll(/action="([^"]*)"/g)].map((match) => match[1]);
+    assert.deepEqual(actions, [`/orders/${good}/cancel`]);
+    assert.match(html, /data-order-id="\.\.\/services\/inventory\/stop\?"/, "still listed");
+
+    await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+    for (
+      const id of ["..%2Fservices%2Finventory%2Fstop%3F", "o1", `${good}x`, good.toLowerCase()]
+    ) {
+      const refused = await post(new URL(`/orders/${id}/cancel`, url).href);
+      assert.equal(refused.status, 400, id);
+      assert.match(
+        (await refused.json()).message,
+        /Cannot cancel the order as its id must be a ULID/,
+      );
+    }
+    const ulid = await post(new URL(`/orders/${good}/cancel`, url).href);
+    assert.equal(ulid.status, 503, "a ULID goes on to the order API, which does not run here");
+    await ulid.body?.cancel();
   },
 );
