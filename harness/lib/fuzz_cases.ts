@@ -273,42 +273,67 @@ function orderIdArbitrary(): fc.Arbitrary<[string, Verdict]> {
 }
 
 function readOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
-  return routeCase(orderIdArbitrary(), ownerAuth(), ([id, verdict]) => ({
+  return orderIdRoute({
     service: "order",
-    route: "GET /orders/{id}",
     method: "GET",
-    target: `/orders/${id}`,
-    verdict: verdict === "bad" ? "bad" : "ok",
+    path: "/orders/{id}",
+    auth: ownerAuth(),
+    verdict: "ok",
     authenticated: secure,
-    orderVerdict: id === ORDER_REF ? "ok" : undefined,
-  }));
+  });
 }
 
 function cancelOrder(secure: boolean): fc.Arbitrary<FuzzCase> {
-  const parts = fc.tuple(orderIdArbitrary(), sometimes(fc.uint8Array({ maxLength: 200 }), 4));
-  return routeCase(parts, ownerAuth(), ([[id, verdict], body]) => ({
+  return orderIdRoute({
     service: "order",
-    route: "POST /orders/{id}/cancel",
     method: "POST",
-    target: `/orders/${id}/cancel`,
-    body,
+    path: "/orders/{id}/cancel",
+    auth: ownerAuth(),
+    body: sometimes(fc.uint8Array({ maxLength: 200 }), 4),
     // A REJECTED or EXPIRED order is a 409; a PENDING or CONFIRMED one is cancelled.
-    verdict: verdict === "bad" ? "bad" : "maybe",
+    verdict: "maybe",
     authenticated: secure,
-    orderVerdict: id === ORDER_REF ? "maybe" : undefined,
-  }));
+  });
 }
 
 function reservation(): fc.Arbitrary<FuzzCase> {
-  return routeCase(orderIdArbitrary(), noAuth(), ([id, verdict]) => ({
+  return orderIdRoute({
     service: "inventory",
-    route: "GET /reservations/{id}",
     method: "GET",
-    target: `/reservations/${id}`,
+    path: "/reservations/{id}",
+    auth: noAuth(),
     // An order just placed may have no reservation yet.
-    verdict: verdict === "bad" ? "bad" : "maybe",
+    verdict: "maybe",
     authenticated: false,
-    orderVerdict: id === ORDER_REF ? "maybe" : undefined,
+  });
+}
+
+/** A route on one order's id, as {@linkcode orderIdRoute} aims at it. */
+interface OrderIdRoute {
+  service: ServiceName;
+  method: "GET" | "POST";
+  /** The path, `{id}` standing for the order id. */
+  path: string;
+  auth: fc.Arbitrary<AuthChoice>;
+  /** A body to send, now and then. @default {none} */
+  body?: fc.Arbitrary<Uint8Array | undefined>;
+  /** What the contract says of a well-formed id, and of an order the fuzzer placed. */
+  verdict: Verdict;
+  authenticated: boolean;
+}
+
+/** Cases for a route on one order's id: a malformed or unknown id is refused, whatever the route. */
+function orderIdRoute(route: OrderIdRoute): fc.Arbitrary<FuzzCase> {
+  const parts = fc.tuple(orderIdArbitrary(), route.body ?? fc.constant(undefined));
+  return routeCase(parts, route.auth, ([[id, idVerdict], body]) => ({
+    service: route.service,
+    route: `${route.method} ${route.path}`,
+    method: route.method,
+    target: route.path.replace("{id}", id),
+    body,
+    verdict: idVerdict === "bad" ? "bad" : route.verdict,
+    authenticated: route.authenticated,
+    orderVerdict: id === ORDER_REF ? route.verdict : undefined,
   }));
 }
 

@@ -114,3 +114,16 @@ export function viaProxy(url: string, proxy: TcpProxy): string {
   proxied.port = String(proxy.port);
   return proxied.toString();
 }
+
+/** Runs `fn` with a proxy to `target`, closed afterwards however `fn` ends. */
+export async function withTcpProxy<T>(
+  target: { hostname: string; port: number },
+  fn: (proxy: TcpProxy) => Promise<T>,
+): Promise<T> {
+  const proxy = startTcpProxy(target);
+  try {
+    return await fn(proxy);
+  } finally {
+    proxy.close();
+  }
+}

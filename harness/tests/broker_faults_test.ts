@@ -17,7 +17,7 @@ import {
 } from "../lib/http_probes.ts";
 import { SERVICES, startService } from "../lib/service_process.ts";
 import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
-import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
+import { startTcpProxy, viaProxy, withTcpProxy } from "../lib/tcp_proxy.ts";
 import { createVhost, managementApi } from "../ops/management_api.ts";
 import { connectBroker } from "../../shared/broker.ts";
 import { recordingLogger } from "../../shared/testing/recording_logger.ts";
@@ -29,9 +29,8 @@ Deno.test(
   "orders accepted while the broker is unreachable are confirmed after it returns, against the broker",
   INTEGRATION,
   async () => {
-    const proxy = startTcpProxy(brokerTarget());
-    proxy.cut();
-    try {
+    await withTcpProxy(brokerTarget(), async (proxy) => {
+      proxy.cut();
       await withStack({ services: ["inventory", "notification"] }, async (stack) => {
         const order = await stack.start("order", {
           AMQP_URL: viaProxy(stack.envOf("order").AMQP_URL, proxy),
@@ -58,9 +57,7 @@ Deno.test(
             ),
         );
       });
-    } finally {
-      proxy.close();
-    }
+    });
   },
 );
 

@@ -12,9 +12,9 @@ import { getJson, orderStatus, postOrder, request, waitReady } from "../lib/http
 import { createVhost } from "../ops/management_api.ts";
 import { type ServiceName, SERVICES } from "../lib/service_process.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
-import { createDatabase, postgresUnavailable } from "../../shared/testing/stores.ts";
+import { postgresTarget, postgresTest } from "../lib/on_postgres.ts";
 import { streamOrders } from "../lib/order_stream.ts";
-import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
+import { startTcpProxy, type TcpProxy, viaProxy, withTcpProxy } from "../lib/tcp_proxy.ts";
 import { mountTmpfs, tmpfsUnavailable } from "../../shared/testing/tmpfs.ts";
 import { PAUSED_MSG, RESUMED_MSG } from "../../shared/outage.ts";
 import { newId } from "../../shared/ids.ts";
@@ -135,13 +135,10 @@ async function assertPostRefused(stack: Stack, follow: (orderId: string) => void
 }
 
 for (const service of SERVICES) {
-  Deno.test(
+  postgresTest(
     `${service}'s PostgreSQL cut off for ${OUTAGE_MS} ms under load pauses it once, and every order ends CONFIRMED with every .dlq empty, against the broker`,
-    { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
-    async () => {
-      const database = await createDatabase();
-      const proxy = startTcpProxy({ hostname: "127.0.0.1", port: postgresPort(database.url) });
-      try {
+    async (database) => {
+      await withTcpProxy(postgresTarget(database), async (proxy) => {
         await withStack({
           env: { DATABASE_URL: database.url, RETRY_DELAYS },
           serviceEnv: { [service]: { DATABASE_URL: viaProxy(database.url, proxy) } },
@@ -158,22 +155,16 @@ for (const service of SERVICES) {
               assert.equal(typeof get.body.error, "string");
             },
           }));
-      } finally {
-        proxy.close();
-        await database.drop();
-      }
+      });
     },
   );
 }
 
-Deno.test(
+postgresTest(
   "a service started while its PostgreSQL cannot be reached waits for it, and takes orders once it answers, against the broker",
-  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
-  async () => {
-    const database = await createDatabase();
-    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: postgresPort(database.url) });
-    proxy.cut();
-    try {
+  async (database) => {
+    await withTcpProxy(postgresTarget(database), async (proxy) => {
+      proxy.cut();
       await withStack({
         env: { DATABASE_URL: database.url },
         services: ["inventory", "notification"],
@@ -209,16 +200,9 @@ Deno.test(
           async () => await orderStatus(stack, order_id) === "CONFIRMED",
         );
       });
-    } finally {
-      proxy.close();
-      await database.drop();
-    }
+    });
   },
 );
-
-function postgresPort(url: string): number {
-  return Number(new URL(url).port) || 5432;
-}
 
 Deno.test(
   `a full disk under every service's SQLite for ${OUTAGE_MS} ms under load pauses them, and every order ends CONFIRMED with every .dlq empty, against the broker`,

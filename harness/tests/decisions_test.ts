@@ -16,7 +16,7 @@ import {
   waitReady,
 } from "../lib/http_probes.ts";
 import { INTEGRATION, withStack } from "../lib/stack.ts";
-import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
+import { viaProxy, withTcpProxy } from "../lib/tcp_proxy.ts";
 import { Queue } from "../../shared/topology.ts";
 
 const ORDERS = 6;
@@ -26,8 +26,7 @@ Deno.test(
   "an order whose outcome the order service cannot hear before its deadline is told EXPIRED and never CONFIRMED, against the broker",
   INTEGRATION,
   async () => {
-    const proxy = startTcpProxy(brokerTarget());
-    try {
+    await withTcpProxy(brokerTarget(), async (proxy) => {
       await withStack({
         services: ["notification"],
         env: { ORDER_DECISION_TIMEOUT: "6s" },
@@ -40,31 +39,23 @@ Deno.test(
         await waitForDepth(stack, Queue.orderPlaced, ORDERS);
         proxy.cut();
         await stack.start("inventory");
-        await waitFor(
-          "inventory to reserve every order before its deadline",
-          async () =>
-            (await Promise.all(orderIds.map((id) => reservationOf(stack, id))))
-              .every((reservation) => reservation?.status === "RESERVED"),
-        );
-        await waitFor(
-          "every order to expire on the order service's clock",
-          async () =>
-            (await Promise.all(orderIds.map((id) => orderStatus(stack, id))))
-              .every((status) => status === "EXPIRED"),
-        );
+        await waitForEvery("inventory to reserve every order before its deadline", orderIds, {
+          read: (id) => reservationOf(stack, id),
+          until: (reservation) => reservation?.status === "RESERVED",
+        });
+        await waitForEvery("every order to expire on the order service's clock", orderIds, {
+          read: (id) => orderStatus(stack, id),
+          until: (status) => status === "EXPIRED",
+        });
         proxy.restore();
-        await waitFor(
-          "inventory to release what it reserved",
-          async () =>
-            (await Promise.all(orderIds.map((id) => reservationOf(stack, id))))
-              .every((reservation) => reservation?.status === "RELEASED"),
-        );
-        await waitFor(
-          "every student to be told",
-          async () =>
-            (await Promise.all(orderIds.map((id) => notificationKinds(stack, id))))
-              .every((kinds) => kinds.length > 0),
-        );
+        await waitForEvery("inventory to release what it reserved", orderIds, {
+          read: (id) => reservationOf(stack, id),
+          until: (reservation) => reservation?.status === "RELEASED",
+        });
+        await waitForEvery("every student to be told", orderIds, {
+          read: (id) => notificationKinds(stack, id),
+          until: (kinds) => kinds.length > 0,
+        });
         for (const id of orderIds) {
           assert.deepEqual(await notificationKinds(stack, id), ["order_expired"], id);
         }
@@ -79,8 +70,15 @@ Deno.test(
         );
         assert.equal((await getStock(stack)).pizza, 300, "every unit given back");
       });
-    } finally {
-      proxy.close();
-    }
+    });
   },
 );
+
+/** Waits, as `what`, until `until` holds of what `read` says of every one of `orderIds`. */
+async function waitForEvery<T>(
+  what: string,
+  orderIds: readonly string[],
+  check: { read(id: string): Promise<T>; until(value: T): boolean },
+): Promise<void> {
+  await waitFor(what, async () => (await Promise.all(orderIds.map(check.read))).every(check.until));
+}

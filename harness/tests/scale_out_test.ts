@@ -5,47 +5,41 @@
 import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
 import { getStock, notificationCount, postOrder, waitDecided } from "../lib/http_probes.ts";
-import { INTEGRATION, withStack } from "../lib/stack.ts";
-import { createDatabase, postgresUnavailable } from "../../shared/testing/stores.ts";
+import { postgresTest } from "../lib/on_postgres.ts";
+import { withStack } from "../lib/stack.ts";
 
-Deno.test(
+postgresTest(
   "orders on PostgreSQL with two inventory instances confirm exactly the stock there is, against the broker",
-  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
-  async () => {
-    const database = await createDatabase();
-    try {
-      await withStack({
-        env: { DATABASE_URL: database.url },
-        serviceEnv: { inventory: { INVENTORY_STOCK: "burger=10,fries=100" } },
-      }, async (stack) => {
-        const second = await stack.startInstance("inventory");
-        const place = async (i: number) => {
-          const response = await postOrder(stack.url("order"), {
-            user_id: `u${i}`,
-            items: [{ sku: "fries", qty: 1 }, { sku: "burger", qty: 1 }],
-          }, { "idempotency-key": `k${i}` });
-          assert.equal(response.status, 202);
-          return (await response.json()).order_id as string;
-        };
-        const orderIds = await Promise.all(Array.from({ length: 40 }, (_, i) => place(i)));
-        // A retry with the same key is the same order, also on PostgreSQL.
-        assert.equal(await place(0), orderIds[0]);
-        const statuses = await Promise.all(
-          orderIds.map((id) => waitDecided(stack, id, { timeoutMs: 30_000 })),
-        );
-        assert.equal(statuses.filter((s) => s === "CONFIRMED").length, 10);
-        assert.deepEqual(await getStock(stack), { burger: 0, fries: 90 });
-        const reservers = [stack.services.inventory!, second].map((s) =>
-          s.logs.filter((l) => l.msg === "reserved stock" || l.msg === "reservation failed").length
-        );
-        assert.equal(reservers[0] + reservers[1], 40);
-        await waitFor("40 notifications", async () => {
-          const counts = await Promise.all(orderIds.map((id) => notificationCount(stack, id)));
-          return counts.every((n) => n === 1);
-        });
+  async (database) => {
+    await withStack({
+      env: { DATABASE_URL: database.url },
+      serviceEnv: { inventory: { INVENTORY_STOCK: "burger=10,fries=100" } },
+    }, async (stack) => {
+      const second = await stack.startInstance("inventory");
+      const place = async (i: number) => {
+        const response = await postOrder(stack.url("order"), {
+          user_id: `u${i}`,
+          items: [{ sku: "fries", qty: 1 }, { sku: "burger", qty: 1 }],
+        }, { "idempotency-key": `k${i}` });
+        assert.equal(response.status, 202);
+        return (await response.json()).order_id as string;
+      };
+      const orderIds = await Promise.all(Array.from({ length: 40 }, (_, i) => place(i)));
+      // A retry with the same key is the same order, also on PostgreSQL.
+      assert.equal(await place(0), orderIds[0]);
+      const statuses = await Promise.all(
+        orderIds.map((id) => waitDecided(stack, id, { timeoutMs: 30_000 })),
+      );
+      assert.equal(statuses.filter((s) => s === "CONFIRMED").length, 10);
+      assert.deepEqual(await getStock(stack), { burger: 0, fries: 90 });
+      const reservers = [stack.services.inventory!, second].map((s) =>
+        s.logs.filter((l) => l.msg === "reserved stock" || l.msg === "reservation failed").length
+      );
+      assert.equal(reservers[0] + reservers[1], 40);
+      await waitFor("40 notifications", async () => {
+        const counts = await Promise.all(orderIds.map((id) => notificationCount(stack, id)));
+        return counts.every((n) => n === 1);
       });
-    } finally {
-      await database.drop();
-    }
+    });
   },
 );

@@ -10,9 +10,9 @@ import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
 import { notificationsOf, placeOrder, readMetric } from "../lib/http_probes.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
-import { startTcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
+import { viaProxy, withTcpProxy } from "../lib/tcp_proxy.ts";
+import { postgresTarget, postgresTest } from "../lib/on_postgres.ts";
 import { HARNESS_SECURE } from "../lib/secure_mode.ts";
-import { createDatabase, postgresUnavailable } from "../../shared/testing/stores.ts";
 import {
   type ReceivedWebhook,
   startWebhookReceiver,
@@ -235,80 +235,68 @@ Deno.test(
   },
 );
 
-Deno.test(
+postgresTest(
   "webhook: two notification instances on one PostgreSQL never send one delivery at once and lose none, against the broker",
-  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
-  async () => {
-    const database = await createDatabase();
-    try {
-      await withReceiver({
-        // Slow enough for attempts to overlap, and failing the first, so retries race too.
-        answer: async (_, nth) => {
-          await sleep(200);
-          return nth === 1 ? 500 : 204;
-        },
-      }, async (stack, receiver) => {
-        const second = await stack.startInstance("notification");
-        const orderIds = await placeOrders(stack, 40, "pair-");
-        const notifications = await waitDeliveries(stack, orderIds, "delivered", 60_000);
-        assertDelivered(receiver, notifications);
-        assert.deepEqual(receiver.overlapping, [], "no delivery in flight twice at once");
-        assert.equal(notifications.length, 40);
-        assert.ok(receiver.maxInFlight > 1, "deliveries in flight together");
-        // Both instances sent: the claims really competed.
-        for (const url of [stack.url("notification"), second.url]) {
-          assert.ok(await readMetric(url, "campus_food_webhook_attempts_total") > 0, url);
-        }
-      }, { DATABASE_URL: database.url });
-    } finally {
-      await database.drop();
-    }
+  async (database) => {
+    await withReceiver({
+      // Slow enough for attempts to overlap, and failing the first, so retries race too.
+      answer: async (_, nth) => {
+        await sleep(200);
+        return nth === 1 ? 500 : 204;
+      },
+    }, async (stack, receiver) => {
+      const second = await stack.startInstance("notification");
+      const orderIds = await placeOrders(stack, 40, "pair-");
+      const notifications = await waitDeliveries(stack, orderIds, "delivered", 60_000);
+      assertDelivered(receiver, notifications);
+      assert.deepEqual(receiver.overlapping, [], "no delivery in flight twice at once");
+      assert.equal(notifications.length, 40);
+      assert.ok(receiver.maxInFlight > 1, "deliveries in flight together");
+      // Both instances sent: the claims really competed.
+      for (const url of [stack.url("notification"), second.url]) {
+        assert.ok(await readMetric(url, "campus_food_webhook_attempts_total") > 0, url);
+      }
+    }, { DATABASE_URL: database.url });
   },
 );
 
-Deno.test(
+postgresTest(
   "webhook: a PostgreSQL outage under notification pauses the sender, and every notification is still delivered under one id, against the broker",
-  { ...INTEGRATION, ignore: (await postgresUnavailable()) !== undefined },
-  async () => {
-    const database = await createDatabase();
-    const proxy = startTcpProxy({
-      hostname: "127.0.0.1",
-      port: Number(new URL(database.url).port) || 5432,
-    });
-    const receiver = startWebhookReceiver({
-      // Slow enough that the outage comes while attempts are in flight.
-      answer: async () => {
-        await sleep(300);
-        return 204;
-      },
-    });
-    try {
-      await withStack({
-        serviceEnv: {
-          notification: { ...receiver.env, DATABASE_URL: viaProxy(database.url, proxy) },
+  async (database) => {
+    await withTcpProxy(postgresTarget(database), async (proxy) => {
+      const receiver = startWebhookReceiver({
+        // Slow enough that the outage comes while attempts are in flight.
+        answer: async () => {
+          await sleep(300);
+          return 204;
         },
-      }, async (stack) => {
-        const orderIds = await placeOrders(stack, 10, "outage-");
-        await waitFor("attempts in flight", () => receiver.received.length > 0);
-        proxy.cut();
-        await waitFor(
-          "notification to pause for the outage",
-          () => stack.services.notification!.logs.some((l) => l.msg === PAUSED_MSG),
-        );
-        proxy.restore();
-        const notifications = await waitDeliveries(stack, orderIds, "delivered", 60_000);
-        assertDelivered(receiver, notifications);
-        assert.equal(notifications.length, 10);
-        assert.equal(
-          stack.services.notification!.logs.filter((l) => l.level === "error").length,
-          0,
-          "no delivery failed for the outage",
-        );
       });
-    } finally {
-      await receiver.close();
-      proxy.close();
-      await database.drop();
-    }
+      try {
+        await withStack({
+          serviceEnv: {
+            notification: { ...receiver.env, DATABASE_URL: viaProxy(database.url, proxy) },
+          },
+        }, async (stack) => {
+          const orderIds = await placeOrders(stack, 10, "outage-");
+          await waitFor("attempts in flight", () => receiver.received.length > 0);
+          proxy.cut();
+          await waitFor(
+            "notification to pause for the outage",
+            () => stack.services.notification!.logs.some((l) => l.msg === PAUSED_MSG),
+          );
+          proxy.restore();
+          const notifications = await waitDeliveries(stack, orderIds, "delivered", 60_000);
+          assertDelivered(receiver, notifications);
+          assert.equal(notifications.length, 10);
+          assert.equal(
+            stack.services.notification!.logs.filter((l) => l.level === "error").length,
+            0,
+            "no delivery failed for the outage",
+          );
+        });
+      } finally {
+        await receiver.close();
+      }
+    });
   },
 );

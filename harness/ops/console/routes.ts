@@ -185,13 +185,23 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
     const order = { user_id: form.user_id, sku: form.sku, qty };
     return answer(c, await actions.placeOrder(options, whoAsked(c), order));
   });
-  app.post("/orders/:order_id/cancel", async (c) => {
-    const orderId = c.req.param("order_id");
-    if (!isOrderId(orderId)) {
-      return badId(c, "cancel the order", "a ULID (26 characters of Crockford's base 32)", orderId);
-    }
-    return answer(c, await actions.cancelOrder(options, whoAsked(c), orderId));
-  });
+  /** A POST on one id in the path: a 400 unless `check.valid` takes the id, else `act` on it. */
+  function postOnId(
+    path: string,
+    check: { valid(id: string): boolean; action: string; rule: string },
+    act: (who: Asker, id: string) => Promise<ActionAnswer>,
+  ): void {
+    app.post(path, async (c) => {
+      const id = c.req.param("id") ?? "";
+      if (!check.valid(id)) return badId(c, check.action, check.rule, id);
+      return answer(c, await act(whoAsked(c), id));
+    });
+  }
+  postOnId("/orders/:id/cancel", {
+    valid: isOrderId,
+    action: "cancel the order",
+    rule: "a ULID (26 characters of Crockford's base 32)",
+  }, (who, orderId) => actions.cancelOrder(options, who, orderId));
   app.post("/dead-letters/replay", async (c) => {
     const form = await c.req.parseBody();
     const queue = form.queue === undefined ? undefined : String(form.queue);
@@ -202,13 +212,11 @@ export function consoleApp(options: ConsoleAppOptions): Hono {
     const choice = { queue: queue as Queue | undefined, messageId };
     return answer(c, await actions.replay(options, whoAsked(c), choice));
   });
-  app.post("/deliveries/:webhook_id/retry", async (c) => {
-    const webhookId = c.req.param("webhook_id");
-    if (!isWebhookId(webhookId)) {
-      return badId(c, "retry the delivery", "msg_ and a ULID", webhookId);
-    }
-    return answer(c, await actions.retryDelivery(options, whoAsked(c), webhookId));
-  });
+  postOnId("/deliveries/:id/retry", {
+    valid: isWebhookId,
+    action: "retry the delivery",
+    rule: "msg_ and a ULID",
+  }, (who, webhookId) => actions.retryDelivery(options, who, webhookId));
   app.post("/services/:name/:action{stop|start}", async (c) => {
     const name = c.req.param("name") as ServiceName;
     const action = c.req.param("action") as "stop" | "start";
