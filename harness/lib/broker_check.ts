@@ -168,3 +168,38 @@ export async function quorumQueueProblem(): Promise<string | undefined> {
     await vhost.delete().catch(() => {});
   }
 }
+
+/**
+ * RabbitMQ 3.10 loses its dead-letter supervisor when too many of its workers stop at once, as when
+ * a vhost full of quorum queues is deleted: every quorum queue with at-least-once dead-lettering
+ * declared after that is refused (541 INTERNAL_ERROR). Starts the supervisor again on this
+ * machine's node, where `rabbitmqctl` can reach it; true if it did.
+ */
+export async function restartDeadLetterSupervisor(): Promise<boolean> {
+  try {
+    const { success, stdout } = await new Deno.Command("rabbitmqctl", {
+      args: ["eval", "supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup)."],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return success && new TextDecoder().decode(stdout).includes("{ok,");
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why the broker cannot run the project's quorum queues, or undefined; where the cause is the lost
+ * dead-letter supervisor of RabbitMQ 3.10, it is started again first and `said` is told so.
+ */
+export async function deadLetteringProblem(
+  said: (line: string) => void,
+): Promise<string | undefined> {
+  const problem = await quorumQueueProblem();
+  if (!problem || !await restartDeadLetterSupervisor()) return problem;
+  said(
+    `the broker had lost its dead-letter supervisor (RabbitMQ 3.10, after many quorum queues ` +
+      `were deleted at once: ${problem}); started it again`,
+  );
+  return await quorumQueueProblem();
+}

@@ -5,7 +5,7 @@
  * and one line saying how to install Chromium when the console's browser test cannot find it.
  * @module
  */
-import { ensureBroker, ensureManagementApi, quorumQueueProblem } from "../lib/broker_check.ts";
+import { deadLetteringProblem, ensureBroker, ensureManagementApi } from "../lib/broker_check.ts";
 import { brokerAddress } from "../lib/broker_address.ts";
 import { CHROMIUM_HINT, findChromium } from "../lib/chromium.ts";
 
@@ -13,7 +13,9 @@ if (import.meta.main) {
   const { amqpUrl, managementUrl } = brokerAddress();
   let ready = await ensureBroker(amqpUrl, "test") &&
     await ensureManagementApi(managementUrl, { who: "test" });
-  const problem = ready ? await quorumQueueProblem() : undefined;
+  const problem = ready
+    ? await deadLetteringProblem((line) => console.log(`test: ${line}`))
+    : undefined;
   if (problem) {
     console.error(
       `test: the broker cannot declare a quorum queue with at-least-once dead-lettering ` +
