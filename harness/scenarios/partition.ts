@@ -378,15 +378,17 @@ async function runFault(
   report.step(`${mode}: rules removed; waiting for the cluster to be whole again`);
   let healed = "by itself";
   if (!(await waitWhole(cluster, HEAL_DEADLINE_MS))) {
+    const minority = await minorityNode(cluster, target);
     report.step(
       `${mode}: still split ${HEAL_DEADLINE_MS / 1000} s after the heal ` +
-        `(${await clusterView(cluster)}); restarting ${
-          label(cluster, target)
-        }, as an operator would`,
+        `(${await clusterView(cluster)}); restarting ${label(cluster, minority)} ` +
+        `(the minority), as an operator would`,
     );
-    const how = await restartAsOperator(cluster, target);
-    report.step(`${mode}: ${label(cluster, target)} ${how}`);
-    healed = (await waitWhole(cluster, HEAL_DEADLINE_MS)) ? `after it was ${how}` : "no";
+    const how = await restartAsOperator(cluster, minority);
+    report.step(`${mode}: ${label(cluster, minority)} ${how}`);
+    healed = (await waitWhole(cluster, HEAL_DEADLINE_MS))
+      ? `after ${label(cluster, minority)} was ${how}`
+      : "no";
   }
   await waitReplicated(cluster, vhost).catch(() => {});
   const endMs = Date.now();
@@ -396,6 +398,25 @@ async function runFault(
       `${deadLettered} dead-lettered; ${await placementLine(cluster, vhost)}`,
   );
   return { fault, what, atMs, healMs, endMs, healed, deadLettered };
+}
+
+/**
+ * The node an operator restarts to end a partition: the one that sees the fewest nodes running
+ * (the minority side, whose view the majority's replaces), or `fallback` where none answers.
+ */
+async function minorityNode(cluster: Cluster, fallback: RabbitMqNode): Promise<RabbitMqNode> {
+  const seen = await Promise.all(cluster.nodes.map(async (node) => {
+    try {
+      const nodes = await cluster.api(node)("GET", "/api/nodes") as NodeInfo[];
+      return { node, running: nodes.filter((n) => n.running).length };
+    } catch {
+      return { node, running: Infinity };
+    }
+  }));
+  const fewest = Math.min(...seen.map((s) => s.running));
+  if (!Number.isFinite(fewest)) return fallback;
+  return seen.find((s) => s.node === fallback && s.running === fewest)?.node ??
+    seen.find((s) => s.running === fewest)!.node;
 }
 
 /**
