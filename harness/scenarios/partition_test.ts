@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { whyNoRules } from "../lib/network_rules.ts";
 import { findRabbitMqSbin } from "../lib/rabbitmq_cluster.ts";
 import { INTEGRATION } from "../lib/stack.ts";
-import { assertPasses } from "./_testing.ts";
+import { assertPasses, clusterTestRunsHere } from "./_testing.ts";
 import { runPartition } from "./partition.ts";
 
 /** Why the test cannot run here, or undefined when it can. */
@@ -25,7 +25,7 @@ if (SKIPPED) console.log(`partition_test: ${SKIPPED}, so the partition test is s
 
 Deno.test(
   "runPartition() loses and doubles nothing and confirms orders again within seconds when a node is isolated under pause_minority",
-  { ...INTEGRATION, ignore: SKIPPED !== undefined },
+  { ...INTEGRATION, ignore: SKIPPED !== undefined || !clusterTestRunsHere("partition_test") },
   async () => {
     const result = await assertPasses(
       (log) =>
