@@ -43,6 +43,15 @@ import {
   silenceAmqp,
   whyNoRules,
 } from "../lib/network_rules.ts";
+import {
+  inSeconds,
+  label,
+  longestGapMs,
+  mostCommon,
+  placementLine,
+  servicePlacement,
+  waitReplicated,
+} from "./_cluster_figures.ts";
 import { checkLifecycle, hasSettled, toSettledOrder } from "../lib/order_lifecycle_checks.ts";
 import {
   ANSWER_DEADLINE_MS,
@@ -62,7 +71,6 @@ import {
 } from "../lib/rabbitmq_cluster.ts";
 import { formatResult, runScenario } from "../lib/scenario.ts";
 import type { Report, ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
-import { SERVICES } from "../lib/service_process.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
 import { ensureSystemUser } from "../lib/system_users.ts";
 import { deadLetterQueue, Queue, QUEUES } from "../../shared/topology.ts";
@@ -390,7 +398,7 @@ async function runFault(
       ? `after ${label(cluster, minority)} was ${how}`
       : "no";
   }
-  await waitReplicated(cluster, vhost).catch(() => {});
+  await waitReplicated(cluster, vhost, 500).catch(() => {});
   const endMs = Date.now();
   const deadLettered = await deadLetterTotal(cluster, vhost);
   report.step(
@@ -566,60 +574,6 @@ function isLost(e: OrderEffects): boolean {
 
 function isDoubled(e: OrderEffects): boolean {
   return e.reservations > 1 || e.notifications > 1;
-}
-
-/** The node each service's connection is on, once the management API lists all three. */
-async function servicePlacement(cluster: Cluster, vhost: string): Promise<Record<string, string>> {
-  return await waitFor("the services' connections in the management API", async () => {
-    const byName = await cluster.connectionsByNode(vhost);
-    const placement = Object.fromEntries(
-      SERVICES.filter((s) => byName[s]).map((s) => [s, byName[s]]),
-    );
-    return Object.keys(placement).length === SERVICES.length ? placement : undefined;
-  }, { timeoutMs: 30_000, intervalMs: 250 });
-}
-
-async function placementLine(cluster: Cluster, vhost: string): Promise<string> {
-  const placement = await servicePlacement(cluster, vhost).catch(() => undefined);
-  if (!placement) return "the services' connections not all listed yet";
-  return `services on ${
-    Object.entries(placement).map(([s, n]) => `${s}→${label(cluster, cluster.node(n))}`).join(" ")
-  }`;
-}
-
-/** Waits until every quorum queue of `vhost` has every node as a member, online. */
-async function waitReplicated(cluster: Cluster, vhost: string): Promise<void> {
-  await waitFor("every quorum queue to have its members online", async () => {
-    const queues = await cluster.quorumQueues(vhost);
-    return queues.length > 0 &&
-      queues.every((q) =>
-        q.members.length === cluster.nodes.length && q.online.length === cluster.nodes.length
-      );
-  }, { timeoutMs: 60_000, intervalMs: 500 });
-}
-
-/** `node-2`: a node's place in the cluster, shorter than its Erlang name. */
-function label(cluster: Cluster, node: RabbitMqNode): string {
-  return `node-${cluster.nodes.indexOf(node) + 1}`;
-}
-
-function mostCommon(values: string[]): string {
-  const counts = new Map<string, number>();
-  for (const value of values) counts.set(value, (counts.get(value) ?? 0) + 1);
-  return [...counts].sort((a, b) => b[1] - a[1])[0][0];
-}
-
-/** The longest time between two consecutive moments of `times`, in milliseconds. */
-function longestGapMs(times: number[]): number {
-  times = [...times].sort((a, b) => a - b);
-  let longest = 0;
-  for (let i = 1; i < times.length; i++) longest = Math.max(longest, times[i] - times[i - 1]);
-  return longest;
-}
-
-/** Milliseconds as seconds with two decimals, or "none" for a recovery that never came. */
-function inSeconds(ms: number): number | string {
-  return Number.isFinite(ms) ? round(ms / 1000, 2) : "none";
 }
 
 /** The figures, one a line, then the PASS/FAIL line, as the other scenarios print them. */
