@@ -1,5 +1,6 @@
 /**
- * Network faults between the nodes of a private cluster, made with `iptables` on loopback: every
+ * Network faults made with `iptables` on loopback, between the nodes of a private cluster or on a
+ * harness proxy's port: every
  * rule lives in one chain of this process's own (`CAMPUS_FOOD_PART_<pid>`), jumped to from
  * `OUTPUT` for loopback packets only, and the chain is flushed and deleted on `close()`, on Ctrl-C
  * and SIGTERM, and at exit. Nothing outside that chain is changed.
@@ -58,6 +59,7 @@ export async function whyNoRules(): Promise<string | undefined> {
       name,
       ...isolate([{ uid: 0, amqpPort: 1 }, { uid: 1, amqpPort: 2 }], 0)[0],
     ]);
+    await iptables(["-A", name, ...dropShare(1, 0.01)[0]]);
     return undefined;
   } catch (error) {
     return (error as Error).message;
@@ -69,9 +71,9 @@ export async function whyNoRules(): Promise<string | undefined> {
 
 /**
  * Makes this process's chain, with a rule marking the connections of each node (by the uid it
- * runs as, in `uids`, their order the nodes' indexes in the fault rules), and jumps to it
- * from `OUTPUT` for loopback packets. Open it before the nodes start, so that their links carry
- * their marks from the first packet. Always `close()` it; Ctrl-C and exit close it too.
+ * runs as, in `uids`, their order the nodes' indexes in the fault rules; none where the faults are
+ * on ports only), and jumps to it from `OUTPUT` for loopback packets. Open it before the nodes
+ * start, so that their links carry their marks from the first packet. Always `close()` it; Ctrl-C and exit close it too.
  * @throws {Error} with `iptables`' own words when the machine refuses the chain
  */
 export async function openRuleChain(uids: readonly number[]): Promise<RuleChain> {
@@ -202,6 +204,27 @@ export function silenceAmqp(nodes: readonly RuleNode[], index: number): FaultRul
     "-j",
     "DROP",
   ]];
+}
+
+/**
+ * A `share` (0 to 1) of the packets to and from `port` dropped at random, each on its own, as a
+ * lossy link drops them: TCP resends them after its timeouts, which is what the loss costs.
+ */
+export function dropShare(port: number, share: number): FaultRules {
+  return ["--dport", "--sport"].map((direction) => [
+    "-p",
+    "tcp",
+    direction,
+    String(port),
+    "-m",
+    "statistic",
+    "--mode",
+    "random",
+    "--probability",
+    String(share),
+    "-j",
+    "DROP",
+  ]);
 }
 
 /** Runs `iptables -w` (waiting for the lock others may hold); rejects with its words. */

@@ -1,10 +1,19 @@
 /**
  * A TCP proxy in front of the broker or the database that a scenario controls: `cut()` drops every
  * connection and refuses new ones, as a refused or reset link would; `freeze()` keeps every
- * connection open and moves no byte, as a link that silently drops packets would; the real server
- * keeps running for others.
+ * connection open and moves no byte, as a link that silently drops packets would; `delay()` holds
+ * every byte for a while each way, as a long or jittery link would; the real server keeps running
+ * for others.
  * @module
  */
+import { sleep } from "./async.ts";
+
+/** Latency a proxy adds to each direction of every connection, in milliseconds. */
+export interface Latency {
+  ms: number;
+  /** Each chunk is held `ms` plus or minus up to this much, at random, never overtaking. @default {0} */
+  jitterMs?: number;
+}
 
 /** A running proxy. */
 export interface TcpProxy {
@@ -18,6 +27,8 @@ export interface TcpProxy {
   readonly connections: number;
   /** Moves no byte either way, and closes nothing, until `restore()`. */
   freeze(): void;
+  /** Holds what goes through, each way, for `latency` from now on; `undefined` ends it. */
+  delay(latency: Latency | undefined): void;
   /** Ends a cut or a freeze. */
   restore(): void;
   close(): void;
@@ -32,6 +43,7 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
   let clients = 0;
   // While frozen: a promise that the thaw resolves, which every byte waits for.
   let frozen: PromiseWithResolvers<void> | undefined;
+  let latency: Latency | undefined;
 
   function closeQuietly(conn: Deno.Conn): void {
     open.delete(conn);
@@ -45,14 +57,34 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
   async function pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
     const reader = from.readable.getReader();
     const writer = to.writable.getWriter();
+    // Held chunks leave in the order they came, each at its time: reading goes on meanwhile, so the
+    // latency does not also cut the throughput, as on a long link with a wide window.
+    let written: Promise<void> = Promise.resolve();
+    let lastDueMs = 0;
     try {
       for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
         if (frozen) await frozen.promise;
-        await writer.write(chunk.value);
+        const bytes = chunk.value;
+        if (!latency) {
+          await written;
+          await writer.write(bytes);
+          continue;
+        }
+        const { ms, jitterMs = 0 } = latency;
+        const dueMs = Math.max(
+          lastDueMs,
+          performance.now() + ms + (Math.random() * 2 - 1) * jitterMs,
+        );
+        lastDueMs = dueMs;
+        written = written.then(async () => {
+          await sleep(dueMs - performance.now());
+          await writer.write(bytes);
+        });
       }
     } catch {
-      // Either side closed: both are closed below.
+      // Either side closed: both are closed below, once what was held has gone or failed.
     }
+    await written.catch(() => {});
     closeQuietly(from);
     closeQuietly(to);
   }
@@ -92,6 +124,9 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
     cut() {
       isCut = true;
       for (const conn of [...open]) closeQuietly(conn);
+    },
+    delay(added) {
+      latency = added;
     },
     restore() {
       isCut = false;
