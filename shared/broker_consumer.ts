@@ -1,7 +1,8 @@
 /**
  * One consumer's state on the broker: its channel while connected, the deliveries waiting, the
  * batch in hand and how that batch is settled on the channel it came from (acked, or requeued), and
- * the watch for a consumer that stalled, which attaches it again.
+ * the watch for a consumer that stalled, which attaches it again, or leaves a node that has lost
+ * its queue.
  * @module
  */
 import type { ConsumeMessage } from "amqplib";
@@ -26,7 +27,7 @@ export interface ConsumerChannel {
     onMessage: (message: ConsumeMessage | null) => void,
   ): Promise<{ consumerTag: string }>;
   cancel(consumerTag: string): Promise<unknown>;
-  checkQueue(queue: string): Promise<{ messageCount: number }>;
+  checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }>;
   ack(message: ConsumeMessage, allUpTo?: boolean): void;
   nack(message: ConsumeMessage, allUpTo?: boolean, requeue?: boolean): void;
   close(): Promise<void>;
@@ -83,6 +84,8 @@ export class ConsumerState {
   #lastDeliveryAt = 0;
   /** When the last look saw ready messages after a quiet spell: the time of the delivery before. */
   #suspectedAt?: number;
+  /** Looks in a row at which the queue counted no consumer, though this one is subscribed. */
+  #uncountedLooks = 0;
   #looking = false;
 
   constructor(
@@ -200,6 +203,7 @@ export class ConsumerState {
         this.#consumerTag = consumerTag;
         this.#lastDeliveryAt = Date.now();
         this.#suspectedAt = undefined;
+        this.#uncountedLooks = 0;
       }
     });
     this.#subscribing = next.catch(() => {});
@@ -217,12 +221,26 @@ export class ConsumerState {
     this.#looking = true;
     const { replyTimeoutMs } = this.#options;
     try {
-      const { messageCount } = await withDeadline(
+      const { messageCount, consumerCount } = await withDeadline(
         channel.checkQueue(this.queue),
         replyTimeoutMs,
         "check a consumed queue",
       );
       if (channel !== this.#channel || this.#working || this.#waiting.length > 0) return;
+      // A quorum queue's counts come from its leader, and a node that cannot reach the leader (cut
+      // off from it by a partition) answers 0 and 0 after a quarter of a second. This consumer is
+      // subscribed, so a queue that counts no consumer, twice in a row, is lost to this node:
+      // leave it for another, where the queue's leader is within reach.
+      this.#uncountedLooks = consumerCount === 0 && this.#consumerTag
+        ? this.#uncountedLooks + 1
+        : 0;
+      if (this.#uncountedLooks >= 2) {
+        this.#log.warn("consumed queue counts no consumer, leaving this node", {
+          queue: this.queue,
+        });
+        connection.close().catch(() => {});
+        return;
+      }
       if (messageCount === 0 || this.#suspectedAt !== this.#lastDeliveryAt) {
         this.#suspectedAt = messageCount === 0 ? undefined : this.#lastDeliveryAt;
         return;

@@ -134,6 +134,22 @@ Deno.test("a consumer that receives nothing while its queue holds messages attac
   await consumer.stop();
 });
 
+Deno.test("a consumer whose queue counts no consumer twice in a row leaves the node", async () => {
+  const { consumer, connection, lines } = await attached(() => Promise.resolve([]), {
+    stallMs: 20,
+    stallCheckIntervalMs: 10,
+  });
+  // What a node cut off from the queue's leader answers for it.
+  connection.broker.queues.set(QUEUE, { messageCount: 0, consumerCount: 0 });
+  await eventually("the connection closed", () => connection.closed);
+  assert.ok(lines.includes("warn consumed queue counts no consumer, leaving this node"));
+  assert.equal(
+    connection.broker.calls.filter((call) => call === `checkQueue ${QUEUE}`).length,
+    2,
+  );
+  await consumer.stop();
+});
+
 Deno.test("a consumer whose queue is empty stays on its channel", async () => {
   const { consumer, connection, channel } = await attached(() => Promise.resolve([]), {
     stallMs: 20,

@@ -42,7 +42,10 @@ export interface FakeBrokerState {
   readonly queueArguments: Map<string, Record<string, unknown>>;
   /** The bindings made, as `"<queue> <- <exchange> <pattern>"`. */
   readonly bindings: string[];
-  /** What `checkQueue` answers per queue; one declared but not listed here holds nothing. */
+  /**
+   * What `checkQueue` answers per queue; one declared but not listed here holds nothing and counts
+   * the consumers of the channel asked.
+   */
   readonly queues: Map<string, { messageCount: number; consumerCount: number }>;
   /** The reply code with which the broker refuses `"<method> <name>"`, if any. */
   refuse?: (call: string) => ReplyCode | undefined;
@@ -101,7 +104,8 @@ export class FakeChannel extends EventEmitter {
 
   async checkQueue(name: string): Promise<{ messageCount: number; consumerCount: number }> {
     await this.#answer(`checkQueue ${name}`);
-    return this.#broker.queues.get(name) ?? { messageCount: 0, consumerCount: 0 };
+    return this.#broker.queues.get(name) ??
+      { messageCount: 0, consumerCount: this.consumedQueues.filter((q) => q === name).length };
   }
 
   async deleteQueue(name: string): Promise<unknown> {
