@@ -396,16 +396,17 @@ async function runFault(
   report.step(`${mode}: rules removed; waiting for the cluster to be whole again`);
   let healed = "by itself";
   if (!(await waitWhole(cluster, HEAL_DEADLINE_MS))) {
-    const minority = await minorityNode(cluster, target);
+    const stuck = await nodeToRestart(cluster, target);
     report.step(
       `${mode}: still split ${HEAL_DEADLINE_MS / 1000} s after the heal ` +
-        `(${await clusterView(cluster)}); restarting ${label(cluster, minority)} ` +
-        `(the minority), as an operator would`,
+        `(${await clusterView(cluster)}); restarting ${
+          label(cluster, stuck)
+        }, as an operator would`,
     );
-    const how = await restartAsOperator(cluster, minority);
-    report.step(`${mode}: ${label(cluster, minority)} ${how}`);
+    const how = await restartAsOperator(cluster, stuck);
+    report.step(`${mode}: ${label(cluster, stuck)} ${how}`);
     healed = (await waitWhole(cluster, HEAL_DEADLINE_MS))
-      ? `after ${label(cluster, minority)} was ${how}`
+      ? `after ${label(cluster, stuck)} was ${how}`
       : "no";
   }
   await waitReplicated(cluster, vhost, 500).catch(() => {});
@@ -419,20 +420,21 @@ async function runFault(
 }
 
 /**
- * The node an operator restarts to end a partition: the one that sees the fewest nodes running
- * (the minority side, whose view the majority's replaces), or `fallback` where none answers.
+ * The node an operator restarts to end a partition: one that does not answer (a minute after the
+ * heal, a node that paused itself should be back: it is stuck in its restart), else the one that
+ * sees the fewest nodes running (the minority side, whose view the majority's replaces), or
+ * `fallback` where all see the same.
  */
-async function minorityNode(cluster: Cluster, fallback: RabbitMqNode): Promise<RabbitMqNode> {
+async function nodeToRestart(cluster: Cluster, fallback: RabbitMqNode): Promise<RabbitMqNode> {
   const seen = await Promise.all(cluster.nodes.map(async (node) => {
     try {
       const nodes = await cluster.api(node)("GET", "/api/nodes") as NodeInfo[];
       return { node, running: nodes.filter((n) => n.running).length };
     } catch {
-      return { node, running: Infinity };
+      return { node, running: -1 };
     }
   }));
   const fewest = Math.min(...seen.map((s) => s.running));
-  if (!Number.isFinite(fewest)) return fallback;
   return seen.find((s) => s.node === fallback && s.running === fewest)?.node ??
     seen.find((s) => s.running === fewest)!.node;
 }
