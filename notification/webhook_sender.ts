@@ -123,6 +123,8 @@ export function startWebhookSender(store: Store, options: WebhookSenderOptions):
   // coming free and a retry coming due.
   const stopListening = store.listen(WEBHOOK_TOPIC, loop.wake);
   watchWebhookDeliveries(store);
+  // At 0 from the start, so that the first failure shows as an increase to an alert's increase().
+  deliveriesEnded.inc({ status: "failed" }, 0);
 
   /** Claims what is due for the free slots and starts their attempts; true if it filled them. */
   async function claimAndSend(signal: AbortSignal): Promise<boolean> {

@@ -11,6 +11,7 @@
  * @module
  */
 import type { Store } from "../shared/store.ts";
+import { readBacklog, watchBacklog } from "../shared/backlog.ts";
 import { CancelReason, orderCancelled } from "../shared/events.ts";
 import { enqueueOutbox } from "../shared/outbox.ts";
 import type { Logger } from "../shared/log.ts";
@@ -75,6 +76,9 @@ export interface ExpiryOptions {
  */
 export function startExpiry(store: Store, timeoutMs: number, options: ExpiryOptions): Periodic {
   const { log } = options;
+  watchPendingOrders(store);
+  // At 0 from the start, so that the first expiries show as an increase to an alert's increase().
+  orderStatusChanges.inc({ from: "PENDING", to: "EXPIRED" }, 0);
   return startPeriodic(async function expireOrders() {
     const expired = await expireOverdueOrders(store, timeoutMs);
     if (expired.length === 0) return;
@@ -86,6 +90,22 @@ export function startExpiry(store: Store, timeoutMs: number, options: ExpiryOpti
     intervalMs: Math.min(1000, Math.max(100, timeoutMs / 10)),
     log,
     name: "expire overdue orders",
+  });
+}
+
+/**
+ * Reports the orders not yet decided at each scrape: how many are PENDING and how long the oldest
+ * has waited, in seconds. Its age is the symptom a student feels: normally seconds, and it grows
+ * toward `ORDER_DECISION_TIMEOUT` while inventory's outcomes do not come.
+ */
+export function watchPendingOrders(store: Store): void {
+  watchBacklog(store, {
+    count: { name: "campus_food_orders_pending", help: "Orders PENDING, not yet decided" },
+    oldestAge: {
+      name: "campus_food_orders_oldest_pending_age_seconds",
+      help: "Age of the oldest PENDING order, 0 when none is pending",
+    },
+    read: (tx) => readBacklog(tx, "orders WHERE status = 'PENDING'"),
   });
 }
 

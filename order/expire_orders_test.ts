@@ -5,9 +5,10 @@ import { testContext } from "../shared/testing/message_context.ts";
 import { inventoryOutcome, orderCancelledSchema, parseEvent } from "../shared/events.ts";
 import { claimOutbox } from "../shared/outbox.ts";
 import { createLogger } from "../shared/log.ts";
-import { changeStatus, getOrder, ORDER_MIGRATIONS } from "./orders.ts";
+import { changeStatus, getOrder, insertOrder, ORDER_MIGRATIONS } from "./orders.ts";
+import { renderMetrics } from "../shared/metrics.ts";
 import { placeOrder } from "./place_order.ts";
-import { expireOverdueOrders } from "./expire_orders.ts";
+import { expireOverdueOrders, watchPendingOrders } from "./expire_orders.ts";
 import { handleInventoryOutcome } from "./handle_inventory_outcome.ts";
 
 const TIMEOUT_MS = 120_000;
@@ -192,3 +193,25 @@ for (const kind of await storeKinds()) {
     });
   });
 }
+
+Deno.test("watchPendingOrders() reports the PENDING orders and the oldest one's age at each scrape", async () => {
+  const [sqlite] = await storeKinds();
+  await sqlite.with("order", ORDER_MIGRATIONS, async (store) => {
+    const minuteAgo = new Date(Date.now() - 60_000).toISOString();
+    const items = [{ sku: "burger", qty: 1 }];
+    await store.transaction(async (tx) => {
+      await insertOrder(tx, { order_id: "old", user_id: "u1", items, created_at: minuteAgo });
+      await insertOrder(tx, { order_id: "decided", user_id: "u1", items, created_at: minuteAgo });
+      await changeStatus(tx, "decided", { from: "PENDING", to: "CONFIRMED" });
+    });
+    await place(store);
+    watchPendingOrders(store);
+    const lines = (await renderMetrics()).split("\n");
+    assert.ok(lines.includes("campus_food_orders_pending 2"), lines.join("\n"));
+    const age = Number(
+      lines.find((line) => line.startsWith("campus_food_orders_oldest_pending_age_seconds "))
+        ?.split(" ")[1],
+    );
+    assert.ok(age >= 60 && age < 120, `age ${age}`);
+  });
+});
