@@ -79,6 +79,10 @@ const pausedSeconds = counter(
 );
 
 const LABELS = { cause: "database" } as const;
+// At 0 from the start, so that a service that never paused shows it, and the first pause's seconds
+// count as an increase.
+pauses.inc(LABELS, 0);
+pausedSeconds.inc(LABELS, 0);
 
 /**
  * How long a passed probe vouches for the database, in milliseconds: a batch handled one event at a

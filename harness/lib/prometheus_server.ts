@@ -45,6 +45,8 @@ export interface Rule {
   type: "alerting" | "recording";
   health: "ok" | "err" | "unknown";
   lastError?: string;
+  /** When it was last evaluated, an ISO 8601 time. */
+  lastEvaluation: string;
   state?: "inactive" | "pending" | "firing";
 }
 

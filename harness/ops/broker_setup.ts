@@ -18,6 +18,11 @@
  * RabbitMQ before 4.0.3 does not hold `CC` and `BCC` headers to topic permissions, so there a
  * service's user can route its messages into queues it should not reach; the consumers dead-letter
  * them (`shared/origin.ts`), and the tool says so in one line when it finds such a broker.
+ *
+ * The alerts on queues, dead letters, alarms and nodes read the broker's own metrics (the
+ * `rabbitmq_prometheus` plugin, port 15692). A plugin cannot be enabled through the management API,
+ * so the tool checks that the endpoint answers and, when it does not, says in one line how to
+ * enable it.
  * @module
  */
 import { loadConfig } from "../../shared/config.ts";
@@ -36,6 +41,11 @@ import {
 } from "./broker_definitions.ts";
 import { brokerUserOf, OPERATOR } from "../../shared/origin.ts";
 import type { ManagementApi } from "./management_api.ts";
+import {
+  brokerMetricsHint,
+  brokerMetricsProblem,
+  brokerMetricsUrl,
+} from "../lib/broker_metrics.ts";
 
 /** Whom the tool makes a broker user for. */
 const ROLES: ReadonlyArray<ServiceName | typeof OPERATOR> = [...SERVICES, OPERATOR];
@@ -98,6 +108,9 @@ async function main(): Promise<number> {
     await setUpBroker(api, options);
     const warning = await ccWarning(api);
     if (warning) console.error(warning);
+    const metricsUrl = brokerMetricsUrl(config.managementUrl);
+    const problem = await brokerMetricsProblem(metricsUrl);
+    if (problem) console.error(`Warning: ${brokerMetricsHint(metricsUrl, problem)}`);
   } catch (error) {
     console.error(`Cannot set up the broker: ${redact(describeError(error))}`);
     return 1;

@@ -343,10 +343,15 @@ Deno.test(
     const receiver = startOtlpReceiver();
     /** What services that the test restarts served at `/metrics` before. */
     const scraped: string[] = [];
-    const rabbitmqMetrics = await fetch(
-      `${RABBITMQ_PROMETHEUS_URL}/metrics/detailed?family=queue_coarse_metrics`,
-      { signal: AbortSignal.timeout(2000) },
-    ).then((response) => response.ok ? response.text() : undefined, () => undefined);
+    // Per-queue depths and consumers, and the node's own figures (its alarms), as Prometheus
+    // scrapes them (observability/prometheus.yml).
+    const rabbitmqMetrics = await Promise.all(
+      ["/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count", "/metrics"].map(
+        (path) =>
+          fetch(`${RABBITMQ_PROMETHEUS_URL}${path}`, { signal: AbortSignal.timeout(2000) })
+            .then((response) => response.ok ? response.text() : undefined, () => undefined),
+      ),
+    ).then((texts) => texts.includes(undefined) ? undefined : texts.join("\n"));
     const proxy = startTcpProxy(brokerTarget());
     try {
       await withStack({

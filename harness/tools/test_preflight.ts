@@ -2,12 +2,18 @@
  * The first step of `deno task test`: a broker at `AMQP_URL` and its management API at
  * `RABBITMQ_MANAGEMENT_URL`, started or enabled here where they can be, or one line saying how; a
  * broker that cannot run the project's quorum queues, said in one line;
- * and one line saying how to install Chromium when the console's browser test cannot find it.
+ * and one line each saying how to install Chromium when the console's browser test cannot find it,
+ * and how to enable the broker's Prometheus endpoint when the Prometheus test cannot scrape it.
  * @module
  */
 import { deadLetteringProblem, ensureBroker, ensureManagementApi } from "../lib/broker_check.ts";
 import { brokerAddress } from "../lib/broker_address.ts";
 import { CHROMIUM_HINT, findChromium } from "../lib/chromium.ts";
+import {
+  brokerMetricsHint,
+  brokerMetricsProblem,
+  brokerMetricsUrl,
+} from "../lib/broker_metrics.ts";
 
 if (import.meta.main) {
   const { amqpUrl, managementUrl } = brokerAddress();
@@ -26,6 +32,13 @@ if (import.meta.main) {
   }
   if (!findChromium()) {
     console.log(`test: ${CHROMIUM_HINT}; the console's browser test will be skipped`);
+  }
+  const metricsUrl = brokerMetricsUrl(managementUrl);
+  const metricsProblem = ready ? await brokerMetricsProblem(metricsUrl) : undefined;
+  if (metricsProblem) {
+    console.log(
+      `test: ${brokerMetricsHint(metricsUrl, metricsProblem)}; the Prometheus test will be skipped`,
+    );
   }
   Deno.exit(ready ? 0 : 1);
 }
