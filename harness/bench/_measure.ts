@@ -1,33 +1,31 @@
 /**
- * The benchmark's four measurements, each on a stack of its own: the broker's ceiling for one
- * consume → publish → ack hop, the drain of a backlog by inventory, orders end to end over HTTP,
- * and the latency of each order at a steady rate. The last two also run with a webhook receiver
- * given: notification then delivers every notification to it, and they time up to the delivery.
+ * The benchmark's measurements of the services, each on a stack of its own: the drain of a backlog
+ * by inventory, orders end to end over HTTP, and the latency of each order at a steady rate. The
+ * last two also run with a webhook receiver given: notification then delivers every notification
+ * to it, and they time up to the delivery. The ceilings they compare with are in `_ceilings.ts`.
  * @module
  */
-import { mapLimit, sleep, waitFor, within } from "../lib/async.ts";
+import { mapLimit, waitFor } from "../lib/async.ts";
 import { round } from "../lib/format.ts";
-import { notificationSent } from "../lib/effects.ts";
-import { postOrder as postOrderRequest, readMetric, request } from "../lib/http_probes.ts";
+import { readMetric, request } from "../lib/http_probes.ts";
 import { MENU } from "../lib/menu.ts";
 import { type Percentiles, percentiles } from "./_stats.ts";
 import {
   type BenchConfig,
-  benchOrder,
   benchOrderPlaced,
   type BenchStack,
   type CpuCores,
+  cpuMsPer,
   type MemoryPeaks,
   publishAll,
   startCpuMeter,
   STOCK_PER_SKU,
   withBenchStack,
 } from "./_stack.ts";
+import { countSeen, postOrder, sendOpenLoop, sinceSent, watchOrderOutcomes } from "./_open_loop.ts";
 import { watchDeliveries } from "./_webhook.ts";
 import type { WebhookReceiver } from "../lib/webhook_receiver.ts";
-import { DEFAULT_PREFETCH } from "../../shared/broker.ts";
-import type { Settlement } from "../../shared/delivery.ts";
-import { EventType, EXCHANGE, Queue } from "../../shared/topology.ts";
+import { EventType, Queue } from "../../shared/topology.ts";
 
 /** Options every measurement takes. */
 export interface MeasureOptions {
@@ -35,70 +33,6 @@ export interface MeasureOptions {
   log?: (line: string) => void;
   /** Peak memory per service, raised by every stack that ran. @default {fresh peaks} */
   memory?: MemoryPeaks;
-}
-
-/** The broker's ceiling: see {@linkcode measureCeiling}. */
-export interface CeilingResult {
-  messages: number;
-  /** From the consumer's start until the last message was republished and confirmed. */
-  seconds: number;
-  msgPerSec: number;
-  /** How fast the backlog itself was published with confirms, 500 per publish, 4 in flight. */
-  publishMsgPerSec: number;
-  /** CPU of the broker and of this process (the hop's client) while consuming. */
-  cpuCores: CpuCores;
-}
-
-/**
- * The physical limit of this machine for one hop: `messages` persistent `OrderPlaced`-sized
- * messages wait in `order-placed`; a consumer with the services' client, prefetch and batching
- * republishes each batch to `InventoryReserved` (routed to `inventory-reserved`, as the real
- * inventory's outcomes are) with confirms, then acks the batch with one multiple ack.
- * No database, no services.
- */
-export async function measureCeiling(
-  messages: number,
-  options: MeasureOptions = {},
-): Promise<CeilingResult> {
-  const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
-  const config: BenchConfig = { store: "sqlite", instances: 1 };
-  return await withBenchStack(config, { services: [], memory }, async ({ stack }) => {
-    const backlog = Array.from({ length: messages }, (_, i) => benchOrderPlaced(i));
-    const publishing = performance.now();
-    await publishAll(stack, backlog);
-    const publishSeconds = (performance.now() - publishing) / 1000;
-    log(`ceiling: ${messages} messages in ${Queue.orderPlaced}; consuming → publishing → acking`);
-    let handled = 0;
-    let finish: () => void;
-    const finished = new Promise<void>((resolve) => finish = resolve);
-    const stopCpuMeter = await startCpuMeter([]);
-    const began = performance.now();
-    // Not stopped afterwards: closing a consumer's channel closes the whole connection (see
-    // broker.ts), which would log a reconnect; the stack's close ends it with the connection.
-    stack.broker.consume(Queue.orderPlaced, async (batch) => {
-      await stack.broker.publish(batch.map((delivery) => ({
-        exchange: EXCHANGE,
-        routingKey: EventType.InventoryReserved,
-        body: delivery.body,
-        messageId: delivery.messageId ?? "",
-        correlationId: delivery.correlationId,
-        type: EventType.InventoryReserved,
-        headers: delivery.headers,
-      })));
-      handled += batch.length;
-      if (handled >= messages) finish();
-      return batch.map((): Settlement => ({ action: "ack" }));
-    }, { prefetch: DEFAULT_PREFETCH });
-    await within(finished, 60_000 + messages * 10, `${messages} messages through the hop`);
-    const seconds = (performance.now() - began) / 1000;
-    return {
-      messages,
-      seconds: round(seconds, 3),
-      msgPerSec: Math.round(messages / seconds),
-      publishMsgPerSec: Math.round(messages / publishSeconds),
-      cpuCores: await stopCpuMeter(),
-    };
-  });
 }
 
 /** A drained backlog: see {@linkcode measureDrain}. */
@@ -115,6 +49,8 @@ export interface DrainResult {
   msgPerSecWithStartup: number;
   /** CPU per process from the moment every instance listened until the backlog was handled. */
   cpuCores: CpuCores;
+  /** Milliseconds of CPU per drained message, by process. */
+  cpuMsPerMessage: Record<string, number>;
   /** Deadlocks in the PostgreSQL database; absent on SQLite. */
   deadlocks?: number;
   /** Inbox rows that retention deleted while it drained: none unless its window is seconds. */
@@ -159,7 +95,7 @@ export async function measureDrain(
       return acked >= messages && confirmed >= messages;
     }, { timeoutMs: 120_000 + messages * 20, intervalMs: 20 });
     const ended = performance.now();
-    const cpuCores = await stopCpuMeter();
+    const cpu = await stopCpuMeter();
     await checkStockTaken(inventories[0].url, messages);
     const seconds = (ended - listening) / 1000;
     return {
@@ -169,7 +105,8 @@ export async function measureDrain(
       seconds: round(seconds, 3),
       msgPerSec: Math.round(messages / seconds),
       msgPerSecWithStartup: Math.round(messages / ((ended - spawned) / 1000)),
-      cpuCores,
+      cpuCores: cpu.cores,
+      cpuMsPerMessage: cpuMsPer(cpu, messages),
       ...await deadlocksOf(bench),
       retentionDeletedRows: await retentionDeletedRows(urls),
     };
@@ -216,12 +153,14 @@ export interface EndToEndResult {
   http: Percentiles;
   /** CPU per process while the orders went through. */
   cpuCores: CpuCores;
+  /** Milliseconds of CPU per order, by process. */
+  cpuMsPerOrder: Record<string, number>;
   /** Deadlocks in the PostgreSQL database, warm-up included; absent on SQLite. */
   deadlocks?: number;
 }
 
 /** Orders placed and answered before the clock starts: start-up and JIT are not the subject. */
-const WARM_UP_ORDERS = 50;
+export const WARM_UP_ORDERS = 50;
 
 /**
  * Places `orders` orders over HTTP, `concurrency` at a time, on the whole system, and times them
@@ -267,6 +206,7 @@ export async function measureEndToEnd(
         { timeoutMs: 120_000 + orders * 20, intervalMs: 20 },
       );
       const seconds = (performance.now() - began) / 1000;
+      const cpu = await stopCpuMeter();
       return {
         orders,
         concurrency,
@@ -274,7 +214,8 @@ export async function measureEndToEnd(
         seconds: round(seconds, 3),
         ordersPerSec: Math.round(orders / seconds),
         http: percentiles(latenciesMs),
-        cpuCores: await stopCpuMeter(),
+        cpuCores: cpu.cores,
+        cpuMsPerOrder: cpuMsPer(cpu, orders),
         ...await deadlocksOf(bench),
       };
     },
@@ -304,17 +245,6 @@ async function postOrders(
   return { latenciesMs, orderIds };
 }
 
-async function postOrder(orderUrl: string, i: number): Promise<{ orderId: string; ms: number }> {
-  const began = performance.now();
-  const response = await postOrderRequest(orderUrl, benchOrder(i));
-  const text = await response.text();
-  const ms = performance.now() - began;
-  if (response.status !== 202) {
-    throw new Error(`Cannot place an order as POST /order answered ${response.status}: ${text}`);
-  }
-  return { orderId: JSON.parse(text).order_id, ms };
-}
-
 /** Latency at a steady rate: see {@linkcode measureLatency}. */
 export interface LatencyResult {
   /** Orders per second asked for. */
@@ -331,6 +261,11 @@ export interface LatencyResult {
   notified: Percentiles;
   /** With a webhook: from sending the POST until the notification reached the receiver. */
   delivered?: Percentiles;
+  /**
+   * Milliseconds of CPU per order, by process, from the first POST until the last order was
+   * notified (and delivered): at a steady rate, what each order costs with the idle work shared out.
+   */
+  cpuMsPerOrder: Record<string, number>;
   /** Rows that retention deleted in the three services meanwhile: none unless its window is seconds. */
   retentionDeletedRows: number;
 }
@@ -349,73 +284,46 @@ export async function measureLatency(
 ): Promise<LatencyResult> {
   const { log = () => {}, memory = { rssMb: {}, privateMb: {} } } = options;
   const services = ["order", "inventory", "notification"] as const;
-  const stackConfig = withWebhook(config);
   return await withBenchStack(
-    stackConfig,
+    withWebhook(config),
     { services: [...services], memory },
-    async ({ stack }) => {
-      const delivered = config.webhook && watchDeliveries(config.webhook);
+    async (bench) => {
+      const { stack } = bench;
+      const outcomes = watchOrderOutcomes(
+        { order: stack.services.order!, notification: stack.services.notification! },
+        config.webhook && watchDeliveries(config.webhook),
+      );
       const orderUrl = stack.url("order");
       await postOrders(orderUrl, WARM_UP_ORDERS, { concurrency: 10 });
       const total = Math.max(1, Math.round(rate * seconds));
       log(`latency: ${total} orders at ${rate}/s for ${seconds} s, open loop`);
-      const sentAt = new Map<string, number>();
-      const httpMs: number[] = [];
-      const inFlight: Promise<void>[] = [];
-      const began = performance.now();
-      let lastSend = began;
-      for (let i = 0; i < total; i++) {
-        await sleep(began + (i * 1000) / rate - performance.now());
-        lastSend = performance.now();
-        const wallClock = Date.now();
-        inFlight.push(
-          postOrder(orderUrl, WARM_UP_ORDERS + i).then(({ orderId, ms }) => {
-            sentAt.set(orderId, wallClock);
-            httpMs.push(ms);
-          }),
-        );
-      }
-      await Promise.all(inFlight);
-      const sendSeconds = (lastSend - began) / 1000;
-      const order = stack.services.order!;
-      const notification = stack.services.notification!;
-      const confirmedAt = new Map<string, number>();
-      const notifiedAt = new Map<string, number>();
-      function collect(): boolean {
-        for (const line of order.logs) {
-          if (line.msg === "updated order status" && sentAt.has(String(line.order_id))) {
-            confirmedAt.set(String(line.order_id), Date.parse(String(line.time)));
-          }
-        }
-        for (const line of notification.logs) {
-          const notified = notificationSent(line);
-          if (notified && sentAt.has(notified.orderId)) {
-            notifiedAt.set(notified.orderId, notified.atMs);
-          }
-        }
-        const deliveredAll = !delivered ||
-          [...sentAt.keys()].every((id) => delivered.deliveredAt().has(id));
-        return confirmedAt.size === sentAt.size && notifiedAt.size === sentAt.size && deliveredAll;
-      }
-      await waitFor(`${total} orders confirmed and notified`, collect, {
-        timeoutMs: 60_000,
-        intervalMs: 100,
-      });
-      const since = (at: Map<string, number>) => [...at].map(([id, t]) => t - sentAt.get(id)!);
+      const stopCpuMeter = await startCpuMeter([
+        stack.services.order!,
+        ...bench.inventories(),
+        stack.services.notification!,
+      ]);
+      const sent = await sendOpenLoop(orderUrl, { rate, count: total, first: WARM_UP_ORDERS });
+      if (sent.refused > 0) throw new Error(sent.refusal);
+      const { sentAtMs } = sent;
+      await waitFor(`${total} orders confirmed and notified`, () => {
+        outcomes.collect();
+        const awaited = [outcomes.decidedAt, outcomes.notifiedAt];
+        if (config.webhook) awaited.push(outcomes.deliveredAt());
+        return awaited.every((at) => countSeen(sentAtMs, at) === total);
+      }, { timeoutMs: 60_000, intervalMs: 100 });
+      const cpu = await stopCpuMeter();
       return {
         rate,
-        // n sends span n - 1 intervals.
-        sentPerSec: total > 1 ? round((total - 1) / sendSeconds, 1) : rate,
+        sentPerSec: sent.sentPerSec,
         orders: total,
         seconds,
-        http: percentiles(httpMs),
-        confirmed: percentiles(since(confirmedAt)),
-        notified: percentiles(since(notifiedAt)),
-        ...delivered && {
-          delivered: percentiles(
-            since(new Map([...sentAt.keys()].map((id) => [id, delivered.deliveredAt().get(id)!]))),
-          ),
+        http: percentiles(sent.httpMs),
+        confirmed: percentiles(sinceSent(sentAtMs, outcomes.decidedAt)),
+        notified: percentiles(sinceSent(sentAtMs, outcomes.notifiedAt)),
+        ...config.webhook && {
+          delivered: percentiles(sinceSent(sentAtMs, outcomes.deliveredAt())),
         },
+        cpuMsPerOrder: cpuMsPer(cpu, total),
         retentionDeletedRows: await retentionDeletedRows(services.map((name) => stack.url(name))),
       };
     },
@@ -423,7 +331,7 @@ export async function measureLatency(
 }
 
 /** `config` with notification pointed at its `webhook` receiver, if it has one. */
-function withWebhook(config: BenchConfig & { webhook?: WebhookReceiver }): BenchConfig {
+export function withWebhook(config: BenchConfig & { webhook?: WebhookReceiver }): BenchConfig {
   const { webhook, ...rest } = config;
   return webhook ? { ...rest, env: { ...rest.env, ...webhook.env } } : rest;
 }

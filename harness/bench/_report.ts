@@ -1,12 +1,15 @@
 /**
  * The benchmark's report: the figures beside their targets (met or not), the drain and end-to-end
- * figures per store and number of inventory instances, and the machine, as a table or one JSON
- * object.
+ * figures per store and number of inventory instances, the latency curve, and the machine, as a
+ * table or one JSON object.
  * @module
  */
 import { round } from "../lib/format.ts";
 import type { Machine, Percentiles } from "./_stats.ts";
-import type { CeilingResult, DrainResult, EndToEndResult, LatencyResult } from "./_measure.ts";
+import type { DrainResult, EndToEndResult, LatencyResult } from "./_measure.ts";
+import type { CeilingResult, EndToEndCeilingResult } from "./_ceilings.ts";
+import type { CurveResult } from "./_curve.ts";
+import { count, curveRows, curveSummary, perOrder } from "./_curve_report.ts";
 import type { PeakRss, StoreKind } from "./_stack.ts";
 import type { IdleResult } from "./_idle.ts";
 import type { WebhookResult } from "./_webhook.ts";
@@ -21,6 +24,8 @@ export interface ScaleRow {
   /** `drain.msgPerSec` as a share of the ceiling. */
   drainRatio?: number;
   endToEnd?: EndToEndResult;
+  /** `endToEnd.ordersPerSec` as a share of the end-to-end ceiling. */
+  endToEndRatio?: number;
 }
 
 /**
@@ -49,6 +54,8 @@ export interface BenchReport {
   loadAverageBefore: number;
   settings: Record<string, string | number | boolean>;
   ceiling?: CeilingResult;
+  /** The bare pipeline of an order's hops: the reference of end to end. */
+  endToEndCeiling?: EndToEndCeilingResult;
   /** The configuration the targets are checked on: the requested store, the first count. */
   primary: { store: StoreKind; instances: number };
   scale: ScaleRow[];
@@ -66,6 +73,8 @@ export interface BenchReport {
   webhook?: WebhookResult;
   /** End to end and latency again, up to the delivery to a local webhook receiver. */
   webhookHop?: WebhookHop;
+  /** The latency curve, with `--curve`. */
+  curve?: CurveResult;
   targets: TargetCheck[];
   durationSeconds: number;
 }
@@ -155,6 +164,10 @@ export function formatReport(report: BenchReport): string {
       ...table(scale),
     );
   }
+  if (report.curve) {
+    lines.push("", curveHeading(report.curve), ...table(curveRows(report.curve)));
+    lines.push(curveSummary(report.curve));
+  }
   lines.push("", verdictLine(report));
   return lines.join("\n");
 }
@@ -162,9 +175,14 @@ export function formatReport(report: BenchReport): string {
 /**
  * The report as a markdown section for `docs/performance.md` (`deno task bench --report <file>`):
  * a heading with the date measured, the machine and the command, the figures beside their targets,
- * and the scale table. The tables are padded as `deno fmt` pads them.
+ * the scale table, and the curve's table with a link to its chart when `curveChart` names one. The
+ * tables are padded as `deno fmt` pads them.
  */
-export function formatMarkdownReport(report: BenchReport, measuredOn: Date): string {
+export function formatMarkdownReport(
+  report: BenchReport,
+  measuredOn: Date,
+  options: { curveChart?: string } = {},
+): string {
   const date = measuredOn.toISOString().slice(0, 10);
   const lines = [
     `## Figures of ${date}`,
@@ -184,6 +202,13 @@ export function formatMarkdownReport(report: BenchReport, measuredOn: Date): str
       "",
       ...markdownTable(scale),
     );
+  }
+  if (report.curve) {
+    const heading = curveHeading(report.curve);
+    lines.push("", `${heading[0].toUpperCase()}${heading.slice(1)}`, "");
+    lines.push(...markdownTable(curveRows(report.curve).map((row) => row.map(markdownCell))));
+    lines.push("", `${curveSummary(report.curve)}.`);
+    if (options.curveChart) lines.push("", `![The latency curve](${options.curveChart})`);
   }
   lines.push("", `${verdictLine(report)}.`, "");
   return lines.join("\n");
@@ -215,6 +240,19 @@ function figureRows(report: BenchReport): string[][] {
       "",
     ]);
   }
+  const pipeline = report.endToEndCeiling;
+  if (pipeline) {
+    rows.push([
+      `end-to-end ceiling: ${
+        count(pipeline.orders)
+      } orders through OrderPlaced → InventoryReserved → OrderConfirmed, no HTTP, no database`,
+      `${count(pipeline.ordersPerSec)} orders/s`,
+      "(the limit)",
+      "",
+    ]);
+    rows.push(["  CPU (cores)", cores(pipeline.cpuCores), "", ""]);
+    rows.push(["  CPU per order (ms)", perOrder(pipeline.cpuMsPerOrder), "", ""]);
+  }
   const primary = primaryRow(report);
   if (primary?.drain) {
     const { drain } = primary;
@@ -235,6 +273,7 @@ function figureRows(report: BenchReport): string[][] {
       "",
     ]);
     rows.push(["  CPU (cores)", cores(drain.cpuCores), "", ""]);
+    rows.push(["  CPU per message (ms)", perOrder(drain.cpuMsPerMessage), "", ""]);
   }
   if (primary?.endToEnd) {
     const e2e = primary.endToEnd;
@@ -243,12 +282,14 @@ function figureRows(report: BenchReport): string[][] {
       `end to end: ${count(e2e.orders)} orders over HTTP, ${e2e.concurrency} at once, ${
         label(primary)
       }`,
-      `${count(e2e.ordersPerSec)} orders/s`,
+      `${count(e2e.ordersPerSec)} orders/s` +
+      (primary.endToEndRatio === undefined ? "" : ` = ${primary.endToEndRatio}× e2e ceiling`),
       check?.target ?? "",
       verdict(check),
     ]);
     rows.push(["  POST /order latency", spread(e2e.http, ["p50", "p99"]), "", ""]);
     rows.push(["  CPU (cores)", cores(e2e.cpuCores), "", ""]);
+    rows.push(["  CPU per order (ms)", perOrder(e2e.cpuMsPerOrder), "", ""]);
   }
   if (latency) {
     const check = report.targets.find((t) => t.name.startsWith("p99 POST → notification"));
@@ -268,6 +309,7 @@ function figureRows(report: BenchReport): string[][] {
       check ? `p99 ${check.target}` : "",
       verdict(check),
     ]);
+    rows.push(["  CPU per order (ms)", perOrder(latency.cpuMsPerOrder), "", ""]);
   }
   for (const [service, mb] of Object.entries(report.peakRssMb)) {
     const check = target(`peak private memory ${service}`);
@@ -321,6 +363,7 @@ function figureRows(report: BenchReport): string[][] {
       "",
       "",
     ]);
+    rows.push(["    CPU per order (ms)", perOrder(e2e.cpuMsPerOrder), "", ""]);
     rows.push([
       `  steady rate ${hop.rate}/s: POST → notification recorded`,
       spread(hop.notified, ["p50", "p95", "p99"]),
@@ -333,6 +376,7 @@ function figureRows(report: BenchReport): string[][] {
       "",
       "",
     ]);
+    rows.push(["    CPU per order (ms)", perOrder(hop.cpuMsPerOrder), "", ""]);
   }
   return rows;
 }
@@ -347,6 +391,7 @@ function scaleRows(report: BenchReport): string[][] | undefined {
       "drain msg/s",
       "× ceiling",
       "end to end orders/s",
+      "× e2e ceiling",
       "POST p50",
       "POST p99",
       "deadlocks",
@@ -359,6 +404,7 @@ function scaleRows(report: BenchReport): string[][] | undefined {
         row.drain ? count(row.drain.msgPerSec) : "–",
         row.drainRatio === undefined ? "–" : String(row.drainRatio),
         row.endToEnd ? count(row.endToEnd.ordersPerSec) : "–",
+        row.endToEndRatio === undefined ? "–" : String(row.endToEndRatio),
         row.endToEnd ? `${row.endToEnd.http.p50} ms` : "–",
         row.endToEnd ? `${row.endToEnd.http.p99} ms` : "–",
         row.store === "postgres"
@@ -399,8 +445,11 @@ function cores(cpu: Record<string, number>): string {
   return Object.entries(cpu).map(([name, n]) => `${name} ${n.toFixed(2)}`).join(" · ");
 }
 
-function count(n: number): string {
-  return n.toLocaleString("en-US");
+/** The heading of the curve's table: the step length, and the webhook when there was one. */
+function curveHeading(curve: CurveResult): string {
+  return `latency curve: each rate for ${curve.stepSeconds} s, open loop` +
+    (curve.webhook ? ", notification delivering to a local verifying webhook receiver" : "") +
+    "; CPU per order over the step:";
 }
 
 /** A figure's cell for markdown: a detail's leading spaces become a dot, `|` is escaped. */

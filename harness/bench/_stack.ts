@@ -7,6 +7,7 @@
 // @ts-types="@types/pg"
 import pg from "pg";
 import { mapLimit, sleep, within } from "../lib/async.ts";
+import { round } from "../lib/format.ts";
 import type { BrokerAddress } from "../lib/broker_address.ts";
 import type { OrderRequest } from "../lib/http_probes.ts";
 import { orderPlacedMessage } from "../lib/broker_probes.ts";
@@ -184,13 +185,21 @@ export async function withBenchStack<T>(
 /** CPU used per process over a window, in cores: CPU seconds per second of wall-clock time. */
 export type CpuCores = Record<string, number>;
 
+/** The CPU each process used over a window, by name: the harness, the broker, each service. */
+export interface CpuUse {
+  /** CPU seconds per second of wall-clock time: on two cores, these say who the bottleneck is. */
+  cores: CpuCores;
+  /** CPU seconds: divided by the orders handled, what one order costs each process. */
+  seconds: Record<string, number>;
+}
+
 /**
  * Starts measuring the CPU of `services`, the broker (when it runs on this machine) and this
- * process; the function returned ends the window. On two cores, these say who the bottleneck is.
+ * process; the function returned ends the window.
  */
 export async function startCpuMeter(
   services: RunningService[],
-): Promise<() => Promise<CpuCores>> {
+): Promise<() => Promise<CpuUse>> {
   const pids: Record<string, number> = { harness: Deno.pid };
   const seen = new Map<string, number>();
   for (const service of services) {
@@ -205,13 +214,26 @@ export async function startCpuMeter(
   return async function stopCpuMeter() {
     const after = await cpuSeconds(pids);
     const wallSeconds = (performance.now() - began) / 1000;
-    return Object.fromEntries(
-      Object.keys(after).filter((name) => name in before).map((name) => [
-        name,
-        Math.round((after[name] - before[name]) / wallSeconds * 100) / 100,
-      ]),
+    const names = Object.keys(after).filter((name) => name in before);
+    const seconds = Object.fromEntries(
+      names.map((name) => [name, round(after[name] - before[name], 2)]),
     );
+    return {
+      cores: Object.fromEntries(names.map((name) => [name, round(seconds[name] / wallSeconds)])),
+      seconds,
+    };
   };
+}
+
+/**
+ * What one order (or message) cost each process of `cpu`, in milliseconds of CPU: its CPU seconds
+ * divided by the `count` handled in the window. The kernel counts CPU in ticks of 10 ms, so a
+ * window needs hundreds of orders for a figure worth reading.
+ */
+export function cpuMsPer(cpu: CpuUse, count: number): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(cpu.seconds).map(([name, seconds]) => [name, round(seconds * 1000 / count, 3)]),
+  );
 }
 
 async function countDeadlocks(url: string): Promise<number> {

@@ -4,6 +4,7 @@
  * @module
  */
 import { managementApi } from "../ops/management_api.ts";
+import { amqpPort, brokerAddress } from "../lib/broker_address.ts";
 
 /** Latency percentiles, in milliseconds. */
 export interface Percentiles {
@@ -137,16 +138,44 @@ export async function cpuSeconds(pids: Record<string, number>): Promise<Record<s
   return result;
 }
 
-/** The broker's process id when it runs on this machine (RabbitMQ's Erlang VM), else undefined. */
+/**
+ * The process id of the broker at `AMQP_URL` when it runs on this machine: the RabbitMQ Erlang VM
+ * (`beam.smp`) that listens on its AMQP port. Where there is one VM, that one; where several run
+ * (private nodes of other tests) and none listens on the port, undefined rather than the wrong one.
+ */
 export async function brokerPid(): Promise<number | undefined> {
   try {
+    const vms: number[] = [];
     for await (const entry of Deno.readDir("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
       const comm = await Deno.readTextFile(`/proc/${entry.name}/comm`).catch(() => "");
-      if (comm.trim() === "beam.smp") return Number(entry.name);
+      if (comm.trim() === "beam.smp") vms.push(Number(entry.name));
+    }
+    if (vms.length <= 1) return vms[0];
+    const sockets = await listeningSockets(amqpPort(brokerAddress().amqpUrl));
+    for (const pid of vms) {
+      for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
+        const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "");
+        if (sockets.has(target)) return pid;
+      }
     }
   } catch {
-    // No /proc.
+    // No /proc, or not allowed to read another user's descriptors.
   }
   return undefined;
+}
+
+/** The sockets (as `socket:[inode]`, how `/proc/<pid>/fd` names them) listening on TCP `port`. */
+async function listeningSockets(port: number): Promise<Set<string>> {
+  const sockets = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const text = await Deno.readTextFile(table).catch(() => "");
+    for (const line of text.split("\n").slice(1)) {
+      // sl, local address:port (hex), remote, state (0A: listening), …, inode (the tenth field).
+      const fields = line.trim().split(/\s+/);
+      const localPort = parseInt(fields[1]?.split(":").at(-1) ?? "", 16);
+      if (localPort === port && fields[3] === "0A") sockets.add(`socket:[${fields[9]}]`);
+    }
+  }
+  return sockets;
 }

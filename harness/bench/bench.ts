@@ -3,22 +3,28 @@
  * runs on an isolated stack of its own (fresh vhost, temporary data directory or PostgreSQL
  * database, the services as child processes):
  *
- * 1. the broker's ceiling for one consume → publish-with-confirm → ack hop, no database;
- * 2. the drain of a backlog of `OrderPlaced` by inventory, and its ratio to (1);
- * 3. orders end to end over HTTP at a given concurrency;
+ * 1. the broker's ceilings, no database: one consume → publish-with-confirm → ack hop, and a bare
+ *    pipeline of the hops an order takes (`_ceilings.ts`);
+ * 2. the drain of a backlog of `OrderPlaced` by inventory, and its ratio to the hop's ceiling;
+ * 3. orders end to end over HTTP at a given concurrency, and its ratio to the pipeline's ceiling;
  * 4. the latency of each order at a steady rate;
  * 5. the peak memory of each service, and its memory when idle beside a bare Deno process;
  * 6. the webhook sender's drain of pending deliveries to a local receiver, and the price of the
  *    extra hop: (3) and (4) again with notification delivering to a local verifying receiver,
- *    timed up to the delivery.
+ *    timed up to the delivery;
+ * 7. with `--curve`, the latency curve: the offered rate swept up to saturation (`_curve.ts`).
  *
+ * Every run that places orders also reports the CPU one order cost each service and the broker.
  * It prints the figures beside the targets the system was built to meet (`TARGETS`), or one JSON
  * object with `--json`; `--report <file>` also writes them as a dated markdown section, the one
  * `docs/performance.md` shows. It is not a test: a slow machine gets slow figures, not a failure.
  * @module
  */
 import { readCommandLine, runToolFromCommandLine, toolOptions } from "../lib/command_line.ts";
-import { measureCeiling, measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
+import { measureDrain, measureEndToEnd, measureLatency } from "./_measure.ts";
+import { measureCeiling, measureEndToEndCeiling } from "./_ceilings.ts";
+import { measureCurve } from "./_curve.ts";
+import { renderCurveChart } from "./_curve_report.ts";
 import { IDLE_SETTLE_SECONDS, measureIdle } from "./_idle.ts";
 import { measureWebhook } from "./_webhook.ts";
 import { startWebhookReceiver } from "../lib/webhook_receiver.ts";
@@ -37,8 +43,11 @@ import { parseDuration } from "../../shared/config.ts";
 import { type Cluster, RabbitMqNotInstalledError, startCluster } from "../lib/rabbitmq_cluster.ts";
 
 /** The measurements `--only` can pick. */
-export const SECTIONS = ["ceiling", "drain", "e2e", "latency", "idle", "webhook"] as const;
+export const SECTIONS = ["ceiling", "drain", "e2e", "latency", "idle", "webhook", "curve"] as const;
 export type Section = typeof SECTIONS[number];
+
+/** The measurements of a run that picks none: all but the curve, which `--curve` adds. */
+export const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== "curve");
 
 /** Options for {@linkcode runBench}. */
 export interface BenchOptions {
@@ -71,8 +80,15 @@ export interface BenchOptions {
   retention?: string;
   /** Seconds each process sits idle before its idle memory is read. @default {IDLE_SETTLE_SECONDS} */
   idleSeconds?: number;
-  /** The measurements to run. @default {all} */
+  /** The measurements to run. @default {DEFAULT_SECTIONS} */
   only?: readonly Section[];
+  /**
+   * The curve's offered rates, orders/s, swept in this order until one is not held.
+   * @default {DEFAULT_CURVE_RATES and on until saturation}
+   */
+  rates?: number[];
+  /** Seconds each rate of the curve is sent. @default {5} */
+  stepSeconds?: number;
   /** Receives a line per step. @default {no output} */
   log?: (line: string) => void;
   /** The command line shown in the report. @default {"deno task bench"} */
@@ -92,7 +108,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     seconds = 20,
     store = "sqlite",
     instances = [1],
-    only = SECTIONS,
+    only = DEFAULT_SECTIONS,
+    rates,
+    stepSeconds = 5,
     cluster = false,
     retention,
     idleSeconds = IDLE_SETTLE_SECONDS,
@@ -100,7 +118,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     command = "deno task bench",
   } = options;
   const counts = { backlog, orders, concurrency };
-  for (const [name, value] of Object.entries({ ...counts, rate, seconds, idleSeconds })) {
+  const checked = { ...counts, rate, seconds, idleSeconds, stepSeconds };
+  for (const [name, value] of Object.entries(checked)) {
     if (!(value > 0) || (name in counts && !Number.isInteger(value))) {
       throw new RangeError(
         `Cannot run the benchmark as ${name} must be a positive number: current value is ${value}`,
@@ -130,8 +149,18 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const wanted = new Set(only);
   const measure = { log, memory };
 
+  if (rates?.some((r) => !(r > 0))) {
+    throw new RangeError(
+      `Cannot run the benchmark as rates must be positive numbers: current value is ${rates}`,
+    );
+  }
   const ceiling = wanted.has("ceiling") ? await measureCeiling(backlog, measure) : undefined;
   if (ceiling) log(`ceiling: ${ceiling.msgPerSec} msg/s`);
+  // As many orders as end to end places, through the same hops.
+  const endToEndCeiling = wanted.has("ceiling")
+    ? await measureEndToEndCeiling(orders, measure)
+    : undefined;
+  if (endToEndCeiling) log(`end-to-end ceiling: ${endToEndCeiling.ordersPerSec} orders/s`);
 
   // SQLite first when PostgreSQL is measured, so that the table reads from the default onwards.
   const configs: BenchConfig[] = [
@@ -153,6 +182,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     }
     if (wanted.has("e2e")) {
       row.endToEnd = await measureEndToEnd(orders, { ...config, concurrency }, measure);
+      if (endToEndCeiling) {
+        row.endToEndRatio = round(row.endToEnd.ordersPerSec / endToEndCeiling.ordersPerSec, 2);
+      }
       log(
         `end to end (${config.store} ×${config.instances}): ${row.endToEnd.ordersPerSec} orders/s`,
       );
@@ -182,6 +214,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const webhookHop = wanted.has("webhook")
     ? await measureWebhookHop(primary, { orders, concurrency, rate, seconds, measure })
     : undefined;
+  const curve = wanted.has("curve")
+    ? await measureCurve(primary, { ...measure, rates, stepSeconds })
+    : undefined;
 
   const measured = scale.filter((row) => row.drain || row.endToEnd);
   const partial = {
@@ -203,14 +238,17 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
       instances: instances.join(","),
       only: [...wanted].join(","),
       ...(retention === undefined ? {} : { retention }),
+      ...(curve ? { rates: rates?.join(",") ?? "default", stepSeconds } : {}),
     },
     ceiling,
+    endToEndCeiling,
     ...partial,
     peakRssMb: memory.rssMb,
     peakPrivateMb: memory.privateMb,
     idle,
     webhook,
     webhookHop,
+    curve,
     targets: checkTargets({ ...partial, peakPrivateMb: memory.privateMb, idle }),
     durationSeconds: round((performance.now() - began) / 1000, 1),
   };
@@ -321,18 +359,26 @@ const USAGE = `Usage: deno task bench [options]
                       (default 1; more than 1 needs --store postgres)
   --retention D       INBOX_RETENTION and IDEMPOTENCY_KEY_RETENTION of the services; a
                       few seconds keeps the cleanup deleting all along (default theirs, 7d/24h)
-  --only LIST         some of ceiling,drain,e2e,latency,idle,webhook (default all);
+  --only LIST         some of ceiling,drain,e2e,latency,idle,webhook,curve (default all
+                      but curve); ceiling: the hop's and the end-to-end pipeline's;
                       webhook: the sender's drain, and end to end and latency again up
                       to the delivery to a local receiver
+  --curve             also sweep the offered rate up to saturation, open loop, with a
+                      webhook receiver: p50/p95/p99 POST → decision and → webhook per
+                      rate, the knee, the highest rate held with p99 under 100 ms
+  --rates N[,N…]      the curve's rates in orders/s (default 100,200,500,1000,1500,2000
+                      and on by 1000 until a rate is not held)
+  --step-seconds N    how long the curve sends each rate (default 5)
   --cluster           also drain and end to end on a private three-node RabbitMQ
                       cluster started for the run, beside the single node
   --idle-seconds N    how long each process sits idle before its idle memory is read
                       (default 45: V8 gives back start-up's heap after about 30 s)
   --quick             small numbers for a smoke run (backlog 2000, orders 500, 100/s for 3 s,
-                      idle 5 s)
+                      idle 5 s, curve steps of 2 s)
   --json              print one JSON object (the steps go to stderr)
   --report FILE       also write the figures as a dated markdown section to FILE,
-                      for docs/performance.md`;
+                      for docs/performance.md; with --curve, its chart beside it
+                      (FILE without .md, then _curve.svg)`;
 
 /**
  * Parses the command line into {@linkcode BenchOptions}.
@@ -356,8 +402,10 @@ export function parseBenchArgs(
         "retention",
         "idle-seconds",
         "report",
+        "rates",
+        "step-seconds",
       ],
-      ["quick", "cluster"],
+      ["quick", "cluster", "curve"],
     ),
   });
   if (values.report === "") {
@@ -375,6 +423,16 @@ export function parseBenchArgs(
         `Cannot run the benchmark as --only must list some of ${
           SECTIONS.join(",")
         }: current value is "${values.only}"`,
+      );
+    }
+  }
+  if (values.curve === true) only = [...new Set([...(only ?? DEFAULT_SECTIONS), "curve" as const])];
+  let rates: number[] | undefined;
+  if (typeof values.rates === "string") {
+    rates = values.rates.split(",").map(Number);
+    if (rates.some((r) => !(r > 0))) {
+      throw new RangeError(
+        `Cannot run the benchmark as --rates must be positive numbers separated by commas: current value is "${values.rates}"`,
       );
     }
   }
@@ -397,6 +455,8 @@ export function parseBenchArgs(
     store: oneOf("store", ["sqlite", "postgres"] as const),
     instances,
     only,
+    rates,
+    stepSeconds: positive("step-seconds", quick ? 2 : undefined),
     cluster: values.cluster === true,
     retention: typeof values.retention === "string" ? values.retention : undefined,
     json: values.json === true,
@@ -418,7 +478,22 @@ if (import.meta.main) {
         command: ["deno task bench", ...Deno.args].join(" "),
       });
       if (reportFile) {
-        await Deno.writeTextFile(reportFile, formatMarkdownReport(report, new Date()));
+        const measuredOn = new Date();
+        let curveChart: string | undefined;
+        if (report.curve) {
+          curveChart = `${reportFile.replace(/\.md$/, "")}_curve.svg`;
+          const title = `POST → decision against the offered rate, ${
+            measuredOn.toISOString().slice(0, 10)
+          }`;
+          await Deno.writeTextFile(curveChart, renderCurveChart(report.curve, title));
+          log(`${stamp()} wrote the curve's chart to ${curveChart}`);
+        }
+        await Deno.writeTextFile(
+          reportFile,
+          formatMarkdownReport(report, measuredOn, {
+            curveChart: curveChart?.split("/").at(-1),
+          }),
+        );
         log(`${stamp()} wrote the markdown report to ${reportFile}`);
       }
       return report;

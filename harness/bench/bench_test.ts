@@ -3,7 +3,7 @@
  * It checks that the benchmark works, not that this machine meets the targets.
  */
 import assert from "node:assert/strict";
-import { parseBenchArgs, runBench } from "./bench.ts";
+import { parseBenchArgs, runBench, SECTIONS } from "./bench.ts";
 import { type BenchReport, checkTargets, formatMarkdownReport, formatReport } from "./_report.ts";
 import { percentiles } from "./_stats.ts";
 import { INTEGRATION } from "../lib/stack.ts";
@@ -19,15 +19,29 @@ Deno.test(
       rate: 50,
       seconds: 1,
       idleSeconds: 2,
+      only: SECTIONS,
+      rates: [50],
+      stepSeconds: 1,
     });
     const text = formatReport(report);
     assert.ok(report.ceiling && report.ceiling.msgPerSec > 0, text);
+    const pipeline = report.endToEndCeiling!;
+    assert.ok(pipeline.orders === 100 && pipeline.ordersPerSec > 0, text);
+    assert.ok(pipeline.cpuMsPerOrder.harness >= 0 && "broker" in pipeline.cpuMsPerOrder, text);
     assert.equal(report.scale.length, 1);
     const [row] = report.scale;
     assert.ok(row.drain && row.drain.msgPerSec > 0 && row.drain.msgPerSecWithStartup > 0, text);
     assert.ok(row.drainRatio !== undefined && row.drainRatio > 0, text);
     assert.ok(row.endToEnd && row.endToEnd.ordersPerSec > 0 && row.endToEnd.http.p99 > 0, text);
     assert.ok((row.endToEnd.cpuCores.order ?? 0) > 0, text);
+    assert.ok(row.endToEndRatio !== undefined && row.endToEndRatio > 0, text);
+    for (const service of ["order", "inventory", "notification", "broker"]) {
+      assert.ok(service in row.endToEnd.cpuMsPerOrder, `CPU per order of ${service}: ${text}`);
+      assert.ok(service in report.latency!.cpuMsPerOrder, `CPU per order of ${service}: ${text}`);
+    }
+    assert.ok("inventory" in row.drain.cpuMsPerMessage, text);
+    assert.match(text, /end to end: .* orders\/s = [\d.]+× e2e ceiling/);
+    assert.match(text, /CPU per order \(ms\) +harness [\d.]+ · order [\d.]+ · inventory/);
     const latency = report.latency!;
     assert.equal(latency.orders, 50);
     for (const p of [latency.http, latency.confirmed, latency.notified]) {
@@ -43,6 +57,13 @@ Deno.test(
     // Of the same orders, the delivery comes after the record.
     assert.ok(hop.latency.delivered!.p50 >= hop.latency.notified.p50, text);
     assert.match(text, /POST → delivered to the webhook +p50 /);
+    const curve = report.curve!;
+    assert.ok(curve.steps.length === 1 && curve.steps[0].offeredPerSec === 50, text);
+    for (const step of curve.steps) {
+      assert.ok(step.decision.count > 0 && step.delivered!.count === step.decision.count, text);
+      assert.ok("order" in step.cpuMsPerOrder, text);
+    }
+    assert.match(text, /latency curve: each rate for 1 s/);
     assert.ok(report.idle && report.idle.bareMb > 0, text);
     for (const service of ["order", "inventory", "notification"] as const) {
       assert.ok(report.idle.servicesMb[service]! > report.idle.bareMb, `idle ${service}: ${text}`);
@@ -50,7 +71,10 @@ Deno.test(
     assert.equal(report.targets.length, 9, text);
     assert.ok(report.machine.cpus > 0 && report.machine.rabbitmq !== "", text);
     assert.doesNotThrow(() => JSON.parse(JSON.stringify(report)));
-    assert.match(formatMarkdownReport(report, new Date()), /^## Figures of \d{4}-\d\d-\d\d\n/);
+    const markdown = formatMarkdownReport(report, new Date(), { curveChart: "curve.svg" });
+    assert.match(markdown, /^## Figures of \d{4}-\d\d-\d\d\n/);
+    assert.match(markdown, /\n\| offered\/s +\| sent\/s /);
+    assert.match(markdown, /!\[The latency curve\]\(curve\.svg\)/);
   },
 );
 
@@ -72,6 +96,12 @@ Deno.test("parseBenchArgs() reads lists and --quick, and names a bad option", ()
   assert.throws(() => parseBenchArgs(["--instances", "0"]), /--instances must be integers/);
   assert.throws(() => parseBenchArgs(["--only", "drain,speed"]), /--only must list/);
   assert.throws(() => parseBenchArgs(["--orders=0"]), /--orders must be a positive/);
+  assert.equal(options.only, undefined);
+  assert.equal(parseBenchArgs(["--curve"]).only?.join(), `${SECTIONS.join()}`);
+  assert.equal(parseBenchArgs(["--curve", "--only", "e2e"]).only?.join(), "e2e,curve");
+  const curve = parseBenchArgs(["--only", "curve", "--rates", "100,250", "--step-seconds", "3"]);
+  assert.deepEqual([curve.rates, curve.stepSeconds], [[100, 250], 3]);
+  assert.throws(() => parseBenchArgs(["--rates", "100,fast"]), /--rates must be positive numbers/);
 });
 
 Deno.test("runBench() refuses several inventories on SQLite, or a bad retention, before starting anything", async () => {
