@@ -4,7 +4,7 @@
  * @module
  */
 import { renderSvgLineChart } from "../lib/line_chart.ts";
-import { type CurveResult, HELD_P99_MS } from "./_curve.ts";
+import { type CurveResult, HELD_P99_MS } from "./_curve_figures.ts";
 
 /** The curve's table, the header first: a row per step of the sweep. */
 export function curveRows(curve: CurveResult): string[][] {

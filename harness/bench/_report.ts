@@ -8,7 +8,7 @@ import { round } from "../lib/format.ts";
 import type { Machine, Percentiles } from "./_stats.ts";
 import type { DrainResult, EndToEndResult, LatencyResult } from "./_measure.ts";
 import type { CeilingResult, EndToEndCeilingResult } from "./_ceilings.ts";
-import type { CurveResult } from "./_curve.ts";
+import type { CurveResult } from "./_curve_figures.ts";
 import { count, curveRows, curveSummary, perOrder } from "./_curve_report.ts";
 import type { PeakRss, StoreKind } from "./_stack.ts";
 import type { IdleResult } from "./_idle.ts";

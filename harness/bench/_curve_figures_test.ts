@@ -1,6 +1,12 @@
 /** The latency curve's figures: when a step is held, the knee, and the report's rows and chart. */
 import assert from "node:assert/strict";
-import { type CurveStep, findKnee, highestHeldUnder, nextRate, summarizeStep } from "./_curve.ts";
+import {
+  type CurveStep,
+  findKnee,
+  highestHeldUnder,
+  nextRate,
+  summarizeStep,
+} from "./_curve_figures.ts";
 import { curveRows, curveSummary, renderCurveChart } from "./_curve_report.ts";
 import type { SentOrders } from "./_open_loop.ts";
 
