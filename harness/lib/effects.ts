@@ -35,6 +35,20 @@ export interface OrderEffects {
   outcomeCopies: number;
 }
 
+/**
+ * An accepted order the system lost: not decided (CONFIRMED or REJECTED), or decided without its
+ * reservation or its notification.
+ */
+export function isLost(e: OrderEffects): boolean {
+  return (e.status !== "CONFIRMED" && e.status !== "REJECTED") || e.reservations === 0 ||
+    e.notifications === 0;
+}
+
+/** An order with an effect twice: a second reservation or a second notification. */
+export function isDoubled(e: OrderEffects): boolean {
+  return e.reservations > 1 || e.notifications > 1;
+}
+
 /** Options for {@linkcode countEffects}. */
 export interface EffectsOptions {
   /** A tap on the outcome events, opened before the orders. @default {none: no outcomes counted} */

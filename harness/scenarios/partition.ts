@@ -30,7 +30,7 @@
  */
 import { sleep, waitFor } from "../lib/async.ts";
 import { readCommandLine } from "../lib/command_line.ts";
-import { countEffects, type OrderEffects } from "../lib/effects.ts";
+import { countEffects, isDoubled, isLost, type OrderEffects } from "../lib/effects.ts";
 import { round, tally } from "../lib/format.ts";
 import { getStock, orderStatus, waitReady } from "../lib/http_probes.ts";
 import { isInterrupted } from "../lib/interrupt.ts";
@@ -576,16 +576,6 @@ async function checkOrders(
     expiryLateMs: 5_000,
   });
   return effects;
-}
-
-/** An order not decided, or decided without its reservation or its notification. */
-function isLost(e: OrderEffects): boolean {
-  return (e.status !== "CONFIRMED" && e.status !== "REJECTED") || e.reservations === 0 ||
-    e.notifications === 0;
-}
-
-function isDoubled(e: OrderEffects): boolean {
-  return e.reservations > 1 || e.notifications > 1;
 }
 
 /** The figures, one a line, then the PASS/FAIL line, as the other scenarios print them. */
