@@ -10,6 +10,18 @@ import { sign } from "hono/jwt";
 /** True when `HARNESS_SECURE=1`: every stack is secure unless it says otherwise. */
 export const HARNESS_SECURE: boolean = Deno.env.get("HARNESS_SECURE") === "1";
 
+/**
+ * Whether a test whose faults are not the broker users' (a node, the network, a database, a clock)
+ * runs in this pass: once, in the plain pass; the secure pass (`HARNESS_SECURE=1`) would prove the
+ * same again, so it says so in a line and skips it. `name` is the test file's, for that line.
+ */
+export function plainPassOnly(name: string): boolean {
+  if (HARNESS_SECURE) {
+    console.log(`${name}: runs in the plain pass only, skipped with HARNESS_SECURE=1`);
+  }
+  return !HARNESS_SECURE;
+}
+
 /** The HS256 secret of this process's secure stacks (`AUTH_JWT_SECRET`), new in every run. */
 export const HARNESS_JWT_SECRET: string = crypto.randomUUID() + crypto.randomUUID();
 
