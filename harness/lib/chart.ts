@@ -151,23 +151,39 @@ export function renderSvgChart(points: ChartPoint[], options: ChartOptions = {})
         `text-anchor="${left ? "end" : "start"}">${label}</text>`,
     );
   }
-  parts.push(
+  parts.push(...closeChart({ pad, plotW, plotH, height, xLabel, yLabel }));
+  return parts.join("\n") + "\n";
+}
+
+/** Where a chart's plot sits in its picture, and what its axes are labelled. */
+export interface ChartFrame {
+  pad: { left: number; top: number };
+  plotW: number;
+  plotH: number;
+  height: number;
+  xLabel: string;
+  yLabel?: string;
+}
+
+/** The end of a chart's SVG, as lines: its two axes with their labels, and the closing tag. */
+export function closeChart(frame: ChartFrame): string[] {
+  const { pad, plotW, plotH, height, xLabel, yLabel } = frame;
+  return [
     `<path d="M${pad.left},${pad.top}V${pad.top + plotH}H${
       pad.left + plotW
     }" fill="none" stroke="#333"/>`,
     `<text x="${pad.left + plotW / 2}" y="${height - 10}" text-anchor="middle">${
       escapeXml(xLabel)
     }</text>`,
-  );
-  if (yLabel) {
-    parts.push(
-      `<text transform="translate(14 ${pad.top + plotH / 2}) rotate(-90)" text-anchor="middle">${
-        escapeXml(yLabel)
-      }</text>`,
-    );
-  }
-  parts.push("</svg>");
-  return parts.join("\n") + "\n";
+    ...(yLabel
+      ? [
+        `<text transform="translate(14 ${pad.top + plotH / 2}) rotate(-90)" text-anchor="middle">${
+          escapeXml(yLabel)
+        }</text>`,
+      ]
+      : []),
+    "</svg>",
+  ];
 }
 
 /** Escapes the five XML special characters. */

@@ -4,7 +4,7 @@
  * where `chart.ts` draws one series over time.
  * @module
  */
-import { escapeXml, formatNumber, niceCeiling, ticksUpTo } from "./chart.ts";
+import { closeChart, escapeXml, formatNumber, niceCeiling, ticksUpTo } from "./chart.ts";
 
 /** One line of the chart. */
 export interface LineSeries {
@@ -115,22 +115,7 @@ export function renderSvgLineChart(series: LineSeries[], options: LineChartOptio
       `<text x="${pad.left + 30}" y="${ly}">${escapeXml(s.label)}</text>`,
     );
   });
-  parts.push(
-    `<path d="M${pad.left},${pad.top}V${pad.top + plotH}H${
-      pad.left + plotW
-    }" fill="none" stroke="#333"/>`,
-    `<text x="${pad.left + plotW / 2}" y="${height - 10}" text-anchor="middle">${
-      escapeXml(xLabel)
-    }</text>`,
-  );
-  if (yLabel) {
-    parts.push(
-      `<text transform="translate(14 ${pad.top + plotH / 2}) rotate(-90)" text-anchor="middle">${
-        escapeXml(yLabel)
-      }</text>`,
-    );
-  }
-  parts.push("</svg>");
+  parts.push(...closeChart({ pad, plotW, plotH, height, xLabel, yLabel }));
   return parts.join("\n") + "\n";
 }
 
