@@ -27,9 +27,8 @@ export async function assertPasses(
 }
 
 /**
- * Whether a test that runs once runs in this pass: a private cluster's faults, or a slow or lossy
- * network's, are the broker's and the network's, not the broker users', so it runs in the plain
- * pass, and the secure pass (`HARNESS_SECURE=1`) says so.
+ * Whether a private cluster's test runs in this pass: its faults are the broker's, not the broker
+ * users', so it runs once, in the plain pass, and the secure pass (`HARNESS_SECURE=1`) says so.
  */
 export function clusterTestRunsHere(name: string): boolean {
   if (HARNESS_SECURE) {

@@ -5,9 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { whyNoRules } from "../lib/network_rules.ts";
+import { plainPassOnly } from "../lib/secure_mode.ts";
 import { INTEGRATION } from "../lib/stack.ts";
 import { postgresUnavailable } from "../../shared/testing/stores.ts";
-import { assertPasses, clusterTestRunsHere } from "./_testing.ts";
+import { assertPasses } from "./_testing.ts";
 import { NETWORK_SETTINGS, runNetwork } from "./network.ts";
 
 const LOSS = await whyNoRules() === undefined;
@@ -19,7 +20,7 @@ const SETTINGS = NETWORK_SETTINGS.filter((s) => KEYS.includes(s.key));
 
 Deno.test(
   "runNetwork() loses, doubles and dead-letters nothing under latency, jitter and loss on the broker and database links, and reports what each cost, against the broker",
-  { ...INTEGRATION, ignore: !clusterTestRunsHere("network_test") },
+  { ...INTEGRATION, ignore: !plainPassOnly("network_test") },
   async () => {
     const result = await assertPasses(
       (log) => runNetwork({ seconds: 5, rate: 10, settings: SETTINGS, log }),
