@@ -4,7 +4,7 @@
  * @module
  */
 import { round } from "../lib/format.ts";
-import { type Percentiles, percentiles } from "./_stats.ts";
+import { type Percentiles, percentiles } from "../lib/percentiles.ts";
 import { type SentOrders, sinceSent } from "./_open_loop.ts";
 
 /** The offered rates of a sweep given none, orders/s; past the last, {@linkcode nextRate} goes on. */

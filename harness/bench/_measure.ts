@@ -9,7 +9,7 @@ import { mapLimit, waitFor } from "../lib/async.ts";
 import { round } from "../lib/format.ts";
 import { readMetric, request } from "../lib/http_probes.ts";
 import { MENU } from "../lib/menu.ts";
-import { type Percentiles, percentiles } from "./_stats.ts";
+import { type Percentiles, percentiles } from "../lib/percentiles.ts";
 import {
   type BenchConfig,
   benchOrderPlaced,

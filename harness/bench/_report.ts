@@ -5,7 +5,8 @@
  * @module
  */
 import { round } from "../lib/format.ts";
-import type { Machine, Percentiles } from "./_stats.ts";
+import type { Machine } from "./_stats.ts";
+import type { Percentiles } from "../lib/percentiles.ts";
 import type { DrainResult, EndToEndResult, LatencyResult } from "./_measure.ts";
 import type { CeilingResult, EndToEndCeilingResult } from "./_ceilings.ts";
 import type { CurveResult } from "./_curve_figures.ts";

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import { parseBenchArgs, runBench, SECTIONS } from "./bench.ts";
 import { type BenchReport, checkTargets, formatMarkdownReport, formatReport } from "./_report.ts";
-import { percentiles } from "./_stats.ts";
 import { INTEGRATION } from "../lib/stack.ts";
 
 Deno.test(
@@ -149,10 +148,4 @@ Deno.test("formatMarkdownReport() writes a dated section with the machine, the c
     /^\| peak RSS inventory \(private part\) +\| 103\.2 MB \(61\.5 MB\) +\| private ≤ 60 MB +\| NOT MET \|$/,
   );
   assert.match(markdown, /1 of 2 targets not met: peak private memory inventory 61\.5 MB/);
-});
-
-Deno.test("percentiles() takes the nearest rank", () => {
-  const samples = Array.from({ length: 100 }, (_, i) => i + 1);
-  assert.deepEqual(percentiles(samples), { p50: 50, p95: 95, p99: 99, max: 100, count: 100 });
-  assert.throws(() => percentiles([]), RangeError);
 });

@@ -22,7 +22,8 @@ import {
 } from "./_stack.ts";
 import { startPostgresServer } from "../lib/postgres_server.ts";
 import { notificationSent } from "../lib/effects.ts";
-import { percentiles, privateRssMb, rssMb } from "./_stats.ts";
+import { privateRssMb, rssMb } from "./_stats.ts";
+import { percentiles } from "../lib/percentiles.ts";
 import { streamOrders } from "../lib/order_stream.ts";
 import { waitFor } from "../lib/async.ts";
 import { round } from "../lib/format.ts";

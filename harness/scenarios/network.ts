@@ -20,7 +20,7 @@
  * @module
  */
 import { waitFor } from "../lib/async.ts";
-import { percentiles } from "../bench/_stats.ts";
+import { percentiles } from "../lib/percentiles.ts";
 import { brokerTarget } from "../lib/broker_address.ts";
 import { deadLetterDepths, expectDeadLettersEmpty } from "../lib/broker_probes.ts";
 import {
