@@ -27,14 +27,13 @@ import {
 import { countEffects, notificationSent } from "../lib/effects.ts";
 import { round, tally } from "../lib/format.ts";
 import { getStock, waitReady } from "../lib/http_probes.ts";
-import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
 import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
 import type { Report, ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { type RunningService, type ServiceName, SERVICES } from "../lib/service_process.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
-import { createDatabase, type TestDatabase } from "../../shared/testing/stores.ts";
 import { type CancelAnswer, cancelUntilAnswered } from "../lib/until_answered.ts";
 import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
+import { createProxiedDatabase, type ProxiedDatabase } from "../lib/proxied_database.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../lib/webhook_receiver.ts";
 import { expectDelivered } from "../lib/webhook_checks.ts";
 import {
@@ -131,8 +130,7 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
     const proxies: Proxies = {
       broker: startTcpProxy(brokerTarget()),
     };
-    let database: TestDatabase | undefined;
-    let forgetDatabase = () => {};
+    let database: ProxiedDatabase | undefined;
     const receiver = startWebhookReceiver();
     try {
       const env: Record<string, string> = {
@@ -141,14 +139,9 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
         INVENTORY_STOCK: STREAM_STOCK_ENV,
       };
       if (databaseOutage) {
-        database = await createDatabase();
-        forgetDatabase = cleanUpOnInterrupt(database.drop);
-        const url = new URL(database.url);
-        proxies.database = startTcpProxy({
-          hostname: url.hostname,
-          port: Number(url.port) || 5432,
-        });
-        env.DATABASE_URL = viaProxy(database.url, proxies.database);
+        database = await createProxiedDatabase();
+        proxies.database = database.proxy;
+        env.DATABASE_URL = database.url;
       }
       await withStack({
         servicesAmqpUrl: (url) => viaProxy(url, proxies.broker),
@@ -161,9 +154,7 @@ export function runChaos(options: ChaosOptions = {}): Promise<ScenarioResult> {
     } finally {
       await receiver.close();
       proxies.broker.close();
-      proxies.database?.close();
-      forgetDatabase();
-      await database?.drop();
+      await database?.close();
     }
   });
 }

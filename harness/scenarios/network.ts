@@ -32,10 +32,10 @@ import {
 } from "../lib/effects.ts";
 import { round } from "../lib/format.ts";
 import { getStock, waitReady } from "../lib/http_probes.ts";
-import { cleanUpOnInterrupt } from "../lib/interrupt.ts";
 import { dropShare, openRuleChain, type RuleChain, whyNoRules } from "../lib/network_rules.ts";
 import { checkLifecycle, hasSettled, toSettledOrder } from "../lib/order_lifecycle_checks.ts";
 import { STREAM_STOCK, STREAM_STOCK_ENV, streamOrders } from "../lib/order_stream.ts";
+import { createProxiedDatabase, type ProxiedDatabase } from "../lib/proxied_database.ts";
 import { runFromCommandLine, runScenario } from "../lib/scenario.ts";
 import type { Report, ScenarioOptions, ScenarioResult } from "../lib/scenario.ts";
 import { SERVICES } from "../lib/service_process.ts";
@@ -43,11 +43,7 @@ import { type Stack, withStack } from "../lib/stack.ts";
 import { type Latency, startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import type { Tap } from "../ops/broker_tools.ts";
 import { EventType } from "../../shared/topology.ts";
-import {
-  createDatabase,
-  postgresUnavailable,
-  type TestDatabase,
-} from "../../shared/testing/stores.ts";
+import { postgresUnavailable } from "../../shared/testing/stores.ts";
 
 /** The links a setting can slow down or make lossy. */
 export type NetworkLink = "broker" | "database";
@@ -174,19 +170,13 @@ export function runNetwork(options: NetworkOptions = {}): Promise<ScenarioResult
     );
     const proxies: Proxies = { broker: startTcpProxy(brokerTarget()) };
     let chain: RuleChain | undefined;
-    let database: TestDatabase | undefined;
-    let forgetDatabase = () => {};
+    let database: ProxiedDatabase | undefined;
     try {
       const env: Record<string, string> = { INVENTORY_STOCK: STREAM_STOCK_ENV };
       if (!noDatabase) {
-        database = await createDatabase();
-        forgetDatabase = cleanUpOnInterrupt(database.drop);
-        const url = new URL(database.url);
-        proxies.database = startTcpProxy({
-          hostname: url.hostname,
-          port: Number(url.port) || 5432,
-        });
-        env.DATABASE_URL = viaProxy(database.url, proxies.database);
+        database = await createProxiedDatabase();
+        proxies.database = database.proxy;
+        env.DATABASE_URL = database.url;
       }
       if (runnable.some((s) => s.loss)) chain = await openRuleChain([]);
       await withStack(
@@ -196,10 +186,8 @@ export function runNetwork(options: NetworkOptions = {}): Promise<ScenarioResult
       );
     } finally {
       proxies.broker.close();
-      proxies.database?.close();
       await chain?.close();
-      forgetDatabase();
-      await database?.drop();
+      await database?.close();
     }
   });
 }
