@@ -143,6 +143,12 @@ export async function runToolFromCommandLine<A extends ToolArgs, R>(
   }
 }
 
+/** The links whose settings `test:network` can run alone, as `--link` names them. */
+export const NETWORK_LINKS = ["broker", "database"] as const;
+
+/** A link between the services and what they depend on: one of {@linkcode NETWORK_LINKS}. */
+export type NetworkLink = typeof NETWORK_LINKS[number];
+
 /** The command line of a scenario. */
 export interface ScenarioArgs {
   json: boolean;
@@ -161,6 +167,8 @@ export interface ScenarioArgs {
   brokerOutage?: boolean;
   /** `--db-outage`: cut the services off their database for a while. */
   databaseOutage?: boolean;
+  /** `--link`: the one link whose settings run, after the baseline. */
+  link?: NetworkLink;
 }
 
 /** An option a scenario may take besides `--json` and `--help`. */
@@ -171,7 +179,8 @@ export type ScenarioOption =
   | "seconds"
   | "rate"
   | "broker-outage"
-  | "db-outage";
+  | "db-outage"
+  | "link";
 
 /** Options for {@linkcode parseScenarioArgs}. */
 export interface ScenarioArgsOptions {
@@ -191,7 +200,7 @@ export function parseScenarioArgs(
   options: ScenarioArgsOptions = {},
 ): ScenarioArgs {
   const { accepts = [] } = options;
-  const { values, positive, positiveInteger } = readCommandLine(args, {
+  const { values, positive, positiveInteger, oneOf } = readCommandLine(args, {
     tool: "the scenario",
     options: toolOptions(
       accepts.filter((name) => !FLAGS.has(name)),
@@ -209,6 +218,8 @@ export function parseScenarioArgs(
   if (rate !== undefined) result.rate = rate;
   if (values["broker-outage"] === true) result.brokerOutage = true;
   if (values["db-outage"] === true) result.databaseOutage = true;
+  const link = oneOf("link", NETWORK_LINKS);
+  if (link !== undefined) result.link = link;
   if (typeof values.chart === "string") {
     if (!values.chart.endsWith(".svg")) {
       throw new RangeError(

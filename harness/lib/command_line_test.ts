@@ -27,6 +27,26 @@ Deno.test("parseScenarioArgs() rejects a bad value, naming the option and the va
   assert.throws(() => parseScenarioArgs(["--chart", "x.png"], { accepts }), /\.svg/);
 });
 
+Deno.test("parseScenarioArgs() reads --link as one of the network links, and names a bad one", () => {
+  const accepts = ["seconds", "rate", "link"] as const;
+  assert.deepEqual(
+    parseScenarioArgs(["--link", "database", "--seconds", "5"], { accepts }),
+    { json: false, help: false, seconds: 5, link: "database" },
+  );
+  assert.deepEqual(parseScenarioArgs(["--link=broker"], { accepts }), {
+    json: false,
+    help: false,
+    link: "broker",
+  });
+  assert.throws(
+    () => parseScenarioArgs(["--link", "disk"], { accepts }),
+    new RangeError(
+      'Cannot run the scenario as --link must be one of broker, database: current value is "disk"',
+    ),
+  );
+  assert.throws(() => parseScenarioArgs(["--link", "broker"]), /Cannot run the scenario/);
+});
+
 Deno.test("parseScenarioArgs() rejects an option the scenario does not take", () => {
   assert.throws(() => parseScenarioArgs(["--down", "3"]), /Cannot run the scenario/);
 });

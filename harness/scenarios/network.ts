@@ -20,6 +20,7 @@
  * @module
  */
 import { waitFor } from "../lib/async.ts";
+import type { NetworkLink } from "../lib/command_line.ts";
 import { percentiles } from "../lib/percentiles.ts";
 import { brokerTarget } from "../lib/broker_address.ts";
 import { deadLetterDepths, expectDeadLettersEmpty } from "../lib/broker_probes.ts";
@@ -44,9 +45,6 @@ import { type Latency, startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp
 import type { Tap } from "../ops/broker_tools.ts";
 import { EventType } from "../../shared/topology.ts";
 import { postgresUnavailable } from "../../shared/testing/stores.ts";
-
-/** The links a setting can slow down or make lossy. */
-export type NetworkLink = "broker" | "database";
 
 /** One condition of one link, or of none (the baseline). */
 export interface NetworkSetting {
@@ -101,6 +99,11 @@ export const NETWORK_SETTINGS: readonly NetworkSetting[] = [
   onLink("database", { lossPercent: 5 }),
 ];
 
+/** The baseline and the settings of `link` alone, in the order a full run goes through them. */
+export function settingsOfLink(link: NetworkLink): readonly NetworkSetting[] {
+  return NETWORK_SETTINGS.filter((setting) => setting.link === undefined || setting.link === link);
+}
+
 /** Options for {@linkcode runNetwork}. */
 export interface NetworkOptions extends ScenarioOptions {
   /** How long orders stream in under each setting, in seconds. @default {10} */
@@ -111,10 +114,12 @@ export interface NetworkOptions extends ScenarioOptions {
   settings?: readonly NetworkSetting[];
 }
 
-const USAGE = `Usage: deno task test:network [--seconds S] [--rate R] [--json]
+const USAGE =
+  `Usage: deno task test:network [--seconds S] [--rate R] [--link broker|database] [--json]
 
   --seconds S   how long orders stream in under each setting (default 10)
   --rate R      orders per second (default 20)
+  --link L      only the baseline and the settings on link L, broker or database (default both)
   --json        print one JSON object instead of the steps
 
 Puts latency, jitter and packet loss on the services' links to the broker and to PostgreSQL in
@@ -437,7 +442,13 @@ function formatTable(rows: readonly SettingFigures[]): string[] {
 if (import.meta.main) {
   await runFromCommandLine(
     "test:network",
-    (args, log) => runNetwork({ seconds: args.seconds, rate: args.rate, log }),
-    { usage: USAGE, accepts: ["seconds", "rate"] },
+    (args, log) =>
+      runNetwork({
+        seconds: args.seconds,
+        rate: args.rate,
+        settings: args.link && settingsOfLink(args.link),
+        log,
+      }),
+    { usage: USAGE, accepts: ["seconds", "rate", "link"] },
   );
 }

@@ -9,7 +9,7 @@ import { plainPassOnly } from "../lib/secure_mode.ts";
 import { INTEGRATION } from "../lib/stack.ts";
 import { postgresUnavailable } from "../../shared/testing/stores.ts";
 import { assertPasses } from "./_testing.ts";
-import { NETWORK_SETTINGS, runNetwork } from "./network.ts";
+import { NETWORK_SETTINGS, runNetwork, settingsOfLink } from "./network.ts";
 
 const LOSS = await whyNoRules() === undefined;
 const KEYS = [
@@ -47,3 +47,17 @@ Deno.test(
     }
   },
 );
+
+Deno.test("settingsOfLink() keeps the baseline and that link's settings, in the full run's order", () => {
+  assert.deepEqual(settingsOfLink("database").map((s) => s.key), [
+    "baseline",
+    "database_50ms",
+    "database_200ms_jitter_50ms",
+    "database_loss_1pct",
+    "database_loss_5pct",
+  ]);
+  const broker = settingsOfLink("broker");
+  assert.equal(broker[0].key, "baseline");
+  assert.ok(broker.slice(1).every((s) => s.link === "broker"), broker.map((s) => s.key).join());
+  assert.equal(broker.length, NETWORK_SETTINGS.length - 4);
+});
