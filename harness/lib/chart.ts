@@ -107,18 +107,7 @@ export function renderSvgChart(points: ChartPoint[], options: ChartOptions = {})
     path += i === 0 ? `M${x(p.t)},${y(p.value)}` : `H${x(p.t)}V${y(p.value)}`;
   });
   const area = sorted.length ? `${path}H${x(sorted.at(-1)!.t)}V${y(0)}H${x(sorted[0].t)}Z` : "";
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
-    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="white"/>`,
-  ];
-  if (title) {
-    parts.push(
-      `<text x="${width / 2}" y="24" text-anchor="middle" font-size="15">${
-        escapeXml(title)
-      }</text>`,
-    );
-  }
+  const parts = openChart({ width, height, title });
   for (const v of ticksUpTo(yMax, 5)) {
     parts.push(
       `<line x1="${pad.left}" y1="${y(v)}" x2="${pad.left + plotW}" y2="${
@@ -153,6 +142,34 @@ export function renderSvgChart(points: ChartPoint[], options: ChartOptions = {})
   }
   parts.push(...closeChart({ pad, plotW, plotH, height, xLabel, yLabel }));
   return parts.join("\n") + "\n";
+}
+
+/** How large a chart's picture is, and what it is titled. */
+export interface ChartCanvas {
+  width: number;
+  height: number;
+  /** Centred above the plot; none when empty or not given. */
+  title?: string;
+}
+
+/**
+ * The start of a chart's SVG, as lines: the opening tag, a white background (an SVG is transparent
+ * otherwise, and a dark page would show through) and the title.
+ */
+export function openChart(canvas: ChartCanvas): string[] {
+  const { width, height, title } = canvas;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
+    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="white"/>`,
+    ...(title
+      ? [
+        `<text x="${width / 2}" y="24" text-anchor="middle" font-size="15">${
+          escapeXml(title)
+        }</text>`,
+      ]
+      : []),
+  ];
 }
 
 /** Where a chart's plot sits in its picture, and what its axes are labelled. */

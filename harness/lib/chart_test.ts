@@ -2,7 +2,7 @@
  * Unit tests of the depth chart: its shape in the terminal and a well-formed, escaped SVG.
  */
 import assert from "node:assert/strict";
-import { escapeXml, renderSvgChart, renderTerminalChart } from "./chart.ts";
+import { closeChart, escapeXml, openChart, renderSvgChart, renderTerminalChart } from "./chart.ts";
 
 const ramp = [
   { t: 0, value: 0 },
@@ -70,6 +70,17 @@ Deno.test("renderSvgChart() draws an empty series as axes only", () => {
   const svg = renderSvgChart([]);
   assert.doesNotMatch(svg, /NaN|Infinity/);
   assertBalanced(svg);
+});
+
+Deno.test("openChart() and closeChart() make a whole SVG document, the title escaped and optional", () => {
+  const frame = { pad: { left: 50, top: 40 }, plotW: 200, plotH: 100, height: 180, xLabel: "s" };
+  const titled = [...openChart({ width: 300, height: 180, title: "a < b" }), ...closeChart(frame)];
+  assert.match(titled[0], /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" width="300" height="180" /);
+  assert.ok(titled.includes(`<rect width="300" height="180" fill="white"/>`));
+  assert.equal(titled.filter((line) => line.includes("a &#60; b")).length, 1);
+  assert.equal(titled.at(-1), "</svg>");
+  const untitled = openChart({ width: 300, height: 180, title: "" });
+  assert.ok(!untitled.some((line) => line.startsWith("<text")), untitled.join("\n"));
 });
 
 Deno.test("escapeXml() escapes the five special characters", () => {

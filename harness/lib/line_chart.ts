@@ -4,7 +4,7 @@
  * where `chart.ts` draws one series over time.
  * @module
  */
-import { closeChart, escapeXml, formatNumber, niceCeiling, ticksUpTo } from "./chart.ts";
+import { closeChart, escapeXml, formatNumber, niceCeiling, openChart, ticksUpTo } from "./chart.ts";
 
 /** One line of the chart. */
 export interface LineSeries {
@@ -60,18 +60,7 @@ export function renderSvgLineChart(series: LineSeries[], options: LineChartOptio
   const plotH = height - pad.top - pad.bottom;
   const px = (v: number) => tenth(pad.left + x.position(v) * plotW);
   const py = (v: number) => tenth(pad.top + plotH - y.position(v) * plotH);
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
-    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="white"/>`,
-  ];
-  if (title) {
-    parts.push(
-      `<text x="${width / 2}" y="24" text-anchor="middle" font-size="15">${
-        escapeXml(title)
-      }</text>`,
-    );
-  }
+  const parts = openChart({ width, height, title });
   for (const v of y.ticks) {
     parts.push(
       `<line x1="${pad.left}" y1="${py(v)}" x2="${pad.left + plotW}" y2="${
