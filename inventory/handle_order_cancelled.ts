@@ -5,11 +5,11 @@
  * from a DLQ), takes no stock.
  * @module
  */
-import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
+import { type BatchHandler, eachEvent, orderEventFields } from "../shared/consumer.ts";
 import type { OrderCancelled } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
 import { counter } from "../shared/metrics.ts";
-import { releaseReservation } from "./stock.ts";
+import { lockStock, releaseReservation } from "./stock.ts";
 
 const MESSAGES = {
   released: "released stock of a cancelled order",
@@ -24,9 +24,12 @@ const compensations = counter(
   ["action"],
 );
 
-/** Creates the handler of `OrderCancelled`. */
-export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> {
-  return async function compensateOrder(tx, event, context) {
+/**
+ * Creates the handler of `OrderCancelled`: one event after the other, the stock rows of the whole
+ * batch locked first.
+ */
+export function handleOrderCancelled(log: Logger): BatchHandler<OrderCancelled> {
+  return eachEvent(async function compensateOrder(tx, event, context) {
     const action = await releaseReservation(tx, event.order_id, event.items ?? []);
     return () => {
       compensations.inc({ action });
@@ -35,5 +38,8 @@ export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> 
         reason: event.reason,
       });
     };
-  };
+  }, {
+    lock: (tx, events) =>
+      lockStock(tx, events.flatMap((event) => event.items ?? []).map((item) => item.sku)),
+  });
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
 import { storeKinds } from "../shared/testing/stores.ts";
-import { testContext } from "../shared/testing/message_context.ts";
+import { handleEvents } from "../shared/testing/message_context.ts";
 import {
   CancelReason,
   type Event,
@@ -11,7 +11,7 @@ import {
 } from "../shared/events.ts";
 import { createLogger } from "../shared/log.ts";
 import { EventType } from "../shared/topology.ts";
-import { getReservation, INVENTORY_MIGRATIONS, listStock, lockStock, seedStock } from "./stock.ts";
+import { getReservation, INVENTORY_MIGRATIONS, listStock, seedStock } from "./stock.ts";
 import { handleOrderPlaced } from "./handle_order_placed.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 
@@ -23,13 +23,12 @@ function order(orderId: string, items: OrderItem[]) {
   return { order_id: orderId, user_id: "u1", items, created_at: new Date().toISOString() };
 }
 
-/** Handles an OrderPlaced of `orderId` as the consumer does: stock locked first, one transaction. */
+/** Handles an OrderPlaced of `orderId` as the consumer does: a batch of one, one transaction. */
 function place(store: Store, orderId: string, items: OrderItem[]): Promise<Event[]> {
   const published: Event[] = [];
   return store.transaction(async (tx) => {
     published.length = 0;
-    await lockStock(tx, items.map((item) => item.sku));
-    await placeHandler(tx, orderPlaced(order(orderId, items)), testContext(published));
+    await handleEvents(placeHandler, tx, [orderPlaced(order(orderId, items))], published);
     return [...published];
   });
 }
@@ -40,13 +39,12 @@ function place(store: Store, orderId: string, items: OrderItem[]): Promise<Event
  */
 function cancel(store: Store, orderId: string, items: OrderItem[] | undefined): Promise<void> {
   return store.transaction(async (tx) => {
-    await lockStock(tx, (items ?? []).map((item) => item.sku));
     const event = orderCancelled(order(orderId, items ?? []), {
       reason: CancelReason.expired,
       previousStatus: "PENDING",
     });
     if (!items) delete event.items;
-    await cancelHandler(tx, event, testContext());
+    await handleEvents(cancelHandler, tx, [event]);
   });
 }
 

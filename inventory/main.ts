@@ -7,7 +7,7 @@
 import { consumer, runService } from "../shared/service.ts";
 import { orderCancelledSchema, orderPlacedSchema } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
-import { INVENTORY_MIGRATIONS, lockStock, seedStock } from "./stock.ts";
+import { INVENTORY_MIGRATIONS, seedStock } from "./stock.ts";
 import { handleOrderPlaced } from "./handle_order_placed.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 import { inventoryRoutes } from "./routes.ts";
@@ -28,15 +28,11 @@ if (import.meta.main) {
           failAll: config.inventoryFail,
           clockSkewToleranceMs: config.clockSkewToleranceMs,
         }),
-        prepare: (tx, events) =>
-          lockStock(tx, events.flatMap((event) => event.order.items.map((item) => item.sku))),
       }),
       consumer({
         queue: Queue.orderCancelled,
         schema: orderCancelledSchema,
         handle: handleOrderCancelled(log),
-        prepare: (tx, events) =>
-          lockStock(tx, events.flatMap((event) => event.items ?? []).map((item) => item.sku)),
       }),
     ],
     routes: ({ store }) => inventoryRoutes(store),

@@ -73,40 +73,6 @@ export async function seedStock(store: Store, stock: Record<string, number>): Pr
   });
 }
 
-/** A reservation as {@linkcode insertReservation} adds it. */
-interface NewReservation {
-  status: "RESERVED" | "FAILED";
-  reason?: string;
-  items: OrderItem[];
-  /** When it is added, as an ISO timestamp. */
-  now: string;
-  /** Whether the order's `OrderPlaced` is what adds it; not so for a cancellation that came first. */
-  placed: boolean;
-}
-
-/**
- * Adds the reservation of `orderId` unless it has one: the first step of both claiming and
- * releasing. On PostgreSQL it waits for a concurrent transaction that inserted the same order.
- * @returns whether it was added
- */
-async function insertReservation(
-  tx: Tx,
-  orderId: string,
-  reservation: NewReservation,
-): Promise<boolean> {
-  const { status, reason, items, now, placed } = reservation;
-  return await tx.run(
-    `INSERT INTO reservations (order_id, status, reason, items, created_at, placed_at)
-     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-    orderId,
-    status,
-    reason ?? null,
-    JSON.stringify(items),
-    now,
-    placed ? now : null,
-  ) === 1;
-}
-
 /**
  * What claiming an order's reservation found: a new claim, to be reserved or failed now; a
  * cancellation that came first, so the order must fail with {@linkcode ORDER_CANCELLED_REASON}
@@ -115,28 +81,43 @@ async function insertReservation(
 export type Claim = "claimed" | "cancelled" | "duplicate";
 
 /**
- * Claims `orderId` for a reservation, as its `OrderPlaced` is handled.
+ * Claims a reservation for each of `orders`, as their `OrderPlaced` are handled: one INSERT for
+ * all of them, and for each order that has a reservation already, a look at it alone (a
+ * cancellation that came first, or an order handled before: both rare).
  *
  * The INSERT comes first: on PostgreSQL it waits for a concurrent transaction that inserted the
  * same order (a cancellation remembered by another instance) and then conflicts, so the UPDATE
  * that follows sees that row committed.
+ * @returns the claim of each order, at the same index; an order that comes twice is claimed once
  */
-export async function claimReservation(
+export async function claimReservations(
   tx: Tx,
-  orderId: string,
-  items: OrderItem[],
-): Promise<Claim> {
+  orders: ReadonlyArray<{ order_id: string; items: OrderItem[] }>,
+): Promise<Claim[]> {
+  if (orders.length === 0) return [];
   const now = new Date().toISOString();
-  if (await insertReservation(tx, orderId, { status: "RESERVED", items, now, placed: true })) {
-    return "claimed";
-  }
-  const cancelled = await tx.run(
-    "UPDATE reservations SET placed_at = ?, items = ? WHERE order_id = ? AND placed_at IS NULL",
-    now,
-    JSON.stringify(items),
-    orderId,
+  const inserted = await tx.all<{ order_id: string }>(
+    `INSERT INTO reservations (order_id, status, reason, items, created_at, placed_at)
+     VALUES ${orders.map(() => "(?, 'RESERVED', NULL, ?, ?, ?)").join(", ")}
+     ON CONFLICT DO NOTHING RETURNING order_id`,
+    ...orders.flatMap((order) => [order.order_id, JSON.stringify(order.items), now, now]),
   );
-  return cancelled === 1 ? "cancelled" : "duplicate";
+  const claimed = new Set(inserted.map((row) => row.order_id));
+  const claims: Claim[] = [];
+  for (const { order_id, items } of orders) {
+    if (claimed.delete(order_id)) {
+      claims.push("claimed");
+      continue;
+    }
+    const cancelled = await tx.run(
+      "UPDATE reservations SET placed_at = ?, items = ? WHERE order_id = ? AND placed_at IS NULL",
+      now,
+      JSON.stringify(items),
+      order_id,
+    );
+    claims.push(cancelled === 1 ? "cancelled" : "duplicate");
+  }
+  return claims;
 }
 
 /** What handling an order's `OrderCancelled` did to its reservation. */
@@ -152,7 +133,7 @@ export type Compensation =
  * Gives back what the reservation of `orderId` holds, exactly once, or remembers that the order
  * was cancelled before inventory saw it. Must run in the transaction that records the event.
  *
- * The INSERT comes first for the same reason as in {@linkcode claimReservation}: on PostgreSQL a
+ * The INSERT comes first for the same reason as in {@linkcode claimReservations}: on PostgreSQL a
  * reservation being claimed beside it is waited for, then released by the UPDATE.
  */
 export async function releaseReservation(
@@ -161,14 +142,16 @@ export async function releaseReservation(
   items: OrderItem[],
 ): Promise<Compensation> {
   const now = new Date().toISOString();
-  const cancelledFirst: NewReservation = {
-    status: "FAILED",
-    reason: ORDER_CANCELLED_REASON,
-    items,
+  // A FAILED reservation with no placed_at stands in for the order until its OrderPlaced comes.
+  const remembered = await tx.run(
+    `INSERT INTO reservations (order_id, status, reason, items, created_at)
+     VALUES (?, 'FAILED', ?, ?, ?) ON CONFLICT DO NOTHING`,
+    orderId,
+    ORDER_CANCELLED_REASON,
+    JSON.stringify(items),
     now,
-    placed: false,
-  };
-  if (await insertReservation(tx, orderId, cancelledFirst)) return "remembered";
+  );
+  if (remembered === 1) return "remembered";
   const released = await tx.get<{ items: string }>(
     `UPDATE reservations SET status = 'RELEASED', released_at = ?
      WHERE order_id = ? AND status = 'RESERVED' RETURNING items`,
@@ -180,7 +163,7 @@ export async function releaseReservation(
   return "released";
 }
 
-/** Puts the stock of `items` back, SKUs in sorted order as {@linkcode takeStock} takes them. */
+/** Puts the stock of `items` back, SKUs in sorted order as {@linkcode lockStock} locks them. */
 async function returnStock(tx: Tx, items: OrderItem[]): Promise<void> {
   for (const [sku, qty] of [...totalBySku(items)].sort(([a], [b]) => a < b ? -1 : 1)) {
     await tx.run("UPDATE stock SET qty = qty + ? WHERE sku = ?", qty, sku);
@@ -193,63 +176,89 @@ function totalBySku(items: OrderItem[]): Map<string, number> {
   return wanted;
 }
 
-/** Marks a claimed reservation as failed with `reason`. */
-export async function failReservation(tx: Tx, orderId: string, reason: string): Promise<void> {
+/** Marks claimed reservations as failed, each with its reason, in one statement. */
+export async function failReservations(
+  tx: Tx,
+  failures: ReadonlyArray<{ order_id: string; reason: string }>,
+): Promise<void> {
+  if (failures.length === 0) return;
   await tx.run(
-    "UPDATE reservations SET status = 'FAILED', reason = ? WHERE order_id = ?",
-    reason,
-    orderId,
+    `UPDATE reservations SET status = 'FAILED',
+       reason = CASE order_id ${failures.map(() => "WHEN ? THEN ?").join(" ")} END
+     WHERE order_id IN (${failures.map(() => "?").join(", ")})`,
+    ...failures.flatMap((failure) => [failure.order_id, failure.reason]),
+    ...failures.map((failure) => failure.order_id),
   );
 }
 
-/**
- * Takes the stock for every item, or for none.
- *
- * Each take is a conditional `UPDATE … WHERE qty >= ?`, never a read and then a write, so stock
- * cannot go negative whatever runs beside it; SKUs are taken in sorted order so that two orders
- * never lock each other's rows in opposite orders. If one item is short, a savepoint undoes the
- * items taken before it, and only this order's work.
- * @returns undefined when taken, else why not (an unknown SKU or too little stock)
- */
-export async function takeStock(tx: Tx, items: OrderItem[]): Promise<string | undefined> {
-  const wanted = totalBySku(items);
-  // With one SKU nothing can be taken before a shortage: no savepoint, two statements fewer (two
-  // round trips on PostgreSQL).
-  const undoable = wanted.size > 1;
-  if (undoable) await tx.run("SAVEPOINT take_stock");
-  for (const sku of [...wanted.keys()].sort()) {
-    const qty = wanted.get(sku)!;
-    if (await tx.run("UPDATE stock SET qty = qty - ? WHERE sku = ? AND qty >= ?", qty, sku, qty)) {
-      continue;
-    }
-    if (undoable) {
-      await tx.run("ROLLBACK TO SAVEPOINT take_stock");
-      await tx.run("RELEASE SAVEPOINT take_stock");
-    }
-    const row = await tx.get<{ qty: number }>("SELECT qty FROM stock WHERE sku = ?", sku);
-    return row
-      ? `not enough stock for "${sku}": wanted ${qty}, have ${row.qty}`
-      : `unknown sku "${sku}"`;
-  }
-  if (undoable) await tx.run("RELEASE SAVEPOINT take_stock");
-  return undefined;
+/** The stock a batch of orders takes, decided in memory and written once. */
+export interface StockTaking {
+  /**
+   * Takes the stock for every item of an order, or for none, from what the batch has left.
+   * @returns undefined when taken, else why not (an unknown SKU or too little stock)
+   */
+  take(items: OrderItem[]): string | undefined;
+  /** Writes what was taken, in one statement. */
+  save(): Promise<void>;
 }
 
 /**
- * Locks the stock rows of `skus` in SKU order, for the rest of the transaction. On PostgreSQL,
- * where several inventory instances take stock at once, a batch that took its rows in the order of
- * its orders could deadlock with another batch taking them in another order; taking them all first,
- * sorted, makes one wait for the other instead. SQLite has one writer at a time and needs none.
+ * Locks and reads the stock of `skus` (see {@linkcode lockStock}) for a batch that takes from it.
+ * Nothing else can change those rows before the batch commits (on SQLite, nothing else writes at
+ * all), so the batch decides every order against the levels it read, in memory, and writes the
+ * stock back in one statement: a round trip for the batch instead of one per item of each order.
+ * The `qty >= 0` check of the table still stands behind it.
  */
-export async function lockStock(tx: Tx, skus: string[]): Promise<void> {
-  if (tx.dialect !== "postgres" || skus.length === 0) return;
+export async function startTakingStock(tx: Tx, skus: string[]): Promise<StockTaking> {
+  const levels = await lockStock(tx, skus);
+  const taken = new Map<string, number>();
+  return {
+    take(items) {
+      const wanted = totalBySku(items);
+      for (const sku of [...wanted.keys()].sort()) {
+        const have = levels.get(sku);
+        if (have === undefined) return `unknown sku "${sku}"`;
+        if (have < wanted.get(sku)!) {
+          return `not enough stock for "${sku}": wanted ${wanted.get(sku)}, have ${have}`;
+        }
+      }
+      for (const [sku, qty] of wanted) {
+        levels.set(sku, levels.get(sku)! - qty);
+        taken.set(sku, (taken.get(sku) ?? 0) + qty);
+      }
+      return undefined;
+    },
+    async save() {
+      if (taken.size === 0) return;
+      const skus = [...taken.keys()].sort();
+      await tx.run(
+        `UPDATE stock SET qty = qty - CASE sku ${
+          skus.map(() => "WHEN ? THEN CAST(? AS INTEGER)").join(" ")
+        } END WHERE sku IN (${skus.map(() => "?").join(", ")})`,
+        ...skus.flatMap((sku) => [sku, taken.get(sku)!]),
+        ...skus,
+      );
+    },
+  };
+}
+
+/**
+ * Reads the stock levels of `skus` and, on PostgreSQL, locks their rows in SKU order for the rest
+ * of the transaction. Several inventory instances take stock at once there: a batch that took its
+ * rows in the order of its orders could deadlock with another batch taking them in another order;
+ * taking them all first, sorted, makes one wait for the other instead. SQLite has one writer at a
+ * time and needs no lock.
+ */
+export async function lockStock(tx: Tx, skus: string[]): Promise<Map<string, number>> {
+  if (skus.length === 0) return new Map();
   const sorted = [...new Set(skus)].sort();
-  await tx.all(
-    `SELECT sku FROM stock WHERE sku IN (${
-      sorted.map(() => "?").join(", ")
-    }) ORDER BY sku FOR UPDATE`,
+  const rows = await tx.all<{ sku: string; qty: number }>(
+    `SELECT sku, qty FROM stock WHERE sku IN (${sorted.map(() => "?").join(", ")}) ORDER BY sku${
+      tx.dialect === "postgres" ? " FOR UPDATE" : ""
+    }`,
     ...sorted,
   );
+  return new Map(rows.map((row) => [row.sku, row.qty]));
 }
 
 /** The reservation of `orderId`, if any. */

@@ -1,25 +1,40 @@
 import assert from "node:assert/strict";
-import type { Store } from "../shared/store.ts";
+import type { Store, Tx } from "../shared/store.ts";
 import type { OrderItem } from "../shared/events.ts";
 import { storeKinds } from "../shared/testing/stores.ts";
 import {
-  claimReservation,
-  failReservation,
+  type Claim,
+  claimReservations,
+  failReservations,
   getReservation,
   INVENTORY_MIGRATIONS,
   listStock,
   releaseReservation,
   seedStock,
-  takeStock,
+  startTakingStock,
 } from "./stock.ts";
 
 function stockOf(store: Store): Promise<Record<string, number>> {
   return store.read(listStock);
 }
 
+/** Takes the stock of `items` in `tx`, as a batch of one order does. */
+async function takeStock(tx: Tx, items: OrderItem[]): Promise<string | undefined> {
+  const stock = await startTakingStock(tx, items.map((item) => item.sku));
+  const reason = stock.take(items);
+  await stock.save();
+  return reason;
+}
+
 /** Takes the stock of `items` in a transaction of their own. */
 function take(store: Store, items: OrderItem[]): Promise<string | undefined> {
   return store.transaction((tx) => takeStock(tx, items));
+}
+
+/** Claims the reservation of one order, as a batch of one does. */
+async function claimReservation(tx: Tx, orderId: string, items: OrderItem[]): Promise<Claim> {
+  const [claim] = await claimReservations(tx, [{ order_id: orderId, items }]);
+  return claim;
 }
 
 for (const kind of await storeKinds()) {
@@ -83,22 +98,39 @@ for (const kind of await storeKinds()) {
     });
   });
 
-  Deno.test(`takeStock() of orders in one transaction keeps each order's outcome apart (${kind.name})`, async () => {
+  Deno.test(`startTakingStock() decides a batch's orders in turn and writes what they took once (${kind.name})`, async () => {
     await withStock({ cookie: 1, soda: 5 }, async (store) => {
-      // A consumer's batch: single-SKU orders (no savepoint) beside a two-SKU order that fails.
-      const reasons = await store.transaction(async (tx) => [
-        await takeStock(tx, [{ sku: "cookie", qty: 2 }]),
-        await takeStock(tx, [{ sku: "soda", qty: 1 }]),
-        await takeStock(tx, [{ sku: "soda", qty: 1 }, { sku: "cookie", qty: 2 }]),
-        await takeStock(tx, [{ sku: "cookie", qty: 1 }]),
-      ]);
+      const orders = [
+        [{ sku: "cookie", qty: 2 }],
+        [{ sku: "soda", qty: 1 }],
+        [{ sku: "soda", qty: 1 }, { sku: "cookie", qty: 2 }],
+        [{ sku: "cookie", qty: 1 }],
+        [{ sku: "soda", qty: 2 }, { sku: "cookie", qty: 1 }],
+      ];
+      const reasons = await store.transaction(async (tx) => {
+        const stock = await startTakingStock(tx, orders.flat().map((item) => item.sku));
+        const reasons = orders.map((items) => stock.take(items));
+        await stock.save();
+        return reasons;
+      });
       assert.deepEqual(reasons.map((reason) => reason?.split(":")[0]), [
         'not enough stock for "cookie"',
         undefined,
         'not enough stock for "cookie"',
         undefined,
+        'not enough stock for "cookie"',
       ]);
       assert.deepEqual(await stockOf(store), { cookie: 0, soda: 4 });
+    });
+  });
+
+  Deno.test(`startTakingStock() writes nothing when its transaction rolls back (${kind.name})`, async () => {
+    await withStock({ burger: 2 }, async (store) => {
+      await assert.rejects(store.transaction(async (tx) => {
+        assert.equal(await takeStock(tx, [{ sku: "burger", qty: 2 }]), undefined);
+        throw new Error("crash before commit");
+      }));
+      assert.deepEqual(await stockOf(store), { burger: 2 });
     });
   });
 
@@ -114,7 +146,7 @@ for (const kind of await storeKinds()) {
     });
   });
 
-  Deno.test(`claimReservation() claims the first time and finds a duplicate after (${kind.name})`, async () => {
+  Deno.test(`claimReservations() claims the first time and finds a duplicate after (${kind.name})`, async () => {
     await withStore(async (store) => {
       const items = [{ sku: "burger", qty: 1 }];
       assert.equal(await store.transaction((tx) => claimReservation(tx, "o1", items)), "claimed");
@@ -122,6 +154,23 @@ for (const kind of await storeKinds()) {
       assert.equal(await store.transaction((tx) => claimReservation(tx, "o2", items)), "claimed");
       const reservation = await store.read((tx) => getReservation(tx, "o1"));
       assert.deepEqual(reservation, { order_id: "o1", status: "RESERVED", items });
+    });
+  });
+
+  Deno.test(`claimReservations() of a batch claims each new order once, in one statement (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const items = [{ sku: "burger", qty: 1 }];
+      await store.transaction((tx) => claimReservation(tx, "o0", items));
+      await store.transaction((tx) => releaseReservation(tx, "o3", items));
+      const orderIds = ["o1", "o0", "o2", "o1", "o3"];
+      const claims = await store.transaction((tx) =>
+        claimReservations(tx, orderIds.map((orderId) => ({ order_id: orderId, items })))
+      );
+      assert.deepEqual(claims, ["claimed", "duplicate", "claimed", "duplicate", "cancelled"]);
+      const statuses = await store.read((tx) =>
+        Promise.all(orderIds.map(async (orderId) => (await getReservation(tx, orderId))?.status))
+      );
+      assert.deepEqual(statuses, ["RESERVED", "RESERVED", "RESERVED", "RESERVED", "FAILED"]);
     });
   });
 
@@ -137,19 +186,24 @@ for (const kind of await storeKinds()) {
     });
   });
 
-  Deno.test(`failReservation() records the reason on the claimed reservation (${kind.name})`, async () => {
+  Deno.test(`failReservations() records each reason on its claimed reservation (${kind.name})`, async () => {
     await withStore(async (store) => {
       const items = [{ sku: "tofu", qty: 1 }];
       await store.transaction(async (tx) => {
-        await claimReservation(tx, "o1", items);
-        await failReservation(tx, "o1", 'unknown sku "tofu"');
+        await claimReservations(tx, ["o1", "o2", "o3"].map((order_id) => ({ order_id, items })));
+        await failReservations(tx, [
+          { order_id: "o1", reason: 'unknown sku "tofu"' },
+          { order_id: "o3", reason: "simulated failure" },
+        ]);
       });
-      assert.deepEqual(await store.read((tx) => getReservation(tx, "o1")), {
-        order_id: "o1",
-        status: "FAILED",
-        reason: 'unknown sku "tofu"',
-        items,
-      });
+      const reservations = await store.read((tx) =>
+        Promise.all(["o1", "o2", "o3"].map((orderId) => getReservation(tx, orderId)))
+      );
+      assert.deepEqual(reservations.map((r) => [r?.status, r?.reason]), [
+        ["FAILED", 'unknown sku "tofu"'],
+        ["RESERVED", undefined],
+        ["FAILED", "simulated failure"],
+      ]);
     });
   });
 
@@ -178,7 +232,7 @@ for (const kind of await storeKinds()) {
       const items = [{ sku: "burger", qty: 2 }];
       await store.transaction(async (tx) => {
         await claimReservation(tx, "o1", items);
-        await failReservation(tx, "o1", (await takeStock(tx, items))!);
+        await failReservations(tx, [{ order_id: "o1", reason: (await takeStock(tx, items))! }]);
       });
       assert.equal(await store.transaction((tx) => releaseReservation(tx, "o1", items)), "none");
       assert.deepEqual(await stockOf(store), { burger: 1 });

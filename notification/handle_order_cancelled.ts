@@ -4,14 +4,14 @@
  * its `InventoryReserved` has not come yet, so the student hears both, in the order they happened.
  * @module
  */
-import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
+import { type BatchHandler, eachEvent, orderEventFields } from "../shared/consumer.ts";
 import { CancelReason, type OrderCancelled } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
-import { notifyOrder } from "./notifications.ts";
+import { lockNotifications, notifyOrder } from "./notifications.ts";
 
-/** Creates the handler of `OrderCancelled`. */
-export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> {
-  return async function notifyStudent(tx, event, context) {
+/** Creates the handler of `OrderCancelled`: one event after the other, the batch's orders locked first. */
+export function handleOrderCancelled(log: Logger): BatchHandler<OrderCancelled> {
+  return eachEvent(async function notifyStudent(tx, event, context) {
     const fields = orderEventFields(event.order_id, event, context);
     const sent: string[] = [];
     if (event.previous_status === "CONFIRMED") {
@@ -25,5 +25,5 @@ export function handleOrderCancelled(log: Logger): EventHandler<OrderCancelled> 
       for (const message of sent) log.info(message, fields);
       if (!calledOff) log.info("skipped order that was already notified", fields);
     };
-  };
+  }, { lock: (tx, events) => lockNotifications(tx, events.map((event) => event.order_id)) });
 }

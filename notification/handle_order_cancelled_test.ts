@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
 import { storeKinds } from "../shared/testing/stores.ts";
-import { testContext } from "../shared/testing/message_context.ts";
+import { handleEvents } from "../shared/testing/message_context.ts";
 import {
   CancelReason,
   type OrderCancelled,
@@ -10,7 +10,7 @@ import {
   orderRejected,
 } from "../shared/events.ts";
 import { createLogger } from "../shared/log.ts";
-import { listNotifications, lockNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
+import { listNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
 import { handleOrderDecision, type OrderDecision } from "./handle_order_decision.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 
@@ -31,8 +31,8 @@ async function notify(store: Store, events: Array<OrderDecision | OrderCancelled
   for (const event of events) {
     await store.transaction((tx) =>
       event.event_type === "OrderCancelled"
-        ? onCancelled(tx, event, testContext())
-        : onDecision(tx, event, testContext())
+        ? handleEvents(onCancelled, tx, [event])
+        : handleEvents(onDecision, tx, [event])
     );
   }
   const list = await store.read((tx) => listNotifications(tx, { order_id: ORDER.order_id }));
@@ -78,12 +78,11 @@ for (const kind of await storeKinds()) {
       const other = await reopen();
       const ids = Array.from({ length: 40 }, (_, i) => `race-${i}`);
       const handle = (on: Store, event: OrderDecision | OrderCancelled) =>
-        on.transaction(async (tx) => {
-          await lockNotifications(tx, [event.order_id]);
-          await (event.event_type === "OrderCancelled"
-            ? onCancelled(tx, event, testContext())
-            : onDecision(tx, event, testContext()));
-        });
+        on.transaction((tx) =>
+          event.event_type === "OrderCancelled"
+            ? handleEvents(onCancelled, tx, [event])
+            : handleEvents(onDecision, tx, [event])
+        );
       await Promise.all(ids.flatMap((id) => {
         const order = { ...ORDER, order_id: id };
         return [

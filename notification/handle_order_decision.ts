@@ -6,25 +6,46 @@
  * decision about it, so no student hears "confirmed" of an order that ended otherwise.
  * @module
  */
-import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
+import { type BatchHandler, orderEventFields } from "../shared/consumer.ts";
 import { EventType } from "../shared/topology.ts";
 import type { OrderConfirmed, OrderRejected } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
-import { notifyOrder } from "./notifications.ts";
+import { lockNotifications, notifyOrder, notifyOrders } from "./notifications.ts";
 
 /** A decision about an order that the student is told of. */
 export type OrderDecision = OrderConfirmed | OrderRejected;
 
-/** Creates the handler of both decisions. */
-export function handleOrderDecision(log: Logger): EventHandler<OrderDecision> {
-  return async function notifyStudent(tx, event, context) {
-    const fields = orderEventFields(event.order_id, event, context);
-    const kind = event.event_type === EventType.OrderConfirmed
-      ? "order_confirmed"
-      : "order_rejected";
-    const message = await notifyOrder(tx, kind, event);
-    return message
-      ? () => log.info(message, fields)
-      : () => log.info("skipped order that was already notified", fields);
+/**
+ * Creates the handler of both decisions. The batch's orders are locked, then told in one
+ * statement; a second decision about an order in the same batch is weighed after, alone.
+ */
+export function handleOrderDecision(log: Logger): BatchHandler<OrderDecision> {
+  return async function notifyStudents(tx, batch) {
+    await lockNotifications(tx, batch.map(({ event }) => event.order_id));
+    const kindOf = (event: OrderDecision) =>
+      event.event_type === EventType.OrderConfirmed ? "order_confirmed" : "order_rejected";
+    const seen = new Set<string>();
+    const first = batch.filter(({ event }) =>
+      !seen.has(event.order_id) && seen.add(event.order_id)
+    );
+    const told = await notifyOrders(
+      tx,
+      first.map(({ event }) => ({ kind: kindOf(event), order: event })),
+    );
+    const messages = new Map(first.map((handled, index) => [handled, told[index]]));
+    const afterCommit = [];
+    for (const handled of batch) {
+      const { event, context } = handled;
+      const fields = orderEventFields(event.order_id, event, context);
+      const message = messages.has(handled)
+        ? messages.get(handled)
+        : await notifyOrder(tx, kindOf(event), event);
+      afterCommit.push(
+        message
+          ? () => log.info(message, fields)
+          : () => log.info("skipped order that was already notified", fields),
+      );
+    }
+    return afterCommit;
   };
 }

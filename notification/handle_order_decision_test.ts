@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
 import { storeKinds } from "../shared/testing/stores.ts";
-import { testContext } from "../shared/testing/message_context.ts";
+import { handleEvents } from "../shared/testing/message_context.ts";
 import { recordingLogger } from "../shared/testing/recording_logger.ts";
 import { type Event, orderConfirmed, orderRejected } from "../shared/events.ts";
 import { listNotifications, NOTIFICATION_MIGRATIONS } from "./notifications.ts";
@@ -17,10 +17,10 @@ async function handle(store: Store, event: OrderDecision) {
   const { log, lines } = recordingLogger();
   const published: Event[] = [];
   const after = await store.transaction((tx) =>
-    handleOrderDecision(log)(tx, event, testContext(published))
+    handleEvents(handleOrderDecision(log), tx, [event], published)
   );
   const beforeCommit = [...lines];
-  after?.();
+  after();
   return { beforeCommit, lines, published };
 }
 
@@ -76,13 +76,42 @@ for (const kind of await storeKinds()) {
     await withStore(async (store) => {
       const { log, lines } = recordingLogger();
       await assert.rejects(store.transaction(async (tx) => {
-        await handleOrderDecision(log)(tx, orderConfirmed(ORDER), testContext());
+        await handleEvents(handleOrderDecision(log), tx, [orderConfirmed(ORDER)]);
         throw new Error("Cannot commit");
       }));
       assert.deepEqual(lines, [], "nothing sent for what was rolled back");
       assert.deepEqual(await notificationsOf(store), []);
       await handle(store, orderConfirmed(ORDER));
       assert.deepEqual((await notificationsOf(store)).map((n) => n.kind), ["order_confirmed"]);
+    });
+  });
+
+  Deno.test(`handleOrderDecision() tells a batch's orders once each, weighing a second decision about one after the first (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const order = (orderId: string) => ({ ...ORDER, order_id: orderId });
+      await handle(store, orderRejected(order("o3"), "not enough stock"));
+      const { log, lines } = recordingLogger();
+      const after = await store.transaction((tx) =>
+        handleEvents(handleOrderDecision(log), tx, [
+          orderConfirmed(order("o1")),
+          orderRejected(order("o2"), "not enough stock"),
+          orderRejected(order("o1"), "not enough stock"),
+          orderConfirmed(order("o3")),
+          orderConfirmed(order("o1")),
+        ])
+      );
+      after();
+      assert.deepEqual(lines.map((line) => line.split(":")[0]), [
+        "info order o1 for u1 confirmed",
+        "info order o2 for u1 rejected",
+        "info skipped order that was already notified",
+        "info skipped order that was already notified",
+        "info skipped order that was already notified",
+      ]);
+      const kinds = await Promise.all(
+        ["o1", "o2", "o3"].map(async (id) => (await notificationsOf(store, id)).map((n) => n.kind)),
+      );
+      assert.deepEqual(kinds, [["order_confirmed"], ["order_rejected"], ["order_rejected"]]);
     });
   });
 }

@@ -4,24 +4,18 @@
  * @module
  */
 import { consumer, runService } from "../shared/service.ts";
-import type { Tx } from "../shared/store.ts";
 import {
   orderCancelledSchema,
   orderConfirmedSchema,
   orderRejectedSchema,
 } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
-import { lockNotifications, NOTIFICATION_MIGRATIONS, setWebhookDelivery } from "./notifications.ts";
+import { NOTIFICATION_MIGRATIONS, setWebhookDelivery } from "./notifications.ts";
 import { startWebhookSender } from "./webhook_sender.ts";
 import { handleOrderDecision } from "./handle_order_decision.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
 import { notificationRoutes } from "./routes.ts";
 import { NOTIFICATION_RULES, NOTIFICATION_VARIABLES, webhookOf } from "./config.ts";
-
-/** Locks each order's notifications, in one order, before a batch records any. */
-function prepare(tx: Tx, events: Array<{ order_id: string }>): Promise<void> {
-  return lockNotifications(tx, events.map((event) => event.order_id));
-}
 
 if (import.meta.main) {
   await runService({
@@ -34,19 +28,16 @@ if (import.meta.main) {
         queue: Queue.orderConfirmed,
         schema: orderConfirmedSchema,
         handle: handleOrderDecision(log),
-        prepare,
       }),
       consumer({
         queue: Queue.orderRejected,
         schema: orderRejectedSchema,
         handle: handleOrderDecision(log),
-        prepare,
       }),
       consumer({
         queue: Queue.orderCancelledNotifications,
         schema: orderCancelledSchema,
         handle: handleOrderCancelled(log),
-        prepare,
       }),
     ],
     tasks: ({ store, config, log, outages }) => {

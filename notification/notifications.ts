@@ -3,12 +3,12 @@
  * primary key on `order_id` and `kind`), and never one that an earlier one made untrue.
  * @module
  */
-import { jsonArrayTable, lockForTransaction, type Migration, type Tx } from "../shared/store.ts";
+import { lockForTransaction, type Migration, type Tx } from "../shared/store.ts";
 import type { OrderItem } from "../shared/events.ts";
 import { INBOX_MIGRATION, INBOX_RECEIVED_AT_MIGRATION } from "../shared/inbox.ts";
 import {
   type DeliveryState,
-  enqueueDelivery,
+  enqueueDeliveries,
   WEBHOOK_DELIVERIES_MIGRATION,
   WEBHOOK_DELIVERIES_OPEN_MIGRATION,
 } from "./webhook_deliveries.ts";
@@ -87,11 +87,16 @@ const SUPERSEDED_BY: Record<NotificationKind, NotificationKind[]> = {
 /**
  * Takes, until `tx` ends, the lock of each of `orderIds`' notifications: on PostgreSQL an instance
  * recording a notification for an order waits for another one doing the same, so that each sees
- * what the other recorded (see {@linkcode recordNotification}). A consumer's `prepare`.
+ * what the other recorded (see {@linkcode recordNotification}). Handlers take it first.
  */
 export function lockNotifications(tx: Tx, orderIds: string[]): Promise<void> {
   return lockForTransaction(tx, orderIds.map((orderId) => `notifications ${orderId}`));
 }
+
+/** The SQL that is true when the notification `n` supersedes the new one `v`: SUPERSEDED_BY. */
+const SUPERSEDED = Object.entries(SUPERSEDED_BY).map(([kind, by]) =>
+  `(v.kind = '${kind}' AND n.kind IN (${by.map((other) => `'${other}'`).join(", ")}))`
+).join(" OR ");
 
 /**
  * Records `notification` unless its order was already told this or something that supersedes it.
@@ -100,24 +105,35 @@ export function lockNotifications(tx: Tx, orderIds: string[]): Promise<void> {
  * @returns false when nothing was recorded
  */
 export async function recordNotification(tx: Tx, notification: Notification): Promise<boolean> {
-  const { order_id, user_id, kind, message, created_at } = notification;
+  const [recorded] = await recordNotifications(tx, [notification]);
+  return recorded;
+}
+
+/**
+ * Records each of `notifications` as {@linkcode recordNotification} does, in one statement: at
+ * most one per order, since a notification of the batch is not weighed against another one.
+ * @returns for each, in order, whether it was recorded
+ */
+export async function recordNotifications(
+  tx: Tx,
+  notifications: Notification[],
+): Promise<boolean[]> {
+  if (notifications.length === 0) return [];
   // SQLite needs a WHERE in INSERT … SELECT before ON CONFLICT, which the NOT EXISTS provides.
-  const inserted = await tx.run(
-    `INSERT INTO notifications (order_id, user_id, kind, message, created_at)
-     SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (
-       SELECT 1 FROM notifications WHERE order_id = ?
-       AND kind IN (SELECT value FROM ${jsonArrayTable(tx.dialect)})
+  const rows = await tx.all<{ order_id: string; kind: string }>(
+    `WITH v (order_id, user_id, kind, message, created_at) AS (
+       VALUES ${notifications.map(() => "(?, ?, ?, ?, ?)").join(", ")}
      )
-     ON CONFLICT DO NOTHING`,
-    order_id,
-    user_id,
-    kind,
-    message,
-    created_at,
-    order_id,
-    JSON.stringify(SUPERSEDED_BY[kind]),
+     INSERT INTO notifications (order_id, user_id, kind, message, created_at)
+     SELECT order_id, user_id, kind, message, created_at FROM v
+     WHERE NOT EXISTS (
+       SELECT 1 FROM notifications n WHERE n.order_id = v.order_id AND (${SUPERSEDED})
+     )
+     ON CONFLICT DO NOTHING RETURNING order_id, kind`,
+    ...notifications.flatMap((n) => [n.order_id, n.user_id, n.kind, n.message, n.created_at]),
   );
-  return inserted === 1;
+  const recorded = new Set(rows.map((row) => `${row.order_id} ${row.kind}`));
+  return notifications.map((n) => recorded.has(`${n.order_id} ${n.kind}`));
 }
 
 /** What a notification message says of an order. */
@@ -226,15 +242,32 @@ export async function notifyOrder(
   kind: NotificationKind,
   order: OrderSummary,
 ): Promise<string | undefined> {
-  const message = notificationMessage(kind, order);
-  const notification: Notification = {
+  const [message] = await notifyOrders(tx, [{ kind, order }]);
+  return message;
+}
+
+/**
+ * Notifies each order of `notices` as {@linkcode notifyOrder} does, in two statements for all: at
+ * most one per order.
+ * @returns for each, in order, its message, or undefined when nothing was recorded
+ */
+export async function notifyOrders(
+  tx: Tx,
+  notices: ReadonlyArray<{ kind: NotificationKind; order: OrderSummary }>,
+): Promise<Array<string | undefined>> {
+  const createdAt = new Date().toISOString();
+  const notifications = notices.map(({ kind, order }): Notification => ({
     order_id: order.order_id,
     user_id: order.user_id ?? "unknown user",
     kind,
-    message,
-    created_at: new Date().toISOString(),
-  };
-  if (!await recordNotification(tx, notification)) return undefined;
-  if (deliverToWebhook) await enqueueDelivery(tx, notification);
-  return message;
+    message: notificationMessage(kind, order),
+    created_at: createdAt,
+  }));
+  const recorded = await recordNotifications(tx, notifications);
+  if (deliverToWebhook) {
+    await enqueueDeliveries(tx, notifications.filter((_, index) => recorded[index]));
+  }
+  return notifications.map((notification, index) =>
+    recorded[index] ? notification.message : undefined
+  );
 }

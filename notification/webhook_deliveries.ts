@@ -82,25 +82,28 @@ export function deliveryBody(notification: Notification): string {
 }
 
 /**
- * Adds the pending delivery of `notification`, due now. Must run in the transaction that records
- * it; its commit wakes the sender (see {@linkcode WEBHOOK_TOPIC}).
- * @returns its `webhook-id`
+ * Adds the pending delivery of each of `notifications`, due now, in one statement. Must run in the
+ * transaction that records them; its commit wakes the sender (see {@linkcode WEBHOOK_TOPIC}).
+ * @returns their `webhook-id`s, in order
  */
-export async function enqueueDelivery(tx: Tx, notification: Notification): Promise<string> {
-  const webhookId = `msg_${newId()}`;
+export async function enqueueDeliveries(tx: Tx, notifications: Notification[]): Promise<string[]> {
+  if (notifications.length === 0) return [];
+  const webhookIds = notifications.map(() => `msg_${newId()}`);
   tx.notify(WEBHOOK_TOPIC);
   await tx.run(
     `INSERT INTO webhook_deliveries
        (webhook_id, order_id, kind, body, status, created_at, next_attempt_at)
-     VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
-    webhookId,
-    notification.order_id,
-    notification.kind,
-    deliveryBody(notification),
-    notification.created_at,
-    notification.created_at,
+     VALUES ${notifications.map(() => "(?, ?, ?, ?, 'pending', ?, ?)").join(", ")}`,
+    ...notifications.flatMap((notification, index) => [
+      webhookIds[index],
+      notification.order_id,
+      notification.kind,
+      deliveryBody(notification),
+      notification.created_at,
+      notification.created_at,
+    ]),
   );
-  return webhookId;
+  return webhookIds;
 }
 
 /** Options for {@linkcode claimDeliveries}. */

@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
 import { storeKinds } from "../shared/testing/stores.ts";
 import type { Store } from "../shared/store.ts";
-import { type Notification, NOTIFICATION_MIGRATIONS, recordNotification } from "./notifications.ts";
+import {
+  type Notification,
+  NOTIFICATION_MIGRATIONS,
+  recordNotifications,
+} from "./notifications.ts";
 import {
   claimDeliveries,
   deliveryBody,
-  enqueueDelivery,
+  enqueueDeliveries,
   listDeliveries,
   markAttemptFailed,
   markDelivered,
@@ -29,14 +33,10 @@ function notification(orderId: string, offsetMs = 0): Notification {
 }
 
 async function enqueue(store: Store, count: number): Promise<string[]> {
+  const notifications = Array.from({ length: count }, (_, i) => notification(`o${i}`, i));
   return await store.transaction(async (tx) => {
-    const ids: string[] = [];
-    for (let i = 0; i < count; i++) {
-      const n = notification(`o${i}`, i);
-      await recordNotification(tx, n);
-      ids.push(await enqueueDelivery(tx, n));
-    }
-    return ids;
+    await recordNotifications(tx, notifications);
+    return await enqueueDeliveries(tx, notifications);
   });
 }
 

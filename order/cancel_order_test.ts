@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
 import { storeKinds } from "../shared/testing/stores.ts";
-import { testContext } from "../shared/testing/message_context.ts";
+import { handleEvents } from "../shared/testing/message_context.ts";
 import { inventoryOutcome, orderCancelledSchema, parseEvent } from "../shared/events.ts";
 import { claimOutbox } from "../shared/outbox.ts";
 import { createLogger } from "../shared/log.ts";
@@ -79,7 +79,7 @@ for (const kind of await storeKinds()) {
       await cancelOrder(store, orderId);
       for (const reason of [undefined, "not enough stock"]) {
         const late = inventoryOutcome({ order_id: orderId, user_id: "u1", items: [] }, reason);
-        await store.transaction((tx) => handleOutcome(tx, late, testContext()));
+        await store.transaction((tx) => handleEvents(handleOutcome, tx, [late]));
       }
       assert.equal((await store.read((tx) => getOrder(tx, orderId)))?.status, "CANCELLED");
     });
@@ -93,11 +93,9 @@ for (const kind of await storeKinds()) {
       await Promise.all(ids.flatMap((id) => [
         cancelOrder(other, id),
         store.transaction((tx) =>
-          handleOutcome(
-            tx,
+          handleEvents(handleOutcome, tx, [
             inventoryOutcome({ order_id: id, user_id: "u1", items: [] }),
-            testContext(),
-          )
+          ])
         ),
       ]));
       for (const id of ids) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
 import { storeKinds } from "../shared/testing/stores.ts";
-import { testContext } from "../shared/testing/message_context.ts";
+import { handleEvents } from "../shared/testing/message_context.ts";
 import { inventoryOutcome, orderCancelledSchema, parseEvent } from "../shared/events.ts";
 import { claimOutbox } from "../shared/outbox.ts";
 import { createLogger } from "../shared/log.ts";
@@ -131,7 +131,7 @@ for (const kind of await storeKinds()) {
       const orderId = await place(store);
       await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER() });
       const late = inventoryOutcome({ order_id: orderId, user_id: "u1", items: [] });
-      await store.transaction((tx) => handleOutcome(tx, late, testContext()));
+      await store.transaction((tx) => handleEvents(handleOutcome, tx, [late]));
       assert.equal(await statusOf(store, orderId), "EXPIRED");
     });
   });
@@ -143,7 +143,7 @@ for (const kind of await storeKinds()) {
         { order_id: orderId, user_id: "u1", items: [] },
         "order expired",
       );
-      await store.transaction((tx) => handleOutcome(tx, refused, testContext()));
+      await store.transaction((tx) => handleEvents(handleOutcome, tx, [refused]));
       assert.equal(await statusOf(store, orderId), "PENDING");
       await expireOverdueOrders(store, TIMEOUT_MS, { now: LATER() });
       assert.equal(await statusOf(store, orderId), "EXPIRED");
@@ -156,11 +156,9 @@ for (const kind of await storeKinds()) {
         expireOverdueOrders(other, TIMEOUT_MS, { now, batchSize: 5 }),
         ...ids.map((id) =>
           store.transaction((tx) =>
-            handleOutcome(
-              tx,
+            handleEvents(handleOutcome, tx, [
               inventoryOutcome({ order_id: id, user_id: "u1", items: [] }),
-              testContext(),
-            )
+            ])
           )
         ),
       ]);

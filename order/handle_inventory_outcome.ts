@@ -17,7 +17,7 @@
  * notification had not told yet, still reaches the student (docs/operations.md, Upgrading).
  * @module
  */
-import { type EventHandler, orderEventFields } from "../shared/consumer.ts";
+import { type AfterCommit, type BatchHandler, orderEventFields } from "../shared/consumer.ts";
 import { EventType } from "../shared/topology.ts";
 import {
   type InventoryOutcome,
@@ -28,49 +28,91 @@ import {
 import type { Logger } from "../shared/log.ts";
 import {
   adoptOrder,
-  changeStatus,
+  changeStatuses,
   getOrder,
   type OrderFacts,
   orderStatusChanges,
 } from "./orders.ts";
 
-/** Creates the handler of both inventory outcomes. */
-export function handleInventoryOutcome(log: Logger): EventHandler<InventoryOutcome> {
-  return async function decideOrder(tx, event, context) {
-    const fields = orderEventFields(event.order_id, event, context);
-    if (event.event_type === EventType.InventoryFailed && event.reason === ORDER_EXPIRED_REASON) {
-      return () => log.info("skipped failure of an order past its deadline: it expires", fields);
+/** A decision about a PENDING order. */
+type Decision =
+  | { from: "PENDING"; to: "CONFIRMED"; reason?: undefined }
+  | { from: "PENDING"; to: "REJECTED"; reason: string };
+
+/** The decision an outcome asks for; none for inventory's "order expired". */
+function decisionOf(event: InventoryOutcome): Decision | undefined {
+  if (event.event_type === EventType.InventoryReserved) return { from: "PENDING", to: "CONFIRMED" };
+  return event.reason === ORDER_EXPIRED_REASON
+    ? undefined
+    : { from: "PENDING", to: "REJECTED", reason: event.reason };
+}
+
+/**
+ * Creates the handler of both inventory outcomes. The PENDING orders of a batch are decided in one
+ * statement; an outcome whose order was not PENDING (or came twice in the batch) is then looked at
+ * alone, which is rare.
+ */
+export function handleInventoryOutcome(log: Logger): BatchHandler<InventoryOutcome> {
+  return async function decideOrders(tx, batch) {
+    const decisions = batch.map(({ event }) => decisionOf(event));
+    const firstOfEachOrder = new Map<string, Decision>();
+    for (const [index, { event }] of batch.entries()) {
+      const decision = decisions[index];
+      if (decision && !firstOfEachOrder.has(event.order_id)) {
+        firstOfEachOrder.set(event.order_id, decision);
+      }
     }
-    const change = event.event_type === EventType.InventoryReserved
-      ? { from: "PENDING", to: "CONFIRMED" } as const
-      : { from: "PENDING", to: "REJECTED", reason: event.reason } as const;
-    const announce = (order: OrderFacts) =>
-      context.publish(
-        change.to === "CONFIRMED" ? orderConfirmed(order) : orderRejected(order, change.reason),
-      );
-    const decided = await changeStatus(tx, event.order_id, change);
-    if (decided) {
-      announce(decided);
-      return () => {
-        orderStatusChanges.inc({ from: change.from, to: change.to });
-        log.info("updated order status", { ...fields, status: change.to });
-      };
+    const decided = await changeStatuses(
+      tx,
+      [...firstOfEachOrder].map(([orderId, change]) => ({ orderId, change })),
+    );
+    const afterCommit: AfterCommit[] = [];
+    for (const [index, { event, context }] of batch.entries()) {
+      const fields = orderEventFields(event.order_id, event, context);
+      const change = decisions[index];
+      if (!change) {
+        afterCommit.push(() =>
+          log.info("skipped failure of an order past its deadline: it expires", fields)
+        );
+        continue;
+      }
+      const announce = (order: OrderFacts) =>
+        context.publish(
+          change.to === "CONFIRMED" ? orderConfirmed(order) : orderRejected(order, change.reason),
+        );
+      const order = decided.get(event.order_id);
+      if (order) {
+        // A second outcome of this order in the batch finds it decided, as a later batch would.
+        decided.delete(event.order_id);
+        announce(order);
+        afterCommit.push(() => {
+          orderStatusChanges.inc({ from: change.from, to: change.to });
+          log.info("updated order status", { ...fields, status: change.to });
+        });
+        continue;
+      }
+      const existing = await getOrder(tx, event.order_id);
+      if (!existing && event.user_id && event.items) {
+        const facts = { order_id: event.order_id, user_id: event.user_id, items: event.items };
+        await adoptOrder(tx, facts, { status: change.to, reason: change.reason });
+        announce(facts);
+        afterCommit.push(() =>
+          log.info("decided an order placed by hand", { ...fields, status: change.to })
+        );
+      } else if (existing?.status === change.to) {
+        announce(existing);
+        afterCommit.push(() =>
+          log.info("announced decision again", { ...fields, status: change.to })
+        );
+      } else {
+        afterCommit.push(() =>
+          log.info("skipped outcome of an order that is not pending here", {
+            ...fields,
+            status: existing?.status ?? "unknown",
+          })
+        );
+      }
     }
-    const order = await getOrder(tx, event.order_id);
-    if (!order && event.user_id && event.items) {
-      const facts = { order_id: event.order_id, user_id: event.user_id, items: event.items };
-      await adoptOrder(tx, facts, { status: change.to, reason: change.reason });
-      announce(facts);
-      return () => log.info("decided an order placed by hand", { ...fields, status: change.to });
-    }
-    if (order?.status === change.to) {
-      announce(order);
-      return () => log.info("announced decision again", { ...fields, status: change.to });
-    }
-    return () =>
-      log.info("skipped outcome of an order that is not pending here", {
-        ...fields,
-        status: order?.status ?? "unknown",
-      });
+    return afterCommit;
   };
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Store } from "../shared/store.ts";
 import { storeKinds } from "../shared/testing/stores.ts";
-import { testContext } from "../shared/testing/message_context.ts";
+import { handleEvents } from "../shared/testing/message_context.ts";
 import {
   type Event,
   type InventoryOutcome,
@@ -28,7 +28,7 @@ async function handle(
   outcome: InventoryOutcome,
 ): Promise<{ status?: OrderStatus; published: Event[] }> {
   const published: Event[] = [];
-  await store.transaction((tx) => decide(tx, outcome, testContext(published)));
+  await store.transaction((tx) => handleEvents(decide, tx, [outcome], published));
   const order = await store.read((tx) => getOrder(tx, outcome.order_id));
   return { status: order?.status, published };
 }
@@ -119,6 +119,48 @@ for (const kind of await storeKinds()) {
       ]);
       const late = await handle(store, inventoryOutcome(byHand));
       assert.deepEqual(late, { status: "REJECTED", published: [] }, "decided once");
+    });
+  });
+
+  Deno.test(`handleInventoryOutcome() decides a batch in the order it came: each order once, the rest as in a batch of its own (${kind.name})`, async () => {
+    await withStore(async (store) => {
+      const [confirmed, rejected, expiring, cancelled] = [
+        await place(store),
+        await place(store),
+        await place(store),
+        await place(store),
+      ];
+      await store.transaction((tx) =>
+        changeStatus(tx, cancelled, { from: "PENDING", to: "CANCELLED" })
+      );
+      const outcome = (orderId: string, reason?: string) =>
+        inventoryOutcome({ order_id: orderId, ...FRIES }, reason);
+      const published: Event[] = [];
+      await store.transaction((tx) =>
+        handleEvents(decide, tx, [
+          outcome(confirmed),
+          outcome(expiring, ORDER_EXPIRED_REASON),
+          outcome(rejected, "not enough stock"),
+          outcome(confirmed),
+          outcome(rejected),
+          outcome(cancelled),
+          outcome("placed-by-hand"),
+        ], published)
+      );
+      assert.deepEqual(published.map((e) => [e.event_type, e.correlation_id]), [
+        [EventType.OrderConfirmed, confirmed],
+        [EventType.OrderRejected, rejected],
+        [EventType.OrderConfirmed, confirmed],
+        [EventType.OrderConfirmed, "placed-by-hand"],
+      ]);
+      const statuses = await store.read((tx) =>
+        Promise.all(
+          [confirmed, rejected, expiring, cancelled, "placed-by-hand"].map(async (id) =>
+            (await getOrder(tx, id))?.status
+          ),
+        )
+      );
+      assert.deepEqual(statuses, ["CONFIRMED", "REJECTED", "PENDING", "CANCELLED", "CONFIRMED"]);
     });
   });
 }

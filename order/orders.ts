@@ -230,17 +230,36 @@ export async function changeStatus(
   orderId: string,
   change: StatusChange,
 ): Promise<OrderFacts | undefined> {
-  const [row] = await tx.all<{ order_id: string; user_id: string; items: string }>(
-    `UPDATE orders SET status = ?, reason = COALESCE(?, reason), updated_at = ?
-     WHERE order_id = ? AND status = ?
+  return (await changeStatuses(tx, [{ orderId, change }])).get(orderId);
+}
+
+/**
+ * Makes each of `changes` as {@linkcode changeStatus} does, all in one statement: at most one
+ * change per order.
+ * @returns the orders changed, by id; an order missing did not exist or had another status
+ */
+export async function changeStatuses(
+  tx: Tx,
+  changes: ReadonlyArray<{ orderId: string; change: StatusChange }>,
+): Promise<Map<string, OrderFacts>> {
+  if (changes.length === 0) return new Map();
+  // One value per order: a CASE on order_id, whose parameters `perOrder()` gives.
+  const byOrder = `CASE order_id ${changes.map(() => "WHEN ? THEN ?").join(" ")} END`;
+  const perOrder = (pick: (change: StatusChange) => string | null) =>
+    changes.flatMap(({ orderId, change }) => [orderId, pick(change)]);
+  const rows = await tx.all<{ order_id: string; user_id: string; items: string }>(
+    `UPDATE orders SET status = ${byOrder}, reason = COALESCE(${byOrder}, reason), updated_at = ?
+     WHERE order_id IN (${changes.map(() => "?").join(", ")}) AND status = ${byOrder}
      RETURNING order_id, user_id, items`,
-    change.to,
-    change.reason ?? null,
+    ...perOrder((change) => change.to),
+    ...perOrder((change) => change.reason ?? null),
     new Date().toISOString(),
-    orderId,
-    change.from,
+    ...changes.map(({ orderId }) => orderId),
+    ...perOrder((change) => change.from),
   );
-  return row && { ...row, items: JSON.parse(row.items) as OrderItem[] };
+  return new Map(
+    rows.map((row) => [row.order_id, { ...row, items: JSON.parse(row.items) as OrderItem[] }]),
+  );
 }
 
 /** An order the expiry sweep moved to EXPIRED, with the trace of its placing if it has one. */

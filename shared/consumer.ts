@@ -4,7 +4,7 @@
  * 1. receive a batch from the broker ({@linkcode startConsumer});
  * 2. validate each delivery: its schema and its publisher (`origin.ts`); what fails is poison;
  * 3. in one transaction, record the batch in the inbox (a duplicate is skipped), let the handler
- *    apply each event and put what it publishes into the outbox, and commit;
+ *    apply the fresh events together and put what they publish into the outbox, and commit;
  * 4. settle: ack what committed; retry a transient failure through the retry exchange with growing
  *    delays; dead-letter poison, and what failed on its last retry, with the reason.
  *
@@ -69,15 +69,51 @@ export interface MessageContext extends TraceContext {
   publish(event: Event): void;
 }
 
+/** What runs once a batch committed, for one of its events: a log line that must not claim what a rollback undid. */
+export type AfterCommit = (() => void) | void;
+
+/** A fresh event of a batch, and what its handler knows of its message. */
+export interface HandledEvent<T> {
+  event: T;
+  context: MessageContext;
+}
+
 /**
- * Applies one event's effects inside `tx`. Whatever it returns runs after the commit: the place for
- * a log line that must not claim what a rollback undid.
+ * Applies the effects of a batch's fresh events inside `tx`, in the order they came, and resolves
+ * with what runs after the commit for each, at the same index. The batch is the unit of work: a
+ * handler that writes one statement for the whole batch costs one round trip to the database
+ * however many events it holds, which is what keeps a consumer fast on a database far away.
  */
-export type EventHandler<T> = (
-  tx: Tx,
-  event: T,
-  context: MessageContext,
-) => Promise<(() => void) | void>;
+export type BatchHandler<T> = (tx: Tx, batch: HandledEvent<T>[]) => Promise<AfterCommit[]>;
+
+/** Applies one event's effects inside `tx`; see {@linkcode eachEvent}. */
+export type EventHandler<T> = (tx: Tx, event: T, context: MessageContext) => Promise<AfterCommit>;
+
+/** Options for {@linkcode eachEvent}. */
+export interface EachEventOptions<T> {
+  /**
+   * Runs first, with all of the batch's events: where a handler takes the locks its events will
+   * need, in one fixed order, so that the batches of two instances never deadlock.
+   * @default {nothing}
+   */
+  lock?: (tx: Tx, events: T[]) => Promise<unknown>;
+}
+
+/**
+ * A batch handler that gives the events to `handle` one after the other: for events whose
+ * handling is rare or depends on what the one before did, at one round trip per statement each.
+ */
+export function eachEvent<T>(
+  handle: EventHandler<T>,
+  options: EachEventOptions<T> = {},
+): BatchHandler<T> {
+  return async (tx, batch) => {
+    await options.lock?.(tx, batch.map(({ event }) => event));
+    const afterCommit: AfterCommit[] = [];
+    for (const { event, context } of batch) afterCommit.push(await handle(tx, event, context));
+    return afterCommit;
+  };
+}
 
 /**
  * The fields of a handler's log lines about an order: which order, which event, which trace. A type
@@ -106,13 +142,8 @@ export interface ConsumerOptions<T extends ConsumedEvent> {
   /** The queue, which also names this consumer in the inbox. */
   queue: Queue;
   schema: z.ZodType<T>;
-  handle: EventHandler<T>;
-  /**
-   * Runs first in every transaction, with all of its events: where a handler takes the locks its
-   * events will need, in one fixed order, so that the batches of two instances never deadlock.
-   * @default {nothing}
-   */
-  prepare?: (tx: Tx, events: T[]) => Promise<void>;
+  /** Applies a batch's fresh events; a per-event handler is made one with {@linkcode eachEvent}. */
+  handle: BatchHandler<T>;
   log: Logger;
   /** The store's outages, which pause this consumer. */
   outages: OutageWatch;
@@ -158,9 +189,7 @@ const handlerDuration = histogram(
 );
 
 /** Everything one consumer's functions below share: its options, and what it runs with. */
-interface Run<T extends ConsumedEvent>
-  extends Required<Omit<ConsumerOptions<T>, "prepare" | "prefetch">> {
-  prepare?: ConsumerOptions<T>["prepare"];
+interface Run<T extends ConsumedEvent> extends Required<Omit<ConsumerOptions<T>, "prefetch">> {
   broker: ConsumerBroker;
   store: Store;
   /** The deployment prefix of the services' broker users, where each has its own (`origin.ts`). */
@@ -357,8 +386,8 @@ async function commit<T extends ConsumedEvent>(
 }
 
 /**
- * Handles `batch` in `tx`: records it in the inbox, skips duplicates, lets the handler apply each
- * fresh event, and puts what it publishes into the outbox; resolves with what runs after the
+ * Handles `batch` in `tx`: records it in the inbox, skips duplicates, lets the handler apply the
+ * fresh events, and puts what it publishes into the outbox; resolves with what runs after the
  * commit. Each event's after-commit work is recorded in `attempted`. A COMMIT can be lost with its
  * connection after the database applied it: then `unconfirmed` holds what the failed attempt left
  * to do, and an event that this attempt finds in the inbox gets it done now rather than never
@@ -373,31 +402,42 @@ async function handleInTransaction<T extends ConsumedEvent>(
   const { queue, log } = run;
   const afterCommit: Array<() => void> = [];
   const caughtUp = new Set<string>();
-  await run.prepare?.(tx, batch.map((valid) => valid.event));
   const fresh = await recordInbox(tx, queue, batch.map((valid) => valid.event.event_id));
   const outbox: OutboxEntry[] = [];
-  for (const [index, { event, delivery, trace }] of batch.entries()) {
-    if (!fresh[index]) {
-      const committedBefore = unconfirmed.get(event.event_id);
-      if (committedBefore && !caughtUp.has(event.event_id)) {
-        caughtUp.add(event.event_id);
-        afterCommit.push(committedBefore);
-        continue;
-      }
-      afterCommit.push(() => {
-        duplicates.inc({ queue, event_type: eventTypeOf(delivery) });
-        log.info("skipped duplicate", { queue, event_id: event.event_id, trace_id: trace.traceId });
-      });
+  const handled: ValidDelivery<T>[] = [];
+  for (const [index, valid] of batch.entries()) {
+    const { event, delivery, trace } = valid;
+    if (fresh[index]) {
+      handled.push(valid);
       continue;
     }
-    const { traceparent, traceId } = trace;
-    const after = await run.handle(tx, event, {
-      traceparent,
-      traceId,
-      publish: (caused) => outbox.push({ event: caused, headers: { traceparent } }),
+    const committedBefore = unconfirmed.get(event.event_id);
+    if (committedBefore && !caughtUp.has(event.event_id)) {
+      caughtUp.add(event.event_id);
+      afterCommit.push(committedBefore);
+      continue;
+    }
+    afterCommit.push(() => {
+      duplicates.inc({ queue, event_type: eventTypeOf(delivery) });
+      log.info("skipped duplicate", { queue, event_id: event.event_id, trace_id: trace.traceId });
     });
-    if (after) afterCommit.push(after);
-    attempted.set(event.event_id, after ?? (() => {}));
+  }
+  if (handled.length === 0) return afterCommit;
+  const after = await run.handle(
+    tx,
+    handled.map(({ event, trace: { traceparent, traceId } }) => ({
+      event,
+      context: {
+        traceparent,
+        traceId,
+        publish: (caused) => outbox.push({ event: caused, headers: { traceparent } }),
+      },
+    })),
+  );
+  for (const [index, { event }] of handled.entries()) {
+    const then = after[index] ?? (() => {});
+    afterCommit.push(then);
+    attempted.set(event.event_id, then);
     if (run.faultRate > 0 && Math.random() < run.faultRate) {
       throw new Error("Injected transient fault (FAULT_TRANSIENT_RATE)");
     }

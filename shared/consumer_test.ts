@@ -3,6 +3,7 @@ import type { Migration, Store } from "./store.ts";
 import { storeKinds } from "./testing/stores.ts";
 import { type FakeBroker, fakeBroker, testDelivery } from "./testing/fake_broker.ts";
 import { recordingLogger } from "./testing/recording_logger.ts";
+import { testContext } from "./testing/message_context.ts";
 import { tmpfsUnavailable, withStoreOnTmpfs } from "./testing/tmpfs.ts";
 import { INBOX_MIGRATION } from "./inbox.ts";
 import { listenOutbox, OUTBOX_MIGRATION } from "./outbox.ts";
@@ -16,6 +17,7 @@ import {
 import { DEAD_LETTER_EXCHANGE, EventType, Queue, RETRY_EXCHANGE, retryQueue } from "./topology.ts";
 import type { Delivery, Settlement } from "./delivery.ts";
 import {
+  eachEvent,
   type EventHandler,
   PoisonMessageError,
   RETRY_ATTEMPT_HEADER,
@@ -83,7 +85,7 @@ async function withConsumer(
   const consumer = startConsumer(broker, store, {
     queue: QUEUE,
     schema: orderCancelledSchema,
-    handle,
+    handle: eachEvent(handle),
     log,
     outages,
     retryDelaysMs: RETRY_DELAYS_MS,
@@ -134,6 +136,23 @@ Deno.test("startConsumer() handles a batch in one transaction with its inbox and
     assert.equal(commits, 1, "one commit for the batch");
     assert.deepEqual(broker.forwarded, []);
   });
+});
+
+Deno.test("eachEvent() takes the batch's locks once, with all its events, then handles them in turn", async () => {
+  const calls: string[] = [];
+  const handler = eachEvent<{ id: string }>((_tx, event) => {
+    calls.push(`handle ${event.id}`);
+    return Promise.resolve(() => void calls.push(`after ${event.id}`));
+  }, {
+    lock: (_tx, events) => Promise.resolve(calls.push(`lock ${events.map((e) => e.id)}`)),
+  });
+  await sqlite.with("consumer", MIGRATIONS, async (store) => {
+    const after = await store.transaction((tx) =>
+      handler(tx, ["a", "b"].map((id) => ({ event: { id }, context: testContext() })))
+    );
+    after.forEach((then) => then?.());
+  });
+  assert.deepEqual(calls, ["lock a,b", "handle a", "handle b", "after a", "after b"]);
 });
 
 Deno.test("startConsumer() handles a duplicate event_id once, in a batch and in a later one", async () => {

@@ -57,7 +57,7 @@ export interface ConsumerDefinition {
 /** What a service's consumer is made of; the rest is the same for every consumer. */
 export type HandlerOptions<T extends { event_id: string; event_type: EventType }> = Pick<
   ConsumerOptions<T>,
-  "queue" | "schema" | "handle" | "prepare"
+  "queue" | "schema" | "handle"
 >;
 
 /**

@@ -7,8 +7,8 @@
  * - {@linkcode FakeAmqp}, {@linkcode FakeConnection} and {@linkcode FakeChannel}
  *   (`fake_channel.ts`): a fake amqplib connection and channel for the broker modules' unit tests;
  * - {@linkcode configTests} (`config_errors.ts`): a service's parser, and its refusals in one line;
- * - {@linkcode testContext} (`message_context.ts`): a handler's context that collects what it
- *   publishes;
+ * - {@linkcode testContext} and {@linkcode handleEvents} (`message_context.ts`): a handler's
+ *   context that collects what it publishes, and a batch handed to a handler as the consumer does;
  * - {@linkcode recordingLogger} (`recording_logger.ts`): a logger that keeps its lines;
  * - {@linkcode storeKinds} and {@linkcode createDatabase} (`stores.ts`): SQLite and PostgreSQL
  *   stores and databases of a test's own, skipped with one line where PostgreSQL does not answer;
