@@ -27,8 +27,3 @@ export function postgresTest(name: string, fn: (database: TestDatabase) => Promi
     }
   });
 }
-
-/** Where a TCP proxy in front of `database` connects: its port on the loopback address. */
-export function postgresTarget(database: TestDatabase): { hostname: string; port: number } {
-  return { hostname: "127.0.0.1", port: Number(new URL(database.url).port) || 5432 };
-}

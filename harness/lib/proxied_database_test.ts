@@ -23,7 +23,7 @@ async function query(url: string, sql: string, values: unknown[] = []): Promise<
 }
 
 Deno.test(
-  "createProxiedDatabase() reaches a database of its own through the proxy, both gone after close()",
+  "createProxiedDatabase() reaches a database of its own through the proxy and directly, both gone after close()",
   ON_POSTGRES,
   async () => {
     const database = await createProxiedDatabase();
@@ -31,6 +31,13 @@ Deno.test(
     try {
       assert.equal(new URL(database.url).port, String(database.proxy.port));
       assert.deepEqual(await query(database.url, "SELECT current_database() AS name"), [{ name }]);
+      // Cut, the proxy leaves the database's own URL working: the other services' way to it.
+      database.proxy.cut();
+      assert.deepEqual(
+        await query(database.directUrl, "SELECT current_database() AS name"),
+        [{ name }],
+      );
+      database.proxy.restore();
     } finally {
       await database.close();
     }

@@ -12,9 +12,10 @@ import { getJson, orderStatus, postOrder, request, waitReady } from "../lib/http
 import { createVhost } from "../ops/management_api.ts";
 import { type ServiceName, SERVICES } from "../lib/service_process.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
-import { postgresTarget, postgresTest } from "../lib/on_postgres.ts";
+import { ON_POSTGRES } from "../lib/on_postgres.ts";
+import { withProxiedDatabase } from "../lib/proxied_database.ts";
 import { streamOrders } from "../lib/order_stream.ts";
-import { startTcpProxy, type TcpProxy, viaProxy, withTcpProxy } from "../lib/tcp_proxy.ts";
+import { startTcpProxy, type TcpProxy, viaProxy } from "../lib/tcp_proxy.ts";
 import { mountTmpfs, tmpfsUnavailable } from "../../shared/testing/tmpfs.ts";
 import { PAUSED_MSG, RESUMED_MSG } from "../../shared/outage.ts";
 import { newId } from "../../shared/ids.ts";
@@ -135,13 +136,14 @@ async function assertPostRefused(stack: Stack, follow: (orderId: string) => void
 }
 
 for (const service of SERVICES) {
-  postgresTest(
+  Deno.test(
     `${service}'s PostgreSQL cut off for ${OUTAGE_MS} ms under load pauses it once, and every order ends CONFIRMED with every .dlq empty, against the broker`,
-    async (database) => {
-      await withTcpProxy(postgresTarget(database), async (proxy) => {
+    ON_POSTGRES,
+    async () => {
+      await withProxiedDatabase(async ({ url, directUrl, proxy }) => {
         await withStack({
-          env: { DATABASE_URL: database.url, RETRY_DELAYS },
-          serviceEnv: { [service]: { DATABASE_URL: viaProxy(database.url, proxy) } },
+          env: { DATABASE_URL: directUrl, RETRY_DELAYS },
+          serviceEnv: { [service]: { DATABASE_URL: url } },
         }, (stack) =>
           throughOutage(stack, {
             affected: [service],
@@ -160,17 +162,18 @@ for (const service of SERVICES) {
   );
 }
 
-postgresTest(
+Deno.test(
   "a service started while its PostgreSQL cannot be reached waits for it, and takes orders once it answers, against the broker",
-  async (database) => {
-    await withTcpProxy(postgresTarget(database), async (proxy) => {
+  ON_POSTGRES,
+  async () => {
+    await withProxiedDatabase(async ({ url, directUrl, proxy }) => {
       proxy.cut();
       await withStack({
-        env: { DATABASE_URL: database.url },
+        env: { DATABASE_URL: directUrl },
         services: ["inventory", "notification"],
       }, async (stack) => {
         // It listens only once its database answered: start() resolves then, or rejects if it exits.
-        const starting = stack.start("order", { DATABASE_URL: viaProxy(database.url, proxy) });
+        const starting = stack.start("order", { DATABASE_URL: url });
         // A start that fails (the service exited) is reported where it is awaited, below; until
         // then its rejection must not end the test before the stack and the database are cleaned up.
         let exited = false;

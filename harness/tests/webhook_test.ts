@@ -10,8 +10,8 @@ import assert from "node:assert/strict";
 import { waitFor } from "../lib/async.ts";
 import { notificationsOf, placeOrder, readMetric } from "../lib/http_probes.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
-import { viaProxy, withTcpProxy } from "../lib/tcp_proxy.ts";
-import { postgresTarget, postgresTest } from "../lib/on_postgres.ts";
+import { ON_POSTGRES, postgresTest } from "../lib/on_postgres.ts";
+import { withProxiedDatabase } from "../lib/proxied_database.ts";
 import { HARNESS_SECURE } from "../lib/secure_mode.ts";
 import {
   type ReceivedWebhook,
@@ -260,10 +260,11 @@ postgresTest(
   },
 );
 
-postgresTest(
+Deno.test(
   "webhook: a PostgreSQL outage under notification pauses the sender, and every notification is still delivered under one id, against the broker",
-  async (database) => {
-    await withTcpProxy(postgresTarget(database), async (proxy) => {
+  ON_POSTGRES,
+  async () => {
+    await withProxiedDatabase(async ({ url, proxy }) => {
       const receiver = startWebhookReceiver({
         // Slow enough that the outage comes while attempts are in flight.
         answer: async () => {
@@ -274,7 +275,7 @@ postgresTest(
       try {
         await withStack({
           serviceEnv: {
-            notification: { ...receiver.env, DATABASE_URL: viaProxy(database.url, proxy) },
+            notification: { ...receiver.env, DATABASE_URL: url },
           },
         }, async (stack) => {
           const orderIds = await placeOrders(stack, 10, "outage-");
