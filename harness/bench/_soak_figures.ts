@@ -1,7 +1,7 @@
 /**
- * The soak's arithmetic, apart from any stack: its samples, the least-squares growth that says
- * whether memory and storage are flat, the figures judged against the soak's targets, the table
- * and the chart.
+ * The soak's arithmetic, apart from any stack: its samples, when missed samples end it, the
+ * least-squares growth that says whether memory and storage are flat, the figures judged against
+ * the soak's targets, the table and the chart.
  * @module
  */
 import { type ChartPoint, escapeXml, renderSvgChart } from "../lib/chart.ts";
@@ -31,9 +31,10 @@ export interface ServiceSample {
 export interface SoakSample {
   /** Seconds from the start of the stream to the end of the window. */
   t: number;
-  services: Record<ServiceName, ServiceSample>;
-  /** Messages ready or unacked in every consumed queue. */
-  queueDepth: number;
+  /** Each service sampled; one whose sample failed or timed out this time is missing. */
+  services: Partial<Record<ServiceName, ServiceSample>>;
+  /** Messages ready or unacked in every consumed queue; undefined when the broker did not say. */
+  queueDepth?: number;
   /** Orders placed (answered 202) in the window. */
   orders: number;
   /** POST → notification of the orders placed in the window, in milliseconds. */
@@ -70,7 +71,53 @@ export interface SoakFigures {
   /** p99 POST → notification of the first and the last window that had orders, in ms. */
   firstP99Ms?: number;
   lastP99Ms?: number;
+  /** Samples that each source missed, left out of every figure above. */
+  missedSamples: Record<SampleSource, number>;
   verdicts: Verdict[];
+}
+
+/** What a sample reads from: each service, and the broker for the queue depths. */
+export type SampleSource = ServiceName | "queues";
+
+/** Every {@linkcode SampleSource}, in the table's order. */
+export const SAMPLE_SOURCES: readonly SampleSource[] = [...SERVICES, "queues"];
+
+/**
+ * Samples of one source that may be missed in a row before the soak gives up: a minute at the
+ * default 10 s interval, longer than a busy machine keeps a live service from answering.
+ */
+export const MISSED_IN_A_ROW_LIMIT = 6;
+
+/** Where {@linkcode tallyMissedSamples} leaves the soak after a round of sampling. */
+export interface MissedTally {
+  /** Samples missed in a row per source, this round included; 0 once a sample was taken. */
+  inARow: Record<SampleSource, number>;
+  /** Why the soak cannot go on, when a source missed `limit` samples in a row. */
+  giveUp?: string;
+}
+
+/**
+ * Counts a round of sampling: a missed sample (a slow answer on a busy machine, say) costs that
+ * source's values in that row only, but `limit` missed in a row mean a source that stays
+ * unreachable, which ends the soak. A service that exited ends it at once, apart from this count.
+ * @param inARow samples missed in a row per source before this round, none when absent
+ * @param missed why each source that missed this round's sample missed it
+ */
+export function tallyMissedSamples(
+  inARow: Readonly<Partial<Record<SampleSource, number>>>,
+  missed: Readonly<Partial<Record<SampleSource, string>>>,
+  limit: number = MISSED_IN_A_ROW_LIMIT,
+): MissedTally {
+  const tally = {} as Record<SampleSource, number>;
+  let giveUp: string | undefined;
+  for (const source of SAMPLE_SOURCES) {
+    const reason = missed[source];
+    tally[source] = reason === undefined ? 0 : (inARow[source] ?? 0) + 1;
+    if (reason !== undefined && tally[source] >= limit) {
+      giveUp ??= `${source} missed ${tally[source]} samples in a row, the last as ${reason}`;
+    }
+  }
+  return giveUp === undefined ? { inARow: tally } : { inARow: tally, giveUp };
 }
 
 /** Options for {@linkcode summarizeSoak}. */
@@ -117,13 +164,16 @@ function growthPer10Min(points: ChartPoint[], from: number): number | undefined 
   return Math.round(slope(after) * 600 * 100) / 100;
 }
 
-/** The series of one field of one service. */
+/** The series of one field of one service, without the samples it missed. */
 export function seriesOf(
   samples: readonly SoakSample[],
   service: ServiceName,
   field: keyof ServiceSample,
 ): ChartPoint[] {
-  return samples.map((s) => ({ t: s.t, value: s.services[service][field] }));
+  return samples.flatMap((s) => {
+    const sampled = s.services[service];
+    return sampled ? [{ t: s.t, value: sampled[field] }] : [];
+  });
 }
 
 /**
@@ -144,6 +194,7 @@ export function summarizeSoak(
     storageMbAfterRetention: {},
     bookkeepingGrowthMbPer10Min: {},
     businessBytesPerOrder: {},
+    missedSamples: countMissedSamples(samples),
     verdicts: [],
   };
   const afterRetention = samples.filter((s) => s.t >= settled);
@@ -153,9 +204,8 @@ export function summarizeSoak(
     };
     set("rssGrowthMbPer10Min", growthPer10Min(seriesOf(samples, name, "rssMb"), warmUpSeconds));
     set("heapGrowthMbPer10Min", growthPer10Min(seriesOf(samples, name, "heapMb"), warmUpSeconds));
-    if (samples.length) {
-      set("peakPrivateMb", Math.max(...seriesOf(samples, name, "privateMb").map((p) => p.value)));
-    }
+    const privateMb = seriesOf(samples, name, "privateMb");
+    if (privateMb.length) set("peakPrivateMb", Math.max(...privateMb.map((p) => p.value)));
     const storage = seriesOf(samples, name, "storageMb").filter((p) => p.t >= settled);
     set("storageGrowthMbPer10Min", growthPer10Min(storage, settled));
     if (storage.length) {
@@ -192,15 +242,35 @@ export function summarizeSoak(
   return figures;
 }
 
-/** Growth of the business rows of `name` from the first to the last of `samples`, per order. */
+/**
+ * Growth of the business rows of `name` from the first to the last of `samples` that has it, per
+ * order placed in between.
+ */
 function businessBytesPerOrder(
   samples: readonly SoakSample[],
   name: ServiceName,
 ): number | undefined {
-  const orders = samples.slice(1).reduce((sum, s) => sum + s.orders, 0);
+  const sampled = samples.filter((s) => s.services[name] !== undefined);
+  if (sampled.length < 2) return undefined;
+  const first = sampled[0];
+  const last = sampled.at(-1)!;
+  const orders = samples
+    .filter((s) => s.t > first.t && s.t <= last.t)
+    .reduce((sum, s) => sum + s.orders, 0);
   if (orders === 0) return undefined;
-  const business = (s: SoakSample) => s.services[name].storageMb - s.services[name].bookkeepingMb;
-  return Math.round((business(samples.at(-1)!) - business(samples[0])) * 1e6 / orders);
+  const business = (s: SoakSample) => s.services[name]!.storageMb - s.services[name]!.bookkeepingMb;
+  return Math.round((business(last) - business(first)) * 1e6 / orders);
+}
+
+/** How many of `samples` each source missed. */
+function countMissedSamples(samples: readonly SoakSample[]): Record<SampleSource, number> {
+  const missed = {} as Record<SampleSource, number>;
+  for (const source of SAMPLE_SOURCES) {
+    missed[source] = samples.filter((s) =>
+      source === "queues" ? s.queueDepth === undefined : s.services[source] === undefined
+    ).length;
+  }
+  return missed;
 }
 
 /** The worst of `values` against `limit`; a run too short to measure meets nothing. */
@@ -235,17 +305,17 @@ export function formatSoakRow(sample: SoakSample): string {
   const groups = SERVICES.map((name) => {
     const s = sample.services[name];
     return [
-      cell(s.rssMb),
-      cell(s.privateMb),
-      cell(s.heapMb),
-      cell(s.storageMb),
-      cell(s.bookkeepingMb),
-      cell(s.inboxRows, 0),
+      cell(s?.rssMb),
+      cell(s?.privateMb),
+      cell(s?.heapMb),
+      cell(s?.storageMb),
+      cell(s?.bookkeepingMb),
+      cell(s?.inboxRows, 0),
     ]
       .join(" ");
   });
   return `${String(sample.t).padStart(6)} ${groups.join(" │ ")} │ ` +
-    `${String(sample.queueDepth).padStart(6)} ${String(sample.orders).padStart(6)} ` +
+    `${String(sample.queueDepth ?? "-").padStart(6)} ${String(sample.orders).padStart(6)} ` +
     `${cell(sample.p50Ms)} ${cell(sample.p99Ms)} ${String(sample.late).padStart(5)}`;
 }
 
@@ -268,6 +338,9 @@ export function formatSoakFigures(figures: SoakFigures): string {
     `p99 POST → notification:      first window ${figures.firstP99Ms ?? "-"} ms, last ${
       figures.lastP99Ms ?? "-"
     } ms`,
+    `samples missed:               ${
+      SAMPLE_SOURCES.map((source) => `${source} ${figures.missedSamples[source]}`).join(", ")
+    }`,
     "",
     ...figures.verdicts.map((v) =>
       v.value === undefined
@@ -303,10 +376,10 @@ export function renderSoakChart(samples: readonly SoakSample[], title: string): 
     );
   }
   panels.push([
-    renderSvgChart(samples.map((s) => ({ t: s.t, value: s.queueDepth })), {
-      ...options,
-      title: "messages queued",
-    }),
+    renderSvgChart(
+      samples.flatMap((s) => s.queueDepth === undefined ? [] : [{ t: s.t, value: s.queueDepth }]),
+      { ...options, title: "messages queued" },
+    ),
     renderSvgChart(
       samples.filter((s) => s.p99Ms !== undefined).map((s) => ({ t: s.t, value: s.p99Ms! })),
       { ...options, title: "p99 POST → notification ms" },

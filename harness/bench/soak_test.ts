@@ -25,6 +25,7 @@ Deno.test(
       for (const sample of report.samples) {
         for (const name of SERVICES) {
           const s = sample.services[name];
+          assert.ok(s, `${name} missed the sample at ${sample.t} s`);
           assert.ok(s.rssMb > 0 && s.privateMb > 0 && s.heapMb > 0, name);
           assert.ok(s.storageMb > s.bookkeepingMb && s.bookkeepingMb > 0, name);
           assert.ok(Number.isInteger(s.inboxRows), name);
@@ -32,6 +33,12 @@ Deno.test(
       }
       assert.ok(report.samples.some((s) => s.p99Ms !== undefined && s.p99Ms > 0));
       for (const name of SERVICES) assert.ok(report.figures.peakPrivateMb[name]! > 0, name);
+      assert.deepEqual(report.figures.missedSamples, {
+        order: 0,
+        inventory: 0,
+        notification: 0,
+        queues: 0,
+      });
       assert.equal(report.figures.verdicts.length, 4);
       assert.ok((await Deno.readTextFile(chart)).includes("</svg>"));
     } finally {
