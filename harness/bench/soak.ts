@@ -5,7 +5,9 @@
  * and V8 heap, each database's size on disk, the inbox rows, the queue depths, and the p50/p99 of
  * POST → notification for the orders placed in that window. It prints a row per sample, writes an
  * SVG chart, and ends with the growth of memory and storage and the soak's targets judged. It is
- * not a test: a target not met is printed, not failed.
+ * not a test: a target not met is printed, not failed. A sample that fails or times out is missed
+ * (a line says why, its row shows "-", the figures leave it out) and the soak goes on; it ends only
+ * when a service exits or a source misses `MISSED_IN_A_ROW_LIMIT` samples in a row.
  * @module
  */
 import { join } from "node:path";
@@ -25,22 +27,26 @@ import { notificationSent } from "../lib/effects.ts";
 import { privateRssMb, rssMb } from "./_stats.ts";
 import { percentiles } from "../lib/percentiles.ts";
 import { streamOrders } from "../lib/order_stream.ts";
-import { waitFor } from "../lib/async.ts";
+import { waitFor, within } from "../lib/async.ts";
 import { round } from "../lib/format.ts";
-import { request } from "../lib/http_probes.ts";
-import { type ServiceName, SERVICES } from "../lib/service_process.ts";
+import { request, REQUEST_TIMEOUT_MS } from "../lib/http_probes.ts";
+import { type RunningService, type ServiceName, SERVICES } from "../lib/service_process.ts";
 import type { Stack } from "../lib/stack.ts";
 import {
   formatSoakFigures,
   formatSoakHeader,
   formatSoakRow,
   renderSoakChart,
+  SAMPLE_SOURCES,
+  type SampleSource,
   type ServiceSample,
   type SoakFigures,
   type SoakSample,
   summarizeSoak,
+  tallyMissedSamples,
 } from "./_soak_figures.ts";
 import { parseDuration } from "../../shared/config.ts";
+import { describeError } from "../../shared/log.ts";
 import { QUEUES } from "../../shared/topology.ts";
 
 /** Options for {@linkcode runSoak}. */
@@ -151,7 +157,10 @@ async function soakStack(
       );
     }
   }
-  const meter = await openStorageMeter(stack, bench.databaseUrl);
+  const meter = openStorageMeter(stack, bench.databaseUrl);
+  const exits = watchExits(stack);
+  // Ends the order stream early when the soak cannot go on.
+  const stopStream = new AbortController();
   try {
     const intervalMs = intervalSeconds * 1000;
     const sentAt = new Map<string, number>();
@@ -163,7 +172,7 @@ async function soakStack(
     const windowOf = (ms: number) => Math.floor((ms - began) / intervalMs);
     const streaming = streamOrders(
       stack,
-      { seconds: minutes * 60, rate, label: "soak" },
+      { seconds: minutes * 60, rate, label: "soak", signal: stopStream.signal },
       (result) => {
         if (!result.orderId) return void failed++;
         placed++;
@@ -173,6 +182,7 @@ async function soakStack(
       },
     );
     const samples: SoakSample[] = [];
+    let missedInARow: Partial<Record<SampleSource, number>> = {};
     log(formatSoakHeader());
     const windows = Math.ceil((minutes * 60) / intervalSeconds);
     for (let k = 1; k <= windows + 1; k++) {
@@ -182,12 +192,22 @@ async function soakStack(
       else await streaming;
       collectNotifications(stack, notifiedAt);
       if (k <= windows) {
-        samples.push({
-          ...await sampleStack(stack, meter),
-          t: k * intervalSeconds,
-          late: 0,
-          orders: 0,
-        });
+        const t = k * intervalSeconds;
+        const { sample, missed } = await sampleStack(stack, meter);
+        samples.push({ ...sample, t, late: 0, orders: 0 });
+        throwIfExited(stack, exits);
+        const tally = tallyMissedSamples(missedInARow, missed);
+        missedInARow = tally.inARow;
+        for (const source of SAMPLE_SOURCES) {
+          const reason = missed[source];
+          if (reason === undefined) continue;
+          log(
+            `t ${t} s: missed the sample of ${source} (${
+              tally.inARow[source]
+            } in a row): ${reason}`,
+          );
+        }
+        if (tally.giveUp) throw new Error(tally.giveUp);
       }
       // Window k - 1 had a whole interval for its notifications; the last one gets a deadline.
       if (k === windows + 1) {
@@ -208,7 +228,35 @@ async function soakStack(
     await Deno.writeTextFile(chart, renderSoakChart(samples, title));
     return { settings, samples, figures, peaks, postgres, placed, failed };
   } finally {
+    stopStream.abort();
     await meter.close();
+  }
+}
+
+/**
+ * How long one source's sample may take before it is missed, in milliseconds: longer than each
+ * request's and query's own deadline, whose error says better what was late.
+ */
+const SAMPLE_TIMEOUT_MS = REQUEST_TIMEOUT_MS + 5_000;
+
+/** The exit code of every service of `stack` that exited, filled in as they exit. */
+function watchExits(stack: Stack): Partial<Record<ServiceName, number>> {
+  const exits: Partial<Record<ServiceName, number>> = {};
+  for (const name of SERVICES) stack.services[name]?.exited.then((code) => exits[name] = code);
+  return exits;
+}
+
+/**
+ * Ends the soak when a service exited: its missed samples would say a busy machine, not a dead
+ * service.
+ * @throws {Error} naming the service, its exit code and the end of its stderr
+ */
+function throwIfExited(stack: Stack, exits: Partial<Record<ServiceName, number>>): void {
+  for (const name of SERVICES) {
+    const code = exits[name];
+    if (code === undefined) continue;
+    const stderr = stack.services[name]?.stderr.join("\n").slice(-2000) ?? "";
+    throw new Error(`${name} exited with code ${code}${stderr ? `: ${stderr}` : ""}`);
   }
 }
 
@@ -280,11 +328,10 @@ interface StorageMeter {
  */
 const BUSINESS_TABLES = ["orders", "stock", "reservations", "notifications"];
 
-async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<StorageMeter> {
+function openStorageMeter(stack: Stack, databaseUrl?: string): StorageMeter {
   const mb = (bytes: number) => round(bytes / 1e6, 2);
   if (databaseUrl) {
-    const client = new pg.Client({ connectionString: databaseUrl });
-    await client.connect();
+    const client = sampleClient(databaseUrl);
     return {
       async read(name) {
         const schema = `${name}_service`;
@@ -304,7 +351,7 @@ async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<Sto
           inboxRows: Number(rows.rows[0].n),
         };
       },
-      close: () => client.end(),
+      close: () => client.close(),
     };
   }
   return {
@@ -345,25 +392,107 @@ async function openStorageMeter(stack: Stack, databaseUrl?: string): Promise<Sto
   };
 }
 
-/** Memory, storage and inbox of every service, and the depth of every consumed queue. */
-async function sampleStack(
-  stack: Stack,
-  meter: StorageMeter,
-): Promise<Pick<SoakSample, "services" | "queueDepth">> {
-  const services = {} as Record<ServiceName, ServiceSample>;
-  for (const name of SERVICES) {
-    const service = stack.services[name]!;
-    const metrics = await (await request(`${service.url}/metrics`)).text();
-    const heap = Number(/^process_heap_used_bytes (\d+)/m.exec(metrics)?.[1] ?? NaN);
-    services[name] = {
-      rssMb: await rssMb(service.pid) ?? NaN,
-      privateMb: await privateRssMb(service.pid) ?? NaN,
-      heapMb: round(heap / 1e6, 1),
-      ...await meter.read(name),
-    };
+/**
+ * The PostgreSQL connection of the samples, which connects again at the next query after any
+ * failure: a query that timed out or a connection that was reset costs a sample, not the soak.
+ */
+function sampleClient(url: string): {
+  query(sql: string, values?: unknown[]): Promise<pg.QueryResult>;
+  close(): Promise<void>;
+} {
+  let current: Promise<pg.Client> | undefined;
+  async function connect(): Promise<pg.Client> {
+    const client = new pg.Client({
+      connectionString: url,
+      connectionTimeoutMillis: REQUEST_TIMEOUT_MS,
+      query_timeout: REQUEST_TIMEOUT_MS,
+    });
+    // A connection lost between samples fails the next query, which connects again; unhandled,
+    // the client's error event would end the process.
+    client.on("error", () => {});
+    await client.connect();
+    return client;
   }
-  const depths = await Promise.all(QUEUES.map((queue) => stack.tools.queueDepth(queue)));
-  return { services, queueDepth: depths.reduce((a, b) => a + b, 0) };
+  function end(client: Promise<pg.Client> | undefined): Promise<void> {
+    return client?.then((c) => c.end()).catch(() => {}) ?? Promise.resolve();
+  }
+  return {
+    async query(sql, values) {
+      const client = current ??= connect();
+      try {
+        return await (await client).query(sql, values);
+      } catch (error) {
+        if (current === client) current = undefined;
+        void end(client);
+        throw error;
+      }
+    },
+    close() {
+      const client = current;
+      current = undefined;
+      return end(client);
+    },
+  };
+}
+
+/** A sample of the stack, and why each source it misses could not be read. */
+interface StackSample {
+  sample: Pick<SoakSample, "services" | "queueDepth">;
+  missed: Partial<Record<SampleSource, string>>;
+}
+
+/**
+ * Memory, storage and inbox of every service, and the depth of every consumed queue, each source
+ * read at once with a deadline of its own: one that fails or is late is missed, not waited for.
+ */
+async function sampleStack(stack: Stack, meter: StorageMeter): Promise<StackSample> {
+  const missed: StackSample["missed"] = {};
+  async function readOrMiss<T>(
+    source: SampleSource,
+    read: () => Promise<T>,
+  ): Promise<T | undefined> {
+    try {
+      return await within(read(), SAMPLE_TIMEOUT_MS, `the sample of ${source}`);
+    } catch (error) {
+      missed[source] = describeError(error);
+      return undefined;
+    }
+  }
+  const services: SoakSample["services"] = {};
+  const [queueDepth] = await Promise.all([
+    readOrMiss("queues", async () => {
+      const depths = await Promise.all(QUEUES.map((queue) => stack.tools.queueDepth(queue)));
+      return depths.reduce((a, b) => a + b, 0);
+    }),
+    ...SERVICES.map(async (name) => {
+      const sampled = await readOrMiss(name, () => sampleService(stack.services[name]!, meter));
+      if (sampled) services[name] = sampled;
+    }),
+  ]);
+  return { sample: { services, queueDepth }, missed };
+}
+
+/**
+ * Memory, storage and inbox of one service.
+ * @throws {Error} saying what could not be read
+ */
+async function sampleService(service: RunningService, meter: StorageMeter): Promise<ServiceSample> {
+  const response = await request(`${service.url}/metrics`);
+  const metrics = await response.text();
+  if (!response.ok) throw new Error(`its /metrics answered ${response.status}`);
+  const heap = /^process_heap_used_bytes (\d+)/m.exec(metrics)?.[1];
+  if (heap === undefined) throw new Error("its /metrics has no process_heap_used_bytes");
+  const rss = await rssMb(service.pid);
+  const privateMb = await privateRssMb(service.pid);
+  if (rss === undefined || privateMb === undefined) {
+    throw new Error(`cannot read the memory of process ${service.pid} in /proc`);
+  }
+  return {
+    rssMb: rss,
+    privateMb,
+    heapMb: round(Number(heap) / 1e6, 1),
+    ...await meter.read(service.name),
+  };
 }
 
 const USAGE = `Usage: deno task soak [options]
