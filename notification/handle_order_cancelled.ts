@@ -7,19 +7,22 @@
 import { type BatchHandler, eachEvent, orderEventFields } from "../shared/consumer.ts";
 import { CancelReason, type OrderCancelled } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
-import { lockNotifications, notifyOrder } from "./notifications.ts";
+import { lockNotifications, type NotifyOptions, notifyOrder } from "./notifications.ts";
 
 /** Creates the handler of `OrderCancelled`: one event after the other, the batch's orders locked first. */
-export function handleOrderCancelled(log: Logger): BatchHandler<OrderCancelled> {
+export function handleOrderCancelled(
+  log: Logger,
+  options: NotifyOptions = {},
+): BatchHandler<OrderCancelled> {
   return eachEvent(async function notifyStudent(tx, event, context) {
     const fields = orderEventFields(event.order_id, event, context);
     const sent: string[] = [];
     if (event.previous_status === "CONFIRMED") {
-      const confirmed = await notifyOrder(tx, "order_confirmed", event);
+      const confirmed = await notifyOrder(tx, { kind: "order_confirmed", order: event }, options);
       if (confirmed) sent.push(confirmed);
     }
     const kind = event.reason === CancelReason.expired ? "order_expired" : "order_cancelled";
-    const calledOff = await notifyOrder(tx, kind, event);
+    const calledOff = await notifyOrder(tx, { kind, order: event }, options);
     if (calledOff) sent.push(calledOff);
     return () => {
       for (const message of sent) log.info(message, fields);

@@ -10,7 +10,12 @@ import { type BatchHandler, orderEventFields } from "../shared/consumer.ts";
 import { EventType } from "../shared/topology.ts";
 import type { OrderConfirmed, OrderRejected } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
-import { lockNotifications, notifyOrder, notifyOrders } from "./notifications.ts";
+import {
+  lockNotifications,
+  type NotifyOptions,
+  notifyOrder,
+  notifyOrders,
+} from "./notifications.ts";
 
 /** A decision about an order that the student is told of. */
 export type OrderDecision = OrderConfirmed | OrderRejected;
@@ -19,7 +24,10 @@ export type OrderDecision = OrderConfirmed | OrderRejected;
  * Creates the handler of both decisions. The batch's orders are locked, then told in one
  * statement; a second decision about an order in the same batch is weighed after, alone.
  */
-export function handleOrderDecision(log: Logger): BatchHandler<OrderDecision> {
+export function handleOrderDecision(
+  log: Logger,
+  options: NotifyOptions = {},
+): BatchHandler<OrderDecision> {
   return async function notifyStudents(tx, batch) {
     await lockNotifications(tx, batch.map(({ event }) => event.order_id));
     const kindOf = (event: OrderDecision) =>
@@ -31,6 +39,7 @@ export function handleOrderDecision(log: Logger): BatchHandler<OrderDecision> {
     const told = await notifyOrders(
       tx,
       first.map(({ event }) => ({ kind: kindOf(event), order: event })),
+      options,
     );
     const messages = new Map(first.map((handled, index) => [handled, told[index]]));
     const afterCommit = [];
@@ -39,7 +48,7 @@ export function handleOrderDecision(log: Logger): BatchHandler<OrderDecision> {
       const fields = orderEventFields(event.order_id, event, context);
       const message = messages.has(handled)
         ? messages.get(handled)
-        : await notifyOrder(tx, kindOf(event), event);
+        : await notifyOrder(tx, { kind: kindOf(event), order: event }, options);
       afterCommit.push(
         message
           ? () => log.info(message, fields)

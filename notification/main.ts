@@ -10,7 +10,7 @@ import {
   orderRejectedSchema,
 } from "../shared/events.ts";
 import { Queue } from "../shared/topology.ts";
-import { NOTIFICATION_MIGRATIONS, setWebhookDelivery } from "./notifications.ts";
+import { NOTIFICATION_MIGRATIONS } from "./notifications.ts";
 import { startWebhookSender } from "./webhook_sender.ts";
 import { handleOrderDecision } from "./handle_order_decision.ts";
 import { handleOrderCancelled } from "./handle_order_cancelled.ts";
@@ -22,24 +22,27 @@ if (import.meta.main) {
     name: "notification",
     config: { variables: NOTIFICATION_VARIABLES, rules: NOTIFICATION_RULES },
     migrations: NOTIFICATION_MIGRATIONS,
-    setUp: ({ config }) => Promise.resolve(setWebhookDelivery(webhookOf(config) !== undefined)),
-    consumers: ({ log }) => [
-      consumer({
-        queue: Queue.orderConfirmed,
-        schema: orderConfirmedSchema,
-        handle: handleOrderDecision(log),
-      }),
-      consumer({
-        queue: Queue.orderRejected,
-        schema: orderRejectedSchema,
-        handle: handleOrderDecision(log),
-      }),
-      consumer({
-        queue: Queue.orderCancelledNotifications,
-        schema: orderCancelledSchema,
-        handle: handleOrderCancelled(log),
-      }),
-    ],
+    consumers: ({ config, log }) => {
+      // Every notification recorded gets its pending delivery when a webhook is configured.
+      const notify = { webhook: webhookOf(config) !== undefined };
+      return [
+        consumer({
+          queue: Queue.orderConfirmed,
+          schema: orderConfirmedSchema,
+          handle: handleOrderDecision(log, notify),
+        }),
+        consumer({
+          queue: Queue.orderRejected,
+          schema: orderRejectedSchema,
+          handle: handleOrderDecision(log, notify),
+        }),
+        consumer({
+          queue: Queue.orderCancelledNotifications,
+          schema: orderCancelledSchema,
+          handle: handleOrderCancelled(log, notify),
+        }),
+      ];
+    },
     tasks: ({ store, config, log, outages }) => {
       const webhook = webhookOf(config);
       return webhook ? [startWebhookSender(store, { ...webhook, log, outages })] : [];

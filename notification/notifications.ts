@@ -219,30 +219,33 @@ export async function listNotifications(
   });
 }
 
-/**
- * Whether {@linkcode notifyOrder} also writes a webhook delivery. Process-wide, as the handlers
- * that call it know nothing of webhooks: the notification service sets it at start when
- * `NOTIFY_WEBHOOK_URL` is set.
- */
-let deliverToWebhook = false;
+/** What the student is told, and about which order. */
+export interface Notice {
+  kind: NotificationKind;
+  order: OrderSummary;
+}
 
-/** Makes {@linkcode notifyOrder} write a pending webhook delivery with each notification (or not). */
-export function setWebhookDelivery(enabled: boolean): void {
-  deliverToWebhook = enabled;
+/** Options for {@linkcode notifyOrder} and {@linkcode notifyOrders}. */
+export interface NotifyOptions {
+  /**
+   * Also write each notification's pending webhook delivery: the service does when
+   * `NOTIFY_WEBHOOK_URL` is set. @default {false}
+   */
+  webhook?: boolean;
 }
 
 /**
- * Records the notification of `kind` about `order`, dated now, unless superseded (see
- * {@linkcode recordNotification}), and with a webhook configured its pending delivery, in the same
- * transaction: every notification recorded is delivered, whatever event caused it.
+ * Records the notification of `notice.kind` about `notice.order`, dated now, unless superseded
+ * (see {@linkcode recordNotification}), and with `options.webhook` its pending delivery, in the
+ * same transaction: every notification recorded is delivered, whatever event caused it.
  * @returns its message, to log once the transaction commits; undefined when nothing was recorded
  */
 export async function notifyOrder(
   tx: Tx,
-  kind: NotificationKind,
-  order: OrderSummary,
+  notice: Notice,
+  options: NotifyOptions = {},
 ): Promise<string | undefined> {
-  const [message] = await notifyOrders(tx, [{ kind, order }]);
+  const [message] = await notifyOrders(tx, [notice], options);
   return message;
 }
 
@@ -253,7 +256,8 @@ export async function notifyOrder(
  */
 export async function notifyOrders(
   tx: Tx,
-  notices: ReadonlyArray<{ kind: NotificationKind; order: OrderSummary }>,
+  notices: readonly Notice[],
+  options: NotifyOptions = {},
 ): Promise<Array<string | undefined>> {
   const createdAt = new Date().toISOString();
   const notifications = notices.map(({ kind, order }): Notification => ({
@@ -264,7 +268,7 @@ export async function notifyOrders(
     created_at: createdAt,
   }));
   const recorded = await recordNotifications(tx, notifications);
-  if (deliverToWebhook) {
+  if (options.webhook) {
     await enqueueDeliveries(tx, notifications.filter((_, index) => recorded[index]));
   }
   return notifications.map((notification, index) =>

@@ -8,7 +8,6 @@ import {
   NOTIFICATION_MIGRATIONS,
   notifyOrder,
   recordNotification,
-  setWebhookDelivery,
 } from "./notifications.ts";
 import {
   claimDeliveries,
@@ -132,15 +131,18 @@ Deno.test("notificationRoutes() with auth lists anyone's for an admin", async ()
 
 Deno.test("notificationRoutes() with a webhook shows each notification's delivery", async () => {
   await sqlite.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
-    setWebhookDelivery(true);
-    try {
-      await store.transaction(async (tx) => {
-        await notifyOrder(tx, "order_confirmed", { order_id: "o9", user_id: "u9" });
-        await notifyOrder(tx, "order_cancelled", { order_id: "o9", user_id: "u9" });
-      });
-    } finally {
-      setWebhookDelivery(false);
-    }
+    await store.transaction(async (tx) => {
+      await notifyOrder(
+        tx,
+        { kind: "order_confirmed", order: { order_id: "o9", user_id: "u9" } },
+        { webhook: true },
+      );
+      await notifyOrder(
+        tx,
+        { kind: "order_cancelled", order: { order_id: "o9", user_id: "u9" } },
+        { webhook: true },
+      );
+    });
     const [claimed] = await store.transaction((tx) =>
       claimDeliveries(tx, { limit: 1, now: Date.now(), leaseMs: 30_000 })
     );
@@ -174,16 +176,14 @@ function withDeliveries(
   options: NotificationRoutesOptions = {},
 ): Promise<void> {
   return sqlite.with("notification", NOTIFICATION_MIGRATIONS, async (store) => {
-    setWebhookDelivery(true);
-    try {
-      await store.transaction(async (tx) => {
-        for (const orderId of ["o1", "o2", "o3"]) {
-          await notifyOrder(tx, "order_confirmed", { order_id: orderId, user_id: "u1" });
-        }
-      });
-    } finally {
-      setWebhookDelivery(false);
-    }
+    await store.transaction(async (tx) => {
+      for (const orderId of ["o1", "o2", "o3"]) {
+        await notifyOrder(tx, {
+          kind: "order_confirmed",
+          order: { order_id: orderId, user_id: "u1" },
+        }, { webhook: true });
+      }
+    });
     const claim = () =>
       store.transaction((tx) =>
         claimDeliveries(tx, { limit: 10, now: Date.now(), leaseMs: 30_000 })

@@ -5,7 +5,7 @@ import { recordingLogger } from "../shared/testing/recording_logger.ts";
 import { watchOutages } from "../shared/outage.ts";
 import type { Store } from "../shared/store.ts";
 import { renderMetrics } from "../shared/metrics.ts";
-import { NOTIFICATION_MIGRATIONS, notifyOrder, setWebhookDelivery } from "./notifications.ts";
+import { NOTIFICATION_MIGRATIONS, notifyOrder } from "./notifications.ts";
 import { claimDeliveries } from "./webhook_deliveries.ts";
 import { startWebhookSender, type WebhookSenderOptions } from "./webhook_sender.ts";
 
@@ -52,16 +52,12 @@ function receiver(answer: (request: Received, nth: number) => Promise<number> | 
 }
 
 async function notify(store: Store, orderIds: string[]): Promise<void> {
-  setWebhookDelivery(true);
-  try {
-    await store.transaction(async (tx) => {
-      for (const id of orderIds) {
-        await notifyOrder(tx, "order_confirmed", { order_id: id, user_id: "u1" });
-      }
-    });
-  } finally {
-    setWebhookDelivery(false);
-  }
+  await store.transaction(async (tx) => {
+    for (const id of orderIds) {
+      const notice = { kind: "order_confirmed", order: { order_id: id, user_id: "u1" } } as const;
+      await notifyOrder(tx, notice, { webhook: true });
+    }
+  });
 }
 
 async function statuses(store: Store): Promise<Array<[string, string, number]>> {

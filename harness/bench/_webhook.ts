@@ -11,11 +11,7 @@ import { startWebhookReceiver, type WebhookReceiver } from "../lib/webhook_recei
 import { round } from "../lib/format.ts";
 import { openStore } from "../../shared/store.ts";
 import { newId } from "../../shared/ids.ts";
-import {
-  NOTIFICATION_MIGRATIONS,
-  notifyOrder,
-  setWebhookDelivery,
-} from "../../notification/notifications.ts";
+import { NOTIFICATION_MIGRATIONS, notifyOrder } from "../../notification/notifications.ts";
 
 /** What {@linkcode measureWebhook} found. */
 export interface WebhookResult {
@@ -38,17 +34,18 @@ export async function measureWebhook(
         const store = await openStore(stack.dataDir, "notification", {
           migrations: NOTIFICATION_MIGRATIONS,
         });
-        setWebhookDelivery(true);
         try {
           for (let start = 0; start < deliveries; start += 500) {
             await store.transaction(async (tx) => {
               for (let i = start; i < Math.min(deliveries, start + 500); i++) {
-                await notifyOrder(tx, "order_confirmed", { order_id: newId(), user_id: `u${i}` });
+                await notifyOrder(tx, {
+                  kind: "order_confirmed",
+                  order: { order_id: newId(), user_id: `u${i}` },
+                }, { webhook: true });
               }
             });
           }
         } finally {
-          setWebhookDelivery(false);
           await store.close();
         }
         await stack.start("notification");

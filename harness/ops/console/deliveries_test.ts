@@ -11,11 +11,7 @@ import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
 import { startWebhookReceiver } from "../../lib/webhook_receiver.ts";
 import { recordingLogger } from "../../../shared/testing/recording_logger.ts";
 import { openStore } from "../../../shared/store.ts";
-import {
-  NOTIFICATION_MIGRATIONS,
-  notifyOrder,
-  setWebhookDelivery,
-} from "../../../notification/notifications.ts";
+import { NOTIFICATION_MIGRATIONS, notifyOrder } from "../../../notification/notifications.ts";
 import { claimDeliveries, markAttemptFailed } from "../../../notification/webhook_deliveries.ts";
 import { startConsole } from "./console.ts";
 import { renderPanels } from "./panels.tsx";
@@ -29,11 +25,13 @@ async function writeFailedDeliveries(stack: Stack, count: number): Promise<strin
   const store = await openStore(stack.dataDir, "notification", {
     migrations: NOTIFICATION_MIGRATIONS,
   });
-  setWebhookDelivery(true);
   try {
     await store.transaction(async (tx) => {
       for (let i = 0; i < count; i++) {
-        await notifyOrder(tx, "order_confirmed", { order_id: `o${i}`, user_id: `u${i}` });
+        await notifyOrder(tx, {
+          kind: "order_confirmed",
+          order: { order_id: `o${i}`, user_id: `u${i}` },
+        }, { webhook: true });
       }
     });
     const claimed = await store.transaction((tx) =>
@@ -46,7 +44,6 @@ async function writeFailedDeliveries(stack: Stack, count: number): Promise<strin
     });
     return claimed.map((delivery) => delivery.webhook_id);
   } finally {
-    setWebhookDelivery(false);
     await store.close();
   }
 }
