@@ -19,6 +19,16 @@ interface ConsoleTestOptions {
   allowedHosts?: string[];
 }
 
+/**
+ * Waits for the console's broker connection, which counts only once the whole topology is
+ * declared: a minute, as declaring its quorum queues takes long on a busy broker.
+ */
+function brokerConnected(live: RunningConsole["live"]): Promise<true> {
+  return waitFor("the console's broker connection", () => live.snapshot().broker.connected, {
+    timeoutMs: 60_000,
+  });
+}
+
 /** Registers a test that runs `fn` against a console of its own, started with `options`. */
 function consoleTest(
   name: string,
@@ -146,7 +156,7 @@ consoleTest(
     await forged.body?.cancel();
     assert.match(await rawGet(url, "evil.example"), /^HTTP\/1\.1 403/);
     assert.match(await rawGet(url, "localhost"), /^HTTP\/1\.1 200/);
-    await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+    await brokerConnected(live);
     const own = await post(replay);
     assert.equal(own.status, 200);
     assert.match((await own.json()).message, /Replayed 0 message\(s\) from every DLQ/);
@@ -171,7 +181,7 @@ consoleTest(
   async ({ url, live }) => {
     const student = await harnessToken("s1");
     const admin = await harnessToken("ops", { role: "admin" });
-    await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+    await brokerConnected(live);
 
     const replay = new URL("/dead-letters/replay", url).href;
     const anonymous = await post(replay);
@@ -216,7 +226,7 @@ consoleTest(
   "console without authentication asks for no token and logs who asked without a sub, against the broker",
   async ({ url, live }) => {
     assert.doesNotMatch(await (await fetch(url)).text(), /id="token"/);
-    await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+    await brokerConnected(live);
     const own = await post(new URL("/dead-letters/replay", url).href);
     assert.equal(own.status, 200);
     await own.body?.cancel();
@@ -353,7 +363,7 @@ consoleTest(
     assert.deepEqual(actions, [`/orders/${good}/cancel`]);
     assert.match(html, /data-order-id="\.\.\/services\/inventory\/stop\?"/, "still listed");
 
-    await waitFor("the console's broker connection", () => live.snapshot().broker.connected);
+    await brokerConnected(live);
     for (
       const id of ["..%2Fservices%2Finventory%2Fstop%3F", "o1", `${good}x`, good.toLowerCase()]
     ) {
