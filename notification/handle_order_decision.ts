@@ -6,7 +6,7 @@
  * decision about it, so no student hears "confirmed" of an order that ended otherwise.
  * @module
  */
-import { type BatchHandler, orderEventFields } from "../shared/consumer.ts";
+import { type BatchHandler, firstOfEach, orderEventFields } from "../shared/consumer.ts";
 import { EventType } from "../shared/topology.ts";
 import type { OrderConfirmed, OrderRejected } from "../shared/events.ts";
 import type { Logger } from "../shared/log.ts";
@@ -32,10 +32,7 @@ export function handleOrderDecision(
     await lockNotifications(tx, batch.map(({ event }) => event.order_id));
     const kindOf = (event: OrderDecision) =>
       event.event_type === EventType.OrderConfirmed ? "order_confirmed" : "order_rejected";
-    const seen = new Set<string>();
-    const first = batch.filter(({ event }) =>
-      !seen.has(event.order_id) && seen.add(event.order_id)
-    );
+    const first = firstOfEach(batch, ({ event }) => event.order_id);
     const told = await notifyOrders(
       tx,
       first.map(({ event }) => ({ kind: kindOf(event), order: event })),

@@ -17,7 +17,12 @@
  * notification had not told yet, still reaches the student (docs/operations.md, Upgrading).
  * @module
  */
-import { type AfterCommit, type BatchHandler, orderEventFields } from "../shared/consumer.ts";
+import {
+  type AfterCommit,
+  type BatchHandler,
+  firstOfEach,
+  orderEventFields,
+} from "../shared/consumer.ts";
 import { EventType } from "../shared/topology.ts";
 import {
   type InventoryOutcome,
@@ -55,17 +60,11 @@ function decisionOf(event: InventoryOutcome): Decision | undefined {
 export function handleInventoryOutcome(log: Logger): BatchHandler<InventoryOutcome> {
   return async function decideOrders(tx, batch) {
     const decisions = batch.map(({ event }) => decisionOf(event));
-    const firstOfEachOrder = new Map<string, Decision>();
-    for (const [index, { event }] of batch.entries()) {
-      const decision = decisions[index];
-      if (decision && !firstOfEachOrder.has(event.order_id)) {
-        firstOfEachOrder.set(event.order_id, decision);
-      }
-    }
-    const decided = await changeStatuses(
-      tx,
-      [...firstOfEachOrder].map(([orderId, change]) => ({ orderId, change })),
-    );
+    const changes = batch.flatMap(({ event }, index) => {
+      const change = decisions[index];
+      return change ? [{ orderId: event.order_id, change }] : [];
+    });
+    const decided = await changeStatuses(tx, firstOfEach(changes, ({ orderId }) => orderId));
     const afterCommit: AfterCommit[] = [];
     for (const [index, { event, context }] of batch.entries()) {
       const fields = orderEventFields(event.order_id, event, context);

@@ -69,7 +69,10 @@ export interface MessageContext extends TraceContext {
   publish(event: Event): void;
 }
 
-/** What runs once a batch committed, for one of its events: a log line that must not claim what a rollback undid. */
+/**
+ * What runs once a batch committed, for one of its events: a log line that must not claim what a
+ * rollback undid.
+ */
 export type AfterCommit = (() => void) | void;
 
 /** A fresh event of a batch, and what its handler knows of its message. */
@@ -113,6 +116,21 @@ export function eachEvent<T>(
     for (const { event, context } of batch) afterCommit.push(await handle(tx, event, context));
     return afterCommit;
   };
+}
+
+/**
+ * The items of `items` whose key no earlier item has, in their order. A batch handler writes these
+ * in one statement and weighs the rest (a second event about the same order) alone afterwards, as
+ * a later batch would.
+ */
+export function firstOfEach<T>(items: readonly T[], keyOf: (item: T) => string): T[] {
+  const seen = new Set<string>();
+  return items.filter((item) => {
+    const key = keyOf(item);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /**

@@ -19,6 +19,7 @@ import type { Delivery, Settlement } from "./delivery.ts";
 import {
   eachEvent,
   type EventHandler,
+  firstOfEach,
   PoisonMessageError,
   RETRY_ATTEMPT_HEADER,
   startConsumer,
@@ -153,6 +154,12 @@ Deno.test("eachEvent() takes the batch's locks once, with all its events, then h
     after.forEach((then) => then?.());
   });
   assert.deepEqual(calls, ["lock a,b", "handle a", "handle b", "after a", "after b"]);
+});
+
+Deno.test("firstOfEach() keeps the first item of each key, in order", () => {
+  const events = ["o1", "o2", "o1", "o3", "o2"].map((order, at) => ({ order, at }));
+  assert.deepEqual(firstOfEach(events, ({ order }) => order).map(({ at }) => at), [0, 1, 3]);
+  assert.deepEqual(firstOfEach([], String), []);
 });
 
 Deno.test("startConsumer() handles a duplicate event_id once, in a batch and in a later one", async () => {
