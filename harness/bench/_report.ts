@@ -81,16 +81,21 @@ export interface BenchReport {
 }
 
 /**
- * What the system was built to do on a 2-core machine with every durability setting on: drain a
- * backlog at 0.7× the broker's own ceiling, 1,000 orders/s end to end, p99 POST → notification
- * under 50 ms at 200 orders/s, 60 MB of private memory per service under that load, and an idle
- * service within 10 MB of the resident memory of a bare Deno process with the same dependencies
- * (RSS itself includes the code of the Deno executable every service maps, so it is reported,
- * not judged).
+ * What the system is held to on a 2-core machine with every durability setting on: close to the
+ * broker's limit, as ratios of the ceilings measured in the same run (drain ≥ 0.85× the hop's on
+ * SQLite and 0.5× on PostgreSQL, end to end ≥ 0.6× the bare pipeline's, and on PostgreSQL ≥ 0.7×
+ * SQLite's end to end in the same run), 1,000 orders/s end to end, p99 POST → decision under 25 ms
+ * and POST → notification under 50 ms at 200 orders/s, 60 MB of private memory per service under
+ * that load, and an idle service within 10 MB of the resident memory of a bare Deno process with
+ * the same dependencies (RSS itself includes the code of the Deno executable every service maps,
+ * so it is reported, not judged).
  */
 export const TARGETS = {
-  drainRatio: 0.7,
+  drainRatio: { sqlite: 0.85, postgres: 0.5 } satisfies Record<StoreKind, number>,
   ordersPerSec: 1000,
+  endToEndRatio: 0.6,
+  postgresOfSqlite: 0.7,
+  decidedP99Ms: 25,
   notifiedP99Ms: 50,
   privateMb: 60,
   idleOverBareMb: 10,
@@ -103,27 +108,54 @@ export function checkTargets(
   const checks: TargetCheck[] = [];
   const primary = primaryRow(report);
   if (primary?.drainRatio !== undefined) {
+    const least = TARGETS.drainRatio[primary.store];
     checks.push({
       name: "backlog drain",
-      target: `≥ ${TARGETS.drainRatio}× ceiling`,
+      target: `≥ ${least}× ceiling`,
       measured: `${primary.drainRatio}× ceiling`,
-      met: primary.drainRatio >= TARGETS.drainRatio,
+      met: primary.drainRatio >= least,
     });
   }
   if (primary?.endToEnd) {
     checks.push({
       name: "end to end",
-      target: `≥ ${TARGETS.ordersPerSec} orders/s`,
-      measured: `${primary.endToEnd.ordersPerSec} orders/s`,
+      target: `≥ ${count(TARGETS.ordersPerSec)} orders/s`,
+      measured: `${count(primary.endToEnd.ordersPerSec)} orders/s`,
       met: primary.endToEnd.ordersPerSec >= TARGETS.ordersPerSec,
     });
   }
-  if (report.latency) {
+  if (primary?.store === "sqlite" && primary.endToEndRatio !== undefined) {
     checks.push({
-      name: `p99 POST → notification at ${report.latency.rate}/s`,
+      name: "end to end against the bare pipeline",
+      target: `≥ ${TARGETS.endToEndRatio}× e2e ceiling`,
+      measured: `${primary.endToEndRatio}× e2e ceiling`,
+      met: primary.endToEndRatio >= TARGETS.endToEndRatio,
+    });
+  }
+  const sqlite = report.scale.find((row) =>
+    row.broker === undefined && row.store === "sqlite" && row.instances === 1
+  );
+  if (primary?.store === "postgres" && primary.endToEnd && sqlite?.endToEnd) {
+    const share = round(primary.endToEnd.ordersPerSec / sqlite.endToEnd.ordersPerSec, 2);
+    checks.push({
+      name: "end to end against SQLite's",
+      target: `≥ ${TARGETS.postgresOfSqlite}× SQLite's`,
+      measured: `${share}× SQLite's`,
+      met: share >= TARGETS.postgresOfSqlite,
+    });
+  }
+  if (report.latency) {
+    const { rate, confirmed, notified } = report.latency;
+    checks.push({
+      name: `p99 POST → decision at ${rate}/s`,
+      target: `< ${TARGETS.decidedP99Ms} ms`,
+      measured: `${confirmed.p99} ms`,
+      met: confirmed.p99 < TARGETS.decidedP99Ms,
+    }, {
+      name: `p99 POST → notification at ${rate}/s`,
       target: `< ${TARGETS.notifiedP99Ms} ms`,
-      measured: `${report.latency.notified.p99} ms`,
-      met: report.latency.notified.p99 < TARGETS.notifiedP99Ms,
+      measured: `${notified.p99} ms`,
+      met: notified.p99 < TARGETS.notifiedP99Ms,
     });
   }
   for (const [service, mb] of Object.entries(report.peakPrivateMb)) {
@@ -288,12 +320,17 @@ function figureRows(report: BenchReport): string[][] {
       check?.target ?? "",
       verdict(check),
     ]);
+    for (const name of ["end to end against the bare pipeline", "end to end against SQLite's"]) {
+      const share = target(name);
+      if (share) rows.push([`  ${name}`, share.measured, share.target, verdict(share)]);
+    }
     rows.push(["  POST /order latency", spread(e2e.http, ["p50", "p99"]), "", ""]);
     rows.push(["  CPU (cores)", cores(e2e.cpuCores), "", ""]);
     rows.push(["  CPU per order (ms)", perOrder(e2e.cpuMsPerOrder), "", ""]);
   }
   if (latency) {
-    const check = report.targets.find((t) => t.name.startsWith("p99 POST → notification"));
+    const decided = target(`p99 POST → decision at ${latency.rate}/s`);
+    const check = target(`p99 POST → notification at ${latency.rate}/s`);
     rows.push([
       `steady rate: ${latency.rate}/s for ${latency.seconds} s (${
         count(latency.orders)
@@ -303,7 +340,12 @@ function figureRows(report: BenchReport): string[][] {
       "",
     ]);
     rows.push(["  POST /order latency", spread(latency.http, ["p50", "p95", "p99"]), "", ""]);
-    rows.push(["  POST → CONFIRMED", spread(latency.confirmed, ["p50", "p95", "p99"]), "", ""]);
+    rows.push([
+      "  POST → CONFIRMED",
+      spread(latency.confirmed, ["p50", "p95", "p99"]),
+      decided ? `p99 ${decided.target}` : "",
+      verdict(decided),
+    ]);
     rows.push([
       "  POST → notification",
       spread(latency.notified, ["p50", "p95", "p99"]),

@@ -15,7 +15,7 @@
  * 7. with `--curve`, the latency curve: the offered rate swept up to saturation (`_curve.ts`).
  *
  * Every run that places orders also reports the CPU one order cost each service and the broker.
- * It prints the figures beside the targets the system was built to meet (`TARGETS`), or one JSON
+ * It prints the figures beside the targets the system is held to (`TARGETS`), or one JSON
  * object with `--json`; `--report <file>` also writes them as a dated markdown section, the one
  * `docs/performance.md` shows. It is not a test: a slow machine gets slow figures, not a failure.
  * @module

@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { parseBenchArgs, runBench, SECTIONS } from "./bench.ts";
-import { type BenchReport, checkTargets, formatMarkdownReport, formatReport } from "./_report.ts";
+import {
+  type BenchReport,
+  checkTargets,
+  formatMarkdownReport,
+  formatReport,
+  type ScaleRow,
+} from "./_report.ts";
 import { INTEGRATION } from "../lib/stack.ts";
 
 Deno.test(
@@ -40,6 +46,10 @@ Deno.test(
     }
     assert.ok("inventory" in row.drain.cpuMsPerMessage, text);
     assert.match(text, /end to end: .* orders\/s = [\d.]+× e2e ceiling/);
+    assert.match(
+      text,
+      /end to end against the bare pipeline +[\d.]+× e2e ceiling +≥ 0.6× e2e ceiling/,
+    );
     assert.match(text, /CPU per order \(ms\) +harness [\d.]+ · order [\d.]+ · inventory/);
     const latency = report.latency!;
     assert.equal(latency.orders, 50);
@@ -67,7 +77,7 @@ Deno.test(
     for (const service of ["order", "inventory", "notification"] as const) {
       assert.ok(report.idle.servicesMb[service]! > report.idle.bareMb, `idle ${service}: ${text}`);
     }
-    assert.equal(report.targets.length, 9, text);
+    assert.equal(report.targets.length, 11, text);
     assert.ok(report.machine.cpus > 0 && report.machine.rabbitmq !== "", text);
     assert.doesNotThrow(() => JSON.parse(JSON.stringify(report)));
     const markdown = formatMarkdownReport(report, new Date(), { curveChart: "curve.svg" });
@@ -109,6 +119,47 @@ Deno.test("runBench() refuses several inventories on SQLite, or a bad retention,
     /several inventory instances need --store postgres/,
   );
   await assert.rejects(runBench({ retention: "soon" }), /retention must be a duration/);
+});
+
+Deno.test("checkTargets() judges drain and end to end against the ceilings, PostgreSQL against SQLite, and the decision's p99", () => {
+  const endToEnd = (
+    ordersPerSec: number,
+  ) => ({ ordersPerSec } as NonNullable<ScaleRow["endToEnd"]>);
+  const percentilesOf = (p99: number) => ({ p50: 1, p95: 1, p99 });
+  const latency = {
+    rate: 200,
+    confirmed: percentilesOf(24),
+    notified: percentilesOf(51),
+  } as NonNullable<BenchReport["latency"]>;
+  const scale: ScaleRow[] = [
+    {
+      store: "sqlite",
+      instances: 1,
+      drainRatio: 0.86,
+      endToEnd: endToEnd(1500),
+      endToEndRatio: 0.3,
+    },
+    { store: "postgres", instances: 1, drainRatio: 0.5, endToEnd: endToEnd(1000) },
+  ];
+  const judged = (store: "sqlite" | "postgres") =>
+    Object.fromEntries(
+      checkTargets({ primary: { store, instances: 1 }, scale, latency, peakPrivateMb: {} })
+        .map(({ name, measured, met }) => [name, `${measured}: ${met ? "met" : "not met"}`]),
+    );
+  assert.deepEqual(judged("sqlite"), {
+    "backlog drain": "0.86× ceiling: met",
+    "end to end": "1,500 orders/s: met",
+    "end to end against the bare pipeline": "0.3× e2e ceiling: not met",
+    "p99 POST → decision at 200/s": "24 ms: met",
+    "p99 POST → notification at 200/s": "51 ms: not met",
+  });
+  assert.deepEqual(judged("postgres"), {
+    "backlog drain": "0.5× ceiling: met",
+    "end to end": "1,000 orders/s: met",
+    "end to end against SQLite's": "0.67× SQLite's: not met",
+    "p99 POST → decision at 200/s": "24 ms: met",
+    "p99 POST → notification at 200/s": "51 ms: not met",
+  });
 });
 
 Deno.test("formatMarkdownReport() writes a dated section with the machine, the command and a padded table", () => {
