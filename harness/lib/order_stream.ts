@@ -44,7 +44,8 @@ export interface StreamOptions {
  * Posts `rate` orders a second for `seconds`, open loop: a slow or dead order service does not slow
  * the stream down. Each order buys a burger, and every third one a cookie too. A client that gets
  * no answer sends its order again with its `Idempotency-Key`, which must not make it twice.
- * Resolves once every order was answered or given up on.
+ * Resolves once every order was answered or given up on; rejects then with the first error of
+ * an order, if one failed otherwise.
  */
 export async function streamOrders(
   stack: Stack,
@@ -54,7 +55,9 @@ export async function streamOrders(
   const { seconds = Infinity, rate, label, signal } = options;
   const total = Math.round(seconds * rate);
   const began = performance.now();
-  const inFlight: Promise<void>[] = [];
+  // Only the orders not answered yet: a two-hour soak sends a million.
+  const inFlight = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
   for (let i = 0; i < total && !signal?.aborted; i++) {
     await sleep(began + (i * 1000) / rate - performance.now());
     const cookies = i % 3 === 0 ? 1 : 0;
@@ -63,14 +66,16 @@ export async function streamOrders(
       ...(cookies ? [{ sku: "cookie", qty: cookies }] : []),
     ];
     const sentAtMs = Date.now();
-    inFlight.push((async () => {
+    const order: Promise<void> = (async () => {
       const placed = await placeUntilAnswered(
         () => stack.services.order?.url,
         { user_id: `${label}-${i}`, items },
         { key: `${label}-${i}-${crypto.randomUUID()}`, deadlineMs: ANSWER_DEADLINE_MS },
       );
       onResult({ ...placed, cookies, sentAtMs });
-    })());
+    })().catch((error) => void (failure ??= { error })).finally(() => inFlight.delete(order));
+    inFlight.add(order);
   }
   await Promise.all(inFlight);
+  if (failure) throw failure.error;
 }
