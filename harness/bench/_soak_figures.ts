@@ -4,7 +4,7 @@
  * the soak's targets, the table and the chart.
  * @module
  */
-import { type ChartPoint, escapeXml, renderSvgChart } from "../lib/chart.ts";
+import { type ChartPoint, openChart, renderSvgChart } from "../lib/chart.ts";
 import { type ServiceName, SERVICES } from "../lib/service_process.ts";
 
 /** What one service looked like at a sample. */
@@ -394,14 +394,7 @@ export function renderSoakChart(samples: readonly SoakSample[], title: string): 
   ]);
   const top = 40;
   const total = { width: width * 3, height: top + height * panels.length };
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${total.width}" height="${total.height}" ` +
-    `viewBox="0 0 ${total.width} ${total.height}" font-family="sans-serif">`,
-    `<rect width="${total.width}" height="${total.height}" fill="white"/>`,
-    `<text x="${total.width / 2}" y="26" text-anchor="middle" font-size="17">${
-      escapeXml(title)
-    }</text>`,
-  ];
+  const parts = openChart({ ...total, title });
   panels.forEach((row, r) =>
     row.forEach((svg, c) =>
       parts.push(`<g transform="translate(${c * width} ${top + r * height})">${svg}</g>`)
