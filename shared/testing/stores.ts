@@ -99,10 +99,13 @@ async function postgresAnswers(): Promise<string | undefined> {
 
 let reachability: Promise<string | undefined> | undefined;
 
+/** Set in the environment once the skip was said: every test file has a module of its own. */
+const SKIP_SAID = "CAMPUS_FOOD_POSTGRES_SKIP_SAID";
+
 /**
- * Why tests that need PostgreSQL are skipped: it did not answer at `TEST_DATABASE_URL`, said once
- * in a line on the first call. Under CI they never are (undefined): there they run, and fail if it
- * is down.
+ * Why tests that need PostgreSQL are skipped: it did not answer at `TEST_DATABASE_URL`, said in a
+ * line once per `deno test` run. Under CI they never are (undefined): there they run, and fail if
+ * it is down.
  */
 export function postgresUnavailable(): Promise<string | undefined> {
   return reachability ??= (async () => {
@@ -110,9 +113,12 @@ export function postgresUnavailable(): Promise<string | undefined> {
     const unreachable = await postgresAnswers();
     if (!unreachable) return undefined;
     const why = `PostgreSQL at ${new URL(DATABASE_URL).host} does not answer (${unreachable})`;
-    console.log(
-      `store tests: ${why}; its variants are skipped (set TEST_DATABASE_URL, or start PostgreSQL)`,
-    );
+    if (!Deno.env.get(SKIP_SAID)) {
+      Deno.env.set(SKIP_SAID, "1");
+      console.log(
+        `store tests: ${why}; its variants are skipped (set TEST_DATABASE_URL, or start PostgreSQL)`,
+      );
+    }
     return why;
   })();
 }
