@@ -86,7 +86,7 @@ export async function measureCurve(
             stack.services.order!,
             ...bench.inventories(),
             stack.services.notification!,
-          ]);
+          ], { databaseUrl: bench.databaseUrl });
           const sent = await sendOpenLoop(orderUrl, { rate, count, first });
           first += count;
           const complete = await drained(sent, outcomes);

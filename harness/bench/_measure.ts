@@ -79,7 +79,7 @@ export async function measureDrain(
     log(`drain: ${messages} OrderPlaced waiting; starting ${config.instances} inventory`);
     const spawned = performance.now();
     const inventories = await bench.startInventories();
-    const stopCpuMeter = await startCpuMeter(inventories);
+    const stopCpuMeter = await startCpuMeter(inventories, { databaseUrl: bench.databaseUrl });
     const listening = performance.now();
     const urls = inventories.map((service) => service.url);
     const sum = async (name: string, labels: Record<string, string>) =>
@@ -194,7 +194,7 @@ export async function measureEndToEnd(
         stack.services.order!,
         ...bench.inventories(),
         stack.services.notification!,
-      ]);
+      ], { databaseUrl: bench.databaseUrl });
       const began = performance.now();
       const { latenciesMs } = await postOrders(stack.url("order"), orders, {
         concurrency,
@@ -301,7 +301,7 @@ export async function measureLatency(
         stack.services.order!,
         ...bench.inventories(),
         stack.services.notification!,
-      ]);
+      ], { databaseUrl: bench.databaseUrl });
       const sent = await sendOpenLoop(orderUrl, { rate, count: total, first: WARM_UP_ORDERS });
       if (sent.refused > 0) throw new Error(sent.refusal);
       const { sentAtMs } = sent;

@@ -16,7 +16,14 @@ import { MENU, menuStock, stockEnv } from "../lib/menu.ts";
 import type { RunningService, ServiceName } from "../lib/service_process.ts";
 import { type Stack, withStack } from "../lib/stack.ts";
 import { createDatabase } from "../../shared/testing/stores.ts";
-import { brokerPid, cpuSeconds, peakRssMb, privateRssMb } from "./_stats.ts";
+import {
+  brokerPid,
+  cpuSeconds,
+  peakRssMb,
+  postgresPid,
+  privateRssMb,
+  serverCpuSeconds,
+} from "./_stats.ts";
 import type { OutgoingMessage } from "../../shared/broker.ts";
 import { orderPlaced } from "../../shared/events.ts";
 import { newId } from "../../shared/ids.ts";
@@ -193,12 +200,22 @@ export interface CpuUse {
   seconds: Record<string, number>;
 }
 
+/** Options for {@linkcode startCpuMeter}. */
+export interface CpuMeterOptions {
+  /**
+   * The stack's PostgreSQL database: its server's CPU is measured too, as `database`, when it runs
+   * on this machine. It is the whole server's, other databases' work included. @default {none}
+   */
+  databaseUrl?: string;
+}
+
 /**
- * Starts measuring the CPU of `services`, the broker (when it runs on this machine) and this
- * process; the function returned ends the window.
+ * Starts measuring the CPU of `services`, the broker and the database server (when they run on
+ * this machine) and this process; the function returned ends the window.
  */
 export async function startCpuMeter(
   services: RunningService[],
+  options: CpuMeterOptions = {},
 ): Promise<() => Promise<CpuUse>> {
   const pids: Record<string, number> = { harness: Deno.pid };
   const seen = new Map<string, number>();
@@ -209,10 +226,18 @@ export async function startCpuMeter(
   }
   const broker = await brokerPid();
   if (broker !== undefined) pids.broker = broker;
-  const before = await cpuSeconds(pids);
+  const server = options.databaseUrl === undefined
+    ? undefined
+    : await postgresPid(options.databaseUrl);
+  const read = async () => {
+    const seconds = await cpuSeconds(pids);
+    const database = server === undefined ? undefined : await serverCpuSeconds(server);
+    return database === undefined ? seconds : { ...seconds, database };
+  };
+  const before = await read();
   const began = performance.now();
   return async function stopCpuMeter() {
-    const after = await cpuSeconds(pids);
+    const after = await read();
     const wallSeconds = (performance.now() - began) / 1000;
     const names = Object.keys(after).filter((name) => name in before);
     const seconds = Object.fromEntries(

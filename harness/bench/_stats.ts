@@ -95,17 +95,47 @@ export function loadAverage(): number {
 export async function cpuSeconds(pids: Record<string, number>): Promise<Record<string, number>> {
   const result: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) {
-    try {
-      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-      // The command may hold spaces and parentheses: the fields start after the last ")".
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 per second).
-      result[name] = (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // Gone, or no /proc.
-    }
+    const fields = await statFields(pid);
+    // utime and stime, fields 14 and 15 of the line, in clock ticks (100 per second).
+    if (fields) result[name] = (Number(fields[11]) + Number(fields[12])) / 100;
   }
   return result;
+}
+
+/**
+ * CPU seconds used so far by a server of many processes, such as PostgreSQL's (a process per
+ * connection): the root's own, its live children's, and its ended children's, which the kernel adds
+ * to the root's `cutime` and `cstime` once it reaps them. A difference of two reads is what the
+ * server used between them, whatever came and went. Undefined when the root is gone.
+ */
+export async function serverCpuSeconds(root: number): Promise<number | undefined> {
+  for (let attempt = 1;; attempt++) {
+    const first = await statFields(root);
+    if (!first) return undefined;
+    // utime, stime, cutime and cstime: fields 14 to 17 of the line.
+    let ticks = first.slice(11, 15).reduce((sum, field) => sum + Number(field), 0);
+    for await (const entry of Deno.readDir("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      const child = await statFields(Number(entry.name));
+      // ppid, field 4 of the line.
+      if (child && Number(child[1]) === root) ticks += Number(child[11]) + Number(child[12]);
+    }
+    // A child reaped during the scan may have been missed: its time moved into cutime meanwhile.
+    const last = await statFields(root);
+    if (!last) return undefined;
+    if ((last[13] === first[13] && last[14] === first[14]) || attempt === 5) return ticks / 100;
+  }
+}
+
+/** The fields of `/proc/<pid>/stat` after the command, from the state on; undefined when gone. */
+async function statFields(pid: number): Promise<string[] | undefined> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // The command may hold spaces and parentheses: the fields start after the last ")".
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined; // gone, or no /proc
+  }
 }
 
 /**
@@ -114,23 +144,48 @@ export async function cpuSeconds(pids: Record<string, number>): Promise<Record<s
  * (private nodes of other tests) and none listens on the port, undefined rather than the wrong one.
  */
 export async function brokerPid(): Promise<number | undefined> {
+  const vms = await processesNamed("beam.smp");
+  if (vms.length <= 1) return vms[0];
+  return await listenerAmong(vms, amqpPort(brokerAddress().amqpUrl));
+}
+
+/**
+ * The process id of the PostgreSQL server at `databaseUrl` when it runs on this machine: the
+ * `postgres` process that listens on its port (its connections' processes do not).
+ */
+export async function postgresPid(databaseUrl: string): Promise<number | undefined> {
+  const url = new URL(databaseUrl);
+  if (!["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) return undefined;
+  return await listenerAmong(await processesNamed("postgres"), Number(url.port || 5432));
+}
+
+/** The processes whose command (`/proc/<pid>/comm`) is `name`. */
+async function processesNamed(name: string): Promise<number[]> {
+  const pids: number[] = [];
   try {
-    const vms: number[] = [];
     for await (const entry of Deno.readDir("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
       const comm = await Deno.readTextFile(`/proc/${entry.name}/comm`).catch(() => "");
-      if (comm.trim() === "beam.smp") vms.push(Number(entry.name));
+      if (comm.trim() === name) pids.push(Number(entry.name));
     }
-    if (vms.length <= 1) return vms[0];
-    const sockets = await listeningSockets(amqpPort(brokerAddress().amqpUrl));
-    for (const pid of vms) {
+  } catch {
+    // No /proc.
+  }
+  return pids;
+}
+
+/** Which of `pids` listens on TCP `port`, if one does and its descriptors can be read. */
+async function listenerAmong(pids: number[], port: number): Promise<number | undefined> {
+  const sockets = await listeningSockets(port);
+  for (const pid of pids) {
+    try {
       for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
         const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "");
         if (sockets.has(target)) return pid;
       }
+    } catch {
+      // Gone, or not allowed to read another user's descriptors.
     }
-  } catch {
-    // No /proc, or not allowed to read another user's descriptors.
   }
   return undefined;
 }
