@@ -80,12 +80,18 @@ export function connectBrokerTools(
     let lastError: unknown;
     for (const url of nodes) {
       try {
-        const connection = await amqp.connect(url, {
+        const connecting = amqp.connect(url, {
           clientProperties: { connection_name: connectionName },
           timeout: timeoutMs,
           ...(tls.ca ? { ca: [tls.ca] } : {}),
           ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
         });
+        // The socket's timeout does not cover a broker that accepts and then never answers.
+        const connection = await openedWithin(
+          connecting,
+          timeoutMs,
+          `the broker at ${redact(url)}`,
+        );
         connection.on("error", () => {});
         connection.once("close", () => opening = undefined);
         return connection;
@@ -103,16 +109,22 @@ export function connectBrokerTools(
     if (closed) throw new Error("Cannot use the broker tools as they are closed");
     opening ??= open();
     opening.catch(() => opening = undefined);
-    const created = await (await opening).createChannel();
+    const creating = (await opening).createChannel();
+    const created = await openedWithin(creating, timeoutMs, "the broker to open a channel");
     created.on("error", () => {});
     return created;
+  }
+
+  /** Messages ready in `queue`, as `checking` sees them. */
+  async function readyIn(checking: Channel, queue: string): Promise<number> {
+    const what = `the broker to check ${queue}`;
+    return (await within(checking.checkQueue(queue), timeoutMs, what)).messageCount;
   }
 
   async function queueDepth(queue: string): Promise<number> {
     const checking = await channel();
     try {
-      return (await within(checking.checkQueue(queue), timeoutMs, `the broker to check ${queue}`))
-        .messageCount;
+      return await readyIn(checking, queue);
     } finally {
       await checking.close().catch(() => {});
     }
@@ -123,17 +135,24 @@ export function connectBrokerTools(
     queueDepth,
     async tap(routingKeys) {
       const tapping = await channel();
-      const { queue } = await tapping.assertQueue("", { exclusive: true, autoDelete: true });
-      for (const key of routingKeys) await tapping.bindQueue(queue, EXCHANGE, key);
       const messages: Delivery[] = [];
-      await tapping.consume(queue, (message) => {
-        if (message) messages.push(toDelivery(message));
-      }, { noAck: true });
+      const setUp = async () => {
+        const { queue } = await tapping.assertQueue("", { exclusive: true, autoDelete: true });
+        for (const key of routingKeys) await tapping.bindQueue(queue, EXCHANGE, key);
+        await tapping.consume(queue, (message) => {
+          if (message) messages.push(toDelivery(message));
+        }, { noAck: true });
+      };
+      // A caller polling on a timer (the console) must not wait for ever on a broker that stalls.
+      await within(setUp(), timeoutMs, "the broker to open a tap").catch(async (error) => {
+        await tapping.close().catch(() => {});
+        throw error;
+      });
       return { messages, close: () => tapping.close().catch(() => {}) };
     },
     async browse(queue, limit) {
       const browsing = await channel();
-      const expected = Math.min(limit, (await browsing.checkQueue(queue)).messageCount);
+      const expected = Math.min(limit, await readyIn(browsing, queue));
       const held = new Map<Delivery, ConsumeMessage>();
       await browsing.prefetch(Math.max(1, expected));
       let received: () => void;
@@ -147,7 +166,7 @@ export function connectBrokerTools(
         await Promise.race([all, sleep(5000)]);
       }
       const messages = [...held.keys()];
-      const before = (await browsing.checkQueue(queue)).messageCount + messages.length;
+      const before = await readyIn(browsing, queue) + messages.length;
       let acked = 0;
       return {
         messages,
@@ -174,4 +193,21 @@ export function connectBrokerTools(
       await connection?.close().catch(() => {});
     },
   };
+}
+
+/**
+ * Resolves as `opening` does, or rejects after `ms` milliseconds naming `what`; what opens after
+ * that is closed at once rather than left open with no one to close it.
+ */
+async function openedWithin<T extends { close(): Promise<void> }>(
+  opening: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  try {
+    return await within(opening, ms, what);
+  } catch (error) {
+    opening.then((late) => late.close(), () => {}).catch(() => {});
+    throw error;
+  }
 }

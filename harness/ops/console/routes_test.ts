@@ -23,10 +23,13 @@ interface ConsoleTestOptions {
  * Waits for the console's broker connection, which counts only once the whole topology is
  * declared: a minute, as declaring its quorum queues takes long on a busy broker.
  */
-function brokerConnected(live: RunningConsole["live"]): Promise<true> {
-  return waitFor("the console's broker connection", () => live.snapshot().broker.connected, {
-    timeoutMs: 60_000,
-  });
+async function brokerConnected(live: RunningConsole["live"]): Promise<void> {
+  await waitFor("the console's broker connection", () => {
+    const { at, broker, problems } = live.snapshot();
+    // What a failure shows: whether the broker refused, or the readings stopped coming.
+    if (broker.connected) return true;
+    throw new Error(JSON.stringify({ reading_age_ms: Date.now() - at, ...broker, problems }));
+  }, { timeoutMs: 60_000 });
 }
 
 /** Registers a test that runs `fn` against a console of its own, started with `options`. */
@@ -363,7 +366,6 @@ consoleTest(
     assert.deepEqual(actions, [`/orders/${good}/cancel`]);
     assert.match(html, /data-order-id="\.\.\/services\/inventory\/stop\?"/, "still listed");
 
-    await brokerConnected(live);
     for (
       const id of ["..%2Fservices%2Finventory%2Fstop%3F", "o1", `${good}x`, good.toLowerCase()]
     ) {
