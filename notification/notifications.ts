@@ -119,16 +119,19 @@ export async function recordNotifications(
   notifications: Notification[],
 ): Promise<boolean[]> {
   if (notifications.length === 0) return [];
-  // SQLite needs a WHERE in INSERT … SELECT before ON CONFLICT, which the NOT EXISTS provides.
+  // SQLite needs a WHERE in INSERT … SELECT before ON CONFLICT, which the check provides. It is a
+  // subquery with a LIMIT, not a NOT EXISTS: PostgreSQL turns NOT EXISTS into a join, and the
+  // plan it caches for a prepared statement while the table is small hashes the whole table,
+  // at every batch, however large it grew. A LIMIT keeps it a lookup by order id.
   const rows = await tx.all<{ order_id: string; kind: string }>(
     `WITH v (order_id, user_id, kind, message, created_at) AS (
        VALUES ${notifications.map(() => "(?, ?, ?, ?, ?)").join(", ")}
      )
      INSERT INTO notifications (order_id, user_id, kind, message, created_at)
      SELECT order_id, user_id, kind, message, created_at FROM v
-     WHERE NOT EXISTS (
-       SELECT 1 FROM notifications n WHERE n.order_id = v.order_id AND (${SUPERSEDED})
-     )
+     WHERE (
+       SELECT 1 FROM notifications n WHERE n.order_id = v.order_id AND (${SUPERSEDED}) LIMIT 1
+     ) IS NULL
      ON CONFLICT DO NOTHING RETURNING order_id, kind`,
     ...notifications.flatMap((n) => [n.order_id, n.user_id, n.kind, n.message, n.created_at]),
   );
