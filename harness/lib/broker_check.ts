@@ -203,3 +203,22 @@ export async function deadLetteringProblem(
   );
   return await quorumQueueProblem();
 }
+
+/** When the machine's broker last showed it could dead-letter, in milliseconds since the epoch. */
+let deadLetteringCheckedAt = 0;
+
+/**
+ * Checks, at most every 15 s, that the machine's broker can still declare the project's quorum
+ * queues: on RabbitMQ 3.10 test vhosts coming and going can cost it its dead-letter supervisor,
+ * which is then started again rather than failing every test after it. For whatever makes a vhost
+ * of its own on that broker and declares the topology there: `what` names it in the error.
+ * @throws {Error} when the broker still cannot declare one
+ */
+export async function keepDeadLettering(what: string): Promise<void> {
+  if (Date.now() - deadLetteringCheckedAt < 15_000) return;
+  deadLetteringCheckedAt = Date.now();
+  const problem = await deadLetteringProblem((line) => console.log(`harness: ${line}`));
+  if (problem) {
+    throw new Error(`Cannot start ${what} as the broker cannot declare a quorum queue: ${problem}`);
+  }
+}

@@ -15,7 +15,7 @@ import { waitFor } from "./async.ts";
 import { type BrokerAddress, brokerAddress } from "./broker_address.ts";
 import { type BrokerTools, connectBrokerTools } from "../ops/broker_tools.ts";
 import { cleanUpOnInterrupt } from "./interrupt.ts";
-import { deadLetteringProblem } from "./broker_check.ts";
+import { keepDeadLettering } from "./broker_check.ts";
 import {
   createVhost,
   type ManagementApi,
@@ -124,27 +124,10 @@ export interface Stack {
   close(): Promise<void>;
 }
 
-/** When the machine's broker last showed it could dead-letter, in milliseconds since the epoch. */
-let deadLetteringCheckedAt = 0;
-
-/**
- * Checks, at most every 15 s, that the machine's broker can still declare the project's quorum
- * queues: on RabbitMQ 3.10 test vhosts coming and going can cost it its dead-letter supervisor,
- * which is then started again rather than failing every test after it.
- */
-async function keepDeadLettering(): Promise<void> {
-  if (Date.now() - deadLetteringCheckedAt < 15_000) return;
-  deadLetteringCheckedAt = Date.now();
-  const problem = await deadLetteringProblem((line) => console.log(`stack: ${line}`));
-  if (problem) {
-    throw new Error(`Cannot start a stack as the broker cannot declare a quorum queue: ${problem}`);
-  }
-}
-
 /** Starts an isolated stack; always `close()` it, also on failure. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const { secure = HARNESS_SECURE } = options;
-  if (!options.broker) await keepDeadLettering();
+  if (!options.broker) await keepDeadLettering("a stack");
   const vhost = await createVhost(options.broker);
   const dataDir = await Deno.makeTempDir({ prefix: "campus-food-" });
   const services: Stack["services"] = {};

@@ -19,6 +19,7 @@ import { SERVICES, startService } from "../lib/service_process.ts";
 import { INTEGRATION, stackTest, withStack } from "../lib/stack.ts";
 import { startTcpProxy, viaProxy, withTcpProxy } from "../lib/tcp_proxy.ts";
 import { createVhost, managementApi } from "../ops/management_api.ts";
+import { keepDeadLettering } from "../lib/broker_check.ts";
 import { connectBroker } from "../../shared/broker.ts";
 import { recordingLogger } from "../../shared/testing/recording_logger.ts";
 import { Queue } from "../../shared/topology.ts";
@@ -214,6 +215,7 @@ Deno.test(
   "a consumer counts as unattached until it subscribes, and again from a lost connection until it subscribes anew, against the broker",
   INTEGRATION,
   async () => {
+    await keepDeadLettering("a test vhost");
     const vhost = await createVhost();
     const proxy = startTcpProxy(brokerTarget());
     const { log } = recordingLogger();

@@ -10,6 +10,7 @@ import { brokerTarget } from "../lib/broker_address.ts";
 import { deadLetterDepths } from "../lib/broker_probes.ts";
 import { getJson, orderStatus, postOrder, request, waitReady } from "../lib/http_probes.ts";
 import { createVhost } from "../ops/management_api.ts";
+import { keepDeadLettering } from "../lib/broker_check.ts";
 import { type ServiceName, SERVICES } from "../lib/service_process.ts";
 import { INTEGRATION, type Stack, withStack } from "../lib/stack.ts";
 import { ON_POSTGRES } from "../lib/on_postgres.ts";
@@ -251,6 +252,7 @@ async function withConsumer(
   options: { wrap: (real: Store) => Store; proxy?: TcpProxy },
   fn: (rig: ConsumerRig) => Promise<void>,
 ): Promise<void> {
+  await keepDeadLettering("a test vhost");
   const vhost = await createVhost();
   const dir = await Deno.makeTempDir({ prefix: "outage_consumer_test_" });
   const { log, lines } = recordingLogger();

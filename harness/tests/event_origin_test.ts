@@ -16,6 +16,7 @@ import { harnessToken } from "../lib/secure_mode.ts";
 import { INTEGRATION, type Stack, stackTest } from "../lib/stack.ts";
 import { type BrokerUser, setUpBroker } from "../ops/broker_definitions.ts";
 import { createVhost, managementApi } from "../ops/management_api.ts";
+import { keepDeadLettering } from "../lib/broker_check.ts";
 import { listDeadLetters, replayDeadLetters } from "../ops/dlq.ts";
 import { type Event, inventoryOutcome, orderConfirmed } from "../../shared/events.ts";
 import { brokerUserOf, OPERATOR, UNTRUSTED_PUBLISHER } from "../../shared/origin.ts";
@@ -196,6 +197,7 @@ Deno.test(
   INTEGRATION,
   async () => {
     const api = managementApi();
+    await keepDeadLettering("a test vhost");
     const vhost = await createVhost();
     const users = Object.fromEntries(
       SERVICES.map((name) => [name, {

@@ -8,6 +8,7 @@ import amqp from "amqplib";
 import { waitFor } from "../lib/async.ts";
 import { ACCESS_REFUSED, attempt, publishTo } from "../lib/broker_attempt.ts";
 import { createVhost, managementApi, type Vhost } from "../ops/management_api.ts";
+import { keepDeadLettering } from "../lib/broker_check.ts";
 import {
   type RunningService,
   type ServiceName,
@@ -35,6 +36,7 @@ async function withSetUpVhost(
   fn: (vhost: Vhost, users: Record<ServiceName, BrokerUser>) => Promise<void>,
 ): Promise<void> {
   const api = managementApi();
+  await keepDeadLettering("a test vhost");
   const vhost = await createVhost();
   const users = Object.fromEntries(
     SERVICES.map((

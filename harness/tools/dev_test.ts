@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { stripVTControlCharacters } from "node:util";
 import { waitFor } from "../lib/async.ts";
 import { createVhost } from "../ops/management_api.ts";
+import { keepDeadLettering } from "../lib/broker_check.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -14,6 +15,7 @@ Deno.test(
   "deno task dev runs the console, which stops and starts a service, against the broker",
   integration,
   async () => {
+    await keepDeadLettering("deno task dev");
     const vhost = await createVhost();
     const dataDir = await Deno.makeTempDir({ prefix: "campus-food-dev-" });
     const dev = new Deno.Command(Deno.execPath(), {

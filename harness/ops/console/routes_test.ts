@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { waitFor } from "../../lib/async.ts";
 import { createVhost } from "../management_api.ts";
 import { INTEGRATION } from "../../lib/stack.ts";
+import { keepDeadLettering } from "../../lib/broker_check.ts";
 import { HARNESS_JWT_SECRET, harnessToken } from "../../lib/secure_mode.ts";
 import type { AuthConfig } from "../../../shared/auth.ts";
 import { recordingLogger } from "../../../shared/testing/recording_logger.ts";
@@ -45,6 +46,7 @@ async function withConsole(
   fn: (console_: RunningConsole) => Promise<void>,
   options: ConsoleTestOptions,
 ): Promise<void> {
+  await keepDeadLettering("a console");
   const vhost = await createVhost();
   const console_ = await startConsole({
     auth: options.auth,
@@ -56,10 +58,15 @@ async function withConsole(
     services: { url: () => undefined },
     log: recordingLogger().log,
     port: 0,
+    // Readings come often, so that a test sees the broker connection soon after it is up.
+    pollIntervalMs: 200,
   });
   try {
     await fn(console_);
   } finally {
+    // Quorum queues deleted while they start are what costs RabbitMQ 3.10 its dead-letter
+    // supervisor: the vhost goes only once the console has declared them all.
+    await brokerConnected(console_.live).catch(() => {});
     await console_.close();
     await vhost.delete();
   }
