@@ -8,7 +8,7 @@
 import amqp from "amqplib";
 import type { ConsumerChannel } from "./broker_consumer.ts";
 import type { PublisherChannel } from "./broker_publisher.ts";
-import { withDeadline } from "./broker_deadline.ts";
+import { openedWithDeadline, withDeadline } from "./broker_deadline.ts";
 import { backoffDelayMs, failureStreak } from "./backoff.ts";
 import {
   ensureTopology,
@@ -263,11 +263,7 @@ export class BrokerConnection<S> {
       ...(tls.ca ? { ca: [tls.ca] } : {}),
       ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
     });
-    const connection = await withDeadline(connecting, replyTimeoutMs, "open a connection")
-      .catch((error) => {
-        connecting.then((late) => late.close(), () => {}).catch(() => {});
-        throw error;
-      });
+    const connection = await openedWithDeadline(connecting, replyTimeoutMs, "open a connection");
     const link = new Link(connection, { node: nodeOf(url), log });
     const setUp = async (): Promise<void> => {
       const opened = await hooks.open(link);

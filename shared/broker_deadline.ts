@@ -25,3 +25,21 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): 
   });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Resolves as `opening` (a connection or a channel being opened) does, or rejects as
+ * {@linkcode withDeadline} does; what opens after the deadline is closed at once rather than left
+ * open with no one to close it.
+ */
+export async function openedWithDeadline<T extends { close(): Promise<void> }>(
+  opening: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  try {
+    return await withDeadline(opening, ms, what);
+  } catch (error) {
+    opening.then((late) => late.close(), () => {}).catch(() => {});
+    throw error;
+  }
+}

@@ -12,6 +12,7 @@ import type { Delivery } from "../../shared/delivery.ts";
 // The broker module's own mapping of an AMQP message to a Delivery, so that a tap or a browse hands
 // out exactly what a consumer would see (and what `Broker.forward()` takes to replay it).
 import { toDelivery } from "../../shared/broker.ts";
+import { openedWithDeadline } from "../../shared/broker_deadline.ts";
 import { EXCHANGE } from "../../shared/topology.ts";
 import { sleep, within } from "../lib/async.ts";
 import { redact } from "../../shared/redact.ts";
@@ -87,11 +88,7 @@ export function connectBrokerTools(
           ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
         });
         // The socket's timeout does not cover a broker that accepts and then never answers.
-        const connection = await openedWithin(
-          connecting,
-          timeoutMs,
-          `the broker at ${redact(url)}`,
-        );
+        const connection = await openedWithDeadline(connecting, timeoutMs, "open a connection");
         connection.on("error", () => {});
         connection.once("close", () => opening = undefined);
         return connection;
@@ -110,7 +107,7 @@ export function connectBrokerTools(
     opening ??= open();
     opening.catch(() => opening = undefined);
     const creating = (await opening).createChannel();
-    const created = await openedWithin(creating, timeoutMs, "the broker to open a channel");
+    const created = await openedWithDeadline(creating, timeoutMs, "open a channel");
     created.on("error", () => {});
     return created;
   }
@@ -193,21 +190,4 @@ export function connectBrokerTools(
       await connection?.close().catch(() => {});
     },
   };
-}
-
-/**
- * Resolves as `opening` does, or rejects after `ms` milliseconds naming `what`; what opens after
- * that is closed at once rather than left open with no one to close it.
- */
-async function openedWithin<T extends { close(): Promise<void> }>(
-  opening: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  try {
-    return await within(opening, ms, what);
-  } catch (error) {
-    opening.then((late) => late.close(), () => {}).catch(() => {});
-    throw error;
-  }
 }

@@ -50,7 +50,7 @@ Deno.test(
         assert.equal(await tools.queueDepth("amq.rabbitmq.reply-to").catch(() => 0), 0);
         proxy.freeze();
         const started = Date.now();
-        await assert.rejects(tools.tap(["#"]), /Timed out after 500 ms/);
+        await assert.rejects(tools.tap(["#"]), /within 500 ms/);
         // One deadline, not the two minutes of missed heartbeats a silent link takes to notice.
         assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
       } finally {
